@@ -1,0 +1,42 @@
+//! HTTP layer: routes → extractors (auth) → one service call → JSON or problem+json.
+//!
+//! Handlers are thin; every rule lives in `chat-services`. Errors of every origin
+//! (service errors, bad JSON, unknown routes, wrong methods, oversize bodies) leave
+//! as RFC 9457 problem details.
+
+mod errors;
+mod extract;
+pub mod metrics;
+mod openapi;
+mod ops;
+mod problem;
+mod routes;
+
+use actix_web::web;
+
+pub use errors::{error_handlers, json_config, path_config, payload_config, query_config};
+pub use extract::{AuthUser, ClientAddr, ProxyPolicy};
+pub use metrics::Metrics;
+pub use openapi::{ApiDoc, openapi_json};
+pub use problem::{ApiError, Problem};
+
+/// Largest JSON body accepted (SPEC §6).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Registers every HTTP route: `/api/v1/*`, the OpenAPI document, Swagger UI and the
+/// operations endpoints. The caller adds app data ([`chat_services::AppContext`],
+/// [`Metrics`], [`ProxyPolicy`]) and the middleware.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(json_config())
+        .app_data(query_config())
+        .app_data(path_config())
+        .app_data(payload_config())
+        .service(web::scope("/api/v1").configure(routes::configure))
+        .configure(openapi::configure)
+        .configure(ops::configure);
+}
+
+/// The answer for paths no route matches (use as the app's default service).
+pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::not_found("no such route"))
+}

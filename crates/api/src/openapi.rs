@@ -1,0 +1,91 @@
+//! The OpenAPI 3.1 document (generated from the handlers) and Swagger UI, both
+//! served from the binary: the UI's assets are vendored at build time, nothing is
+//! fetched from a CDN, so `/docs` works offline.
+
+use actix_web::{HttpResponse, web};
+use utoipa::openapi::security::{
+    Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes, SecurityScheme,
+};
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::routes::{auth, users};
+use crate::{Problem, ops};
+
+/// Path of the OpenAPI document.
+pub const OPENAPI_PATH: &str = "/api/openapi.json";
+
+/// The API description.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Chat server",
+        description = "Real-time chat server: accounts and JWT auth, friends, direct and group chats, \
+            durable history, WebSockets. Errors are RFC 9457 problem details (`application/problem+json`) \
+            with a stable `code`. Use **Authorize** with the OAuth2 password flow (your username and \
+            password) or paste an access token into the bearer field."
+    ),
+    paths(
+        auth::register::register_user,
+        auth::login::login_user,
+        auth::refresh::refresh_tokens,
+        auth::logout::logout_user,
+        users::me::get_me,
+        users::update_me::update_me,
+        users::search::search_users,
+        users::get::get_user,
+        ops::healthz,
+        ops::readyz,
+        ops::metrics,
+    ),
+    components(schemas(Problem)),
+    modifiers(&Security),
+    tags(
+        (name = "auth", description = "Sign-up, log-in, token refresh and log-out"),
+        (name = "users", description = "My account and the user directory"),
+        (name = "operations", description = "Health, readiness and metrics (outside /api/v1)"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Adds the two ways to authenticate: a pasted bearer token, or the OAuth2
+/// password flow against the login endpoint (which accepts the form it sends).
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "oauth2",
+            SecurityScheme::OAuth2(OAuth2::new([Flow::Password(Password::new(
+                "/api/v1/auth/login",
+                Scopes::new(),
+            ))])),
+        );
+    }
+}
+
+/// The document as JSON text.
+pub fn openapi_json() -> String {
+    ApiDoc::openapi()
+        .to_json()
+        .unwrap_or_else(|_| "{}".to_owned())
+}
+
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(SwaggerUi::new("/docs/{_:.*}").url(OPENAPI_PATH, ApiDoc::openapi()))
+        .service(web::resource("/docs").route(web::get().to(|| async {
+            HttpResponse::PermanentRedirect()
+                .insert_header(("Location", "/docs/"))
+                .finish()
+        })));
+}

@@ -1,0 +1,65 @@
+//! Operations endpoints: liveness, readiness, Prometheus metrics.
+
+use actix_web::{HttpResponse, web};
+use chat_services::AppContext;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::Metrics;
+
+/// Readiness of each dependency.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `unavailable`.
+    pub status: &'static str,
+    /// `ok`, or what failed.
+    pub database: String,
+    /// `ok` (in-process cache, or Redis reachable), or what failed.
+    pub cache: String,
+}
+
+/// The process is alive.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive")))]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// The database (and Redis, when configured) answer.
+#[utoipa::path(
+    get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "A dependency is down", body = Readiness),
+    )
+)]
+pub async fn readyz(ctx: web::Data<AppContext>) -> HttpResponse {
+    let (database, cache) =
+        futures_util::future::join(ctx.store.db.ping(), ctx.store.cache.ping()).await;
+    let database = database.map_or_else(|e| e.to_string(), |()| "ok".to_owned());
+    let cache = cache.map_or_else(|e| e.to_string(), |()| "ok".to_owned());
+    let ready = database == "ok" && cache == "ok";
+    let body = Readiness {
+        status: if ready { "ready" } else { "unavailable" },
+        database,
+        cache,
+    };
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+/// Prometheus text exposition of request counts and latencies.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(metrics.render())
+}
+
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics));
+}

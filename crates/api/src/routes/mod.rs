@@ -1,0 +1,11 @@
+//! `/api/v1` routes, one folder per resource and one file per action.
+
+pub(crate) mod auth;
+pub(crate) mod users;
+
+use actix_web::web;
+
+/// Mounts every `/api/v1` route.
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.configure(auth::configure).configure(users::configure);
+}

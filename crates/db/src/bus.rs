@@ -1,0 +1,96 @@
+//! The event bus: services publish domain events on topics; the WebSocket layer
+//! subscribes and fans them out. In-process in embedded mode; Redis pub/sub in
+//! production, so an event published on one instance reaches every instance.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
+/// How many events a slow local subscriber may fall behind before it misses some
+/// (it then learns how many via `RecvError::Lagged` and can resynchronise).
+pub const LOCAL_BUS_CAPACITY: usize = 16_384;
+
+/// One published event: a topic (e.g. `chat.42`, `user.7`) and its JSON payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusMessage {
+    /// Routing key, without any deployment prefix.
+    pub topic: String,
+    /// The serialized event, shared by every receiver.
+    pub payload: String,
+}
+
+/// Publish/subscribe for domain events.
+#[async_trait]
+pub trait EventBus: Send + Sync + 'static {
+    /// Publishes to every subscriber of every instance. Never fails the caller: if the
+    /// broker is down, the event is still delivered to this instance's subscribers
+    /// and the failure is logged (clients recover missed events by sequence number).
+    async fn publish(&self, topic: &str, payload: String);
+    /// A receiver of every event published from now on, from any instance.
+    fn subscribe(&self) -> broadcast::Receiver<Arc<BusMessage>>;
+    /// `redis` or `memory`.
+    fn backend(&self) -> &'static str;
+}
+
+/// The in-process bus of the embedded mode.
+pub struct MemoryBus {
+    sender: broadcast::Sender<Arc<BusMessage>>,
+}
+
+impl MemoryBus {
+    /// A bus with no subscriber yet.
+    pub fn new() -> Self {
+        let (sender, _) = broadcast::channel(LOCAL_BUS_CAPACITY);
+        Self { sender }
+    }
+
+    /// Delivers to this process's subscribers (also the Redis bus's local leg).
+    pub(crate) fn deliver(&self, message: BusMessage) {
+        // No subscriber is not an error: nobody is listening yet.
+        let _ = self.sender.send(Arc::new(message));
+    }
+}
+
+impl Default for MemoryBus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[async_trait]
+impl EventBus for MemoryBus {
+    async fn publish(&self, topic: &str, payload: String) {
+        self.deliver(BusMessage {
+            topic: topic.to_owned(),
+            payload,
+        });
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Arc<BusMessage>> {
+        self.sender.subscribe()
+    }
+
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_bus_delivers_to_every_subscriber() -> anyhow::Result<()> {
+        let bus = MemoryBus::new();
+        let mut first = bus.subscribe();
+        let mut second = bus.subscribe();
+        bus.publish("chat.1", "{}".to_owned()).await;
+        for receiver in [&mut first, &mut second] {
+            let message = receiver.recv().await?;
+            assert_eq!(message.topic, "chat.1");
+            assert_eq!(message.payload, "{}");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,136 @@
+//! A small key/value cache with expiry: Redis in production (shared by every
+//! instance), in-process in embedded mode. Callers treat every error as a miss.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+/// A cache failure. Callers log it and fall through to the database.
+#[derive(Debug, thiserror::Error)]
+#[error("cache unavailable: {0}")]
+pub struct CacheError(pub String);
+
+/// Cache operations the selectors need.
+#[async_trait]
+pub trait Cache: Send + Sync + 'static {
+    /// The value under `key`, if present and not expired.
+    async fn get(&self, key: &str) -> Result<Option<String>, CacheError>;
+    /// Stores `value` under `key` for `ttl`.
+    async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError>;
+    /// Stores `value` only if `key` is absent. Cache-aside fills use this, so a fill
+    /// racing with an invalidation marker (e.g. "revoked") can never overwrite it.
+    async fn add(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError>;
+    /// Removes `key`.
+    async fn delete(&self, key: &str) -> Result<(), CacheError>;
+    /// Checks the backend is reachable (readiness).
+    async fn ping(&self) -> Result<(), CacheError>;
+    /// `redis` or `memory`.
+    fn backend(&self) -> &'static str;
+}
+
+/// Above this many entries, a write first sweeps out the expired ones.
+const MEMORY_SWEEP_THRESHOLD: usize = 100_000;
+
+/// The in-process cache of the embedded mode.
+#[derive(Default)]
+pub struct MemoryCache {
+    entries: Mutex<HashMap<String, (String, Instant)>>,
+}
+
+impl MemoryCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Instant)>> {
+        // A panic while holding the lock cannot leave the map half-updated (every
+        // operation is a single insert/remove), so a poisoned lock is still usable.
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl Cache for MemoryCache {
+    async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
+        let mut entries = self.lock();
+        match entries.get(key) {
+            Some((value, expires)) if *expires > Instant::now() => Ok(Some(value.clone())),
+            Some(_) => {
+                entries.remove(key);
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
+        let mut entries = self.lock();
+        let now = Instant::now();
+        if entries.len() >= MEMORY_SWEEP_THRESHOLD {
+            entries.retain(|_, (_, expires)| *expires > now);
+            if entries.len() >= MEMORY_SWEEP_THRESHOLD {
+                entries.clear();
+            }
+        }
+        entries.insert(key.to_owned(), (value.to_owned(), now + ttl));
+        Ok(())
+    }
+
+    async fn add(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
+        let now = Instant::now();
+        let mut entries = self.lock();
+        match entries.get(key) {
+            Some((_, expires)) if *expires > now => {}
+            _ => {
+                entries.insert(key.to_owned(), (value.to_owned(), now + ttl));
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), CacheError> {
+        self.lock().remove(key);
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), CacheError> {
+        Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_cache_expires_and_deletes() -> anyhow::Result<()> {
+        let cache = MemoryCache::new();
+        cache.set("a", "1", Duration::from_secs(60)).await?;
+        cache.set("b", "2", Duration::from_millis(1)).await?;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(cache.get("a").await?.as_deref(), Some("1"));
+        assert_eq!(cache.get("b").await?, None);
+        cache.add("a", "other", Duration::from_secs(60)).await?;
+        assert_eq!(
+            cache.get("a").await?.as_deref(),
+            Some("1"),
+            "add must not overwrite"
+        );
+        cache.add("b", "3", Duration::from_secs(60)).await?;
+        assert_eq!(
+            cache.get("b").await?.as_deref(),
+            Some("3"),
+            "add fills an expired key"
+        );
+        cache.delete("a").await?;
+        assert_eq!(cache.get("a").await?, None);
+        Ok(())
+    }
+}

@@ -1,0 +1,120 @@
+//! The `sessions` table.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use crate::models::UserRow;
+use crate::schema::{sessions, users};
+use crate::{DbError, DbPool, with_conn};
+
+/// A stored login session.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = sessions)]
+pub struct SessionRow {
+    /// Random id (`sid` in access tokens).
+    pub id: String,
+    /// Owner.
+    pub user_id: i64,
+    /// SHA-256 of the current refresh secret.
+    pub refresh_hash: String,
+    /// Login time.
+    pub created_at: NaiveDateTime,
+    /// Last rotation.
+    pub refreshed_at: NaiveDateTime,
+    /// End of the refresh window.
+    pub expires_at: NaiveDateTime,
+    /// Set when revoked.
+    pub revoked_at: Option<NaiveDateTime>,
+}
+
+/// A new session is a full row.
+pub type NewSession = SessionRow;
+
+impl SessionRow {
+    /// Stores a new session.
+    pub async fn insert(pool: &DbPool, new: &NewSession) -> Result<(), DbError> {
+        with_conn!(pool, conn => {
+            diesel::insert_into(sessions::table).values(new).execute(conn).await?;
+        });
+        Ok(())
+    }
+
+    /// The session with its user, whatever their state.
+    pub async fn find_with_user(
+        pool: &DbPool,
+        id: &str,
+    ) -> Result<Option<(SessionRow, UserRow)>, DbError> {
+        with_conn!(pool, conn => {
+            Ok(sessions::table
+                .inner_join(users::table)
+                .filter(sessions::id.eq(id))
+                .select((SessionRow::as_select(), UserRow::as_select()))
+                .first(conn)
+                .await
+                .optional()?)
+        })
+    }
+
+    /// Replaces the refresh hash if — and only if — `old_hash` is still current and the
+    /// session is live: of two concurrent refreshes with one token, exactly one wins.
+    pub async fn rotate(
+        pool: &DbPool,
+        id: &str,
+        old_hash: &str,
+        new_hash: &str,
+        now: NaiveDateTime,
+    ) -> Result<bool, DbError> {
+        let updated = with_conn!(pool, conn => {
+            diesel::update(
+                sessions::table
+                    .filter(sessions::id.eq(id))
+                    .filter(sessions::refresh_hash.eq(old_hash))
+                    .filter(sessions::revoked_at.is_null())
+                    .filter(sessions::expires_at.gt(now)),
+            )
+            .set((sessions::refresh_hash.eq(new_hash), sessions::refreshed_at.eq(now)))
+            .execute(conn)
+            .await?
+        });
+        Ok(updated == 1)
+    }
+
+    /// Revokes one session (idempotent).
+    pub async fn revoke(pool: &DbPool, id: &str, now: NaiveDateTime) -> Result<(), DbError> {
+        with_conn!(pool, conn => {
+            diesel::update(
+                sessions::table
+                    .filter(sessions::id.eq(id))
+                    .filter(sessions::revoked_at.is_null()),
+            )
+            .set(sessions::revoked_at.eq(now))
+            .execute(conn)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Revokes every live session of a user except `keep`; returns their ids so
+    /// caches can be invalidated and sockets closed.
+    pub async fn revoke_all_for_user(
+        pool: &DbPool,
+        user_id: i64,
+        keep: Option<&str>,
+        now: NaiveDateTime,
+    ) -> Result<Vec<String>, DbError> {
+        let keep = keep.unwrap_or_default().to_owned();
+        with_conn!(pool, conn => {
+            Ok(diesel::update(
+                sessions::table
+                    .filter(sessions::user_id.eq(user_id))
+                    .filter(sessions::id.ne(&keep))
+                    .filter(sessions::revoked_at.is_null()),
+            )
+            .set(sessions::revoked_at.eq(now))
+            .returning(sessions::id)
+            .get_results(conn)
+            .await?)
+        })
+    }
+}

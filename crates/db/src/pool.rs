@@ -1,0 +1,225 @@
+//! Connection pools for both backends, and the macros that run one query body on
+//! whichever backend is configured.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use diesel::SqliteConnection;
+use diesel_async::pooled_connection::bb8::Pool;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use futures_util::FutureExt;
+
+use crate::DbError;
+
+/// A PostgreSQL connection.
+pub type PgConn = AsyncPgConnection;
+/// A SQLite connection; its calls run on tokio's blocking pool, never on the reactor.
+pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+
+/// Set on every SQLite connection: WAL lets readers run beside the writer, the busy
+/// timeout makes writers queue instead of failing with "database is locked", and
+/// SQLite leaves foreign keys off unless asked.
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+     PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;";
+
+/// A parsed `CHAT_DATABASE_URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// `postgres://…` or `postgresql://…`, passed to the driver as is.
+    Postgres(String),
+    /// `sqlite://path` (relative) or `sqlite:///abs/path`: a file path.
+    Sqlite(PathBuf),
+}
+
+impl DatabaseUrl {
+    /// Parses the URL; the error is one line meant for the operator.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            return Ok(DatabaseUrl::Postgres(raw.to_owned()));
+        }
+        if let Some(path) = raw.strip_prefix("sqlite://") {
+            let path = path.split('?').next().unwrap_or_default();
+            if path.is_empty() || path.contains(":memory:") {
+                // Every pooled connection would get its own empty in-memory database.
+                return Err(
+                    "needs a file path (sqlite://data/chat.db); in-memory SQLite is not supported"
+                        .to_owned(),
+                );
+            }
+            return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
+        }
+        Err("must start with sqlite:// or postgres://".to_owned())
+    }
+
+    /// The backend's name, for logs and metrics.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            DatabaseUrl::Postgres(_) => "postgres",
+            DatabaseUrl::Sqlite(_) => "sqlite",
+        }
+    }
+}
+
+/// Pool sizing and timeouts.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolOptions {
+    /// Most connections held at once.
+    pub max_size: u32,
+    /// How long a request waits for a connection before answering 503.
+    pub timeout: Duration,
+}
+
+/// A pool of connections to the configured backend.
+#[derive(Clone)]
+pub enum DbPool {
+    /// PostgreSQL through diesel-async.
+    Postgres(Pool<PgConn>),
+    /// SQLite through diesel-async's sync wrapper.
+    Sqlite(Pool<SqliteConn>),
+}
+
+impl std::fmt::Debug for DbPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.backend())
+    }
+}
+
+impl DbPool {
+    /// Builds the pool. Connections are opened lazily, so an unreachable database
+    /// shows up as 503 answers and a failing `/readyz`, not as a crash.
+    pub async fn connect(url: &DatabaseUrl, options: PoolOptions) -> Result<Self, DbError> {
+        match url {
+            DatabaseUrl::Postgres(url) => {
+                let manager = AsyncDieselConnectionManager::<PgConn>::new(url.clone());
+                let pool = Pool::builder()
+                    .max_size(options.max_size)
+                    .connection_timeout(options.timeout)
+                    .build_unchecked(manager);
+                Ok(DbPool::Postgres(pool))
+            }
+            DatabaseUrl::Sqlite(path) => {
+                ensure_parent_dir(path)?;
+                let mut config = ManagerConfig::<SqliteConn>::default();
+                config.custom_setup = Box::new(|url| {
+                    let url = url.to_owned();
+                    async move {
+                        let mut conn = SqliteConn::establish(&url).await?;
+                        conn.batch_execute(SQLITE_PRAGMAS)
+                            .await
+                            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                        Ok(conn)
+                    }
+                    .boxed()
+                });
+                let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(
+                    path.to_string_lossy(),
+                    config,
+                );
+                let pool = Pool::builder()
+                    .max_size(options.max_size)
+                    .connection_timeout(options.timeout)
+                    .build_unchecked(manager);
+                Ok(DbPool::Sqlite(pool))
+            }
+        }
+    }
+
+    /// `postgres` or `sqlite`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            DbPool::Postgres(_) => "postgres",
+            DbPool::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// Runs `SELECT 1`: the readiness check.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        crate::with_conn!(self, conn => {
+            diesel::sql_query("SELECT 1").execute(conn).await?;
+        });
+        Ok(())
+    }
+}
+
+/// Creates the directory of a SQLite file, so the zero-config default just works.
+fn ensure_parent_dir(path: &std::path::Path) -> Result<(), DbError> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
+            .map_err(|e| DbError::Unavailable(format!("cannot create {}: {e}", dir.display()))),
+        _ => Ok(()),
+    }
+}
+
+/// Runs `$body` with `$conn` bound to a pooled connection of whichever backend the
+/// pool holds. The body is compiled once per backend, so each query is written once
+/// and type-checked for both. `?` inside converts into the caller's error type.
+#[macro_export]
+macro_rules! with_conn {
+    ($pool:expr, $conn:ident => $body:expr) => {{
+        match $pool {
+            $crate::DbPool::Postgres(pool) => {
+                let mut guard = pool.get().await.map_err($crate::DbError::pool)?;
+                let $conn: &mut $crate::PgConn = &mut *guard;
+                $body
+            }
+            $crate::DbPool::Sqlite(pool) => {
+                let mut guard = pool.get().await.map_err($crate::DbError::pool)?;
+                let $conn: &mut $crate::SqliteConn = &mut *guard;
+                $body
+            }
+        }
+    }};
+}
+
+/// Like [`with_conn!`], inside a transaction: `$body` must evaluate to a
+/// `Result<_, E>` with `E: From<diesel::result::Error>`; `Err` rolls back. On SQLite the
+/// transaction is `BEGIN IMMEDIATE`, which takes the write lock up front: a deferred
+/// transaction that later upgrades to a writer fails with SQLITE_BUSY instead of waiting.
+#[macro_export]
+macro_rules! with_tx {
+    ($pool:expr, $conn:ident => $body:expr) => {{
+        match $pool {
+            $crate::DbPool::Postgres(pool) => {
+                let mut guard = pool.get().await.map_err($crate::DbError::pool)?;
+                let conn: &mut $crate::PgConn = &mut *guard;
+                diesel_async::AsyncConnection::transaction(
+                    conn,
+                    async |$conn: &mut $crate::PgConn| $body,
+                )
+                .await
+            }
+            $crate::DbPool::Sqlite(pool) => {
+                let mut guard = pool.get().await.map_err($crate::DbError::pool)?;
+                let conn: &mut $crate::SqliteConn = &mut *guard;
+                conn.immediate_transaction(async |$conn: &mut $crate::SqliteConn| $body)
+                    .await
+            }
+        }
+    }};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls() {
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://data/chat.db"),
+            Ok(DatabaseUrl::Sqlite(PathBuf::from("data/chat.db")))
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:///tmp/x.db"),
+            Ok(DatabaseUrl::Sqlite(PathBuf::from("/tmp/x.db")))
+        );
+        assert!(matches!(
+            DatabaseUrl::parse("postgres://u@h/db"),
+            Ok(DatabaseUrl::Postgres(_))
+        ));
+        assert!(DatabaseUrl::parse("sqlite://:memory:").is_err());
+        assert!(DatabaseUrl::parse("mysql://x").is_err());
+        assert!(DatabaseUrl::parse("sqlite://").is_err());
+    }
+}

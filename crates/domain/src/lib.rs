@@ -1,0 +1,13 @@
+//! Pure domain types of the chat server.
+//!
+//! Everything here is plain data and rules: parsed value types (`Username::parse`, …),
+//! newtype ids and the field-error collection used for validation answers. No I/O, no
+//! async runtime, no database or web types, so the rules can be unit-tested in isolation.
+
+pub mod ids;
+pub mod user;
+pub mod validation;
+
+pub use ids::UserId;
+pub use user::{DisplayName, Email, Password, Username};
+pub use validation::FieldErrors;

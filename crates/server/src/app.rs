@@ -1,0 +1,135 @@
+//! Wiring: the only place that builds pools, clients and the HTTP server.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use chat_api::{Metrics, ProxyPolicy};
+use chat_db::bus::{EventBus, MemoryBus};
+use chat_db::cache::{Cache, MemoryCache};
+use chat_db::redis::{RedisBus, RedisCache, connect_pool};
+use chat_db::{DbPool, PoolOptions, run_migrations};
+use chat_selectors::Store;
+use chat_services::auth::tokens::JwtKeys;
+use chat_services::rate_limit::RateLimiter;
+use chat_services::{AppContext, AuthSettings};
+use tracing_actix_web::TracingLogger;
+
+use crate::{Config, secret};
+
+/// Builds the service context: database pool, cache and event bus for the
+/// configured mode, JWT keys and rate limiter. Must run inside a tokio runtime.
+pub async fn build_context(config: &Config) -> anyhow::Result<AppContext> {
+    let db = DbPool::connect(
+        &config.database_url,
+        PoolOptions {
+            max_size: config.database_pool_size,
+            timeout: config.database_timeout,
+        },
+    )
+    .await?;
+    let (cache, bus): (Arc<dyn Cache>, Arc<dyn EventBus>) = match &config.redis_url {
+        Some(url) => {
+            let pool = connect_pool(url).map_err(|e| anyhow::anyhow!("CHAT_REDIS_URL: {e}"))?;
+            let bus = RedisBus::start(url, pool.clone(), &config.redis_prefix)
+                .map_err(|e| anyhow::anyhow!("CHAT_REDIS_URL: {e}"))?;
+            (
+                Arc::new(RedisCache::new(pool, &config.redis_prefix)),
+                Arc::new(bus),
+            )
+        }
+        None => (Arc::new(MemoryCache::new()), Arc::new(MemoryBus::new())),
+    };
+    if let Err(err) = cache.ping().await {
+        tracing::warn!(error = %err, "redis is not reachable; running degraded until it is");
+    }
+    let secret = secret::resolve(config)?;
+    Ok(AppContext {
+        store: Store { db, cache },
+        bus,
+        auth: AuthSettings {
+            keys: JwtKeys::from_secret(&secret),
+            access_ttl: config.access_ttl,
+            refresh_ttl: config.refresh_ttl,
+            bcrypt_cost: config.bcrypt_cost,
+        },
+        limits: Arc::new(RateLimiter::new(config.rate_limits)),
+    })
+}
+
+/// A bound, not yet running server.
+pub struct Application {
+    port: u16,
+    server: Server,
+    context: AppContext,
+}
+
+impl Application {
+    /// Applies migrations (unless `CHAT_AUTO_MIGRATE=false`), builds the context and
+    /// binds the listener (port 0 picks a free port).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        if config.auto_migrate {
+            let url = config.database_url.clone();
+            let applied = tokio::task::spawn_blocking(move || run_migrations(&url)).await??;
+            if !applied.is_empty() {
+                tracing::info!(?applied, "migrations applied");
+            }
+        }
+        let context = build_context(&config).await?;
+        let listener = TcpListener::bind(config.bind)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {} (CHAT_BIND): {e}", config.bind))?;
+        let port = listener.local_addr()?.port();
+        let ctx = web::Data::new(context.clone());
+        let metrics = web::Data::new(Metrics::new());
+        let proxy = ProxyPolicy {
+            trust_forwarded_headers: config.trust_proxy_headers,
+        };
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(ctx.clone())
+                .app_data(metrics.clone())
+                .app_data(proxy)
+                .configure(chat_api::configure)
+                .default_service(web::to(chat_api::not_found))
+                .wrap(chat_api::error_handlers())
+                .wrap(from_fn(chat_api::metrics::observe))
+                .wrap(TracingLogger::default())
+        })
+        .workers(config.workers)
+        .listen(listener)?;
+        if !config.handle_signals {
+            server = server.disable_signals();
+        }
+        tracing::info!(
+            addr = %config.bind, port, database = config.database_url.backend(),
+            cache = context.store.cache.backend(), "listening"
+        );
+        Ok(Self {
+            port,
+            server: server.run(),
+            context,
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The service context the server uses (tests inspect state through it).
+    pub fn context(&self) -> &AppContext {
+        &self.context
+    }
+
+    /// A handle to stop the server.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped (signal or handle).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

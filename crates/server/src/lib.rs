@@ -1,0 +1,10 @@
+//! The chat server as a library: configuration, telemetry and [`Application`], so
+//! the binary and the integration tests start exactly the same server.
+
+mod app;
+pub mod config;
+mod secret;
+pub mod telemetry;
+
+pub use app::{Application, build_context};
+pub use config::{Config, ConfigError, Environment};

@@ -1,0 +1,132 @@
+//! `chat-server`: the chat server binary.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use chat_server::{Application, Config, build_context, telemetry};
+use chat_services::auth::{RegisterInput, create_admin};
+use clap::{Parser, Subcommand};
+
+/// Real-time chat server.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// A file of `CHAT_*=value` lines (same syntax as `.env`); environment variables win.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Create a site admin, or promote an existing user (prompts for what is missing).
+    CreateAdmin {
+        /// Username of the admin.
+        #[arg(long)]
+        username: Option<String>,
+        /// E-mail (for a new account).
+        #[arg(long)]
+        email: Option<String>,
+        /// Password (for a new account). Prefer the prompt or CHAT_ADMIN_PASSWORD:
+        /// arguments are visible to other local users.
+        #[arg(long, env = "CHAT_ADMIN_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
+}
+
+fn prompt(label: &str) -> anyhow::Result<String> {
+    print!("{label}: ");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim().to_owned())
+}
+
+fn ask(value: Option<String>, label: &str, secret: bool) -> anyhow::Result<String> {
+    if let Some(value) = value {
+        return Ok(value);
+    }
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!("--{label} is required when not running interactively");
+    }
+    if secret {
+        Ok(rpassword::prompt_password(format!("{label}: "))?)
+    } else {
+        prompt(label)
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let (config, unknown) = match Config::load(cli.config.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            eprintln!("{err}");
+            std::process::exit(2);
+        }
+    };
+    telemetry::init(&config);
+    for key in unknown {
+        tracing::warn!(key, "unknown CHAT_ environment variable ignored (typo?)");
+    }
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            Application::build(config)
+                .await?
+                .run_until_stopped()
+                .await?
+        }
+        Command::Migrate => {
+            let url = config.database_url.clone();
+            let applied =
+                tokio::task::spawn_blocking(move || chat_db::run_migrations(&url)).await??;
+            println!("{} migration(s) applied", applied.len());
+        }
+        Command::CreateAdmin {
+            username,
+            email,
+            password,
+        } => {
+            let url = config.database_url.clone();
+            tokio::task::spawn_blocking(move || chat_db::run_migrations(&url)).await??;
+            let username = ask(username, "username", false)?;
+            let ctx = build_context(&config).await?;
+            let exists = chat_db::models::UserRow::find_by_login(&ctx.store.db, &username)
+                .await?
+                .is_some();
+            let (email, password) = if exists {
+                (email.unwrap_or_default(), password.unwrap_or_default())
+            } else {
+                (
+                    ask(email, "email", false)?,
+                    ask(password, "password", true)?,
+                )
+            };
+            let input = RegisterInput {
+                username,
+                email,
+                password,
+                display_name: None,
+            };
+            match create_admin(&ctx, input).await {
+                Ok((user, true)) => println!("created admin {} (id {})", user.username, user.id),
+                Ok((user, false)) => println!("{} (id {}) is now an admin", user.username, user.id),
+                Err(err) => anyhow::bail!("{err}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = actix_web::rt::System::new().block_on(run(cli));
+    if let Err(err) = result {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}

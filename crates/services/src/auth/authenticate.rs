@@ -1,0 +1,37 @@
+//! The check behind every authenticated request.
+
+use chat_selectors::sessions::live_session;
+
+use crate::auth::tokens;
+use crate::{AppContext, ServiceError};
+
+/// Who is calling: the user and the session their token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The user.
+    pub user_id: i64,
+    /// Their session.
+    pub session_id: String,
+    /// Site admin.
+    pub is_admin: bool,
+}
+
+/// Verifies an access token and that its session is still live (through the
+/// session cache, so logout and deactivation take effect at once on every instance).
+pub async fn authenticate(ctx: &AppContext, access_token: &str) -> Result<Principal, ServiceError> {
+    let claims = tokens::verify_access(&ctx.auth.keys, access_token)?;
+    let session = live_session(&ctx.store, &claims.sid)
+        .await?
+        .filter(|s| s.user_id.to_string() == claims.sub)
+        .ok_or_else(|| {
+            ServiceError::unauthorized(
+                "session_revoked",
+                "this session has been ended; log in again",
+            )
+        })?;
+    Ok(Principal {
+        user_id: session.user_id,
+        session_id: claims.sid,
+        is_admin: session.is_admin,
+    })
+}

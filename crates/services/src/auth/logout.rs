@@ -1,0 +1,54 @@
+//! Ending sessions.
+
+use chat_db::models::SessionRow;
+use chat_selectors::sessions::invalidate_session;
+
+use crate::auth::Principal;
+use crate::{AppContext, ServiceError};
+
+/// Bus topic of a user's own events (session revocations now; notifications later).
+pub fn user_topic(user_id: i64) -> String {
+    format!("user.{user_id}")
+}
+
+/// Revokes one session: in the database, then in the cache (every instance refuses
+/// its tokens from now on), then tells the WebSocket layer to close its sockets.
+pub(crate) async fn revoke_session(
+    ctx: &AppContext,
+    user_id: i64,
+    session_id: &str,
+) -> Result<(), ServiceError> {
+    SessionRow::revoke(&ctx.store.db, session_id, chat_db::now()).await?;
+    invalidate_session(&ctx.store, session_id).await;
+    let event = serde_json::json!({"type": "session.revoked", "user_id": user_id, "session_id": session_id});
+    ctx.bus
+        .publish(&user_topic(user_id), event.to_string())
+        .await;
+    Ok(())
+}
+
+/// Ends the caller's session: its access token stops working at once.
+pub async fn logout(ctx: &AppContext, principal: &Principal) -> Result<(), ServiceError> {
+    revoke_session(ctx, principal.user_id, &principal.session_id).await?;
+    tracing::info!(user.id = principal.user_id, "logged out");
+    Ok(())
+}
+
+/// Ends every session of a user except `keep` (password change keeps the caller's
+/// own; deactivation keeps none). Returns how many were ended.
+pub async fn revoke_user_sessions(
+    ctx: &AppContext,
+    user_id: i64,
+    keep: Option<&str>,
+) -> Result<usize, ServiceError> {
+    let revoked =
+        SessionRow::revoke_all_for_user(&ctx.store.db, user_id, keep, chat_db::now()).await?;
+    for session_id in &revoked {
+        invalidate_session(&ctx.store, session_id).await;
+        let event = serde_json::json!({"type": "session.revoked", "user_id": user_id, "session_id": session_id});
+        ctx.bus
+            .publish(&user_topic(user_id), event.to_string())
+            .await;
+    }
+    Ok(revoked.len())
+}

@@ -1,0 +1,72 @@
+//! Opening a session: the token pair every successful sign-up, log-in and refresh returns.
+
+use chat_db::models::{SessionRow, UserRow};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::auth::tokens::{self, RefreshToken};
+use crate::users::UserView;
+use crate::{AppContext, ServiceError};
+
+/// Tokens for a session, and who they are for.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TokenPair {
+    /// The authenticated user.
+    pub user: UserView,
+    /// Short-lived bearer token for `Authorization: Bearer …`.
+    pub access_token: String,
+    /// Long-lived, single-use token for `POST /auth/refresh`.
+    pub refresh_token: String,
+    /// Always `Bearer`.
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+}
+
+fn ttl_secs(ttl: std::time::Duration) -> i64 {
+    i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2)
+}
+
+/// Signs an access token for the session and assembles the answer.
+pub(crate) fn token_pair(
+    ctx: &AppContext,
+    user: &UserRow,
+    session_id: &str,
+    secret: &str,
+) -> Result<TokenPair, ServiceError> {
+    let now = chrono::Utc::now().timestamp();
+    let expires_in = ttl_secs(ctx.auth.access_ttl);
+    let access_token =
+        tokens::issue_access(&ctx.auth.keys, user.id, session_id, now, now + expires_in)?;
+    Ok(TokenPair {
+        user: UserView::from(user.clone()),
+        access_token,
+        refresh_token: RefreshToken::format(session_id, secret),
+        token_type: "Bearer",
+        expires_in,
+    })
+}
+
+/// Creates a session for `user` and returns its first token pair.
+pub(crate) async fn open_session(
+    ctx: &AppContext,
+    user: &UserRow,
+) -> Result<TokenPair, ServiceError> {
+    let now = chat_db::now();
+    let session_id = tokens::new_session_id();
+    let secret = tokens::random_token();
+    let refresh_ttl = chrono::Duration::seconds(ttl_secs(ctx.auth.refresh_ttl));
+    let row = SessionRow {
+        id: session_id.clone(),
+        user_id: user.id,
+        refresh_hash: tokens::hash_secret(&secret),
+        created_at: now,
+        refreshed_at: now,
+        expires_at: now + refresh_ttl,
+        revoked_at: None,
+    };
+    SessionRow::insert(&ctx.store.db, &row).await?;
+    tracing::info!(user.id = user.id, "session opened");
+    token_pair(ctx, user, &session_id, &secret)
+}

@@ -1,0 +1,36 @@
+//! Everything a service call needs, built once by the server and shared.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_db::bus::EventBus;
+use chat_selectors::Store;
+
+use crate::auth::tokens::JwtKeys;
+use crate::rate_limit::RateLimiter;
+
+/// Token and password settings.
+#[derive(Clone)]
+pub struct AuthSettings {
+    /// HS256 signing keys.
+    pub keys: JwtKeys,
+    /// Lifetime of access tokens.
+    pub access_ttl: Duration,
+    /// Lifetime of a session's refresh window.
+    pub refresh_ttl: Duration,
+    /// bcrypt cost for new hashes.
+    pub bcrypt_cost: u32,
+}
+
+/// Shared state of the service layer.
+#[derive(Clone)]
+pub struct AppContext {
+    /// Database and cache.
+    pub store: Store,
+    /// Domain events out.
+    pub bus: Arc<dyn EventBus>,
+    /// Tokens and passwords.
+    pub auth: AuthSettings,
+    /// Per-client request budgets.
+    pub limits: Arc<RateLimiter>,
+}

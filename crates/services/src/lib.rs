@@ -1,0 +1,16 @@
+//! Business logic of the chat server.
+//!
+//! Every operation follows one shape: authorize → validate → write (in a
+//! transaction where it spans rows) → invalidate caches → publish events. HTTP
+//! handlers and WebSocket actions both call these functions; there is one
+//! implementation of each operation.
+
+pub mod auth;
+mod context;
+mod error;
+pub mod pagination;
+pub mod rate_limit;
+pub mod users;
+
+pub use context::{AppContext, AuthSettings};
+pub use error::{ServiceError, ServiceResult};

@@ -1,0 +1,44 @@
+//! Finding other users.
+
+use chat_db::models::UserRow;
+
+use crate::pagination::{self, Page};
+use crate::users::PublicUser;
+use crate::{AppContext, ServiceError};
+
+/// Longest search string accepted.
+const MAX_QUERY_LEN: usize = 64;
+
+/// Active users whose username or display name contains `query`, by username.
+pub async fn search_users(
+    ctx: &AppContext,
+    query: Option<&str>,
+    limit: Option<i64>,
+    cursor: Option<&str>,
+) -> Result<Page<PublicUser>, ServiceError> {
+    let limit = pagination::limit(limit)?;
+    let query = query.map(str::trim).filter(|q| !q.is_empty());
+    if query.is_some_and(|q| q.chars().count() > MAX_QUERY_LEN) {
+        return Err(ServiceError::invalid(
+            "q",
+            format!("must be at most {MAX_QUERY_LEN} characters"),
+        ));
+    }
+    let after = cursor.map(pagination::decode_cursor).transpose()?;
+    let rows = UserRow::search(&ctx.store.db, query, after.as_deref(), limit + 1).await?;
+    Ok(pagination::page(
+        rows,
+        limit,
+        |u| u.username_key.clone(),
+        PublicUser::from,
+    ))
+}
+
+/// One user's public profile; deactivated users are not found.
+pub async fn get_user(ctx: &AppContext, user_id: i64) -> Result<PublicUser, ServiceError> {
+    UserRow::find(&ctx.store.db, user_id)
+        .await?
+        .filter(|u| u.is_active)
+        .map(PublicUser::from)
+        .ok_or_else(|| ServiceError::NotFound(format!("user {user_id} not found")))
+}
