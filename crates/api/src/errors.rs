@@ -43,6 +43,19 @@ pub(crate) fn json_error(err: &serde_json::Error) -> ApiError {
     }
 }
 
+/// Parses a JSON body: syntax is checked before shape, so a truncated body is a 400
+/// even when its first value already has the wrong type.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|err| {
+        if err.is_data() {
+            if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                return json_error(&syntax);
+            }
+        }
+        json_error(&err)
+    })
+}
+
 fn json_payload_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
     let api = match &err {
         JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {

@@ -10,6 +10,50 @@ use chat_services::auth::{Principal, authenticate};
 use futures_util::future::LocalBoxFuture;
 
 use crate::ApiError;
+use crate::errors::parse_json;
+
+/// A JSON request body (at most [`crate::MAX_BODY_BYTES`]). Unlike `web::Json`, it
+/// tells broken JSON (400) from JSON of the wrong shape (422) reliably, and accepts
+/// a missing content type. Any other content type is a 415.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+/// Whether a content type is JSON (`application/json`, `application/*+json`).
+pub(crate) fn is_json(req: &HttpRequest) -> Option<bool> {
+    let value = req.headers().get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    Some(
+        essence == "application/json"
+            || (essence.starts_with("application/") && essence.ends_with("+json")),
+    )
+}
+
+impl<T: serde::de::DeserializeOwned + 'static> FromRequest for ApiJson<T> {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let json = is_json(req).unwrap_or(req.headers().get(header::CONTENT_TYPE).is_none());
+        let body = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            if !json {
+                return Err(ApiError::new(
+                    actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "send the body as application/json",
+                )
+                .into());
+            }
+            let bytes = body.await?;
+            Ok(ApiJson(parse_json(&bytes)?))
+        })
+    }
+}
 
 /// The caller, authenticated by `Authorization: Bearer <access token>` whose
 /// session is still live.

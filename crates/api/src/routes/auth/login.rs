@@ -9,7 +9,7 @@ use chat_services::auth::{LoginInput, TokenPair, login};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::errors::json_error;
+use crate::errors::parse_json;
 use crate::{ApiError, ClientAddr, Problem};
 
 /// Credentials as JSON: `username` (or `email`, or `login`) and `password`.
@@ -63,14 +63,14 @@ fn parse(req: &HttpRequest, body: &[u8]) -> Result<LoginInput, ApiError> {
             password: form.password,
         });
     }
-    if !content_type.is_empty() && !content_type.starts_with("application/json") {
+    if crate::extract::is_json(req) == Some(false) {
         return Err(ApiError::new(
             actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "send application/json or application/x-www-form-urlencoded",
         ));
     }
-    let json: LoginUser = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
+    let json: LoginUser = parse_json(body)?;
     let login = json
         .username
         .or(json.email)

@@ -6,7 +6,7 @@ use chat_services::auth::{TokenPair, refresh};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::{ApiError, ClientAddr, Problem};
+use crate::{ApiError, ApiJson, ClientAddr, Problem};
 
 /// A refresh request.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -31,8 +31,8 @@ pub struct RefreshTokens {
 pub async fn refresh_tokens(
     ctx: web::Data<AppContext>,
     client: ClientAddr,
-    body: web::Json<RefreshTokens>,
+    body: ApiJson<RefreshTokens>,
 ) -> Result<HttpResponse, ApiError> {
-    let pair = refresh(&ctx, &client.0, &body.refresh_token).await?;
+    let pair = refresh(&ctx, &client.0, &body.0.refresh_token).await?;
     Ok(HttpResponse::Ok().json(pair))
 }

@@ -6,7 +6,7 @@ use chat_services::auth::{RegisterInput, TokenPair, register};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::{ApiError, ClientAddr, Problem};
+use crate::{ApiError, ApiJson, ClientAddr, Problem};
 
 /// A sign-up.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -40,9 +40,9 @@ pub struct RegisterUser {
 pub async fn register_user(
     ctx: web::Data<AppContext>,
     client: ClientAddr,
-    body: web::Json<RegisterUser>,
+    body: ApiJson<RegisterUser>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
+    let body = body.0;
     let input = RegisterInput {
         username: body.username,
         email: body.email,

@@ -6,7 +6,7 @@ use chat_services::users::{self, UpdateMeInput, UserView};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::{ApiError, AuthUser, Problem};
+use crate::{ApiError, ApiJson, AuthUser, Problem};
 
 /// A change to my account; absent fields stay as they are.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -37,9 +37,9 @@ pub struct UpdateMe {
 pub async fn update_me(
     ctx: web::Data<AppContext>,
     user: AuthUser,
-    body: web::Json<UpdateMe>,
+    body: ApiJson<UpdateMe>,
 ) -> Result<web::Json<UserView>, ApiError> {
-    let body = body.into_inner();
+    let body = body.0;
     let input = UpdateMeInput {
         display_name: body.display_name,
         old_password: body.old_password,

@@ -1,0 +1,229 @@
+//! A database per test: a temporary SQLite file, or a PostgreSQL database cloned
+//! from a migrated template (cloning is ~10× faster than migrating each time).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chat_db::DatabaseUrl;
+use deadpool_redis::redis;
+use diesel::QueryableByName;
+use diesel::sql_types::{BigInt, Text};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+use crate::{Backend, postgres_admin_url, random_suffix, redis_url};
+
+/// Serializes template creation across test processes.
+const TEMPLATE_LOCK: i64 = 0x6368_6174_7465_6d70;
+
+/// A database owned by one test; dropped (file deleted / `DROP DATABASE … FORCE`)
+/// when the value is.
+pub struct TestDatabase {
+    url: String,
+    kind: Kind,
+}
+
+enum Kind {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// Name of the template for the current migrations: a new schema gets a new template.
+fn template_name() -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../migrations/postgres");
+    let mut files: Vec<_> = walk(&dir);
+    files.sort();
+    for file in files {
+        for byte in std::fs::read(&file).unwrap_or_default() {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("chat_test_tpl_{hash:016x}")
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+fn with_database(admin_url: &str, name: &str) -> String {
+    match admin_url.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => format!("{admin_url}/{name}"),
+    }
+}
+
+async fn exec(conn: &mut AsyncPgConnection, sql: &str) -> anyhow::Result<()> {
+    diesel::sql_query(sql).execute(conn).await?;
+    Ok(())
+}
+
+/// Runs `sql`, retrying while the source database still has a lingering connection.
+async fn exec_retrying(conn: &mut AsyncPgConnection, sql: &str) -> anyhow::Result<()> {
+    let mut attempt = 0;
+    loop {
+        match exec(conn, sql).await {
+            Err(err)
+                if attempt < 50 && err.to_string().contains("being accessed by other users") =>
+            {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn ensure_template(
+    admin: &mut AsyncPgConnection,
+    admin_url: &str,
+    template: &str,
+) -> anyhow::Result<()> {
+    exec(admin, &format!("SELECT pg_advisory_lock({TEMPLATE_LOCK})")).await?;
+    let result = async {
+        let found: Count =
+            diesel::sql_query("SELECT count(*) AS n FROM pg_database WHERE datname = $1")
+                .bind::<Text, _>(template)
+                .get_result(admin)
+                .await?;
+        if found.n == 0 {
+            let building = format!("{template}_build");
+            exec(
+                admin,
+                &format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"),
+            )
+            .await?;
+            exec(admin, &format!("CREATE DATABASE \"{building}\"")).await?;
+            let url = DatabaseUrl::Postgres(with_database(admin_url, &building));
+            tokio::task::spawn_blocking(move || chat_db::run_migrations(&url)).await??;
+            exec_retrying(
+                admin,
+                &format!("ALTER DATABASE \"{building}\" RENAME TO \"{template}\""),
+            )
+            .await?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    exec(
+        admin,
+        &format!("SELECT pg_advisory_unlock({TEMPLATE_LOCK})"),
+    )
+    .await?;
+    result
+}
+
+impl TestDatabase {
+    /// A fresh, migrated database for `backend`.
+    pub async fn create(backend: Backend) -> anyhow::Result<Self> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir().join(format!("chat-test-{}", random_suffix()));
+                std::fs::create_dir_all(&dir)?;
+                let url = format!("sqlite://{}", dir.join("chat.db").display());
+                Ok(TestDatabase {
+                    url,
+                    kind: Kind::Sqlite(dir),
+                })
+            }
+            Backend::Postgres => {
+                let admin_url = postgres_admin_url();
+                let mut admin = AsyncPgConnection::establish(&admin_url)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot reach PostgreSQL at {admin_url} (set CHAT_TEST_POSTGRES_URL): {e}"))?;
+                let template = template_name();
+                ensure_template(&mut admin, &admin_url, &template).await?;
+                let name = format!("chat_test_{}", random_suffix());
+                exec_retrying(
+                    &mut admin,
+                    &format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""),
+                )
+                .await?;
+                Ok(TestDatabase {
+                    url: with_database(&admin_url, &name),
+                    kind: Kind::Postgres(name),
+                })
+            }
+        }
+    }
+
+    /// The `CHAT_DATABASE_URL` of this database.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Drops the PostgreSQL database now, cutting the server's connections (to
+    /// test how it answers while its database is gone). No-op on SQLite.
+    pub async fn drop_now(&self) -> anyhow::Result<()> {
+        if let Kind::Postgres(name) = &self.kind {
+            let mut admin = AsyncPgConnection::establish(&postgres_admin_url()).await?;
+            exec(
+                &mut admin,
+                &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        match &self.kind {
+            Kind::Sqlite(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Kind::Postgres(name) => {
+                // Drop cannot await; a short-lived thread with its own runtime can.
+                let name = name.clone();
+                let _ = std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    runtime.block_on(async {
+                        let mut admin = AsyncPgConnection::establish(&postgres_admin_url()).await?;
+                        exec(
+                            &mut admin,
+                            &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+                        )
+                        .await
+                    })
+                })
+                .join();
+            }
+        }
+    }
+}
+
+/// Deletes every Redis key under `prefix:`.
+pub(crate) async fn delete_redis_prefix(prefix: &str) -> anyhow::Result<()> {
+    let client = redis::Client::open(redis_url())?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut conn)
+        .await?;
+    if !keys.is_empty() {
+        redis::cmd("DEL")
+            .arg(keys)
+            .query_async::<()>(&mut conn)
+            .await?;
+    }
+    Ok(())
+}

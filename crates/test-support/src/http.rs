@@ -1,0 +1,234 @@
+//! HTTP helpers: requests as a client would send them, answers as JSON.
+
+use actix_web::http::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::TestApp;
+
+/// Password given to users made by [`TestApp::register`].
+pub const TEST_PASSWORD: &str = "correct horse battery";
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct Response {
+    /// Status code.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: actix_web::http::header::HeaderMap,
+    /// The body as text.
+    pub text: String,
+    /// The body as JSON (`Null` if it is not JSON).
+    pub json: Value,
+}
+
+impl Response {
+    /// A header's value as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The `code` of a problem+json answer.
+    pub fn code(&self) -> &str {
+        self.json["code"].as_str().unwrap_or_default()
+    }
+
+    /// Fails unless the answer is problem+json with this status and code.
+    pub fn expect_problem(&self, status: u16, code: &str) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.status.as_u16() == status && self.code() == code,
+            "expected {status} {code}, got {} {}",
+            self.status,
+            self.text
+        );
+        let content_type = self.header("content-type").unwrap_or_default();
+        anyhow::ensure!(
+            content_type == "application/problem+json",
+            "content type was {content_type:?}"
+        );
+        anyhow::ensure!(
+            self.json["status"] == status
+                && self.json["type"].is_string()
+                && self.json["title"].is_string()
+        );
+        anyhow::ensure!(
+            self.json["detail"].is_string(),
+            "problem without detail: {}",
+            self.text
+        );
+        Ok(())
+    }
+
+    /// Fails unless the status is `status`.
+    pub fn expect_status(&self, status: u16) -> anyhow::Result<&Self> {
+        anyhow::ensure!(
+            self.status.as_u16() == status,
+            "expected {status}, got {} {}",
+            self.status,
+            self.text
+        );
+        Ok(self)
+    }
+}
+
+/// A logged-in user.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// User id.
+    pub user_id: i64,
+    /// Username.
+    pub username: String,
+    /// Access token.
+    pub access_token: String,
+    /// Refresh token.
+    pub refresh_token: String,
+}
+
+impl Session {
+    fn from_pair(json: &Value) -> anyhow::Result<Self> {
+        Ok(Session {
+            user_id: json["user"]["id"]
+                .as_i64()
+                .ok_or_else(|| anyhow::anyhow!("no user id in {json}"))?,
+            username: json["user"]["username"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            access_token: json["access_token"].as_str().unwrap_or_default().to_owned(),
+            refresh_token: json["refresh_token"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        })
+    }
+}
+
+impl TestApp {
+    /// Sends a request; `body` is sent as-is with `content_type` when given.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> anyhow::Result<Response> {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.address));
+        if let Some(token) = token {
+            request = request.insert_header(("Authorization", format!("Bearer {token}")));
+        }
+        let mut response = match body {
+            Some((content_type, bytes)) => {
+                request
+                    .insert_header(("Content-Type", content_type))
+                    .send_body(bytes)
+                    .await
+            }
+            None => request.send().await,
+        }
+        .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+        let bytes = response.body().limit(16 * 1024 * 1024).await?;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok(Response {
+            status: response.status(),
+            headers: response.headers().clone(),
+            text,
+            json,
+        })
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> anyhow::Result<Response> {
+        self.request(Method::GET, path, token, None).await
+    }
+
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> anyhow::Result<Response> {
+        self.request(Method::DELETE, path, token, None).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> anyhow::Result<Response> {
+        self.request(
+            Method::POST,
+            path,
+            token,
+            Some(("application/json", body.to_string().into_bytes())),
+        )
+        .await
+    }
+
+    /// `PATCH path` with a JSON body.
+    pub async fn patch(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> anyhow::Result<Response> {
+        self.request(
+            Method::PATCH,
+            path,
+            token,
+            Some(("application/json", body.to_string().into_bytes())),
+        )
+        .await
+    }
+
+    /// `POST path` with a raw body of the given content type.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<Vec<u8>>,
+    ) -> anyhow::Result<Response> {
+        self.request(Method::POST, path, None, Some((content_type, body.into())))
+            .await
+    }
+
+    /// Signs `username` up (e-mail `<username>@example.com`, password [`TEST_PASSWORD`]).
+    pub async fn register(&self, username: &str) -> anyhow::Result<Session> {
+        let response = self
+            .post(
+                "/api/v1/auth/register",
+                None,
+                json!({"username": username, "email": format!("{username}@example.com"), "password": TEST_PASSWORD}),
+            )
+            .await?;
+        response.expect_status(201)?;
+        Session::from_pair(&response.json)
+    }
+
+    /// Logs `login` in with `password`.
+    pub async fn login(&self, login: &str, password: &str) -> anyhow::Result<Session> {
+        let response = self
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"username": login, "password": password}),
+            )
+            .await?;
+        response.expect_status(200)?;
+        Session::from_pair(&response.json)
+    }
+
+    /// Exchanges a refresh token (the raw answer, for unhappy paths).
+    pub async fn refresh(&self, refresh_token: &str) -> anyhow::Result<Response> {
+        self.post(
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": refresh_token}),
+        )
+        .await
+    }
+
+    /// Parses a token-pair answer.
+    pub fn session_of(response: &Response) -> anyhow::Result<Session> {
+        Session::from_pair(&response.json)
+    }
+}
