@@ -54,7 +54,13 @@ impl From<DieselError> for DbError {
                     });
                 DbError::Conflict { constraint }
             }
-            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
+            DieselError::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                info,
+            ) => DbError::Unavailable(info.message().to_owned()),
+            DieselError::DatabaseError(DatabaseErrorKind::Unknown, info)
+                if is_transient(info.message()) =>
+            {
                 DbError::Unavailable(info.message().to_owned())
             }
             DieselError::BrokenTransactionManager => {
@@ -62,5 +68,57 @@ impl From<DieselError> for DbError {
             }
             other => DbError::Query(other),
         }
+    }
+}
+
+/// Messages of failures that say "the database is going away or busy", not "the
+/// query is wrong": PostgreSQL terminating the backend (restart, failover,
+/// `pg_terminate_backend`, dropped database), or SQLite still locked after the busy
+/// timeout. They deserve a 503 and a retry, not a 500.
+fn is_transient(message: &str) -> bool {
+    message.starts_with("terminating connection")
+        || message.contains("the database system is shutting down")
+        || message.contains("the database system is starting up")
+        || message.starts_with("database is locked")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_failures_are_unavailable() {
+        for message in [
+            "terminating connection due to administrator command",
+            "database is locked",
+        ] {
+            let err = DieselError::DatabaseError(
+                DatabaseErrorKind::Unknown,
+                Box::new(message.to_owned()),
+            );
+            assert!(
+                matches!(DbError::from(err), DbError::Unavailable(_)),
+                "{message}"
+            );
+        }
+        let closed = DieselError::DatabaseError(
+            DatabaseErrorKind::UnableToSendCommand,
+            Box::new("connection closed".to_owned()),
+        );
+        assert!(matches!(DbError::from(closed), DbError::Unavailable(_)));
+        let syntax = DieselError::DatabaseError(
+            DatabaseErrorKind::Unknown,
+            Box::new("syntax error".to_owned()),
+        );
+        assert!(matches!(DbError::from(syntax), DbError::Query(_)));
+    }
+
+    #[test]
+    fn sqlite_unique_violations_name_their_column() {
+        let err = DieselError::DatabaseError(
+            DatabaseErrorKind::UniqueViolation,
+            Box::new("UNIQUE constraint failed: users.email".to_owned()),
+        );
+        assert!(DbError::from(err).is_conflict_on("email"));
     }
 }

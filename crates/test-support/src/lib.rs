@@ -13,6 +13,7 @@ mod database;
 mod http;
 mod macros;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
@@ -75,8 +76,8 @@ pub struct TestApp {
     pub context: AppContext,
     /// The configuration the server was started with.
     pub config: Config,
-    /// The database (dropped with the app).
-    pub database: TestDatabase,
+    /// The database (dropped with the last app using it).
+    pub database: Arc<TestDatabase>,
     client: awc::Client,
     handle: ServerHandle,
 }
@@ -117,6 +118,20 @@ impl TestApp {
         // The template (PostgreSQL) or a first run (SQLite) already migrated it.
         config.auto_migrate = backend == Backend::Sqlite;
         adjust(&mut config);
+        Self::start(backend, config, Arc::new(database)).await
+    }
+
+    /// A second server instance on the same database and Redis prefix: what a
+    /// load-balanced deployment looks like.
+    pub async fn spawn_peer(&self) -> anyhow::Result<Self> {
+        Self::start(self.backend, self.config.clone(), self.database.clone()).await
+    }
+
+    async fn start(
+        backend: Backend,
+        config: Config,
+        database: Arc<TestDatabase>,
+    ) -> anyhow::Result<Self> {
         let app = Application::build(config.clone()).await?;
         let port = app.port();
         let handle = app.handle();
@@ -124,6 +139,7 @@ impl TestApp {
         actix_web::rt::spawn(app.run_until_stopped());
         let client = awc::Client::builder()
             .timeout(Duration::from_secs(30))
+            .disable_redirects()
             .finish();
         Ok(TestApp {
             address: format!("http://127.0.0.1:{port}"),
@@ -140,7 +156,7 @@ impl TestApp {
     /// Stops the server and removes its Redis keys (the database goes on drop).
     pub async fn shutdown(self) {
         self.handle.stop(false).await;
-        if self.backend == Backend::Postgres {
+        if self.backend == Backend::Postgres && Arc::strong_count(&self.database) == 1 {
             let _ = database::delete_redis_prefix(&self.config.redis_prefix).await;
         }
     }

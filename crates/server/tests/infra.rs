@@ -1,0 +1,131 @@
+//! Behaviour when dependencies fail, and several instances acting as one.
+
+use std::time::Duration;
+
+use chat_test_support::{Backend, TEST_PASSWORD, TestApp};
+use serde_json::json;
+
+#[actix_web::test]
+async fn an_unreachable_database_answers_503_and_not_ready() -> anyhow::Result<()> {
+    let app = TestApp::spawn_with(Backend::Postgres, |c| {
+        c.database_timeout = Duration::from_millis(500)
+    })
+    .await?;
+    let ann = app.register("ann").await?;
+    app.get("/api/v1/users/me", Some(&ann.access_token))
+        .await?
+        .expect_status(200)?;
+    app.database.drop_now().await?;
+    let me = app.get("/api/v1/users/me", Some(&ann.access_token)).await?;
+    me.expect_problem(503, "unavailable")?;
+    assert!(
+        !me.text.contains("terminating") && !me.text.contains("database"),
+        "leaked internals: {}",
+        me.text
+    );
+    let register = app
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"username": "bob", "email": "bob@example.com", "password": TEST_PASSWORD}),
+        )
+        .await?;
+    register.expect_problem(503, "unavailable")?;
+    let ready = app.get("/readyz", None).await?;
+    ready.expect_status(503)?;
+    assert_eq!(ready.json["status"], "unavailable");
+    assert_ne!(ready.json["database"], "ok");
+    assert_eq!(ready.json["cache"], "ok");
+    app.get("/healthz", None).await?.expect_status(200)?;
+    app.shutdown().await;
+    Ok(())
+}
+
+#[actix_web::test]
+async fn a_redis_outage_degrades_to_the_database() -> anyhow::Result<()> {
+    // Nothing listens on port 1: every cache call fails fast.
+    let app = TestApp::spawn_with(Backend::Postgres, |c| {
+        c.redis_url = Some("redis://127.0.0.1:1".to_owned())
+    })
+    .await?;
+    let cy = app.register("cyd").await?;
+    let again = app.login("cyd", TEST_PASSWORD).await?;
+    app.get("/api/v1/users/me", Some(&cy.access_token))
+        .await?
+        .expect_status(200)?;
+    app.request(
+        actix_web::http::Method::POST,
+        "/api/v1/auth/logout",
+        Some(&cy.access_token),
+        None,
+    )
+    .await?
+    .expect_status(204)?;
+    // Revocation still holds: the database answers when the cache cannot.
+    app.get("/api/v1/users/me", Some(&cy.access_token))
+        .await?
+        .expect_problem(401, "session_revoked")?;
+    app.get("/api/v1/users/me", Some(&again.access_token))
+        .await?
+        .expect_status(200)?;
+    let ready = app.get("/readyz", None).await?;
+    ready.expect_status(503)?;
+    assert_eq!(ready.json["database"], "ok");
+    assert_ne!(ready.json["cache"], "ok");
+    app.shutdown().await;
+    Ok(())
+}
+
+#[actix_web::test]
+async fn logout_on_one_instance_is_refused_by_another_at_once() -> anyhow::Result<()> {
+    let a = TestApp::spawn(Backend::Postgres).await?;
+    let b = a.spawn_peer().await?;
+    let dee = a.register("dee").await?;
+    // Both instances have the live session cached (shared Redis) …
+    a.get("/api/v1/users/me", Some(&dee.access_token))
+        .await?
+        .expect_status(200)?;
+    b.get("/api/v1/users/me", Some(&dee.access_token))
+        .await?
+        .expect_status(200)?;
+    a.request(
+        actix_web::http::Method::POST,
+        "/api/v1/auth/logout",
+        Some(&dee.access_token),
+        None,
+    )
+    .await?
+    .expect_status(204)?;
+    // … and the very next request on the other instance is refused.
+    b.get("/api/v1/users/me", Some(&dee.access_token))
+        .await?
+        .expect_problem(401, "session_revoked")?;
+    // A user made on B logs in on A.
+    b.register("eli").await?;
+    a.login("eli", TEST_PASSWORD).await?;
+    b.shutdown().await;
+    a.shutdown().await;
+    Ok(())
+}
+
+#[actix_web::test]
+async fn sqlite_serves_concurrent_writers_without_locking_errors() -> anyhow::Result<()> {
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.workers = 2).await?;
+    let sign_ups = (0..24).map(|i| {
+        app.post(
+            "/api/v1/auth/register",
+            None,
+            json!({"username": format!("writer{i}"), "email": format!("writer{i}@example.com"), "password": TEST_PASSWORD}),
+        )
+    });
+    for response in futures_util::future::join_all(sign_ups).await {
+        response?.expect_status(201)?;
+    }
+    let first = app.login("writer0", TEST_PASSWORD).await?;
+    let page = app
+        .get("/api/v1/users?limit=200", Some(&first.access_token))
+        .await?;
+    assert_eq!(page.json["items"].as_array().map(Vec::len), Some(24));
+    app.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! Operations endpoints, API documentation and the error shape of the HTTP layer.
+
+use chat_test_support::{Backend, TestApp, both_backends};
+use serde_json::json;
+
+both_backends!(
+    health_and_readiness_answer,
+    metrics_count_requests_by_route_pattern,
+    unknown_routes_and_wrong_methods_are_problems,
+    every_response_carries_a_request_id,
+);
+
+async fn health_and_readiness_answer(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let health = app.get("/healthz", None).await?;
+    health.expect_status(200)?;
+    assert_eq!(health.json["status"], "ok");
+    let ready = app.get("/readyz", None).await?;
+    ready.expect_status(200)?;
+    assert_eq!(
+        (
+            ready.json["database"].as_str(),
+            ready.json["cache"].as_str()
+        ),
+        (Some("ok"), Some("ok"))
+    );
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn metrics_count_requests_by_route_pattern(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let amy = app.register("amy").await?;
+    for _ in 0..3 {
+        app.get(
+            &format!("/api/v1/users/{}", amy.user_id),
+            Some(&amy.access_token),
+        )
+        .await?
+        .expect_status(200)?;
+    }
+    app.get("/api/v1/users/424242", Some(&amy.access_token))
+        .await?
+        .expect_status(404)?;
+    let metrics = app.get("/metrics", None).await?;
+    metrics.expect_status(200)?;
+    assert!(
+        metrics
+            .header("content-type")
+            .is_some_and(|c| c.starts_with("text/plain"))
+    );
+    let text = &metrics.text;
+    assert!(text.contains("# TYPE http_requests_total counter"));
+    assert!(
+        text.contains(
+            r#"http_requests_total{method="GET",route="/api/v1/users/{user_id}",status="200"} 3"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"http_requests_total{method="GET",route="/api/v1/users/{user_id}",status="404"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"http_requests_total{method="POST",route="/api/v1/auth/register",status="201"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"http_request_duration_seconds_count{method="GET",route="/api/v1/users/{user_id}"} 4"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains(r#"le="+Inf""#));
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn unknown_routes_and_wrong_methods_are_problems(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    app.get("/api/v1/nothing-here", None)
+        .await?
+        .expect_problem(404, "not_found")?;
+    app.get("/definitely/not/here", None)
+        .await?
+        .expect_problem(404, "not_found")?;
+    let wrong_method = app.delete("/api/v1/users/me", None).await?;
+    wrong_method.expect_problem(405, "method_not_allowed")?;
+    assert!(
+        wrong_method
+            .header("allow")
+            .is_some_and(|a| a.contains("GET") && a.contains("PATCH"))
+    );
+    app.get("/api/v1/auth/login", None)
+        .await?
+        .expect_problem(405, "method_not_allowed")?;
+    app.post("/healthz", None, json!({}))
+        .await?
+        .expect_problem(405, "method_not_allowed")?;
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn every_response_carries_a_request_id(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let ok = app.get("/healthz", None).await?;
+    let err = app.get("/nope", None).await?;
+    let (a, b) = (ok.header("x-request-id"), err.header("x-request-id"));
+    assert!(a.is_some_and(|id| id.len() >= 16) && b.is_some_and(|id| id.len() >= 16));
+    assert_ne!(a, b);
+    app.shutdown().await;
+    Ok(())
+}
+
+#[actix_web::test]
+async fn openapi_document_lists_every_endpoint_with_its_security() -> anyhow::Result<()> {
+    let app = TestApp::spawn(Backend::Sqlite).await?;
+    let doc = app.get("/api/openapi.json", None).await?;
+    doc.expect_status(200)?;
+    let doc = doc.json;
+    assert_eq!(doc["openapi"], "3.1.0");
+    let expected = [
+        ("/api/v1/auth/register", "post"),
+        ("/api/v1/auth/login", "post"),
+        ("/api/v1/auth/refresh", "post"),
+        ("/api/v1/auth/logout", "post"),
+        ("/api/v1/users/me", "get"),
+        ("/api/v1/users/me", "patch"),
+        ("/api/v1/users", "get"),
+        ("/api/v1/users/{user_id}", "get"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+    ];
+    for (path, method) in expected {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} is not documented");
+        let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
+        if secured {
+            assert!(
+                op["responses"]["401"].is_object(),
+                "{method} {path} lacks its 401"
+            );
+        }
+    }
+    let documented: usize = doc["paths"]
+        .as_object()
+        .map(|p| {
+            p.values()
+                .map(|ops| ops.as_object().map_or(0, |o| o.len()))
+                .sum()
+        })
+        .unwrap_or(0);
+    assert_eq!(
+        documented,
+        expected.len(),
+        "undocumented or unexpected operations"
+    );
+    assert!(doc["paths"]["/api/v1/users/me"]["get"]["security"].is_array());
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    assert_eq!(
+        schemes["oauth2"]["flows"]["password"]["tokenUrl"],
+        "/api/v1/auth/login"
+    );
+    let login_body = &doc["paths"]["/api/v1/auth/login"]["post"]["requestBody"]["content"];
+    assert!(
+        login_body["application/json"].is_object()
+            && login_body["application/x-www-form-urlencoded"].is_object()
+    );
+    assert!(doc["components"]["schemas"]["Problem"].is_object());
+    app.shutdown().await;
+    Ok(())
+}
+
+#[actix_web::test]
+async fn swagger_ui_is_served_from_the_binary() -> anyhow::Result<()> {
+    let app = TestApp::spawn(Backend::Sqlite).await?;
+    let redirect = app.get("/docs", None).await?;
+    assert!(
+        redirect.status.is_redirection() && redirect.header("location") == Some("/docs/"),
+        "{redirect:?}"
+    );
+    let page = app.get("/docs/", None).await?;
+    page.expect_status(200)?;
+    assert!(page.text.contains("swagger-ui"), "{}", page.text);
+    // Every asset the page names is served by us, not by a CDN.
+    assert!(
+        !page.text.contains("http://") && !page.text.contains("https://"),
+        "external reference in {}",
+        page.text
+    );
+    for asset in [
+        "swagger-ui.css",
+        "swagger-ui-bundle.js",
+        "swagger-ui-standalone-preset.js",
+        "swagger-initializer.js",
+    ] {
+        let response = app.get(&format!("/docs/{asset}"), None).await?;
+        response.expect_status(200)?;
+        assert!(response.text.len() > 100, "{asset} is empty");
+    }
+    let initializer = app.get("/docs/swagger-initializer.js", None).await?;
+    assert!(
+        initializer.text.contains("/api/openapi.json"),
+        "{}",
+        initializer.text
+    );
+    app.shutdown().await;
+    Ok(())
+}
