@@ -47,12 +47,10 @@ pub(crate) fn json_error(err: &serde_json::Error) -> ApiError {
 /// even when its first value already has the wrong type.
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|err| {
-        if err.is_data() {
-            if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-                return json_error(&syntax);
-            }
+        match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            Err(syntax) if err.is_data() => json_error(&syntax),
+            _ => json_error(&err),
         }
-        json_error(&err)
     })
 }
 

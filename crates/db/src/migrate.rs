@@ -31,7 +31,7 @@ pub fn run_migrations(url: &DatabaseUrl) -> Result<Vec<String>, DbError> {
                 .map_err(DbError::pool)?;
             diesel::connection::SimpleConnection::batch_execute(
                 &mut conn,
-                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;",
+                crate::pool::SQLITE_PRAGMAS,
             )?;
             apply(&mut conn, SQLITE)
         }

@@ -21,7 +21,9 @@ pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
 /// Set on every SQLite connection: WAL lets readers run beside the writer, the busy
 /// timeout makes writers queue instead of failing with "database is locked", and
 /// SQLite leaves foreign keys off unless asked.
-const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+/// The busy timeout comes first: until it is set, a statement that meets a lock
+/// (switching to WAL while another connection is open) fails at once.
+pub(crate) const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
      PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;";
 
 /// A parsed `CHAT_DATABASE_URL`.

@@ -1,0 +1,111 @@
+//! The Redis adapters against a real Redis (`CHAT_TEST_REDIS_URL`, default local).
+
+use std::time::Duration;
+
+use chat_db::bus::EventBus;
+use chat_db::cache::Cache;
+use chat_db::redis::{RedisBus, RedisCache, connect_pool};
+
+fn url() -> String {
+    std::env::var("CHAT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+fn prefix() -> String {
+    format!("test-{:016x}", rand::random::<u64>())
+}
+
+#[tokio::test]
+async fn cache_set_add_get_delete_and_expiry() -> anyhow::Result<()> {
+    let prefix = prefix();
+    let cache = RedisCache::new(connect_pool(&url()).map_err(anyhow::Error::msg)?, &prefix);
+    cache.ping().await?;
+    cache.set("k", "v1", Duration::from_secs(60)).await?;
+    assert_eq!(cache.get("k").await?.as_deref(), Some("v1"));
+    cache.add("k", "v2", Duration::from_secs(60)).await?;
+    assert_eq!(
+        cache.get("k").await?.as_deref(),
+        Some("v1"),
+        "add must not overwrite"
+    );
+    cache.delete("k").await?;
+    assert_eq!(cache.get("k").await?, None);
+    cache.add("k", "v3", Duration::from_secs(60)).await?;
+    assert_eq!(cache.get("k").await?.as_deref(), Some("v3"));
+    cache.set("short", "x", Duration::from_millis(50)).await?;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(cache.get("short").await?, None);
+    // Keys live under the prefix, so another deployment does not see them.
+    let other = RedisCache::new(
+        connect_pool(&url()).map_err(anyhow::Error::msg)?,
+        &format!("{prefix}-other"),
+    );
+    assert_eq!(other.get("k").await?, None);
+    cache.delete("k").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn cache_errors_fast_when_redis_is_down() -> anyhow::Result<()> {
+    let cache = RedisCache::new(
+        connect_pool("redis://127.0.0.1:1").map_err(anyhow::Error::msg)?,
+        "down",
+    );
+    let started = std::time::Instant::now();
+    assert!(cache.get("k").await.is_err());
+    assert!(cache.ping().await.is_err());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    Ok(())
+}
+
+async fn subscribed(
+    bus: &RedisBus,
+) -> tokio::sync::broadcast::Receiver<std::sync::Arc<chat_db::bus::BusMessage>> {
+    let receiver = bus.subscribe();
+    // The PSUBSCRIBE of a new bus completes asynchronously.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    receiver
+}
+
+#[tokio::test]
+async fn events_cross_instances_and_stay_within_their_prefix() -> anyhow::Result<()> {
+    let prefix = prefix();
+    let pool = || connect_pool(&url()).map_err(anyhow::Error::msg);
+    let a = RedisBus::start(&url(), pool()?, &prefix).map_err(anyhow::Error::msg)?;
+    let b = RedisBus::start(&url(), pool()?, &prefix).map_err(anyhow::Error::msg)?;
+    let stranger =
+        RedisBus::start(&url(), pool()?, &format!("{prefix}-x")).map_err(anyhow::Error::msg)?;
+    let mut on_a = subscribed(&a).await;
+    let mut on_b = subscribed(&b).await;
+    let mut on_stranger = subscribed(&stranger).await;
+    a.publish("chat.7", r#"{"n":1}"#.to_owned()).await;
+    a.publish("chat.7", r#"{"n":2}"#.to_owned()).await;
+    for receiver in [&mut on_a, &mut on_b] {
+        for n in 1..=2 {
+            let message = tokio::time::timeout(Duration::from_secs(5), receiver.recv()).await??;
+            assert_eq!(message.topic, "chat.7");
+            assert_eq!(
+                message.payload,
+                format!(r#"{{"n":{n}}}"#),
+                "events arrive in publish order"
+            );
+        }
+    }
+    let leaked = tokio::time::timeout(Duration::from_millis(300), on_stranger.recv()).await;
+    assert!(leaked.is_err(), "an event crossed into another prefix");
+    Ok(())
+}
+
+#[tokio::test]
+async fn publishing_without_redis_still_reaches_local_subscribers() -> anyhow::Result<()> {
+    let bus = RedisBus::start(
+        "redis://127.0.0.1:1",
+        connect_pool("redis://127.0.0.1:1").map_err(anyhow::Error::msg)?,
+        "down",
+    )
+    .map_err(anyhow::Error::msg)?;
+    let mut receiver = bus.subscribe();
+    bus.publish("user.1", "{}".to_owned()).await;
+    let message = tokio::time::timeout(Duration::from_secs(5), receiver.recv()).await??;
+    assert_eq!(message.topic, "user.1");
+    Ok(())
+}
