@@ -186,3 +186,65 @@ async fn dev_mode_keeps_its_generated_jwt_secret_across_restarts() -> anyhow::Re
     second.shutdown().await;
     Ok(())
 }
+
+#[actix_web::test]
+async fn serve_in_prod_mode_logs_json_and_answers() -> anyhow::Result<()> {
+    use std::io::{BufRead, BufReader};
+    let scratch = Scratch::new()?;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chat-server"));
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("CHAT_")) {
+        command.env_remove(key);
+    }
+    let secret = "a-production-secret-of-more-than-32-bytes";
+    let mut child = command
+        .arg("serve")
+        .current_dir(&scratch.0)
+        .envs([
+            ("CHAT_ENV", "prod"),
+            ("CHAT_BIND", "127.0.0.1:0"),
+            ("CHAT_JWT_SECRET", secret),
+            ("CHAT_LOG", "info"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let result = async {
+        let mut port = None;
+        while port.is_none() {
+            let line = lines_rx.recv_timeout(std::time::Duration::from_secs(60))?;
+            let event: serde_json::Value = serde_json::from_str(&line)
+                .map_err(|e| anyhow::anyhow!("not a JSON log line ({e}): {line}"))?;
+            assert!(!line.contains(secret), "the secret reached the logs");
+            if event["message"] == "listening" {
+                port = event["port"].as_u64();
+            }
+        }
+        let port = port.ok_or_else(|| anyhow::anyhow!("no port logged"))?;
+        let mut response = awc::Client::default()
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        assert_eq!(response.status().as_u16(), 200);
+        assert_eq!(response.json::<serde_json::Value>().await?["status"], "ok");
+        // No secret file is written in prod: the secret comes from the environment.
+        assert!(!scratch.0.join("data/jwt_secret").exists());
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}

@@ -21,6 +21,11 @@ async fn me_shows_private_fields_and_update_changes_the_display_name(
     me.expect_status(200)?;
     assert_eq!(me.json["email"], "ann@example.com");
     assert_eq!(me.json["is_active"], true);
+    assert!(
+        me.json["last_seen_at"].is_string(),
+        "sign-up is activity: {}",
+        me.text
+    );
     let updated = app
         .patch(
             "/api/v1/users/me",

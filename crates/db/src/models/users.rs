@@ -155,6 +155,19 @@ impl UserRow {
     }
 }
 
+impl UserRow {
+    /// Records activity (log-in, token refresh) for `last_seen_at`.
+    pub async fn touch(pool: &DbPool, id: i64, now: NaiveDateTime) -> Result<(), DbError> {
+        with_conn!(pool, conn => {
+            diesel::update(users::table.find(id))
+                .set(users::last_seen_at.eq(now))
+                .execute(conn)
+                .await?;
+        });
+        Ok(())
+    }
+}
+
 diesel::define_sql_function! {
     /// SQL `lower()`, present in both PostgreSQL and SQLite.
     fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;

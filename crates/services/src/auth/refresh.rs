@@ -67,5 +67,5 @@ pub async fn refresh(
             "this refresh token was already used; the session has been ended",
         ));
     }
-    token_pair(ctx, &user, &session.id, &secret)
+    token_pair(ctx, &user, &session.id, &secret).await
 }

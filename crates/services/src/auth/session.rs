@@ -28,19 +28,24 @@ fn ttl_secs(ttl: std::time::Duration) -> i64 {
     i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2)
 }
 
-/// Signs an access token for the session and assembles the answer.
-pub(crate) fn token_pair(
+/// Records the activity (`last_seen_at`), signs an access token for the session and
+/// assembles the answer.
+pub(crate) async fn token_pair(
     ctx: &AppContext,
     user: &UserRow,
     session_id: &str,
     secret: &str,
 ) -> Result<TokenPair, ServiceError> {
+    let seen = chat_db::now();
+    UserRow::touch(&ctx.store.db, user.id, seen).await?;
+    let mut user = user.clone();
+    user.last_seen_at = Some(seen);
     let now = chrono::Utc::now().timestamp();
     let expires_in = ttl_secs(ctx.auth.access_ttl);
     let access_token =
         tokens::issue_access(&ctx.auth.keys, user.id, session_id, now, now + expires_in)?;
     Ok(TokenPair {
-        user: UserView::from(user.clone()),
+        user: UserView::from(user),
         access_token,
         refresh_token: RefreshToken::format(session_id, secret),
         token_type: "Bearer",
@@ -68,5 +73,5 @@ pub(crate) async fn open_session(
     };
     SessionRow::insert(&ctx.store.db, &row).await?;
     tracing::info!(user.id = user.id, "session opened");
-    token_pair(ctx, user, &session_id, &secret)
+    token_pair(ctx, user, &session_id, &secret).await
 }
