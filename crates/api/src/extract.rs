@@ -108,7 +108,31 @@ pub struct ProxyPolicy {
     pub trust_forwarded_headers: bool,
 }
 
-/// The client's IP address, for per-address rate limits.
+/// The address our proxy appended to `X-Forwarded-For`: the last entry. Entries to its
+/// left were sent by the client and prove nothing.
+fn last_forwarded_for(req: &HttpRequest) -> Option<std::net::IpAddr> {
+    let header = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .last()?
+        .to_str()
+        .ok()?;
+    header.rsplit(',').next()?.trim().parse().ok()
+}
+
+/// IPv4 addresses as they are; IPv6 by /64 — one host usually owns a whole /64,
+/// so keying single v6 addresses would hand it 2^64 budgets.
+fn rate_limit_key(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
+}
+
+/// The client's IP address (IPv6: its /64), for per-address rate limits.
 #[derive(Debug, Clone)]
 pub struct ClientAddr(pub String);
 
@@ -120,13 +144,10 @@ impl FromRequest for ClientAddr {
         let trust = req
             .app_data::<ProxyPolicy>()
             .is_some_and(|p| p.trust_forwarded_headers);
-        let addr = if trust {
-            req.connection_info()
-                .realip_remote_addr()
-                .map(str::to_owned)
-        } else {
-            req.peer_addr().map(|a| a.ip().to_string())
-        };
-        ready(Ok(ClientAddr(addr.unwrap_or_else(|| "unknown".to_owned()))))
+        let forwarded = trust.then(|| last_forwarded_for(req)).flatten();
+        let ip = forwarded.or_else(|| req.peer_addr().map(|a| a.ip()));
+        ready(Ok(ClientAddr(
+            ip.map_or_else(|| "unknown".to_owned(), rate_limit_key),
+        )))
     }
 }

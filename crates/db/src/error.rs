@@ -16,6 +16,10 @@ pub enum DbError {
         /// The constraint (or column) that clashed.
         constraint: String,
     },
+    /// The database refused a value it cannot store (e.g. a NUL byte in PostgreSQL
+    /// text). Input validation should catch these first; this is the safety net (422).
+    #[error("value cannot be stored: {0}")]
+    InvalidInput(String),
     /// A migration could not be applied.
     #[error("migration failed: {0}")]
     Migration(String),
@@ -58,6 +62,11 @@ impl From<DieselError> for DbError {
                 DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
                 info,
             ) => DbError::Unavailable(info.message().to_owned()),
+            DieselError::DatabaseError(DatabaseErrorKind::Unknown, info)
+                if info.message().starts_with("invalid byte sequence") =>
+            {
+                DbError::InvalidInput(info.message().to_owned())
+            }
             DieselError::DatabaseError(DatabaseErrorKind::Unknown, info)
                 if is_transient(info.message()) =>
             {

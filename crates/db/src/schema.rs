@@ -33,8 +33,10 @@ diesel::table! {
         id -> Text,
         /// Owner.
         user_id -> BigInt,
-        /// SHA-256 of the current refresh secret.
-        refresh_hash -> Text,
+        /// Per-session secret mixed into refresh-token MACs.
+        refresh_nonce -> Text,
+        /// Generation of the only refresh token that may be exchanged now.
+        refresh_gen -> BigInt,
         /// Login time.
         created_at -> Timestamp,
         /// Last rotation.
@@ -46,5 +48,107 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// One relation per unordered user pair: pending, accepted or declined.
+    friendships (id) {
+        /// Primary key (the friend request id).
+        id -> BigInt,
+        /// The smaller user id of the pair.
+        user_low -> BigInt,
+        /// The larger user id of the pair.
+        user_high -> BigInt,
+        /// Who asked.
+        requester_id -> BigInt,
+        /// `pending`, `accepted` or `declined`.
+        status -> Text,
+        /// First request.
+        created_at -> Timestamp,
+        /// Last change.
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// Direct and group chats.
+    chats (id) {
+        /// Primary key.
+        id -> BigInt,
+        /// `direct` or `group`.
+        kind -> Text,
+        /// Group name.
+        name -> Nullable<Text>,
+        /// Group description.
+        description -> Nullable<Text>,
+        /// `public` or `private`.
+        visibility -> Text,
+        /// `low:high` for direct chats.
+        direct_key -> Nullable<Text>,
+        /// Creator.
+        created_by -> Nullable<BigInt>,
+        /// Creation time.
+        created_at -> Timestamp,
+        /// Highest message seq.
+        last_seq -> BigInt,
+        /// Creation or last message.
+        last_activity_at -> Timestamp,
+        /// Members, kept with every join and leave.
+        member_count -> Integer,
+    }
+}
+
+diesel::table! {
+    /// Who is in which chat.
+    memberships (chat_id, user_id) {
+        /// The chat.
+        chat_id -> BigInt,
+        /// The member.
+        user_id -> BigInt,
+        /// `owner`, `admin` or `member`.
+        role -> Text,
+        /// Join time.
+        joined_at -> Timestamp,
+        /// Highest seq the member has read.
+        last_read_seq -> BigInt,
+        /// Notifications muted.
+        muted -> Bool,
+    }
+}
+
+diesel::table! {
+    /// Chat messages.
+    messages (id) {
+        /// Primary key.
+        id -> BigInt,
+        /// The chat.
+        chat_id -> BigInt,
+        /// Author (null once the account is gone).
+        sender_id -> Nullable<BigInt>,
+        /// Per-chat, gapless, strictly increasing.
+        seq -> BigInt,
+        /// Text (blank once deleted).
+        content -> Text,
+        /// The sender's idempotency key.
+        client_id -> Nullable<Text>,
+        /// The message this one answers.
+        reply_to -> Nullable<BigInt>,
+        /// Sent.
+        created_at -> Timestamp,
+        /// Last edit.
+        edited_at -> Nullable<Timestamp>,
+        /// Soft deletion.
+        deleted_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(sessions -> users (user_id));
-diesel::allow_tables_to_appear_in_same_query!(users, sessions);
+diesel::joinable!(memberships -> chats (chat_id));
+diesel::joinable!(memberships -> users (user_id));
+diesel::joinable!(messages -> chats (chat_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    sessions,
+    friendships,
+    chats,
+    memberships,
+    messages
+);

@@ -57,13 +57,34 @@ async fn cache_errors_fast_when_redis_is_down() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn subscribed(
-    bus: &RedisBus,
-) -> tokio::sync::broadcast::Receiver<std::sync::Arc<chat_db::bus::BusMessage>> {
-    let receiver = bus.subscribe();
-    // The PSUBSCRIBE of a new bus completes asynchronously.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    receiver
+type Receiver = tokio::sync::broadcast::Receiver<std::sync::Arc<chat_db::bus::BusMessage>>;
+
+/// A receiver on `bus` once its (asynchronous) PSUBSCRIBE is in place: probes are
+/// published until one comes back, then drained.
+async fn subscribed(bus: &RedisBus) -> anyhow::Result<Receiver> {
+    let mut receiver = bus.subscribe();
+    let probe = format!("probe-{:016x}", rand::random::<u64>());
+    for _ in 0..100 {
+        bus.publish(&probe, String::new()).await;
+        let heard = tokio::time::timeout(Duration::from_millis(100), receiver.recv()).await;
+        if matches!(&heard, Ok(Ok(message)) if message.topic == probe) {
+            while receiver.try_recv().is_ok() {}
+            return Ok(receiver);
+        }
+    }
+    anyhow::bail!("the redis subscription never came up")
+}
+
+/// The next event that is not a readiness probe (other buses' probes arrive too).
+async fn next_event(
+    receiver: &mut Receiver,
+) -> anyhow::Result<std::sync::Arc<chat_db::bus::BusMessage>> {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(5), receiver.recv()).await??;
+        if !message.topic.starts_with("probe-") {
+            return Ok(message);
+        }
+    }
 }
 
 #[tokio::test]
@@ -74,14 +95,14 @@ async fn events_cross_instances_and_stay_within_their_prefix() -> anyhow::Result
     let b = RedisBus::start(&url(), pool()?, &prefix).map_err(anyhow::Error::msg)?;
     let stranger =
         RedisBus::start(&url(), pool()?, &format!("{prefix}-x")).map_err(anyhow::Error::msg)?;
-    let mut on_a = subscribed(&a).await;
-    let mut on_b = subscribed(&b).await;
-    let mut on_stranger = subscribed(&stranger).await;
+    let mut on_a = subscribed(&a).await?;
+    let mut on_b = subscribed(&b).await?;
+    let mut on_stranger = subscribed(&stranger).await?;
     a.publish("chat.7", r#"{"n":1}"#.to_owned()).await;
     a.publish("chat.7", r#"{"n":2}"#.to_owned()).await;
     for receiver in [&mut on_a, &mut on_b] {
         for n in 1..=2 {
-            let message = tokio::time::timeout(Duration::from_secs(5), receiver.recv()).await??;
+            let message = next_event(receiver).await?;
             assert_eq!(message.topic, "chat.7");
             assert_eq!(
                 message.payload,
@@ -90,7 +111,8 @@ async fn events_cross_instances_and_stay_within_their_prefix() -> anyhow::Result
             );
         }
     }
-    let leaked = tokio::time::timeout(Duration::from_millis(300), on_stranger.recv()).await;
+    let leaked =
+        tokio::time::timeout(Duration::from_millis(300), next_event(&mut on_stranger)).await;
     assert!(leaked.is_err(), "an event crossed into another prefix");
     Ok(())
 }

@@ -4,10 +4,13 @@
 //! newtype ids and the field-error collection used for validation answers. No I/O, no
 //! async runtime, no database or web types, so the rules can be unit-tested in isolation.
 
+pub mod chat;
 pub mod ids;
+pub mod permissions;
 pub mod user;
 pub mod validation;
 
+pub use chat::{ChatKind, ChatName, ClientId, Description, MessageBody, Role, Visibility};
 pub use ids::UserId;
 pub use user::{DisplayName, Email, Password, Username};
 pub use validation::FieldErrors;

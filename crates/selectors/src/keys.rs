@@ -4,3 +4,18 @@
 pub fn session(session_id: &str) -> String {
     format!("session:{session_id}")
 }
+
+/// A user's role in a chat (or "none").
+pub fn membership(chat_id: i64, user_id: i64) -> String {
+    format!("member:{chat_id}:{user_id}")
+}
+
+/// A chat's header (kind, visibility, name), or "none".
+pub fn chat(chat_id: i64) -> String {
+    format!("chat:{chat_id}")
+}
+
+/// A user's public profile, or "none".
+pub fn user(user_id: i64) -> String {
+    format!("user:{user_id}")
+}

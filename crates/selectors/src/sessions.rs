@@ -10,7 +10,7 @@ use crate::{Store, keys};
 
 /// How long a "live" answer may be served from the cache. Revocation does not wait
 /// for it: `invalidate_session` overwrites the entry with a revoked marker at once.
-pub const SESSION_TTL: Duration = Duration::from_secs(300);
+pub const SESSION_TTL: Duration = Duration::from_secs(60);
 /// How long the revoked marker stays; it must outlive any cached "live" entry and
 /// any access token of the session, after which the database answers anyway.
 pub const REVOKED_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -62,11 +62,21 @@ pub async fn live_session(store: &Store, session_id: &str) -> Result<Option<Live
 }
 
 /// Marks the session revoked in the cache, so every instance refuses it at once.
+/// Tried twice: if the marker cannot be written, a cached "live" entry could outlive
+/// the logout by up to [`SESSION_TTL`] (logged as an error; the database stays right).
 pub async fn invalidate_session(store: &Store, session_id: &str) {
-    if let Ok(raw) = serde_json::to_string(&Cached::Revoked) {
-        store
-            .cache_put(&keys::session(session_id), &raw, REVOKED_TTL)
-            .await;
+    let Ok(raw) = serde_json::to_string(&Cached::Revoked) else {
+        return;
+    };
+    let key = keys::session(session_id);
+    for attempt in 1..=2 {
+        match store.cache.set(&key, &raw, REVOKED_TTL).await {
+            Ok(()) => return,
+            Err(err) if attempt == 2 => {
+                tracing::error!(error = %err, "cannot mark a revoked session in the cache; other instances may accept it until the entry expires");
+            }
+            Err(_) => {}
+        }
     }
 }
 

@@ -284,11 +284,11 @@ impl Config {
         if redis_prefix.is_empty()
             || !redis_prefix
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
         {
             return Err(invalid(
                 "CHAT_REDIS_PREFIX",
-                "use letters, digits, '_', '-', '.' or ':'",
+                "use letters, digits, '_', '-' or '.' (no ':', which separates prefix and key)",
             ));
         }
         let rate_limits = parse_bool(get("CHAT_RATE_LIMITS").unwrap_or("on"))
@@ -297,8 +297,14 @@ impl Config {
             .map_err(|m| invalid("CHAT_ACCESS_TTL", m))?;
         let refresh_ttl = parse_duration(get("CHAT_REFRESH_TTL").unwrap_or("30d"))
             .map_err(|m| invalid("CHAT_REFRESH_TTL", m))?;
-        if access_ttl < Duration::from_secs(10) {
-            return Err(invalid("CHAT_ACCESS_TTL", "must be at least 10 seconds"));
+        if access_ttl < Duration::from_secs(10) || access_ttl > Duration::from_secs(86_400) {
+            return Err(invalid(
+                "CHAT_ACCESS_TTL",
+                "must be between 10 seconds and 1 day",
+            ));
+        }
+        if refresh_ttl > Duration::from_secs(366 * 86_400) {
+            return Err(invalid("CHAT_REFRESH_TTL", "must be at most 366 days"));
         }
         if refresh_ttl <= access_ttl {
             return Err(invalid(
@@ -453,6 +459,9 @@ mod tests {
             ("CHAT_DATABASE_URL", "mysql://x"),
             ("CHAT_REDIS_URL", "http://x"),
             ("CHAT_REDIS_PREFIX", "a b"),
+            ("CHAT_REDIS_PREFIX", "chat:staging"),
+            ("CHAT_ACCESS_TTL", "2d"),
+            ("CHAT_REFRESH_TTL", "100000000d"),
             ("CHAT_RATE_LIMITS", "maybe"),
             ("CHAT_ACCESS_TTL", "soon"),
             ("CHAT_REFRESH_TTL", "5x"),

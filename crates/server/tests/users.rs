@@ -245,6 +245,9 @@ async fn directory_refuses_bad_limits_cursors_and_anonymous_callers(
         let response = app.get(path, token).await?;
         response.expect_problem(422, "validation_failed")?;
     }
+    app.get("/api/v1/users?q=a%00b", token)
+        .await?
+        .expect_problem(422, "validation_failed")?;
     let long_query = format!("/api/v1/users?q={}", "a".repeat(65));
     app.get(&long_query, token)
         .await?

@@ -82,6 +82,9 @@ impl From<DbError> for ServiceError {
     fn from(err: DbError) -> Self {
         match err {
             DbError::Unavailable(detail) => ServiceError::Unavailable(detail),
+            DbError::InvalidInput(_) => {
+                ServiceError::invalid("body", "contains characters that cannot be stored")
+            }
             DbError::Conflict { constraint } => ServiceError::Conflict {
                 code: "conflict",
                 detail: format!("already exists ({constraint})"),

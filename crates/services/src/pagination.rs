@@ -33,6 +33,31 @@ pub fn limit(requested: Option<i64>) -> Result<i64, ServiceError> {
     }
 }
 
+/// Checks a free-text search parameter: trimmed, at most `max` characters, no
+/// control characters (PostgreSQL cannot even compare text holding a NUL).
+pub fn search_text<'a>(
+    field: &str,
+    raw: Option<&'a str>,
+    max: usize,
+) -> Result<Option<&'a str>, ServiceError> {
+    let Some(text) = raw.map(str::trim).filter(|q| !q.is_empty()) else {
+        return Ok(None);
+    };
+    if text.chars().count() > max {
+        return Err(ServiceError::invalid(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(ServiceError::invalid(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(Some(text))
+}
+
 /// Wraps a position into an opaque cursor.
 pub fn encode_cursor(position: &str) -> String {
     URL_SAFE_NO_PAD.encode(position)
@@ -44,7 +69,15 @@ pub fn decode_cursor(cursor: &str) -> Result<String, ServiceError> {
         .decode(cursor)
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|s| !s.chars().any(char::is_control))
         .ok_or_else(|| ServiceError::invalid("cursor", "is not a cursor this server issued"))
+}
+
+/// Unwraps an id cursor (lists ordered by id).
+pub fn decode_id_cursor(cursor: &str) -> Result<i64, ServiceError> {
+    decode_cursor(cursor)?
+        .parse()
+        .map_err(|_| ServiceError::invalid("cursor", "is not a cursor this server issued"))
 }
 
 /// Builds a page from `limit + 1` fetched rows: the extra row only says there is more.
@@ -52,7 +85,7 @@ pub fn page<R, T>(
     mut rows: Vec<R>,
     limit: i64,
     position: impl Fn(&R) -> String,
-    view: impl Fn(R) -> T,
+    view: impl FnMut(R) -> T,
 ) -> Page<T> {
     let has_more = rows.len() as i64 > limit;
     rows.truncate(usize::try_from(limit).unwrap_or(0));

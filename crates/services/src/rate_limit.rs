@@ -33,6 +33,12 @@ pub const REGISTER: Limit = Limit {
     per_second: 5.0 / 60.0,
     burst: 10.0,
 };
+/// Old-password checks (password change) per user: 10 a minute, 10 at once.
+pub const PASSWORD_CHECK: Limit = Limit {
+    name: "password_check",
+    per_second: 10.0 / 60.0,
+    burst: 10.0,
+};
 /// Token refreshes per client IP: 1 a second, 30 at once.
 pub const REFRESH: Limit = Limit {
     name: "refresh",
@@ -46,6 +52,14 @@ const SWEEP_THRESHOLD: usize = 50_000;
 struct Bucket {
     tokens: f64,
     updated: Instant,
+    limit: Limit,
+}
+
+impl Bucket {
+    fn refilled(&self, now: Instant) -> f64 {
+        (self.tokens + now.duration_since(self.updated).as_secs_f64() * self.limit.per_second)
+            .min(self.limit.burst)
+    }
 }
 
 /// The budgets of one process.
@@ -72,24 +86,22 @@ impl RateLimiter {
         // Each operation leaves the map consistent, so a poisoned lock is usable.
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() >= SWEEP_THRESHOLD {
-            buckets.retain(|(name, _), bucket| {
-                let per_second = if *name == limit.name {
-                    limit.per_second
-                } else {
-                    1.0
-                };
-                bucket.tokens + now.duration_since(bucket.updated).as_secs_f64() * per_second
-                    < limit.burst
-            });
+            // A full bucket is the same as no bucket: drop those. If an address flood
+            // keeps the map full even so, start over rather than grow without bound.
+            buckets.retain(|_, bucket| bucket.refilled(now) < bucket.limit.burst);
+            if buckets.len() >= SWEEP_THRESHOLD {
+                tracing::warn!("rate-limit table full; resetting it");
+                buckets.clear();
+            }
         }
         let bucket = buckets
             .entry((limit.name, key.to_owned()))
             .or_insert(Bucket {
                 tokens: limit.burst,
                 updated: now,
+                limit,
             });
-        let elapsed = now.duration_since(bucket.updated).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * limit.per_second).min(limit.burst);
+        bucket.tokens = bucket.refilled(now);
         bucket.updated = now;
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;

@@ -64,6 +64,27 @@ fn init_tracing() {
     }
 }
 
+/// Waits until `receiver` (a fresh subscription of `bus`) hears events: Redis
+/// subscriptions come up asynchronously, so probes are published until one returns.
+/// The probes are drained; they use topic `probe.<random>`.
+pub async fn await_bus_ready(
+    bus: &std::sync::Arc<dyn chat_db::bus::EventBus>,
+    receiver: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<chat_db::bus::BusMessage>>,
+) -> anyhow::Result<()> {
+    let probe = format!("probe.{}", random_suffix());
+    for _ in 0..100 {
+        bus.publish(&probe, String::new()).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
+        while let Ok(Ok(message)) = tokio::time::timeout_at(deadline, receiver.recv()).await {
+            if message.topic == probe {
+                while receiver.try_recv().is_ok() {}
+                return Ok(());
+            }
+        }
+    }
+    anyhow::bail!("the event bus subscription never came up")
+}
+
 /// A running server and what it runs against.
 pub struct TestApp {
     /// `http://127.0.0.1:<port>`.

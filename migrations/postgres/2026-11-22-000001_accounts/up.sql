@@ -16,12 +16,14 @@ CREATE UNIQUE INDEX users_username_key_uq ON users (username_key);
 CREATE UNIQUE INDEX users_email_uq ON users (email);
 
 -- One row per login. Access tokens name the session (`sid`), so revoking the row
--- revokes every token of the session at once. Only a hash of the current refresh
--- secret is kept; a presented secret that is not the current one is a replay.
+-- revokes every token of the session at once. Refresh tokens are
+-- `sid.generation.mac` with mac = HMAC(server key, sid.generation.refresh_nonce):
+-- only the current generation may be exchanged; a genuine older one is a replay.
 CREATE TABLE sessions (
     id           TEXT      PRIMARY KEY,
     user_id      BIGINT    NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-    refresh_hash TEXT      NOT NULL,
+    refresh_nonce TEXT      NOT NULL,
+    refresh_gen   BIGINT    NOT NULL DEFAULT 0,
     created_at   TIMESTAMP NOT NULL,
     refreshed_at TIMESTAMP NOT NULL,
     expires_at   TIMESTAMP NOT NULL,

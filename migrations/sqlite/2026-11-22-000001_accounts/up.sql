@@ -18,7 +18,8 @@ CREATE UNIQUE INDEX users_email_uq ON users (email);
 CREATE TABLE sessions (
     id           TEXT    PRIMARY KEY NOT NULL,
     user_id      BIGINT  NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-    refresh_hash TEXT    NOT NULL,
+    refresh_nonce TEXT    NOT NULL,
+    refresh_gen   BIGINT  NOT NULL DEFAULT 0,
     created_at   TIMESTAMP NOT NULL,
     refreshed_at TIMESTAMP NOT NULL,
     expires_at   TIMESTAMP NOT NULL,

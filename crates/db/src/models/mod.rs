@@ -1,7 +1,20 @@
 //! Row types and the queries that belong to them (`UserRow::find`, …).
 
+mod chats;
+mod friendships;
+mod memberships;
+mod messages;
 mod sessions;
 mod users;
 
+pub use chats::{ChatChanges, ChatListEntry, ChatRow, NewChat};
+pub use friendships::FriendshipRow;
+pub use memberships::{MemberEntry, MembershipRow};
+pub use messages::{HistoryRange, MessageEntry, MessageRow, NewMessage};
 pub use sessions::{NewSession, SessionRow};
 pub use users::{NewUser, UserChanges, UserRow};
+
+diesel::define_sql_function! {
+    /// SQL `lower()`, present in both PostgreSQL and SQLite.
+    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}

@@ -16,8 +16,10 @@ pub struct SessionRow {
     pub id: String,
     /// Owner.
     pub user_id: i64,
-    /// SHA-256 of the current refresh secret.
-    pub refresh_hash: String,
+    /// Per-session secret mixed into refresh-token MACs.
+    pub refresh_nonce: String,
+    /// Generation of the current refresh token.
+    pub refresh_gen: i64,
     /// Login time.
     pub created_at: NaiveDateTime,
     /// Last rotation.
@@ -56,24 +58,24 @@ impl SessionRow {
         })
     }
 
-    /// Replaces the refresh hash if — and only if — `old_hash` is still current and the
-    /// session is live: of two concurrent refreshes with one token, exactly one wins.
+    /// Moves the session from refresh generation `from_gen` to the next, if — and only
+    /// if — `from_gen` is still current and the session is live: of two concurrent
+    /// refreshes with one token, exactly one wins.
     pub async fn rotate(
         pool: &DbPool,
         id: &str,
-        old_hash: &str,
-        new_hash: &str,
+        from_gen: i64,
         now: NaiveDateTime,
     ) -> Result<bool, DbError> {
         let updated = with_conn!(pool, conn => {
             diesel::update(
                 sessions::table
                     .filter(sessions::id.eq(id))
-                    .filter(sessions::refresh_hash.eq(old_hash))
+                    .filter(sessions::refresh_gen.eq(from_gen))
                     .filter(sessions::revoked_at.is_null())
                     .filter(sessions::expires_at.gt(now)),
             )
-            .set((sessions::refresh_hash.eq(new_hash), sessions::refreshed_at.eq(now)))
+            .set((sessions::refresh_gen.eq(from_gen + 1), sessions::refreshed_at.eq(now)))
             .execute(conn)
             .await?
         });

@@ -4,6 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
+use crate::models::lower;
 use crate::schema::users;
 use crate::{DbError, DbPool, with_conn};
 
@@ -93,6 +94,41 @@ impl UserRow {
         })
     }
 
+    /// The accounts with these ids (any order; missing ids are skipped).
+    pub async fn find_many(pool: &DbPool, ids: &[i64]) -> Result<Vec<UserRow>, DbError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        with_conn!(pool, conn => {
+            Ok(users::table.filter(users::id.eq_any(ids)).select(UserRow::as_select()).load(conn).await?)
+        })
+    }
+
+    /// Every account (active or not) whose username or display name contains
+    /// `query`, by id after the cursor: the admin listing.
+    pub async fn list_all(
+        pool: &DbPool,
+        query: Option<&str>,
+        after_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<UserRow>, DbError> {
+        let pattern = query.map(|q| format!("%{}%", escape_like(&q.to_lowercase())));
+        with_conn!(pool, conn => {
+            let mut select = users::table.select(UserRow::as_select()).order(users::id.asc()).limit(limit).into_boxed();
+            if let Some(pattern) = &pattern {
+                select = select.filter(
+                    users::username_key.like(pattern.clone()).escape('\\')
+                        .or(users::email.like(pattern.clone()).escape('\\'))
+                        .or(lower(users::display_name).like(pattern.clone()).escape('\\')),
+                );
+            }
+            if let Some(after) = after_id {
+                select = select.filter(users::id.gt(after));
+            }
+            Ok(select.load(conn).await?)
+        })
+    }
+
     /// The account whose username (case-insensitively) or e-mail is `login`.
     pub async fn find_by_login(pool: &DbPool, login: &str) -> Result<Option<UserRow>, DbError> {
         let key = login.trim().to_lowercase();
@@ -168,13 +204,8 @@ impl UserRow {
     }
 }
 
-diesel::define_sql_function! {
-    /// SQL `lower()`, present in both PostgreSQL and SQLite.
-    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
-}
-
 /// Escapes `%`, `_` and the escape character itself for a `LIKE … ESCAPE '\'`.
-fn escape_like(raw: &str) -> String {
+pub(crate) fn escape_like(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     for c in raw.chars() {
         if matches!(c, '%' | '_' | '\\') {

@@ -32,6 +32,12 @@ pub async fn login(
 ) -> Result<TokenPair, ServiceError> {
     ctx.limits.check(rate_limit::LOGIN, client)?;
     let login = input.login.trim();
+    if login.chars().any(char::is_control) {
+        return Err(ServiceError::invalid(
+            "username",
+            "must not contain control characters",
+        ));
+    }
     if login.is_empty() || input.password.is_empty() {
         let mut errors = chat_domain::FieldErrors::new();
         if login.is_empty() {

@@ -11,9 +11,24 @@ use crate::ServiceError;
 /// an unknown username costs the same time as a wrong password.
 static DUMMY_HASH: OnceLock<String> = OnceLock::new();
 
+/// At most this many hashes run at once (one per core): a burst of log-ins queues
+/// here instead of filling the blocking pool that SQLite queries also need.
+static HASHING: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ServiceError> {
+    let permits = HASHING.get_or_init(|| {
+        tokio::sync::Semaphore::new(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        )
+    });
+    let _permit = permits
+        .acquire()
+        .await
+        .map_err(|e| ServiceError::Internal(anyhow::anyhow!("password semaphore closed: {e}")))?;
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ServiceError::Internal(anyhow::anyhow!("password task failed: {e}")))

@@ -4,7 +4,7 @@ use chat_db::models::SessionRow;
 
 use crate::auth::revoke_session;
 use crate::auth::session::{TokenPair, token_pair};
-use crate::auth::tokens::{self, RefreshToken};
+use crate::auth::tokens::RefreshToken;
 use crate::rate_limit;
 use crate::{AppContext, ServiceError};
 
@@ -12,9 +12,10 @@ fn refused(code: &'static str, detail: &str) -> ServiceError {
     ServiceError::unauthorized(code, detail)
 }
 
-/// Exchanges a refresh token for a new pair. The presented secret is retired: using
-/// it again (a stolen copy, or a replay) revokes the whole session, so a thief and
-/// the victim cannot both keep it alive.
+/// Exchanges a refresh token for a new pair. The presented token is retired: using a
+/// genuine retired token again (a stolen copy, or a replay) revokes the whole session,
+/// so a thief and the victim cannot both keep it alive. A token that does not verify
+/// is only refused.
 pub async fn refresh(
     ctx: &AppContext,
     client: &str,
@@ -45,17 +46,15 @@ pub async fn refresh(
             "this account has been deactivated",
         ));
     }
-    let presented = tokens::hash_secret(token.secret);
-    let secret = tokens::random_token();
-    let rotated = presented == session.refresh_hash
-        && SessionRow::rotate(
-            &ctx.store.db,
-            &session.id,
-            &presented,
-            &tokens::hash_secret(&secret),
-            now,
-        )
-        .await?;
+    if !token.verify(&ctx.auth.keys, &session.refresh_nonce)
+        || token.generation > session.refresh_gen
+    {
+        // Not a token this server issued for this session: refuse it, and leave the
+        // session alone (its id alone is no secret).
+        return Err(refused("invalid_token", "the refresh token is invalid"));
+    }
+    let rotated = token.generation == session.refresh_gen
+        && SessionRow::rotate(&ctx.store.db, &session.id, token.generation, now).await?;
     if !rotated {
         tracing::warn!(
             user.id = user.id,
@@ -67,5 +66,12 @@ pub async fn refresh(
             "this refresh token was already used; the session has been ended",
         ));
     }
-    token_pair(ctx, &user, &session.id, &secret).await
+    token_pair(
+        ctx,
+        &user,
+        &session.id,
+        &session.refresh_nonce,
+        token.generation + 1,
+    )
+    .await
 }

@@ -34,10 +34,15 @@ pub(crate) async fn token_pair(
     ctx: &AppContext,
     user: &UserRow,
     session_id: &str,
-    secret: &str,
+    nonce: &str,
+    generation: i64,
 ) -> Result<TokenPair, ServiceError> {
     let seen = chat_db::now();
-    UserRow::touch(&ctx.store.db, user.id, seen).await?;
+    // Best effort: the session change is already committed, and failing now would
+    // leave the client without the token it must present next.
+    if let Err(err) = UserRow::touch(&ctx.store.db, user.id, seen).await {
+        tracing::warn!(error = %err, "cannot record last_seen_at");
+    }
     let mut user = user.clone();
     user.last_seen_at = Some(seen);
     let now = chrono::Utc::now().timestamp();
@@ -47,7 +52,7 @@ pub(crate) async fn token_pair(
     Ok(TokenPair {
         user: UserView::from(user),
         access_token,
-        refresh_token: RefreshToken::format(session_id, secret),
+        refresh_token: RefreshToken::issue(&ctx.auth.keys, session_id, generation, nonce)?,
         token_type: "Bearer",
         expires_in,
     })
@@ -60,12 +65,13 @@ pub(crate) async fn open_session(
 ) -> Result<TokenPair, ServiceError> {
     let now = chat_db::now();
     let session_id = tokens::new_session_id();
-    let secret = tokens::random_token();
+    let nonce = tokens::random_token();
     let refresh_ttl = chrono::Duration::seconds(ttl_secs(ctx.auth.refresh_ttl));
     let row = SessionRow {
         id: session_id.clone(),
         user_id: user.id,
-        refresh_hash: tokens::hash_secret(&secret),
+        refresh_nonce: nonce.clone(),
+        refresh_gen: 0,
         created_at: now,
         refreshed_at: now,
         expires_at: now + refresh_ttl,
@@ -73,5 +79,5 @@ pub(crate) async fn open_session(
     };
     SessionRow::insert(&ctx.store.db, &row).await?;
     tracing::info!(user.id = user.id, "session opened");
-    token_pair(ctx, user, &session_id, &secret).await
+    token_pair(ctx, user, &session_id, &nonce, 0).await
 }

@@ -1,12 +1,19 @@
-//! Access tokens (HS256 JWTs naming a session) and refresh tokens (opaque
-//! `session_id.secret` strings whose secret is stored only as a SHA-256 hash).
+//! Access tokens (HS256 JWTs naming a session) and refresh tokens
+//! (`session_id.generation.mac`, the MAC keyed by the server secret over the session
+//! id, the generation and a per-session nonce).
+//!
+//! The MAC makes every refresh token verifiable on its own: a token of an older
+//! generation that verifies was really issued, so presenting it is a replay (and ends
+//! the session), while a forged one is merely invalid. Knowing a session id — it is in
+//! every access token — is not enough to end someone's session.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use crate::ServiceError;
 
@@ -14,11 +21,13 @@ use crate::ServiceError;
 /// (e.g. a future WebSocket ticket) can be used as one.
 const ACCESS_TYPE: &str = "access";
 
-/// HS256 signing and verification keys from the configured secret.
+/// HS256 signing and verification keys, and the refresh-token MAC key, from the
+/// configured secret.
 #[derive(Clone)]
 pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    refresh: Vec<u8>,
 }
 
 impl JwtKeys {
@@ -27,6 +36,7 @@ impl JwtKeys {
         Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
+            refresh: secret.to_vec(),
         }
     }
 }
@@ -104,38 +114,79 @@ pub fn new_session_id() -> String {
         .collect()
 }
 
-/// SHA-256 of a refresh secret, hex: what the database keeps.
-pub fn hash_secret(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+/// A refresh token as presented: `session_id.generation.mac`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshToken<'a> {
+    /// The session (32 hex digits).
+    pub session_id: &'a str,
+    /// Which rotation of the session this token belongs to.
+    pub generation: i64,
+    /// HMAC of the above and the session's nonce.
+    pub mac: &'a str,
 }
 
-/// A refresh token as presented: `session_id.secret`.
-pub struct RefreshToken<'a> {
-    /// The session.
-    pub session_id: &'a str,
-    /// The current secret of the session (if the token is not a replay).
-    pub secret: &'a str,
+fn refresh_mac(
+    keys: &JwtKeys,
+    session_id: &str,
+    generation: i64,
+    nonce: &str,
+) -> Option<Hmac<Sha256>> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(&keys.refresh).ok()?;
+    mac.update(b"refresh\0");
+    mac.update(format!("{session_id}.{generation}.{nonce}").as_bytes());
+    Some(mac)
 }
 
 impl<'a> RefreshToken<'a> {
     /// Splits a presented token; malformed ones are a 401.
     pub fn parse(raw: &'a str) -> Result<Self, ServiceError> {
-        raw.split_once('.')
-            .filter(|(sid, secret)| {
-                !sid.is_empty() && !secret.is_empty() && sid.len() <= 64 && secret.len() <= 128
-            })
-            .map(|(session_id, secret)| RefreshToken { session_id, secret })
-            .ok_or_else(|| {
-                ServiceError::unauthorized("invalid_token", "the refresh token is invalid")
-            })
+        let invalid =
+            || ServiceError::unauthorized("invalid_token", "the refresh token is invalid");
+        let mut parts = raw.split('.');
+        let (Some(session_id), Some(generation), Some(mac), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(invalid());
+        };
+        let hex = |s: &str| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit());
+        let generation = generation
+            .parse::<i64>()
+            .ok()
+            .filter(|g| *g >= 0)
+            .ok_or_else(invalid)?;
+        if !hex(session_id) || mac.is_empty() || mac.len() > 64 {
+            return Err(invalid());
+        }
+        Ok(RefreshToken {
+            session_id,
+            generation,
+            mac,
+        })
     }
 
-    /// Joins the parts.
-    pub fn format(session_id: &str, secret: &str) -> String {
-        format!("{session_id}.{secret}")
+    /// Issues the token of `generation` for a session.
+    pub fn issue(
+        keys: &JwtKeys,
+        session_id: &str,
+        generation: i64,
+        nonce: &str,
+    ) -> Result<String, ServiceError> {
+        let mac = refresh_mac(keys, session_id, generation, nonce)
+            .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("refresh key unusable")))?;
+        Ok(format!(
+            "{session_id}.{generation}.{}",
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        ))
+    }
+
+    /// Whether this token was issued by this server for a session with `nonce`
+    /// (constant-time comparison).
+    pub fn verify(&self, keys: &JwtKeys, nonce: &str) -> bool {
+        let Ok(presented) = URL_SAFE_NO_PAD.decode(self.mac) else {
+            return false;
+        };
+        refresh_mac(keys, self.session_id, self.generation, nonce)
+            .is_some_and(|mac| mac.verify_slice(&presented).is_ok())
     }
 }
 
@@ -181,16 +232,31 @@ mod tests {
     }
 
     #[test]
-    fn refresh_tokens_parse() {
-        let raw = RefreshToken::format("abc", "secret");
-        let token = RefreshToken::parse(&raw).ok();
-        assert_eq!(
-            token.map(|t| (t.session_id, t.secret)),
-            Some(("abc", "secret"))
-        );
-        assert!(RefreshToken::parse("nodot").is_err());
-        assert!(RefreshToken::parse(".x").is_err());
-        assert_ne!(hash_secret("a"), hash_secret("b"));
+    fn refresh_tokens_verify_only_with_their_session_nonce_and_generation() -> anyhow::Result<()> {
+        let sid = new_session_id();
+        let raw = RefreshToken::issue(&keys(), &sid, 3, "nonce")?;
+        let token = RefreshToken::parse(&raw)?;
+        assert_eq!((token.session_id, token.generation), (sid.as_str(), 3));
+        assert!(token.verify(&keys(), "nonce"));
+        assert!(!token.verify(&keys(), "other nonce"));
+        assert!(!token.verify(
+            &JwtKeys::from_secret(b"another secret another secret!!!"),
+            "nonce"
+        ));
+        // Claiming another generation with the same MAC does not verify.
+        let forged = raw.replacen(".3.", ".2.", 1);
+        assert!(!RefreshToken::parse(&forged)?.verify(&keys(), "nonce"));
+        for bad in [
+            "nodot".to_owned(),
+            "a.b".to_owned(),
+            format!("{sid}.x.mac"),
+            format!("{sid}.-1.mac"),
+            "zz.1.mac".to_owned(),
+            format!("{sid}.1.mac.extra"),
+        ] {
+            assert!(RefreshToken::parse(&bad).is_err(), "{bad}");
+        }
         assert_ne!(random_token(), random_token());
+        Ok(())
     }
 }

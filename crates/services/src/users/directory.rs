@@ -17,13 +17,7 @@ pub async fn search_users(
     cursor: Option<&str>,
 ) -> Result<Page<PublicUser>, ServiceError> {
     let limit = pagination::limit(limit)?;
-    let query = query.map(str::trim).filter(|q| !q.is_empty());
-    if query.is_some_and(|q| q.chars().count() > MAX_QUERY_LEN) {
-        return Err(ServiceError::invalid(
-            "q",
-            format!("must be at most {MAX_QUERY_LEN} characters"),
-        ));
-    }
+    let query = pagination::search_text("q", query, MAX_QUERY_LEN)?;
     let after = cursor.map(pagination::decode_cursor).transpose()?;
     let rows = UserRow::search(&ctx.store.db, query, after.as_deref(), limit + 1).await?;
     Ok(pagination::page(

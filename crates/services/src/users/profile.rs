@@ -57,6 +57,10 @@ pub async fn update_me(
     let user = load(ctx, principal.user_id).await?;
     let password_hash = match (&new_password, &input.old_password) {
         (Some(new), Some(old)) => {
+            ctx.limits.check(
+                crate::rate_limit::PASSWORD_CHECK,
+                &format!("user:{}", user.id),
+            )?;
             if !passwords::verify(old, Some(&user.password_hash), ctx.auth.bcrypt_cost).await? {
                 return Err(ServiceError::invalid("old_password", "is incorrect"));
             }

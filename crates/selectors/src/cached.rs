@@ -1,0 +1,67 @@
+//! The shared cache-aside shape: read the cache, else load from the database and
+//! fill (`SET NX`); writers overwrite the entry with the new truth (`put`), never just
+//! delete it, so a fill that raced with the write cannot leave the old state behind.
+
+use std::time::Duration;
+
+use chat_db::DbError;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::Store;
+
+/// How long a cached entry may be served. Writers overwrite entries at once; the TTL
+/// only bounds memory and the damage of a missed invalidation.
+pub const ENTITY_TTL: Duration = Duration::from_secs(300);
+
+/// What the cache holds for one key: the value, or a remembered absence.
+#[derive(Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum Entry<T> {
+    Present(T),
+    Absent(Absent),
+}
+
+#[derive(Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Absent {
+    None,
+}
+
+/// Reads `key` through the cache, loading with `load` on a miss.
+pub(crate) async fn read_through<T, F>(
+    store: &Store,
+    key: &str,
+    load: F,
+) -> Result<Option<T>, DbError>
+where
+    T: Serialize + DeserializeOwned,
+    F: AsyncFnOnce() -> Result<Option<T>, DbError>,
+{
+    if let Some(raw) = store.cache_get(key).await {
+        match serde_json::from_str::<Entry<T>>(&raw) {
+            Ok(Entry::Present(value)) => return Ok(Some(value)),
+            Ok(Entry::Absent(_)) => return Ok(None),
+            Err(err) => tracing::warn!(error = %err, key, "unreadable cache entry"),
+        }
+    }
+    let loaded = load().await?;
+    if let Ok(raw) = serde_json::to_string(&entry(loaded.as_ref())) {
+        store.cache_fill(key, &raw, ENTITY_TTL).await;
+    }
+    Ok(loaded)
+}
+
+fn entry<T: Serialize>(value: Option<&T>) -> Entry<&T> {
+    match value {
+        Some(value) => Entry::Present(value),
+        None => Entry::Absent(Absent::None),
+    }
+}
+
+/// Overwrites `key` with the new truth (a value, or its absence).
+pub(crate) async fn put<T: Serialize>(store: &Store, key: &str, value: Option<&T>) {
+    if let Ok(raw) = serde_json::to_string(&entry(value)) {
+        store.cache_put(key, &raw, ENTITY_TTL).await;
+    }
+}

@@ -1,0 +1,4 @@
+DROP TABLE messages;
+DROP TABLE memberships;
+DROP TABLE chats;
+DROP TABLE friendships;
