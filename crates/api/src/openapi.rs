@@ -9,7 +9,7 @@ use utoipa::openapi::security::{
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::routes::{auth, users};
+use crate::routes::{admin, auth, chats, friends, groups, users};
 use crate::{Problem, ops};
 
 /// Path of the OpenAPI document.
@@ -34,6 +34,33 @@ pub const OPENAPI_PATH: &str = "/api/openapi.json";
         users::update_me::update_me,
         users::search::search_users,
         users::get::get_user,
+        friends::list_friends,
+        friends::list_requests,
+        friends::send_request,
+        friends::accept_request,
+        friends::decline_request,
+        friends::remove_friend,
+        chats::chat::list_chats,
+        chats::chat::create_group,
+        chats::chat::open_direct,
+        chats::chat::get_chat,
+        chats::chat::update_chat,
+        chats::chat::delete_chat,
+        chats::chat::join_chat,
+        chats::chat::leave_chat,
+        groups::discover_groups,
+        chats::members::list_members,
+        chats::members::add_member,
+        chats::members::change_role,
+        chats::members::remove_member,
+        chats::messages::list_messages,
+        chats::messages::send_message,
+        chats::messages::edit_message,
+        chats::messages::delete_message,
+        chats::messages::mark_read,
+        admin::list_users,
+        admin::update_user,
+        admin::list_chats,
         ops::healthz,
         ops::readyz,
         ops::metrics,
@@ -43,6 +70,11 @@ pub const OPENAPI_PATH: &str = "/api/openapi.json";
     tags(
         (name = "auth", description = "Sign-up, log-in, token refresh and log-out"),
         (name = "users", description = "My account and the user directory"),
+        (name = "friends", description = "Friends and friend requests"),
+        (name = "chats", description = "Chat list, groups, direct chats, discovery"),
+        (name = "members", description = "Group membership and roles"),
+        (name = "messages", description = "History, sending, editing, deleting, read markers"),
+        (name = "admin", description = "Site administration"),
         (name = "operations", description = "Health, readiness and metrics (outside /api/v1)"),
     )
 )]

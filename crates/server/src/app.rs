@@ -14,7 +14,7 @@ use chat_db::{DbPool, PoolOptions, run_migrations};
 use chat_selectors::Store;
 use chat_services::auth::tokens::JwtKeys;
 use chat_services::rate_limit::RateLimiter;
-use chat_services::{AppContext, AuthSettings};
+use chat_services::{AppContext, AuthSettings, ChatSettings};
 use tracing_actix_web::TracingLogger;
 
 use crate::{Config, secret};
@@ -56,6 +56,9 @@ pub async fn build_context(config: &Config) -> anyhow::Result<AppContext> {
             bcrypt_cost: config.bcrypt_cost,
         },
         limits: Arc::new(RateLimiter::new(config.rate_limits)),
+        chat: ChatSettings {
+            direct_requires_friendship: config.direct_requires_friendship,
+        },
     })
 }
 

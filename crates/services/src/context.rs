@@ -22,6 +22,13 @@ pub struct AuthSettings {
     pub bcrypt_cost: u32,
 }
 
+/// Chat rules that are configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct ChatSettings {
+    /// `CHAT_DIRECT_REQUIRES_FRIENDSHIP`: direct chats only between friends.
+    pub direct_requires_friendship: bool,
+}
+
 /// Shared state of the service layer.
 #[derive(Clone)]
 pub struct AppContext {
@@ -33,4 +40,6 @@ pub struct AppContext {
     pub auth: AuthSettings,
     /// Per-client request budgets.
     pub limits: Arc<RateLimiter>,
+    /// Chat rules.
+    pub chat: ChatSettings,
 }

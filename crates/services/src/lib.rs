@@ -5,12 +5,17 @@
 //! handlers and WebSocket actions both call these functions; there is one
 //! implementation of each operation.
 
+pub mod admin;
 pub mod auth;
+pub mod chats;
 mod context;
 mod error;
+pub mod events;
+pub mod friends;
+pub mod messages;
 pub mod pagination;
 pub mod rate_limit;
 pub mod users;
 
-pub use context::{AppContext, AuthSettings};
+pub use context::{AppContext, AuthSettings, ChatSettings};
 pub use error::{ServiceError, ServiceResult};

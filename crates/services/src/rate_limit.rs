@@ -33,6 +33,12 @@ pub const REGISTER: Limit = Limit {
     per_second: 5.0 / 60.0,
     burst: 10.0,
 };
+/// Messages per user (REST and WebSocket together): 20 a second, 40 at once.
+pub const MESSAGES: Limit = Limit {
+    name: "messages",
+    per_second: 20.0,
+    burst: 40.0,
+};
 /// Old-password checks (password change) per user: 10 a minute, 10 at once.
 pub const PASSWORD_CHECK: Limit = Limit {
     name: "password_check",

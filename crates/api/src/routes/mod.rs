@@ -1,11 +1,20 @@
 //! `/api/v1` routes, one folder per resource and one file per action.
 
+pub(crate) mod admin;
 pub(crate) mod auth;
+pub(crate) mod chats;
+pub(crate) mod friends;
+pub(crate) mod groups;
 pub(crate) mod users;
 
 use actix_web::web;
 
 /// Mounts every `/api/v1` route.
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.configure(auth::configure).configure(users::configure);
+    cfg.configure(auth::configure)
+        .configure(users::configure)
+        .configure(friends::configure)
+        .configure(groups::configure)
+        .configure(chats::configure)
+        .configure(admin::configure);
 }

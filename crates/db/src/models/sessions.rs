@@ -82,6 +82,23 @@ impl SessionRow {
         Ok(updated == 1)
     }
 
+    /// Ids of a user's live sessions.
+    pub async fn live_ids_for_user(
+        pool: &DbPool,
+        user_id: i64,
+        now: NaiveDateTime,
+    ) -> Result<Vec<String>, DbError> {
+        with_conn!(pool, conn => {
+            Ok(sessions::table
+                .filter(sessions::user_id.eq(user_id))
+                .filter(sessions::revoked_at.is_null())
+                .filter(sessions::expires_at.gt(now))
+                .select(sessions::id)
+                .load(conn)
+                .await?)
+        })
+    }
+
     /// Revokes one session (idempotent).
     pub async fn revoke(pool: &DbPool, id: &str, now: NaiveDateTime) -> Result<(), DbError> {
         with_conn!(pool, conn => {

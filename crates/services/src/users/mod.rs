@@ -6,4 +6,5 @@ mod views;
 
 pub use directory::{get_user, search_users};
 pub use profile::{UpdateMeInput, get_me, update_me};
+pub(crate) use views::utc;
 pub use views::{PublicUser, UserView};

@@ -79,6 +79,11 @@ pub async fn update_me(
     let updated = UserRow::update(&ctx.store.db, user.id, changes)
         .await?
         .ok_or_else(|| ServiceError::NotFound("user not found".to_owned()))?;
+    chat_selectors::users::put_user_profile(
+        &ctx.store,
+        &chat_selectors::users::UserProfile::from(&updated),
+    )
+    .await;
     if password_hash.is_some() {
         let ended = revoke_user_sessions(ctx, user.id, Some(&principal.session_id)).await?;
         tracing::info!(

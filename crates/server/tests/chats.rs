@@ -1,0 +1,1041 @@
+//! Friends, direct chats and groups — through the real server, both modes.
+
+use chat_test_support::{Backend, Session, TestApp, both_backends};
+use serde_json::{Value, json};
+
+both_backends!(
+    friend_requests_accept_decline_and_remove,
+    crossing_friend_requests_make_one_friendship,
+    direct_chats_need_friendship_and_are_unique_per_pair,
+    concurrent_direct_chat_creation_makes_one_chat,
+    direct_chats_without_the_friendship_rule,
+    group_lifecycle_and_permission_matrix,
+    ownership_can_be_handed_over,
+    site_admins_manage_any_groups_members,
+    a_removed_member_is_refused_on_the_very_next_request,
+    chat_list_is_ordered_by_activity_with_unread_counts,
+    admin_endpoints_list_and_deactivate,
+);
+
+async fn befriend(app: &TestApp, a: &Session, b: &Session) -> anyhow::Result<()> {
+    let request = app
+        .post(
+            "/api/v1/friends/requests",
+            Some(&a.access_token),
+            json!({"user_id": b.user_id}),
+        )
+        .await?;
+    request.expect_status(201)?;
+    let id = request.json["id"].as_i64().unwrap_or_default();
+    app.post(
+        &format!("/api/v1/friends/requests/{id}/accept"),
+        Some(&b.access_token),
+        json!({}),
+    )
+    .await?
+    .expect_status(200)?;
+    Ok(())
+}
+
+async fn group(
+    app: &TestApp,
+    owner: &Session,
+    name: &str,
+    visibility: &str,
+) -> anyhow::Result<i64> {
+    let created = app
+        .post(
+            "/api/v1/chats",
+            Some(&owner.access_token),
+            json!({"name": name, "visibility": visibility}),
+        )
+        .await?;
+    created.expect_status(201)?;
+    created.json["id"]
+        .as_i64()
+        .ok_or_else(|| anyhow::anyhow!("no chat id: {}", created.text))
+}
+
+fn ids(list: &Value, field: &str) -> Vec<i64> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v[field].as_i64())
+        .collect()
+}
+
+async fn friend_requests_accept_decline_and_remove(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, bob, cy) = (
+        app.register("ann").await?,
+        app.register("bob").await?,
+        app.register("cyd").await?,
+    );
+    let sent = app
+        .post(
+            "/api/v1/friends/requests",
+            Some(&ann.access_token),
+            json!({"user_id": bob.user_id}),
+        )
+        .await?;
+    sent.expect_status(201)?;
+    assert_eq!(
+        (
+            sent.json["status"].as_str(),
+            sent.json["from_user"]["id"].as_i64()
+        ),
+        (Some("pending"), Some(ann.user_id))
+    );
+    let request_id = sent.json["id"].as_i64().unwrap_or_default();
+    // Asking again changes nothing.
+    let again = app
+        .post(
+            "/api/v1/friends/requests",
+            Some(&ann.access_token),
+            json!({"user_id": bob.user_id}),
+        )
+        .await?;
+    again.expect_status(200)?;
+    assert_eq!(again.json["id"], request_id);
+    let bobs = app
+        .get("/api/v1/friends/requests", Some(&bob.access_token))
+        .await?;
+    assert_eq!(ids(&bobs.json["incoming"], "id"), [request_id]);
+    let anns = app
+        .get("/api/v1/friends/requests", Some(&ann.access_token))
+        .await?;
+    assert_eq!(ids(&anns.json["outgoing"], "id"), [request_id]);
+    // Only the addressee answers.
+    app.post(
+        &format!("/api/v1/friends/requests/{request_id}/accept"),
+        Some(&ann.access_token),
+        json!({}),
+    )
+    .await?
+    .expect_problem(403, "own_request")?;
+    app.post(
+        &format!("/api/v1/friends/requests/{request_id}/accept"),
+        Some(&cy.access_token),
+        json!({}),
+    )
+    .await?
+    .expect_problem(404, "not_found")?;
+    let accepted = app
+        .post(
+            &format!("/api/v1/friends/requests/{request_id}/accept"),
+            Some(&bob.access_token),
+            json!({}),
+        )
+        .await?;
+    accepted.expect_status(200)?;
+    assert_eq!(accepted.json["status"], "accepted");
+    app.post(
+        &format!("/api/v1/friends/requests/{request_id}/decline"),
+        Some(&bob.access_token),
+        json!({}),
+    )
+    .await?
+    .expect_problem(409, "not_pending")?;
+    let friends = app.get("/api/v1/friends", Some(&ann.access_token)).await?;
+    let friend_ids: Vec<i64> = friends.json["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["user"]["id"].as_i64())
+        .collect();
+    assert_eq!(friend_ids, [bob.user_id]);
+    app.post(
+        "/api/v1/friends/requests",
+        Some(&bob.access_token),
+        json!({"user_id": ann.user_id}),
+    )
+    .await?
+    .expect_problem(409, "already_friends")?;
+    // Decline, then ask again.
+    let to_cy = app
+        .post(
+            "/api/v1/friends/requests",
+            Some(&ann.access_token),
+            json!({"user_id": cy.user_id}),
+        )
+        .await?;
+    let cy_request = to_cy.json["id"].as_i64().unwrap_or_default();
+    let declined = app
+        .post(
+            &format!("/api/v1/friends/requests/{cy_request}/decline"),
+            Some(&cy.access_token),
+            json!({}),
+        )
+        .await?;
+    assert_eq!(declined.json["status"], "declined");
+    app.post(
+        "/api/v1/friends/requests",
+        Some(&ann.access_token),
+        json!({"user_id": cy.user_id}),
+    )
+    .await?
+    .expect_status(201)?;
+    // Either side removes a friendship.
+    app.delete(
+        &format!("/api/v1/friends/{}", ann.user_id),
+        Some(&bob.access_token),
+    )
+    .await?
+    .expect_status(204)?;
+    app.delete(
+        &format!("/api/v1/friends/{}", ann.user_id),
+        Some(&bob.access_token),
+    )
+    .await?
+    .expect_problem(404, "not_found")?;
+    let friends = app.get("/api/v1/friends", Some(&ann.access_token)).await?;
+    assert_eq!(friends.json["items"].as_array().map(Vec::len), Some(0));
+    // Unhappy paths.
+    app.post(
+        "/api/v1/friends/requests",
+        Some(&ann.access_token),
+        json!({"user_id": ann.user_id}),
+    )
+    .await?
+    .expect_problem(422, "validation_failed")?;
+    app.post(
+        "/api/v1/friends/requests",
+        Some(&ann.access_token),
+        json!({"user_id": 987654}),
+    )
+    .await?
+    .expect_problem(404, "not_found")?;
+    app.post(
+        "/api/v1/friends/requests",
+        Some(&ann.access_token),
+        json!({"user_id": "x"}),
+    )
+    .await?
+    .expect_problem(422, "validation_failed")?;
+    app.get("/api/v1/friends", None)
+        .await?
+        .expect_problem(401, "missing_token")?;
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn crossing_friend_requests_make_one_friendship(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, bob) = (app.register("ann").await?, app.register("bob").await?);
+    // Bob asks; Ann "asks" back, which accepts Bob's request.
+    app.post(
+        "/api/v1/friends/requests",
+        Some(&bob.access_token),
+        json!({"user_id": ann.user_id}),
+    )
+    .await?
+    .expect_status(201)?;
+    let back = app
+        .post(
+            "/api/v1/friends/requests",
+            Some(&ann.access_token),
+            json!({"user_id": bob.user_id}),
+        )
+        .await?;
+    back.expect_status(200)?;
+    assert_eq!(back.json["status"], "accepted");
+    // Both at once, in the other pair: one friendship, no error.
+    let (cy, dee) = (app.register("cyd").await?, app.register("dee").await?);
+    let (a, b) = futures_util::future::join(
+        app.post(
+            "/api/v1/friends/requests",
+            Some(&cy.access_token),
+            json!({"user_id": dee.user_id}),
+        ),
+        app.post(
+            "/api/v1/friends/requests",
+            Some(&dee.access_token),
+            json!({"user_id": cy.user_id}),
+        ),
+    )
+    .await;
+    assert!(a?.status.is_success() && b?.status.is_success());
+    let requests = app
+        .get("/api/v1/friends/requests", Some(&cy.access_token))
+        .await?;
+    let friends = app.get("/api/v1/friends", Some(&cy.access_token)).await?;
+    let pending = requests.json["incoming"].as_array().map_or(0, Vec::len)
+        + requests.json["outgoing"].as_array().map_or(0, Vec::len);
+    let friend_count = friends.json["items"].as_array().map_or(0, Vec::len);
+    assert_eq!(
+        pending + friend_count,
+        1,
+        "exactly one relation: {} / {}",
+        requests.text,
+        friends.text
+    );
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn direct_chats_need_friendship_and_are_unique_per_pair(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, bob) = (app.register("ann").await?, app.register("bob").await?);
+    app.post(
+        "/api/v1/chats/direct",
+        Some(&ann.access_token),
+        json!({"user_id": bob.user_id}),
+    )
+    .await?
+    .expect_problem(403, "friendship_required")?;
+    befriend(&app, &ann, &bob).await?;
+    let created = app
+        .post(
+            "/api/v1/chats/direct",
+            Some(&ann.access_token),
+            json!({"user_id": bob.user_id}),
+        )
+        .await?;
+    created.expect_status(201)?;
+    let chat_id = created.json["id"].as_i64().unwrap_or_default();
+    assert_eq!(created.json["kind"], "direct");
+    assert_eq!(created.json["member_count"], 2);
+    assert_eq!(created.json["ws_url"], format!("/ws/chats/{chat_id}"));
+    let mut members = ids(&created.json["members"], "user_id");
+    members.sort_unstable();
+    assert_eq!(members, [ann.user_id, bob.user_id]);
+    let again = app
+        .post(
+            "/api/v1/chats/direct",
+            Some(&bob.access_token),
+            json!({"user_id": ann.user_id}),
+        )
+        .await?;
+    again.expect_status(200)?;
+    assert_eq!(again.json["id"], chat_id);
+    app.post(
+        "/api/v1/chats/direct",
+        Some(&ann.access_token),
+        json!({"user_id": ann.user_id}),
+    )
+    .await?
+    .expect_problem(422, "validation_failed")?;
+    app.post(
+        "/api/v1/chats/direct",
+        Some(&ann.access_token),
+        json!({"user_id": 424242}),
+    )
+    .await?
+    .expect_problem(404, "not_found")?;
+    // Direct chats have no settings, members to add, or way out.
+    app.patch(
+        &format!("/api/v1/chats/{chat_id}"),
+        Some(&ann.access_token),
+        json!({"name": "x"}),
+    )
+    .await?
+    .expect_problem(403, "direct_chat")?;
+    app.post(
+        &format!("/api/v1/chats/{chat_id}/leave"),
+        Some(&ann.access_token),
+        json!({}),
+    )
+    .await?
+    .expect_problem(403, "direct_chat")?;
+    let cy = app.register("cyd").await?;
+    app.request(
+        actix_web::http::Method::PUT,
+        &format!("/api/v1/chats/{chat_id}/members/{}", cy.user_id),
+        Some(&ann.access_token),
+        None,
+    )
+    .await?
+    .expect_problem(403, "direct_chat")?;
+    app.get(&format!("/api/v1/chats/{chat_id}"), Some(&cy.access_token))
+        .await?
+        .expect_problem(403, "not_a_member")?;
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn concurrent_direct_chat_creation_makes_one_chat(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn_with(backend, |c| c.direct_requires_friendship = false).await?;
+    let (ann, bob) = (app.register("ann").await?, app.register("bob").await?);
+    let opens = (0..6).map(|i| {
+        let (me, other) = if i % 2 == 0 {
+            (&ann, &bob)
+        } else {
+            (&bob, &ann)
+        };
+        app.post(
+            "/api/v1/chats/direct",
+            Some(&me.access_token),
+            json!({"user_id": other.user_id}),
+        )
+    });
+    let mut chat_ids = Vec::new();
+    let mut created = 0;
+    for response in futures_util::future::join_all(opens).await {
+        let response = response?;
+        assert!(response.status.is_success(), "{}", response.text);
+        created += usize::from(response.status.as_u16() == 201);
+        chat_ids.push(response.json["id"].as_i64().unwrap_or_default());
+    }
+    chat_ids.dedup();
+    assert_eq!(chat_ids.len(), 1, "one chat per pair, got {chat_ids:?}");
+    assert_eq!(created, 1);
+    let list = app.get("/api/v1/chats", Some(&ann.access_token)).await?;
+    assert_eq!(list.json["items"].as_array().map(Vec::len), Some(1));
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn direct_chats_without_the_friendship_rule(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn_with(backend, |c| c.direct_requires_friendship = false).await?;
+    let (ann, bob) = (app.register("ann").await?, app.register("bob").await?);
+    app.post(
+        "/api/v1/chats/direct",
+        Some(&ann.access_token),
+        json!({"user_id": bob.user_id}),
+    )
+    .await?
+    .expect_status(201)?;
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn group_lifecycle_and_permission_matrix(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (owner, admin, member, outsider) = (
+        app.register("owner").await?,
+        app.register("admin").await?,
+        app.register("member").await?,
+        app.register("outsider").await?,
+    );
+    let public = group(&app, &owner, "Rustaceans", "public").await?;
+    let private = group(&app, &owner, "Secret club", "private").await?;
+    let view = app
+        .get(
+            &format!("/api/v1/chats/{public}"),
+            Some(&owner.access_token),
+        )
+        .await?;
+    assert_eq!(
+        (
+            view.json["role"].as_str(),
+            view.json["member_count"].as_i64()
+        ),
+        (Some("owner"), Some(1))
+    );
+    // Discovery lists public groups only.
+    let found = app
+        .get("/api/v1/groups?q=rust", Some(&outsider.access_token))
+        .await?;
+    assert_eq!(ids(&found.json["items"], "id"), [public]);
+    let all = app
+        .get("/api/v1/groups", Some(&outsider.access_token))
+        .await?;
+    assert!(!ids(&all.json["items"], "id").contains(&private));
+    // Joining: public yes, private no, twice no.
+    for user in [&admin, &member] {
+        app.post(
+            &format!("/api/v1/chats/{public}/join"),
+            Some(&user.access_token),
+            json!({}),
+        )
+        .await?
+        .expect_status(200)?;
+    }
+    app.post(
+        &format!("/api/v1/chats/{public}/join"),
+        Some(&member.access_token),
+        json!({}),
+    )
+    .await?
+    .expect_problem(403, "already_member")?;
+    app.post(
+        &format!("/api/v1/chats/{private}/join"),
+        Some(&outsider.access_token),
+        json!({}),
+    )
+    .await?
+    .expect_problem(403, "private_chat")?;
+    // Roles: only the owner changes them.
+    let path = |user: &Session| format!("/api/v1/chats/{public}/members/{}", user.user_id);
+    app.patch(
+        &path(&admin),
+        Some(&member.access_token),
+        json!({"role": "admin"}),
+    )
+    .await?
+    .expect_problem(403, "forbidden")?;
+    let promoted = app
+        .patch(
+            &path(&admin),
+            Some(&owner.access_token),
+            json!({"role": "admin"}),
+        )
+        .await?;
+    promoted.expect_status(200)?;
+    assert_eq!(promoted.json["role"], "admin");
+    app.patch(
+        &path(&admin),
+        Some(&owner.access_token),
+        json!({"role": "king"}),
+    )
+    .await?
+    .expect_problem(422, "validation_failed")?;
+    // Settings: owner and admins.
+    app.patch(
+        &format!("/api/v1/chats/{public}"),
+        Some(&member.access_token),
+        json!({"name": "Mine"}),
+    )
+    .await?
+    .expect_problem(403, "forbidden")?;
+    let renamed = app
+        .patch(
+            &format!("/api/v1/chats/{public}"),
+            Some(&admin.access_token),
+            json!({"name": " Crabs ", "description": "🦀"}),
+        )
+        .await?;
+    renamed.expect_status(200)?;
+    assert_eq!(
+        (
+            renamed.json["name"].as_str(),
+            renamed.json["description"].as_str()
+        ),
+        (Some("Crabs"), Some("🦀"))
+    );
+    app.patch(
+        &format!("/api/v1/chats/{public}"),
+        Some(&admin.access_token),
+        json!({"name": ""}),
+    )
+    .await?
+    .expect_problem(422, "validation_failed")?;
+    app.patch(
+        &format!("/api/v1/chats/{public}"),
+        Some(&admin.access_token),
+        json!({"visibility": "hidden"}),
+    )
+    .await?
+    .expect_problem(422, "validation_failed")?;
+    // Adding: owner/admins, to private groups too; members cannot.
+    let add = |chat: i64, user: &Session| format!("/api/v1/chats/{chat}/members/{}", user.user_id);
+    app.request(
+        actix_web::http::Method::PUT,
+        &add(private, &outsider),
+        Some(&member.access_token),
+        None,
+    )
+    .await?
+    .expect_problem(403, "forbidden")?;
+    let added = app
+        .request(
+            actix_web::http::Method::PUT,
+            &add(private, &member),
+            Some(&owner.access_token),
+            None,
+        )
+        .await?;
+    added.expect_status(201)?;
+    app.request(
+        actix_web::http::Method::PUT,
+        &add(private, &member),
+        Some(&owner.access_token),
+        None,
+    )
+    .await?
+    .expect_status(200)?;
+    app.request(
+        actix_web::http::Method::PUT,
+        &add(private, &outsider),
+        Some(&member.access_token),
+        None,
+    )
+    .await?
+    .expect_problem(403, "forbidden")?;
+    // Removing: admins remove members, not admins or the owner.
+    app.delete(&path(&owner), Some(&admin.access_token))
+        .await?
+        .expect_problem(403, "cannot_remove_owner")?;
+    app.delete(&path(&member), Some(&admin.access_token))
+        .await?
+        .expect_status(204)?;
+    app.post(
+        &format!("/api/v1/chats/{public}/join"),
+        Some(&member.access_token),
+        json!({}),
+    )
+    .await?
+    .expect_status(200)?;
+    app.patch(
+        &path(&member),
+        Some(&owner.access_token),
+        json!({"role": "admin"}),
+    )
+    .await?
+    .expect_status(200)?;
+    app.delete(&path(&member), Some(&admin.access_token))
+        .await?
+        .expect_problem(403, "forbidden")?;
+    app.delete(&path(&member), Some(&owner.access_token))
+        .await?
+        .expect_status(204)?;
+    app.delete(&path(&member), Some(&owner.access_token))
+        .await?
+        .expect_problem(404, "not_found")?;
+    // Members list.
+    let members = app
+        .get(
+            &format!("/api/v1/chats/{public}/members"),
+            Some(&admin.access_token),
+        )
+        .await?;
+    let mut listed = ids(&members.json["items"], "user_id");
+    listed.sort_unstable();
+    assert_eq!(listed, [owner.user_id, admin.user_id]);
+    app.get(
+        &format!("/api/v1/chats/{public}/members"),
+        Some(&outsider.access_token),
+    )
+    .await?
+    .expect_problem(403, "not_a_member")?;
+    // Leaving: anyone but the owner.
+    app.post(
+        &format!("/api/v1/chats/{public}/leave"),
+        Some(&owner.access_token),
+        json!({}),
+    )
+    .await?
+    .expect_problem(403, "owner_cannot_leave")?;
+    app.post(
+        &format!("/api/v1/chats/{public}/leave"),
+        Some(&admin.access_token),
+        json!({}),
+    )
+    .await?
+    .expect_status(204)?;
+    app.post(
+        &format!("/api/v1/chats/{public}/leave"),
+        Some(&admin.access_token),
+        json!({}),
+    )
+    .await?
+    .expect_problem(403, "not_a_member")?;
+    // Deleting: owner only; then it is gone for everyone.
+    app.post(
+        &format!("/api/v1/chats/{public}/join"),
+        Some(&admin.access_token),
+        json!({}),
+    )
+    .await?
+    .expect_status(200)?;
+    app.delete(
+        &format!("/api/v1/chats/{public}"),
+        Some(&admin.access_token),
+    )
+    .await?
+    .expect_problem(403, "forbidden")?;
+    app.delete(
+        &format!("/api/v1/chats/{public}"),
+        Some(&owner.access_token),
+    )
+    .await?
+    .expect_status(204)?;
+    app.get(
+        &format!("/api/v1/chats/{public}"),
+        Some(&owner.access_token),
+    )
+    .await?
+    .expect_problem(404, "not_found")?;
+    app.get(
+        &format!("/api/v1/chats/{public}/messages"),
+        Some(&admin.access_token),
+    )
+    .await?
+    .expect_problem(404, "not_found")?;
+    // Bad input.
+    app.post(
+        "/api/v1/chats",
+        Some(&owner.access_token),
+        json!({"name": " "}),
+    )
+    .await?
+    .expect_problem(422, "validation_failed")?;
+    app.post(
+        "/api/v1/chats",
+        Some(&owner.access_token),
+        json!({"name": "x", "kind": "direct"}),
+    )
+    .await?
+    .expect_problem(422, "validation_failed")?;
+    app.get("/api/v1/chats/999999", Some(&owner.access_token))
+        .await?
+        .expect_problem(404, "not_found")?;
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn ownership_can_be_handed_over(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, bob) = (app.register("ann").await?, app.register("bob").await?);
+    let chat = group(&app, &ann, "Club", "public").await?;
+    app.post(
+        &format!("/api/v1/chats/{chat}/join"),
+        Some(&bob.access_token),
+        json!({}),
+    )
+    .await?
+    .expect_status(200)?;
+    // The owner's own role only changes by handing over.
+    app.patch(
+        &format!("/api/v1/chats/{chat}/members/{}", ann.user_id),
+        Some(&ann.access_token),
+        json!({"role": "member"}),
+    )
+    .await?
+    .expect_problem(403, "cannot_demote_owner")?;
+    let handed = app
+        .patch(
+            &format!("/api/v1/chats/{chat}/members/{}", bob.user_id),
+            Some(&ann.access_token),
+            json!({"role": "owner"}),
+        )
+        .await?;
+    handed.expect_status(200)?;
+    assert_eq!(handed.json["role"], "owner");
+    let ann_view = app
+        .get(&format!("/api/v1/chats/{chat}"), Some(&ann.access_token))
+        .await?;
+    assert_eq!(ann_view.json["role"], "admin");
+    // The former owner may leave now; the new one may not.
+    app.post(
+        &format!("/api/v1/chats/{chat}/leave"),
+        Some(&bob.access_token),
+        json!({}),
+    )
+    .await?
+    .expect_problem(403, "owner_cannot_leave")?;
+    app.post(
+        &format!("/api/v1/chats/{chat}/leave"),
+        Some(&ann.access_token),
+        json!({}),
+    )
+    .await?
+    .expect_status(204)?;
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn make_admin(app: &TestApp, username: &str) -> anyhow::Result<Session> {
+    let user = app.register(username).await?;
+    let changes = chat_db::models::UserChanges {
+        is_admin: Some(true),
+        ..Default::default()
+    };
+    chat_db::models::UserRow::update(&app.context.store.db, user.user_id, changes).await?;
+    app.login(username, chat_test_support::TEST_PASSWORD).await
+}
+
+async fn site_admins_manage_any_groups_members(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let root = make_admin(&app, "root").await?;
+    let (ann, bob) = (app.register("ann").await?, app.register("bob").await?);
+    let chat = group(&app, &ann, "Closed", "private").await?;
+    // Seed 001's closed chats: a site admin adds members to a group they are not in.
+    app.request(
+        actix_web::http::Method::PUT,
+        &format!("/api/v1/chats/{chat}/members/{}", bob.user_id),
+        Some(&root.access_token),
+        None,
+    )
+    .await?
+    .expect_status(201)?;
+    app.get(
+        &format!("/api/v1/chats/{chat}/members"),
+        Some(&root.access_token),
+    )
+    .await?
+    .expect_status(200)?;
+    app.delete(
+        &format!("/api/v1/chats/{chat}/members/{}", ann.user_id),
+        Some(&root.access_token),
+    )
+    .await?
+    .expect_problem(403, "cannot_remove_owner")?;
+    // Moderation is not membership: the admin cannot post.
+    app.post(
+        &format!("/api/v1/chats/{chat}/messages"),
+        Some(&root.access_token),
+        json!({"content": "hi"}),
+    )
+    .await?
+    .expect_problem(403, "not_a_member")?;
+    let message = app
+        .post(
+            &format!("/api/v1/chats/{chat}/messages"),
+            Some(&bob.access_token),
+            json!({"content": "spam"}),
+        )
+        .await?;
+    let message_id = message.json["id"].as_i64().unwrap_or_default();
+    app.delete(
+        &format!("/api/v1/chats/{chat}/messages/{message_id}"),
+        Some(&root.access_token),
+    )
+    .await?
+    .expect_status(204)?;
+    app.delete(
+        &format!("/api/v1/chats/{chat}/members/{}", bob.user_id),
+        Some(&root.access_token),
+    )
+    .await?
+    .expect_status(204)?;
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn a_removed_member_is_refused_on_the_very_next_request(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, bob) = (app.register("ann").await?, app.register("bob").await?);
+    let chat = group(&app, &ann, "Club", "private").await?;
+    app.request(
+        actix_web::http::Method::PUT,
+        &format!("/api/v1/chats/{chat}/members/{}", bob.user_id),
+        Some(&ann.access_token),
+        None,
+    )
+    .await?
+    .expect_status(201)?;
+    // Bob's membership is now cached as a member …
+    for _ in 0..2 {
+        app.get(
+            &format!("/api/v1/chats/{chat}/messages"),
+            Some(&bob.access_token),
+        )
+        .await?
+        .expect_status(200)?;
+    }
+    app.delete(
+        &format!("/api/v1/chats/{chat}/members/{}", bob.user_id),
+        Some(&ann.access_token),
+    )
+    .await?
+    .expect_status(204)?;
+    // … and the very next request is refused.
+    app.get(
+        &format!("/api/v1/chats/{chat}/messages"),
+        Some(&bob.access_token),
+    )
+    .await?
+    .expect_problem(403, "not_a_member")?;
+    app.post(
+        &format!("/api/v1/chats/{chat}/messages"),
+        Some(&bob.access_token),
+        json!({"content": "still here?"}),
+    )
+    .await?
+    .expect_problem(403, "not_a_member")?;
+    // Added back: accepted at once.
+    app.request(
+        actix_web::http::Method::PUT,
+        &format!("/api/v1/chats/{chat}/members/{}", bob.user_id),
+        Some(&ann.access_token),
+        None,
+    )
+    .await?
+    .expect_status(201)?;
+    app.post(
+        &format!("/api/v1/chats/{chat}/messages"),
+        Some(&bob.access_token),
+        json!({"content": "back"}),
+    )
+    .await?
+    .expect_status(201)?;
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn chat_list_is_ordered_by_activity_with_unread_counts(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, bob) = (app.register("ann").await?, app.register("bob").await?);
+    let first = group(&app, &ann, "First", "public").await?;
+    let second = group(&app, &ann, "Second", "public").await?;
+    let third = group(&app, &ann, "Third", "public").await?;
+    for chat in [first, second, third] {
+        app.post(
+            &format!("/api/v1/chats/{chat}/join"),
+            Some(&bob.access_token),
+            json!({}),
+        )
+        .await?
+        .expect_status(200)?;
+    }
+    for text in ["one", "two", "three"] {
+        app.post(
+            &format!("/api/v1/chats/{first}/messages"),
+            Some(&ann.access_token),
+            json!({"content": text}),
+        )
+        .await?
+        .expect_status(201)?;
+    }
+    let list = app.get("/api/v1/chats", Some(&bob.access_token)).await?;
+    list.expect_status(200)?;
+    let items = list.json["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        items
+            .iter()
+            .filter_map(|c| c["id"].as_i64())
+            .collect::<Vec<_>>(),
+        [first, third, second]
+    );
+    let top = &items[0];
+    assert_eq!(
+        (top["unread_count"].as_i64(), top["last_seq"].as_i64()),
+        (Some(3), Some(3))
+    );
+    assert_eq!(top["last_message"]["content"], "three");
+    assert_eq!(top["last_message"]["sender"], "ann");
+    assert_eq!(top["members"].as_array().map(Vec::len), Some(2));
+    assert_eq!(top["ws_url"], format!("/ws/chats/{first}"));
+    assert!(items[1]["last_message"].is_null() && items[1]["unread_count"] == 0);
+    // Read markers move forward only and are clamped to the last message.
+    let read = app
+        .post(
+            &format!("/api/v1/chats/{first}/read"),
+            Some(&bob.access_token),
+            json!({"seq": 2}),
+        )
+        .await?;
+    assert_eq!(
+        (
+            read.json["last_read_seq"].as_i64(),
+            read.json["unread_count"].as_i64()
+        ),
+        (Some(2), Some(1))
+    );
+    let back = app
+        .post(
+            &format!("/api/v1/chats/{first}/read"),
+            Some(&bob.access_token),
+            json!({"seq": 1}),
+        )
+        .await?;
+    assert_eq!(back.json["last_read_seq"], 2);
+    let beyond = app
+        .post(
+            &format!("/api/v1/chats/{first}/read"),
+            Some(&bob.access_token),
+            json!({"seq": 99}),
+        )
+        .await?;
+    assert_eq!(
+        (
+            beyond.json["last_read_seq"].as_i64(),
+            beyond.json["unread_count"].as_i64()
+        ),
+        (Some(3), Some(0))
+    );
+    app.post(
+        &format!("/api/v1/chats/{first}/read"),
+        Some(&bob.access_token),
+        json!({"seq": -1}),
+    )
+    .await?
+    .expect_problem(422, "validation_failed")?;
+    // Pages.
+    let page = app
+        .get("/api/v1/chats?limit=2", Some(&bob.access_token))
+        .await?;
+    let cursor = page.json["next_cursor"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(ids(&page.json["items"], "id"), [first, third]);
+    let rest = app
+        .get(
+            &format!("/api/v1/chats?limit=2&cursor={cursor}"),
+            Some(&bob.access_token),
+        )
+        .await?;
+    assert_eq!(ids(&rest.json["items"], "id"), [second]);
+    assert!(rest.json["next_cursor"].is_null());
+    app.get("/api/v1/chats?cursor=bogus", Some(&bob.access_token))
+        .await?
+        .expect_problem(422, "validation_failed")?;
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn admin_endpoints_list_and_deactivate(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let root = make_admin(&app, "root").await?;
+    let (ann, bob) = (app.register("ann").await?, app.register("bob").await?);
+    app.get("/api/v1/admin/users", Some(&ann.access_token))
+        .await?
+        .expect_problem(403, "admin_only")?;
+    app.get("/api/v1/admin/chats", Some(&ann.access_token))
+        .await?
+        .expect_problem(403, "admin_only")?;
+    let users = app
+        .get("/api/v1/admin/users?limit=2", Some(&root.access_token))
+        .await?;
+    users.expect_status(200)?;
+    assert!(users.json["items"][0]["email"].is_string() && users.json["next_cursor"].is_string());
+    group(&app, &ann, "Club", "private").await?;
+    let chats = app
+        .get("/api/v1/admin/chats", Some(&root.access_token))
+        .await?;
+    assert_eq!(chats.json["items"].as_array().map(Vec::len), Some(1));
+    // Deactivation ends the user's sessions at once.
+    let off = app
+        .patch(
+            &format!("/api/v1/admin/users/{}", bob.user_id),
+            Some(&root.access_token),
+            json!({"is_active": false}),
+        )
+        .await?;
+    off.expect_status(200)?;
+    assert_eq!(off.json["is_active"], false);
+    app.get("/api/v1/users/me", Some(&bob.access_token))
+        .await?
+        .expect_problem(401, "session_revoked")?;
+    app.get(
+        &format!("/api/v1/users/{}", bob.user_id),
+        Some(&ann.access_token),
+    )
+    .await?
+    .expect_problem(404, "not_found")?;
+    app.patch(
+        &format!("/api/v1/admin/users/{}", root.user_id),
+        Some(&root.access_token),
+        json!({"is_admin": false}),
+    )
+    .await?
+    .expect_problem(403, "cannot_change_self")?;
+    app.patch(
+        &format!("/api/v1/admin/users/{}", ann.user_id),
+        Some(&root.access_token),
+        json!({"is_boss": true}),
+    )
+    .await?
+    .expect_problem(422, "validation_failed")?;
+    // Granting admin takes effect on the user's next request.
+    app.patch(
+        &format!("/api/v1/admin/users/{}", ann.user_id),
+        Some(&root.access_token),
+        json!({"is_admin": true}),
+    )
+    .await?
+    .expect_status(200)?;
+    app.get("/api/v1/admin/users", Some(&ann.access_token))
+        .await?
+        .expect_status(200)?;
+    app.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,535 @@
+//! Messages: sending, idempotency, seq allocation, history, edits, deletes, events.
+
+use std::time::Duration;
+
+use chat_test_support::{Backend, Session, TestApp, await_bus_ready, both_backends};
+use serde_json::{Value, json};
+
+both_backends!(
+    send_and_read_history_in_every_direction,
+    client_ids_make_sends_idempotent,
+    fifty_concurrent_sends_get_seqs_one_to_fifty,
+    message_validation_and_membership,
+    edits_and_soft_deletes,
+    writes_publish_their_events,
+);
+
+async fn chat_of_two(app: &TestApp) -> anyhow::Result<(Session, Session, i64)> {
+    let (ann, bob) = (app.register("ann").await?, app.register("bob").await?);
+    let created = app
+        .post(
+            "/api/v1/chats",
+            Some(&ann.access_token),
+            json!({"name": "Room", "visibility": "public"}),
+        )
+        .await?;
+    let chat = created.json["id"]
+        .as_i64()
+        .ok_or_else(|| anyhow::anyhow!("{}", created.text))?;
+    app.post(
+        &format!("/api/v1/chats/{chat}/join"),
+        Some(&bob.access_token),
+        json!({}),
+    )
+    .await?
+    .expect_status(200)?;
+    Ok((ann, bob, chat))
+}
+
+fn seqs(page: &Value) -> Vec<i64> {
+    page["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["seq"].as_i64())
+        .collect()
+}
+
+async fn send(app: &TestApp, who: &Session, chat: i64, body: Value) -> anyhow::Result<Value> {
+    let response = app
+        .post(
+            &format!("/api/v1/chats/{chat}/messages"),
+            Some(&who.access_token),
+            body,
+        )
+        .await?;
+    anyhow::ensure!(response.status.is_success(), "{}", response.text);
+    Ok(response.json)
+}
+
+async fn send_and_read_history_in_every_direction(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, bob, chat) = chat_of_two(&app).await?;
+    for i in 1..=7 {
+        let who = if i % 2 == 0 { &bob } else { &ann };
+        let message = send(
+            &app,
+            who,
+            chat,
+            json!({"content": format!("  message {i}\n")}),
+        )
+        .await?;
+        assert_eq!(message["seq"], i);
+        assert_eq!(
+            message["content"],
+            format!("message {i}"),
+            "content is trimmed"
+        );
+        assert_eq!(message["sender"], who.username);
+    }
+    let history = async |query: &str| {
+        app.get(
+            &format!("/api/v1/chats/{chat}/messages{query}"),
+            Some(&bob.access_token),
+        )
+        .await
+    };
+    assert_eq!(seqs(&history("").await?.json), [7, 6, 5, 4, 3, 2, 1]);
+    let newest = history("?limit=3").await?;
+    assert_eq!(seqs(&newest.json), [7, 6, 5]);
+    let cursor = newest.json["next_cursor"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(
+        seqs(&history(&format!("?limit=3&cursor={cursor}")).await?.json),
+        [4, 3, 2]
+    );
+    assert_eq!(seqs(&history("?before_seq=3").await?.json), [2, 1]);
+    // A reconnecting client asks for what it missed, oldest first.
+    let missed = history("?after_seq=4&limit=2").await?;
+    assert_eq!(seqs(&missed.json), [5, 6]);
+    let cursor = missed.json["next_cursor"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let rest = history(&format!("?limit=2&cursor={cursor}")).await?;
+    assert_eq!(seqs(&rest.json), [7]);
+    assert!(rest.json["next_cursor"].is_null());
+    assert_eq!(
+        seqs(&history("?after_seq=7").await?.json),
+        Vec::<i64>::new()
+    );
+    // Seed 003's limit/offset.
+    assert_eq!(seqs(&history("?limit=2&offset=2").await?.json), [5, 4]);
+    history("?after_seq=1&before_seq=5")
+        .await?
+        .expect_problem(422, "validation_failed")?;
+    history("?after_seq=-1")
+        .await?
+        .expect_problem(422, "validation_failed")?;
+    history("?limit=500")
+        .await?
+        .expect_problem(422, "validation_failed")?;
+    // Replies must point into the same chat.
+    let reply = send(&app, &bob, chat, json!({"content": "re", "reply_to": 1})).await?;
+    let first_id = history("?after_seq=0&limit=1").await?.json["items"][0]["id"]
+        .as_i64()
+        .unwrap_or_default();
+    assert_eq!(reply["reply_to"], 1);
+    let _ = first_id;
+    let other = app
+        .post(
+            "/api/v1/chats",
+            Some(&ann.access_token),
+            json!({"name": "Other"}),
+        )
+        .await?;
+    let other_chat = other.json["id"].as_i64().unwrap_or_default();
+    let elsewhere = send(&app, &ann, other_chat, json!({"content": "elsewhere"})).await?;
+    app.post(
+        &format!("/api/v1/chats/{chat}/messages"),
+        Some(&ann.access_token),
+        json!({"content": "x", "reply_to": elsewhere["id"]}),
+    )
+    .await?
+    .expect_problem(422, "validation_failed")?;
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn client_ids_make_sends_idempotent(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, bob, chat) = chat_of_two(&app).await?;
+    let path = format!("/api/v1/chats/{chat}/messages");
+    let first = app
+        .post(
+            &path,
+            Some(&ann.access_token),
+            json!({"content": "once", "client_id": "abc-1"}),
+        )
+        .await?;
+    first.expect_status(201)?;
+    let again = app
+        .post(
+            &path,
+            Some(&ann.access_token),
+            json!({"content": "once", "client_id": "abc-1"}),
+        )
+        .await?;
+    again.expect_status(200)?;
+    assert_eq!(again.json["id"], first.json["id"]);
+    // The same key from another sender is another message.
+    app.post(
+        &path,
+        Some(&bob.access_token),
+        json!({"content": "mine", "client_id": "abc-1"}),
+    )
+    .await?
+    .expect_status(201)?;
+    // Concurrent resends of one key: one message, no gap in seq.
+    let resends = (0..8).map(|_| {
+        app.post(
+            &path,
+            Some(&ann.access_token),
+            json!({"content": "race", "client_id": "abc-2"}),
+        )
+    });
+    let mut ids = Vec::new();
+    for response in futures_util::future::join_all(resends).await {
+        let response = response?;
+        assert!(response.status.is_success(), "{}", response.text);
+        ids.push(response.json["id"].as_i64().unwrap_or_default());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one message for one client_id: {ids:?}");
+    let next = app
+        .post(&path, Some(&ann.access_token), json!({"content": "after"}))
+        .await?;
+    assert_eq!(
+        next.json["seq"], 4,
+        "a rolled-back duplicate must not burn a seq"
+    );
+    app.post(
+        &path,
+        Some(&ann.access_token),
+        json!({"content": "x", "client_id": "has space"}),
+    )
+    .await?
+    .expect_problem(422, "validation_failed")?;
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn fifty_concurrent_sends_get_seqs_one_to_fifty(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn_with(backend, |c| c.workers = 2).await?;
+    let (ann, bob, chat) = chat_of_two(&app).await?;
+    let cy = app.register("cyd").await?;
+    app.post(
+        &format!("/api/v1/chats/{chat}/join"),
+        Some(&cy.access_token),
+        json!({}),
+    )
+    .await?
+    .expect_status(200)?;
+    let senders = [&ann, &bob, &cy];
+    let path = format!("/api/v1/chats/{chat}/messages");
+    let sends = (0..50).map(|i| {
+        app.post(
+            &path,
+            Some(&senders[i % 3].access_token),
+            json!({"content": format!("m{i}")}),
+        )
+    });
+    let mut seqs_seen = Vec::new();
+    for response in futures_util::future::join_all(sends).await {
+        let response = response?;
+        response.expect_status(201)?;
+        seqs_seen.push(response.json["seq"].as_i64().unwrap_or_default());
+    }
+    seqs_seen.sort_unstable();
+    assert_eq!(
+        seqs_seen,
+        (1..=50).collect::<Vec<_>>(),
+        "gapless, no duplicates"
+    );
+    let stored = app
+        .get(
+            &format!("{path}?after_seq=0&limit=200"),
+            Some(&ann.access_token),
+        )
+        .await?;
+    assert_eq!(seqs(&stored.json), (1..=50).collect::<Vec<_>>());
+    let view = app
+        .get(&format!("/api/v1/chats/{chat}"), Some(&ann.access_token))
+        .await?;
+    assert_eq!(view.json["last_seq"], 50);
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn message_validation_and_membership(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, _bob, chat) = chat_of_two(&app).await?;
+    let outsider = app.register("outsider").await?;
+    let path = format!("/api/v1/chats/{chat}/messages");
+    for body in [
+        json!({"content": "   "}),
+        json!({"content": "x".repeat(4001)}),
+        json!({}),
+        json!({"content": 5}),
+        json!({"content": "a\u{0}b"}),
+    ] {
+        app.post(&path, Some(&ann.access_token), body)
+            .await?
+            .expect_problem(422, "validation_failed")?;
+    }
+    app.post(
+        &path,
+        Some(&ann.access_token),
+        json!({"content": "é".repeat(4000)}),
+    )
+    .await?
+    .expect_status(201)?;
+    app.post(
+        &path,
+        Some(&outsider.access_token),
+        json!({"content": "hi"}),
+    )
+    .await?
+    .expect_problem(403, "not_a_member")?;
+    app.get(&path, Some(&outsider.access_token))
+        .await?
+        .expect_problem(403, "not_a_member")?;
+    app.post(&path, None, json!({"content": "hi"}))
+        .await?
+        .expect_problem(401, "missing_token")?;
+    app.post(
+        "/api/v1/chats/999999/messages",
+        Some(&ann.access_token),
+        json!({"content": "hi"}),
+    )
+    .await?
+    .expect_problem(404, "not_found")?;
+    // Nothing the failures sent was stored.
+    let stored = app.get(&path, Some(&ann.access_token)).await?;
+    assert_eq!(seqs(&stored.json), [1]);
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn edits_and_soft_deletes(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, bob, chat) = chat_of_two(&app).await?;
+    let mine = send(&app, &bob, chat, json!({"content": "typo"})).await?;
+    let id = mine["id"].as_i64().unwrap_or_default();
+    let path = format!("/api/v1/chats/{chat}/messages/{id}");
+    app.patch(
+        &path,
+        Some(&ann.access_token),
+        json!({"content": "not yours"}),
+    )
+    .await?
+    .expect_problem(403, "not_the_author")?;
+    let edited = app
+        .patch(&path, Some(&bob.access_token), json!({"content": "fixed"}))
+        .await?;
+    edited.expect_status(200)?;
+    assert_eq!(edited.json["content"], "fixed");
+    assert!(edited.json["edited_at"].is_string());
+    app.patch(&path, Some(&bob.access_token), json!({"content": ""}))
+        .await?
+        .expect_problem(422, "validation_failed")?;
+    // A plain member cannot delete someone else's message; the owner can.
+    let anns = send(&app, &ann, chat, json!({"content": "owner's"})).await?;
+    app.delete(
+        &format!("/api/v1/chats/{chat}/messages/{}", anns["id"]),
+        Some(&bob.access_token),
+    )
+    .await?
+    .expect_problem(403, "forbidden")?;
+    app.delete(&path, Some(&ann.access_token))
+        .await?
+        .expect_status(204)?;
+    app.delete(&path, Some(&ann.access_token))
+        .await?
+        .expect_status(204)?;
+    let history = app
+        .get(
+            &format!("/api/v1/chats/{chat}/messages"),
+            Some(&bob.access_token),
+        )
+        .await?;
+    let deleted = history.json["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["id"] == id)
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(deleted["content"], "", "deleted text is blanked");
+    assert!(deleted["deleted_at"].is_string());
+    app.patch(
+        &path,
+        Some(&bob.access_token),
+        json!({"content": "resurrect"}),
+    )
+    .await?
+    .expect_problem(409, "message_deleted")?;
+    app.delete(
+        &format!("/api/v1/chats/{chat}/messages/999999"),
+        Some(&ann.access_token),
+    )
+    .await?
+    .expect_problem(404, "not_found")?;
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn next_event(
+    events: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<chat_db::bus::BusMessage>>,
+    topic: &str,
+) -> anyhow::Result<Value> {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(5), events.recv()).await??;
+        if event.topic == topic {
+            return Ok(serde_json::from_str(&event.payload)?);
+        }
+    }
+}
+
+async fn writes_publish_their_events(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let mut events = app.context.bus.subscribe();
+    await_bus_ready(&app.context.bus, &mut events).await?;
+    let (ann, bob, chat) = chat_of_two(&app).await?;
+    let topic = format!("chat.{chat}");
+    let joined = next_event(&mut events, &topic).await?;
+    assert_eq!(
+        (joined["type"].as_str(), joined["user_id"].as_i64()),
+        (Some("chat.member_joined"), Some(bob.user_id))
+    );
+    assert_eq!(joined["username"], "bob");
+    let sent = send(
+        &app,
+        &ann,
+        chat,
+        json!({"content": "hello", "client_id": "c1"}),
+    )
+    .await?;
+    let message = next_event(&mut events, &topic).await?;
+    assert_eq!(message["type"], "chat.message");
+    assert_eq!(message["chat_id"], chat);
+    assert_eq!(message["id"], sent["id"]);
+    assert_eq!(message["seq"], 1);
+    assert_eq!(message["message"], "hello");
+    assert_eq!(message["sender"], "ann");
+    assert_eq!(message["sender_id"], ann.user_id);
+    assert_eq!(message["client_id"], "c1");
+    let id = sent["id"].as_i64().unwrap_or_default();
+    app.patch(
+        &format!("/api/v1/chats/{chat}/messages/{id}"),
+        Some(&ann.access_token),
+        json!({"content": "hello!"}),
+    )
+    .await?
+    .expect_status(200)?;
+    let edited = next_event(&mut events, &topic).await?;
+    assert_eq!(
+        (edited["type"].as_str(), edited["message"].as_str()),
+        (Some("chat.message_edited"), Some("hello!"))
+    );
+    app.post(
+        &format!("/api/v1/chats/{chat}/read"),
+        Some(&bob.access_token),
+        json!({"seq": 1}),
+    )
+    .await?
+    .expect_status(200)?;
+    let read = next_event(&mut events, &topic).await?;
+    assert_eq!(
+        (
+            read["type"].as_str(),
+            read["user_id"].as_i64(),
+            read["seq"].as_i64()
+        ),
+        (Some("chat.read"), Some(bob.user_id), Some(1))
+    );
+    app.delete(
+        &format!("/api/v1/chats/{chat}/messages/{id}"),
+        Some(&ann.access_token),
+    )
+    .await?
+    .expect_status(204)?;
+    let deleted = next_event(&mut events, &topic).await?;
+    assert_eq!(
+        (deleted["type"].as_str(), deleted["deleted_by"].as_i64()),
+        (Some("chat.message_deleted"), Some(ann.user_id))
+    );
+    app.patch(
+        &format!("/api/v1/chats/{chat}/members/{}", bob.user_id),
+        Some(&ann.access_token),
+        json!({"role": "admin"}),
+    )
+    .await?
+    .expect_status(200)?;
+    let role = next_event(&mut events, &topic).await?;
+    assert_eq!(
+        (role["type"].as_str(), role["role"].as_str()),
+        (Some("chat.member_role_changed"), Some("admin"))
+    );
+    app.patch(
+        &format!("/api/v1/chats/{chat}"),
+        Some(&ann.access_token),
+        json!({"name": "Renamed"}),
+    )
+    .await?
+    .expect_status(200)?;
+    let updated = next_event(&mut events, &topic).await?;
+    assert_eq!(
+        (updated["type"].as_str(), updated["name"].as_str()),
+        (Some("chat.updated"), Some("Renamed"))
+    );
+    app.post(
+        &format!("/api/v1/chats/{chat}/leave"),
+        Some(&bob.access_token),
+        json!({}),
+    )
+    .await?
+    .expect_status(204)?;
+    let left = next_event(&mut events, &topic).await?;
+    assert_eq!(
+        (left["type"].as_str(), left["reason"].as_str()),
+        (Some("chat.member_left"), Some("left"))
+    );
+    // Personal notifications.
+    let cy = app.register("cyd").await?;
+    let request = app
+        .post(
+            "/api/v1/friends/requests",
+            Some(&cy.access_token),
+            json!({"user_id": ann.user_id}),
+        )
+        .await?;
+    let note = next_event(&mut events, &format!("user.{}", ann.user_id)).await?;
+    assert_eq!(
+        (note["type"].as_str(), note["kind"].as_str()),
+        (Some("notification"), Some("friend_request"))
+    );
+    assert_eq!(note["request_id"], request.json["id"]);
+    app.request(
+        actix_web::http::Method::PUT,
+        &format!("/api/v1/chats/{chat}/members/{}", cy.user_id),
+        Some(&ann.access_token),
+        None,
+    )
+    .await?
+    .expect_status(201)?;
+    let added = next_event(&mut events, &format!("user.{}", cy.user_id)).await?;
+    assert_eq!(
+        (added["kind"].as_str(), added["chat_id"].as_i64()),
+        (Some("added_to_chat"), Some(chat))
+    );
+    app.delete(&format!("/api/v1/chats/{chat}"), Some(&ann.access_token))
+        .await?
+        .expect_status(204)?;
+    let gone = loop {
+        let event = next_event(&mut events, &topic).await?;
+        if event["type"] == "chat.deleted" {
+            break event;
+        }
+    };
+    assert_eq!(gone["deleted_by"], ann.user_id);
+    app.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! Direct (one-to-one) chats: get-or-create per user pair.
+
+use chat_db::DbError;
+use chat_db::models::{ChatRow, FriendshipRow, NewChat};
+use chat_domain::Role;
+use chat_domain::chat::direct_key;
+use chat_selectors::chats::put_membership;
+use chat_selectors::users::user_profile;
+
+use crate::auth::Principal;
+use crate::chats::ChatView;
+use crate::chats::groups::full_view;
+use crate::events::{Notification, notify};
+use crate::{AppContext, ServiceError};
+
+/// The direct chat between the caller and `user_id`, created if needed (`true` when
+/// created). At most one exists per pair, also when both sides open it at once: the
+/// pair key is unique, and the loser of the race reads the winner's chat.
+pub async fn open_direct(
+    ctx: &AppContext,
+    principal: &Principal,
+    user_id: i64,
+) -> Result<(ChatView, bool), ServiceError> {
+    if user_id == principal.user_id {
+        return Err(ServiceError::invalid(
+            "user_id",
+            "you cannot open a direct chat with yourself",
+        ));
+    }
+    let other = user_profile(&ctx.store, user_id)
+        .await?
+        .filter(|u| u.is_active)
+        .ok_or_else(|| ServiceError::NotFound(format!("user {user_id} not found")))?;
+    let key = direct_key(principal.user_id, user_id);
+    if let Some(chat) = ChatRow::find_direct(&ctx.store.db, &key).await? {
+        return Ok((full_view(ctx, chat, principal.user_id).await?, false));
+    }
+    if ctx.chat.direct_requires_friendship {
+        let friends = FriendshipRow::find_pair(&ctx.store.db, principal.user_id, user_id)
+            .await?
+            .is_some_and(|f| f.status == "accepted");
+        if !friends {
+            return Err(ServiceError::forbidden(
+                "friendship_required",
+                "you can only open direct chats with friends",
+            ));
+        }
+    }
+    let now = chat_db::now();
+    let new = NewChat {
+        kind: "direct",
+        name: None,
+        description: None,
+        visibility: "private",
+        direct_key: Some(&key),
+        created_by: Some(principal.user_id),
+        created_at: now,
+        last_activity_at: now,
+        member_count: 2,
+    };
+    let members = [
+        (principal.user_id, Role::Member.as_str()),
+        (other.id, Role::Member.as_str()),
+    ];
+    match ChatRow::create(&ctx.store.db, new, &members).await {
+        Ok((chat, _)) => {
+            for (member, _) in members {
+                put_membership(&ctx.store, chat.id, member, Some(Role::Member)).await;
+            }
+            notify(
+                ctx,
+                other.id,
+                &Notification::AddedToChat {
+                    chat_id: chat.id,
+                    by_user_id: principal.user_id,
+                },
+            )
+            .await;
+            Ok((full_view(ctx, chat, principal.user_id).await?, true))
+        }
+        Err(DbError::Conflict { .. }) => {
+            let chat = ChatRow::find_direct(&ctx.store.db, &key)
+                .await?
+                .ok_or_else(|| {
+                    ServiceError::Internal(anyhow::anyhow!(
+                        "direct chat {key} clashed but is not there"
+                    ))
+                })?;
+            Ok((full_view(ctx, chat, principal.user_id).await?, false))
+        }
+        Err(other) => Err(other.into()),
+    }
+}

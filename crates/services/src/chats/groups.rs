@@ -1,0 +1,317 @@
+//! Group chats: create, view, change, delete, discover, join, leave.
+
+use chat_db::models::{ChatChanges, ChatRow, HistoryRange, MembershipRow, MessageRow, NewChat};
+use chat_domain::permissions;
+use chat_domain::{ChatName, Description, FieldErrors, Role, Visibility};
+use chat_selectors::chats::{ChatHeader, put_chat_header, put_membership};
+
+use crate::auth::Principal;
+use crate::chats::views::{ChatView, GroupListing, MEMBER_PREVIEW_MAX, MemberView, MessageView};
+use crate::chats::{access, denied};
+use crate::events::{ChatEvent, LeftReason, publish_chat};
+use crate::pagination::{self, Page};
+use crate::{AppContext, ServiceError};
+
+/// A new group.
+#[derive(Debug, Clone, Default)]
+pub struct CreateGroupInput {
+    /// Name (1–100 characters).
+    pub name: String,
+    /// Description (up to 1000 characters).
+    pub description: Option<String>,
+    /// `public` or `private` (default `private`).
+    pub visibility: Option<String>,
+}
+
+/// A change to a group; absent fields stay.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateChatInput {
+    /// New name.
+    pub name: Option<String>,
+    /// New description (empty clears it).
+    pub description: Option<String>,
+    /// New visibility.
+    pub visibility: Option<String>,
+}
+
+/// The full view of one chat for `viewer`: membership, last message, members if few.
+pub(crate) async fn full_view(
+    ctx: &AppContext,
+    chat: ChatRow,
+    viewer: i64,
+) -> Result<ChatView, ServiceError> {
+    let db = &ctx.store.db;
+    let membership = MembershipRow::find(db, chat.id, viewer).await?;
+    let last = MessageRow::history(db, chat.id, HistoryRange::Before(None), 1)
+        .await?
+        .into_iter()
+        .next()
+        .map(MessageView::from);
+    let members = if chat.member_count <= MEMBER_PREVIEW_MAX {
+        Some(
+            MembershipRow::members_of(db, &[chat.id])
+                .await?
+                .into_iter()
+                .map(MemberView::from)
+                .collect(),
+        )
+    } else {
+        None
+    };
+    Ok(ChatView::new(chat, membership.as_ref(), last, members))
+}
+
+pub(crate) async fn load_chat(ctx: &AppContext, chat_id: i64) -> Result<ChatRow, ServiceError> {
+    ChatRow::find(&ctx.store.db, chat_id)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("chat {chat_id} not found")))
+}
+
+fn parse_visibility(errors: &mut FieldErrors, raw: Option<&str>) -> Option<Visibility> {
+    raw.and_then(|v| errors.check("visibility", Visibility::parse(v)))
+}
+
+/// Creates a group; the caller is its owner.
+pub async fn create_group(
+    ctx: &AppContext,
+    principal: &Principal,
+    input: CreateGroupInput,
+) -> Result<ChatView, ServiceError> {
+    let mut errors = FieldErrors::new();
+    let name = errors.check("name", ChatName::parse(&input.name));
+    let description = input
+        .description
+        .as_deref()
+        .and_then(|d| errors.check("description", Description::parse(d)));
+    let visibility = parse_visibility(&mut errors, input.visibility.as_deref());
+    let name = errors
+        .finish(|| name)?
+        .ok_or_else(|| ServiceError::invalid("name", "is required"))?;
+    let description = description.and_then(Description::into_option);
+    let visibility = visibility.unwrap_or(Visibility::Private);
+    let now = chat_db::now();
+    let new = NewChat {
+        kind: "group",
+        name: Some(name.as_str()),
+        description: description.as_deref(),
+        visibility: visibility.as_str(),
+        direct_key: None,
+        created_by: Some(principal.user_id),
+        created_at: now,
+        last_activity_at: now,
+        member_count: 1,
+    };
+    let (chat, _) = ChatRow::create(
+        &ctx.store.db,
+        new,
+        &[(principal.user_id, Role::Owner.as_str())],
+    )
+    .await?;
+    put_membership(&ctx.store, chat.id, principal.user_id, Some(Role::Owner)).await;
+    tracing::info!(
+        chat.id = chat.id,
+        user.id = principal.user_id,
+        "group created"
+    );
+    full_view(ctx, chat, principal.user_id).await
+}
+
+/// One chat, for its members (and site admins, for groups).
+pub async fn get_chat(
+    ctx: &AppContext,
+    principal: &Principal,
+    chat_id: i64,
+) -> Result<ChatView, ServiceError> {
+    let access = access(ctx, principal, chat_id).await?;
+    permissions::view_chat(access.header.kind, access.actor).map_err(denied)?;
+    full_view(ctx, load_chat(ctx, chat_id).await?, principal.user_id).await
+}
+
+/// Changes a group's name, description or visibility (owner, admins, site admins).
+pub async fn update_chat(
+    ctx: &AppContext,
+    principal: &Principal,
+    chat_id: i64,
+    input: UpdateChatInput,
+) -> Result<ChatView, ServiceError> {
+    let access = access(ctx, principal, chat_id).await?;
+    permissions::update_chat(access.header.kind, access.actor).map_err(denied)?;
+    let mut errors = FieldErrors::new();
+    let name = input
+        .name
+        .as_deref()
+        .and_then(|n| errors.check("name", ChatName::parse(n)));
+    let description = input
+        .description
+        .as_deref()
+        .and_then(|d| errors.check("description", Description::parse(d)));
+    let visibility = parse_visibility(&mut errors, input.visibility.as_deref());
+    errors.finish(|| ())?;
+    let description = description.map(Description::into_option);
+    let changes = ChatChanges {
+        name: name.as_ref().map(ChatName::as_str),
+        description: description.as_ref().map(|d| d.as_deref()),
+        visibility: visibility.map(Visibility::as_str),
+    };
+    let chat = ChatRow::update(&ctx.store.db, chat_id, changes)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("chat {chat_id} not found")))?;
+    let header = ChatHeader::from_row(&chat);
+    put_chat_header(&ctx.store, chat_id, Some(&header)).await;
+    let event = ChatEvent::Updated {
+        chat_id,
+        name: chat.name.clone(),
+        description: chat.description.clone(),
+        visibility: header.visibility,
+    };
+    publish_chat(ctx, chat_id, &event).await;
+    full_view(ctx, chat, principal.user_id).await
+}
+
+/// Deletes a group with its history (owner, site admins).
+pub async fn delete_chat(
+    ctx: &AppContext,
+    principal: &Principal,
+    chat_id: i64,
+) -> Result<(), ServiceError> {
+    let access = access(ctx, principal, chat_id).await?;
+    permissions::delete_chat(access.header.kind, access.actor).map_err(denied)?;
+    let members = MembershipRow::member_ids(&ctx.store.db, chat_id).await?;
+    if !ChatRow::delete(&ctx.store.db, chat_id).await? {
+        return Err(ServiceError::NotFound(format!("chat {chat_id} not found")));
+    }
+    put_chat_header(&ctx.store, chat_id, None).await;
+    for user_id in members {
+        put_membership(&ctx.store, chat_id, user_id, None).await;
+    }
+    publish_chat(
+        ctx,
+        chat_id,
+        &ChatEvent::Deleted {
+            chat_id,
+            deleted_by: principal.user_id,
+        },
+    )
+    .await;
+    tracing::info!(
+        chat.id = chat_id,
+        user.id = principal.user_id,
+        "group deleted"
+    );
+    Ok(())
+}
+
+/// Public groups whose name contains `query`, by id.
+pub async fn discover_groups(
+    ctx: &AppContext,
+    query: Option<&str>,
+    limit: Option<i64>,
+    cursor: Option<&str>,
+) -> Result<Page<GroupListing>, ServiceError> {
+    let limit = pagination::limit(limit)?;
+    let after = cursor.map(pagination::decode_id_cursor).transpose()?;
+    let query = query.map(str::trim).filter(|q| !q.is_empty());
+    let rows = ChatRow::list(&ctx.store.db, true, query, after, limit + 1).await?;
+    Ok(pagination::page(
+        rows,
+        limit,
+        |c| c.id.to_string(),
+        GroupListing::from,
+    ))
+}
+
+/// Joins a public group.
+pub async fn join_chat(
+    ctx: &AppContext,
+    principal: &Principal,
+    chat_id: i64,
+) -> Result<ChatView, ServiceError> {
+    let access = access(ctx, principal, chat_id).await?;
+    permissions::join_chat(access.header.kind, access.header.visibility, access.actor)
+        .map_err(denied)?;
+    add_membership(ctx, chat_id, principal.user_id, Role::Member, None).await?;
+    full_view(ctx, load_chat(ctx, chat_id).await?, principal.user_id).await
+}
+
+/// Stores a membership, records it in the cache and announces it. Already a member
+/// is a 409 `already_member`.
+pub(crate) async fn add_membership(
+    ctx: &AppContext,
+    chat_id: i64,
+    user_id: i64,
+    role: Role,
+    added_by: Option<i64>,
+) -> Result<MembershipRow, ServiceError> {
+    let row = MembershipRow::add(
+        &ctx.store.db,
+        chat_id,
+        user_id,
+        role.as_str(),
+        chat_db::now(),
+    )
+    .await
+    .map_err(|e| match e {
+        chat_db::DbError::Conflict { .. } => ServiceError::Conflict {
+            code: "already_member",
+            detail: "already a member of this chat".to_owned(),
+        },
+        other => other.into(),
+    })?;
+    put_membership(&ctx.store, chat_id, user_id, Some(role)).await;
+    let username = chat_selectors::users::user_profile(&ctx.store, user_id)
+        .await?
+        .map(|p| p.username)
+        .unwrap_or_default();
+    publish_chat(
+        ctx,
+        chat_id,
+        &ChatEvent::MemberJoined {
+            chat_id,
+            user_id,
+            username,
+            role,
+            added_by,
+        },
+    )
+    .await;
+    Ok(row)
+}
+
+/// Ends a membership, records it and announces it.
+pub(crate) async fn end_membership(
+    ctx: &AppContext,
+    chat_id: i64,
+    user_id: i64,
+    reason: LeftReason,
+    removed_by: Option<i64>,
+) -> Result<(), ServiceError> {
+    if !MembershipRow::remove(&ctx.store.db, chat_id, user_id).await? {
+        return Err(ServiceError::NotFound(
+            "not a member of this chat".to_owned(),
+        ));
+    }
+    put_membership(&ctx.store, chat_id, user_id, None).await;
+    publish_chat(
+        ctx,
+        chat_id,
+        &ChatEvent::MemberLeft {
+            chat_id,
+            user_id,
+            reason,
+            removed_by,
+        },
+    )
+    .await;
+    Ok(())
+}
+
+/// Leaves a group (not its owner, who hands it over first).
+pub async fn leave_chat(
+    ctx: &AppContext,
+    principal: &Principal,
+    chat_id: i64,
+) -> Result<(), ServiceError> {
+    let access = access(ctx, principal, chat_id).await?;
+    permissions::leave_chat(access.header.kind, access.actor).map_err(denied)?;
+    end_membership(ctx, chat_id, principal.user_id, LeftReason::Left, None).await
+}

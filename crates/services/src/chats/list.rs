@@ -1,0 +1,66 @@
+//! The caller's chat list.
+
+use std::collections::HashMap;
+
+use chat_db::models::{ChatRow, MembershipRow};
+use chrono::NaiveDateTime;
+
+use crate::auth::Principal;
+use crate::chats::views::{ChatView, MEMBER_PREVIEW_MAX, MemberView, MessageView};
+use crate::pagination::{self, Page};
+use crate::{AppContext, ServiceError};
+
+fn decode(cursor: &str) -> Result<(NaiveDateTime, i64), ServiceError> {
+    let raw = pagination::decode_cursor(cursor)?;
+    let bad = || ServiceError::invalid("cursor", "is not a cursor this server issued");
+    let (micros, id) = raw.split_once(':').ok_or_else(bad)?;
+    let micros: i64 = micros.parse().map_err(|_| bad())?;
+    let at = chrono::DateTime::from_timestamp_micros(micros)
+        .ok_or_else(bad)?
+        .naive_utc();
+    Ok((at, id.parse().map_err(|_| bad())?))
+}
+
+/// My chats, most recent activity first, with my role, unread count, last message,
+/// and members (for chats of at most 20). Two queries per page, however many chats.
+pub async fn list_chats(
+    ctx: &AppContext,
+    principal: &Principal,
+    limit: Option<i64>,
+    cursor: Option<&str>,
+) -> Result<Page<ChatView>, ServiceError> {
+    let limit = pagination::limit(limit)?;
+    let after = cursor.map(decode).transpose()?;
+    let entries =
+        ChatRow::list_for_user(&ctx.store.db, principal.user_id, after, limit + 1).await?;
+    let small: Vec<i64> = entries
+        .iter()
+        .take(usize::try_from(limit).unwrap_or(0))
+        .filter(|e| e.chat.member_count <= MEMBER_PREVIEW_MAX)
+        .map(|e| e.chat.id)
+        .collect();
+    let mut members: HashMap<i64, Vec<MemberView>> = HashMap::new();
+    for entry in MembershipRow::members_of(&ctx.store.db, &small).await? {
+        members
+            .entry(entry.membership.chat_id)
+            .or_default()
+            .push(MemberView::from(entry));
+    }
+    Ok(pagination::page(
+        entries,
+        limit,
+        |e| {
+            format!(
+                "{}:{}",
+                e.chat.last_activity_at.and_utc().timestamp_micros(),
+                e.chat.id
+            )
+        },
+        |e| {
+            let last = e.last_message.map(|m| MessageView::new(m, e.last_sender));
+            let preview = (e.chat.member_count <= MEMBER_PREVIEW_MAX)
+                .then(|| members.remove(&e.chat.id).unwrap_or_default());
+            ChatView::new(e.chat, Some(&e.membership), last, preview)
+        },
+    ))
+}

@@ -1,0 +1,193 @@
+//! Group membership management: list, add, change role (and hand over), remove.
+
+use chat_db::models::MembershipRow;
+use chat_domain::Role;
+use chat_domain::permissions;
+use chat_selectors::chats::{membership_role, put_membership};
+use chat_selectors::users::user_profile;
+
+use crate::auth::Principal;
+use crate::chats::groups::{add_membership, end_membership};
+use crate::chats::views::MemberView;
+use crate::chats::{access, denied, leave_chat};
+use crate::events::{ChatEvent, LeftReason, Notification, notify, publish_chat};
+use crate::pagination::{self, Page};
+use crate::{AppContext, ServiceError};
+
+async fn member_view(
+    ctx: &AppContext,
+    chat_id: i64,
+    user_id: i64,
+) -> Result<MemberView, ServiceError> {
+    MembershipRow::members(&ctx.store.db, chat_id, Some(user_id - 1), 1)
+        .await?
+        .into_iter()
+        .find(|m| m.membership.user_id == user_id)
+        .map(MemberView::from)
+        .ok_or_else(|| ServiceError::NotFound("not a member of this chat".to_owned()))
+}
+
+/// A chat's members, by user id.
+pub async fn list_members(
+    ctx: &AppContext,
+    principal: &Principal,
+    chat_id: i64,
+    limit: Option<i64>,
+    cursor: Option<&str>,
+) -> Result<Page<MemberView>, ServiceError> {
+    let access = access(ctx, principal, chat_id).await?;
+    permissions::view_chat(access.header.kind, access.actor).map_err(denied)?;
+    let limit = pagination::limit(limit)?;
+    let after = cursor.map(pagination::decode_id_cursor).transpose()?;
+    let rows = MembershipRow::members(&ctx.store.db, chat_id, after, limit + 1).await?;
+    Ok(pagination::page(
+        rows,
+        limit,
+        |m| m.membership.user_id.to_string(),
+        MemberView::from,
+    ))
+}
+
+/// Adds `user_id` to a group (owner, admins, site admins). Adding a member again
+/// changes nothing (`false`).
+pub async fn add_member(
+    ctx: &AppContext,
+    principal: &Principal,
+    chat_id: i64,
+    user_id: i64,
+) -> Result<(MemberView, bool), ServiceError> {
+    let access = access(ctx, principal, chat_id).await?;
+    permissions::add_member(access.header.kind, access.actor).map_err(denied)?;
+    user_profile(&ctx.store, user_id)
+        .await?
+        .filter(|u| u.is_active)
+        .ok_or_else(|| ServiceError::NotFound(format!("user {user_id} not found")))?;
+    if membership_role(&ctx.store, chat_id, user_id)
+        .await?
+        .is_some()
+    {
+        return Ok((member_view(ctx, chat_id, user_id).await?, false));
+    }
+    match add_membership(ctx, chat_id, user_id, Role::Member, Some(principal.user_id)).await {
+        Ok(_) => {}
+        // Added concurrently by someone else: same outcome.
+        Err(ServiceError::Conflict { .. }) => {
+            return Ok((member_view(ctx, chat_id, user_id).await?, false));
+        }
+        Err(other) => return Err(other),
+    }
+    notify(
+        ctx,
+        user_id,
+        &Notification::AddedToChat {
+            chat_id,
+            by_user_id: principal.user_id,
+        },
+    )
+    .await;
+    Ok((member_view(ctx, chat_id, user_id).await?, true))
+}
+
+/// Sets a member's role (owner, site admins). `owner` hands the group over: the
+/// previous owner becomes an admin.
+pub async fn change_role(
+    ctx: &AppContext,
+    principal: &Principal,
+    chat_id: i64,
+    user_id: i64,
+    role: &str,
+) -> Result<MemberView, ServiceError> {
+    let role = Role::parse(role).map_err(|m| ServiceError::invalid("role", m))?;
+    let access = access(ctx, principal, chat_id).await?;
+    let target = membership_role(&ctx.store, chat_id, user_id)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound("not a member of this chat".to_owned()))?;
+    permissions::change_role(access.header.kind, access.actor, target).map_err(denied)?;
+    if role == Role::Owner {
+        let owner = MembershipRow::owner_of(&ctx.store.db, chat_id)
+            .await?
+            .ok_or_else(|| {
+                ServiceError::Internal(anyhow::anyhow!("group {chat_id} has no owner"))
+            })?;
+        if !MembershipRow::transfer_ownership(&ctx.store.db, chat_id, owner, user_id).await? {
+            return Err(ServiceError::Conflict {
+                code: "membership_changed",
+                detail: "the group's members changed meanwhile; retry".to_owned(),
+            });
+        }
+        put_membership(&ctx.store, chat_id, owner, Some(Role::Admin)).await;
+        put_membership(&ctx.store, chat_id, user_id, Some(Role::Owner)).await;
+        publish_chat(
+            ctx,
+            chat_id,
+            &ChatEvent::RoleChanged {
+                chat_id,
+                user_id: owner,
+                role: Role::Admin,
+            },
+        )
+        .await;
+        publish_chat(
+            ctx,
+            chat_id,
+            &ChatEvent::RoleChanged {
+                chat_id,
+                user_id,
+                role: Role::Owner,
+            },
+        )
+        .await;
+    } else if role != target {
+        MembershipRow::set_role(&ctx.store.db, chat_id, user_id, role.as_str())
+            .await?
+            .ok_or_else(|| ServiceError::NotFound("not a member of this chat".to_owned()))?;
+        put_membership(&ctx.store, chat_id, user_id, Some(role)).await;
+        publish_chat(
+            ctx,
+            chat_id,
+            &ChatEvent::RoleChanged {
+                chat_id,
+                user_id,
+                role,
+            },
+        )
+        .await;
+    }
+    member_view(ctx, chat_id, user_id).await
+}
+
+/// Removes `user_id` from a group (see `permissions::remove_member`); removing
+/// yourself is leaving.
+pub async fn remove_member(
+    ctx: &AppContext,
+    principal: &Principal,
+    chat_id: i64,
+    user_id: i64,
+) -> Result<(), ServiceError> {
+    if user_id == principal.user_id {
+        return leave_chat(ctx, principal, chat_id).await;
+    }
+    let access = access(ctx, principal, chat_id).await?;
+    let target = membership_role(&ctx.store, chat_id, user_id)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound("not a member of this chat".to_owned()))?;
+    permissions::remove_member(access.header.kind, access.actor, target).map_err(denied)?;
+    end_membership(
+        ctx,
+        chat_id,
+        user_id,
+        LeftReason::Removed,
+        Some(principal.user_id),
+    )
+    .await?;
+    notify(
+        ctx,
+        user_id,
+        &Notification::RemovedFromChat {
+            chat_id,
+            by_user_id: principal.user_id,
+        },
+    )
+    .await;
+    Ok(())
+}

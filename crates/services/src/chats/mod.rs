@@ -1,0 +1,18 @@
+//! Chats: groups and direct chats, the chat list, membership management.
+
+mod access;
+mod direct;
+mod groups;
+mod list;
+mod members;
+mod views;
+
+pub(crate) use access::{access, denied};
+pub use direct::open_direct;
+pub use groups::{
+    CreateGroupInput, UpdateChatInput, create_group, delete_chat, discover_groups, get_chat,
+    join_chat, leave_chat, update_chat,
+};
+pub use list::list_chats;
+pub use members::{add_member, change_role, list_members, remove_member};
+pub use views::{ChatView, GroupListing, MEMBER_PREVIEW_MAX, MemberView, MessageView};

@@ -1,0 +1,193 @@
+//! What clients see of chats, members and messages.
+
+use chat_db::models::{ChatRow, MemberEntry, MembershipRow, MessageEntry, MessageRow};
+use chat_domain::{ChatKind, Role, Visibility};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::users::utc;
+
+/// Chats with at most this many members list them inline; bigger ones give only
+/// `member_count` (use `GET /chats/{id}/members`).
+pub const MEMBER_PREVIEW_MAX: i32 = 20;
+
+/// A message.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct MessageView {
+    /// Id.
+    pub id: i64,
+    /// Chat.
+    pub chat_id: i64,
+    /// Per-chat sequence number: gapless, strictly increasing.
+    pub seq: i64,
+    /// Author's id (`null` once the account is gone).
+    pub sender_id: Option<i64>,
+    /// Author's username.
+    pub sender: Option<String>,
+    /// Text; empty once deleted.
+    pub content: String,
+    /// The sender's idempotency key.
+    pub client_id: Option<String>,
+    /// The message this one answers.
+    pub reply_to: Option<i64>,
+    /// Sent.
+    pub created_at: DateTime<Utc>,
+    /// Last edit.
+    pub edited_at: Option<DateTime<Utc>>,
+    /// Deletion time (the text is blanked).
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl MessageView {
+    /// From a row and its sender's username.
+    pub fn new(row: MessageRow, sender: Option<String>) -> Self {
+        MessageView {
+            id: row.id,
+            chat_id: row.chat_id,
+            seq: row.seq,
+            sender_id: row.sender_id,
+            sender,
+            content: row.content,
+            client_id: row.client_id,
+            reply_to: row.reply_to,
+            created_at: utc(row.created_at),
+            edited_at: row.edited_at.map(utc),
+            deleted_at: row.deleted_at.map(utc),
+        }
+    }
+}
+
+impl From<MessageEntry> for MessageView {
+    fn from(entry: MessageEntry) -> Self {
+        MessageView::new(entry.message, entry.sender)
+    }
+}
+
+/// A chat member.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct MemberView {
+    /// User id.
+    pub user_id: i64,
+    /// Username.
+    pub username: String,
+    /// Display name.
+    pub display_name: String,
+    /// Role in the chat: `owner`, `admin` or `member`.
+    #[schema(value_type = String, example = "member")]
+    pub role: Role,
+    /// Join time.
+    pub joined_at: DateTime<Utc>,
+}
+
+impl From<MemberEntry> for MemberView {
+    fn from(entry: MemberEntry) -> Self {
+        MemberView {
+            user_id: entry.user.id,
+            username: entry.user.username,
+            display_name: entry.user.display_name,
+            role: Role::parse(&entry.membership.role).unwrap_or(Role::Member),
+            joined_at: utc(entry.membership.joined_at),
+        }
+    }
+}
+
+/// A chat as its member (or a moderating site admin) sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ChatView {
+    /// Id.
+    pub id: i64,
+    /// `direct` or `group`.
+    #[schema(value_type = String, example = "group")]
+    pub kind: ChatKind,
+    /// Group name (`null` for direct chats).
+    pub name: Option<String>,
+    /// Group description.
+    pub description: Option<String>,
+    /// `public` or `private` (direct chats are private).
+    #[schema(value_type = String, example = "private")]
+    pub visibility: Visibility,
+    /// Creator.
+    pub created_by: Option<i64>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Most recent activity (creation or last message).
+    pub last_activity_at: DateTime<Utc>,
+    /// Highest message seq.
+    pub last_seq: i64,
+    /// Number of members.
+    pub member_count: i32,
+    /// The caller's role (`null` when not a member).
+    #[schema(value_type = Option<String>, example = "owner")]
+    pub role: Option<Role>,
+    /// Highest seq the caller has read.
+    pub last_read_seq: Option<i64>,
+    /// Messages after the caller's read marker: `last_seq - last_read_seq`.
+    pub unread_count: Option<i64>,
+    /// The newest message.
+    pub last_message: Option<MessageView>,
+    /// The members, for chats of at most 20 (see `member_count` otherwise).
+    pub members: Option<Vec<MemberView>>,
+    /// Where to open this chat's WebSocket.
+    pub ws_url: String,
+}
+
+impl ChatView {
+    /// Assembles the view.
+    pub fn new(
+        chat: ChatRow,
+        membership: Option<&MembershipRow>,
+        last_message: Option<MessageView>,
+        members: Option<Vec<MemberView>>,
+    ) -> Self {
+        ChatView {
+            id: chat.id,
+            kind: ChatKind::parse(&chat.kind).unwrap_or(ChatKind::Group),
+            visibility: Visibility::parse(&chat.visibility).unwrap_or(Visibility::Private),
+            name: chat.name,
+            description: chat.description,
+            created_by: chat.created_by,
+            created_at: utc(chat.created_at),
+            last_activity_at: utc(chat.last_activity_at),
+            last_seq: chat.last_seq,
+            member_count: chat.member_count,
+            role: membership.and_then(|m| Role::parse(&m.role).ok()),
+            last_read_seq: membership.map(|m| m.last_read_seq),
+            unread_count: membership.map(|m| (chat.last_seq - m.last_read_seq).max(0)),
+            last_message,
+            members,
+            ws_url: format!("/ws/chats/{}", chat.id),
+        }
+    }
+}
+
+/// A public group in the discovery list.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct GroupListing {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// Visibility (always `public` in discovery).
+    #[schema(value_type = String, example = "public")]
+    pub visibility: Visibility,
+    /// Number of members.
+    pub member_count: i32,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<ChatRow> for GroupListing {
+    fn from(chat: ChatRow) -> Self {
+        GroupListing {
+            id: chat.id,
+            visibility: Visibility::parse(&chat.visibility).unwrap_or(Visibility::Private),
+            name: chat.name,
+            description: chat.description,
+            member_count: chat.member_count,
+            created_at: utc(chat.created_at),
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! Domain events, published through the [`EventBus`](chat_db::bus::EventBus) after
+//! the write they describe has committed.
+//!
+//! Chat events go to topic `chat.<id>` and have the exact shape of the WebSocket
+//! events of SPEC §5 (`type: "chat.message"` with seed 002's `message` and `sender`
+//! fields), so the WebSocket layer forwards the payload as is: one serialization per
+//! event, whatever the number of sockets. Personal events go to `user.<id>`.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::AppContext;
+
+/// Topic of a chat's events.
+pub fn chat_topic(chat_id: i64) -> String {
+    format!("chat.{chat_id}")
+}
+
+pub use crate::auth::user_topic;
+
+/// Why a member is no longer in a chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeftReason {
+    /// They left.
+    Left,
+    /// An owner, admin or site admin removed them.
+    Removed,
+    /// The chat was deleted.
+    ChatDeleted,
+}
+
+/// An event on a chat's topic.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type")]
+pub enum ChatEvent {
+    /// A message was stored.
+    #[serde(rename = "chat.message")]
+    Message {
+        /// Chat.
+        chat_id: i64,
+        /// Message id.
+        id: i64,
+        /// Per-chat sequence number.
+        seq: i64,
+        /// Text.
+        message: String,
+        /// Sender's username.
+        sender: Option<String>,
+        /// Sender's id.
+        sender_id: Option<i64>,
+        /// Sender's idempotency key.
+        client_id: Option<String>,
+        /// Answered message.
+        reply_to: Option<i64>,
+        /// Time.
+        created_at: DateTime<Utc>,
+    },
+    /// A message's text changed.
+    #[serde(rename = "chat.message_edited")]
+    MessageEdited {
+        /// Chat.
+        chat_id: i64,
+        /// Message id.
+        id: i64,
+        /// Its seq.
+        seq: i64,
+        /// New text.
+        message: String,
+        /// Edit time.
+        edited_at: DateTime<Utc>,
+    },
+    /// A message was deleted (its text is gone).
+    #[serde(rename = "chat.message_deleted")]
+    MessageDeleted {
+        /// Chat.
+        chat_id: i64,
+        /// Message id.
+        id: i64,
+        /// Its seq.
+        seq: i64,
+        /// Who deleted it.
+        deleted_by: i64,
+        /// Deletion time.
+        deleted_at: DateTime<Utc>,
+    },
+    /// A member's read marker moved.
+    #[serde(rename = "chat.read")]
+    Read {
+        /// Chat.
+        chat_id: i64,
+        /// Reader.
+        user_id: i64,
+        /// Highest seq read.
+        seq: i64,
+    },
+    /// Someone joined or was added.
+    #[serde(rename = "chat.member_joined")]
+    MemberJoined {
+        /// Chat.
+        chat_id: i64,
+        /// New member.
+        user_id: i64,
+        /// Their username.
+        username: String,
+        /// Their role.
+        role: chat_domain::Role,
+        /// Who added them (`None`: they joined).
+        added_by: Option<i64>,
+    },
+    /// Someone left, was removed, or the chat was deleted.
+    #[serde(rename = "chat.member_left")]
+    MemberLeft {
+        /// Chat.
+        chat_id: i64,
+        /// Former member.
+        user_id: i64,
+        /// Why.
+        reason: LeftReason,
+        /// Who removed them.
+        removed_by: Option<i64>,
+    },
+    /// A member's role changed.
+    #[serde(rename = "chat.member_role_changed")]
+    RoleChanged {
+        /// Chat.
+        chat_id: i64,
+        /// Member.
+        user_id: i64,
+        /// New role.
+        role: chat_domain::Role,
+    },
+    /// A group's settings changed.
+    #[serde(rename = "chat.updated")]
+    Updated {
+        /// Chat.
+        chat_id: i64,
+        /// Name.
+        name: Option<String>,
+        /// Description.
+        description: Option<String>,
+        /// Visibility.
+        visibility: chat_domain::Visibility,
+    },
+    /// The chat is gone.
+    #[serde(rename = "chat.deleted")]
+    Deleted {
+        /// Chat.
+        chat_id: i64,
+        /// Who deleted it.
+        deleted_by: i64,
+    },
+}
+
+/// What a personal notification is about.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Notification {
+    /// Someone asked to be friends.
+    FriendRequest {
+        /// Request id.
+        request_id: i64,
+        /// Who asked.
+        from_user_id: i64,
+        /// Their username.
+        from_username: String,
+    },
+    /// A request was accepted.
+    FriendAccepted {
+        /// Request id.
+        request_id: i64,
+        /// Who accepted.
+        user_id: i64,
+        /// Their username.
+        username: String,
+    },
+    /// The user was added to a chat by someone else (or a direct chat was opened with them).
+    AddedToChat {
+        /// Chat.
+        chat_id: i64,
+        /// Who added them.
+        by_user_id: i64,
+    },
+    /// The user was removed from a chat (or it was deleted).
+    RemovedFromChat {
+        /// Chat.
+        chat_id: i64,
+        /// Who removed them.
+        by_user_id: i64,
+    },
+}
+
+#[derive(Serialize)]
+struct NotificationEnvelope<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(flatten)]
+    notification: &'a Notification,
+}
+
+/// Publishes a chat event on `chat.<id>`.
+pub async fn publish_chat(ctx: &AppContext, chat_id: i64, event: &ChatEvent) {
+    match serde_json::to_string(event) {
+        Ok(payload) => ctx.bus.publish(&chat_topic(chat_id), payload).await,
+        Err(err) => tracing::error!(error = %err, "cannot serialize chat event"),
+    }
+}
+
+/// Publishes a `notification` event on `user.<id>`.
+pub async fn notify(ctx: &AppContext, user_id: i64, notification: &Notification) {
+    match serde_json::to_string(&NotificationEnvelope {
+        kind: "notification",
+        notification,
+    }) {
+        Ok(payload) => ctx.bus.publish(&user_topic(user_id), payload).await,
+        Err(err) => tracing::error!(error = %err, "cannot serialize notification"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_events_keep_the_seed_field_names() -> anyhow::Result<()> {
+        let event = ChatEvent::Message {
+            chat_id: 1,
+            id: 2,
+            seq: 3,
+            message: "hi".to_owned(),
+            sender: Some("ann".to_owned()),
+            sender_id: Some(4),
+            client_id: None,
+            reply_to: None,
+            created_at: DateTime::from_timestamp(0, 0).unwrap_or_default(),
+        };
+        let json = serde_json::to_value(&event)?;
+        assert_eq!(json["type"], "chat.message");
+        assert_eq!(json["message"], "hi");
+        assert_eq!(json["sender"], "ann");
+        assert_eq!(json["chat_id"], 1);
+        let note = serde_json::to_value(NotificationEnvelope {
+            kind: "notification",
+            notification: &Notification::AddedToChat {
+                chat_id: 5,
+                by_user_id: 6,
+            },
+        })?;
+        assert_eq!(note["type"], "notification");
+        assert_eq!(note["kind"], "added_to_chat");
+        Ok(())
+    }
+}

@@ -1,0 +1,326 @@
+//! Messages: send (idempotent by `client_id`), history, edit, soft delete, read markers.
+//! The WebSocket layer calls these same functions.
+
+use chat_db::DbError;
+use chat_db::models::{ChatRow, HistoryRange, MembershipRow, MessageRow, NewMessage};
+use chat_domain::permissions;
+use chat_domain::{ClientId, FieldErrors, MessageBody};
+use chat_selectors::users::user_profile;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::auth::Principal;
+use crate::chats::{MessageView, access, denied};
+use crate::events::{ChatEvent, publish_chat};
+use crate::pagination::{self, Page};
+use crate::rate_limit;
+use crate::users::utc;
+use crate::{AppContext, ServiceError};
+
+/// A message to send.
+#[derive(Debug, Clone, Default)]
+pub struct SendMessageInput {
+    /// Text (1–4000 characters after trimming).
+    pub content: String,
+    /// Idempotency key: resending it returns the original message.
+    pub client_id: Option<String>,
+    /// A message of the same chat this one answers.
+    pub reply_to: Option<i64>,
+}
+
+/// Which history to read.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryQuery {
+    /// Newest first, below this seq.
+    pub before_seq: Option<i64>,
+    /// Oldest first, above this seq (catching up after a reconnect).
+    pub after_seq: Option<i64>,
+    /// Page size (1–200, default 50).
+    pub limit: Option<i64>,
+    /// Newest first, skipping this many (seed 003 compatibility).
+    pub offset: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A member's read position after `mark_read`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ReadMarker {
+    /// Chat.
+    pub chat_id: i64,
+    /// Highest seq read.
+    pub last_read_seq: i64,
+    /// Messages after it.
+    pub unread_count: i64,
+}
+
+fn range_of(query: &HistoryQuery) -> Result<HistoryRange, ServiceError> {
+    if let Some(cursor) = &query.cursor {
+        let raw = pagination::decode_cursor(cursor)?;
+        let bad = || ServiceError::invalid("cursor", "is not a cursor this server issued");
+        let (kind, n) = raw.split_once(':').ok_or_else(bad)?;
+        let n: i64 = n.parse().map_err(|_| bad())?;
+        return match kind {
+            "b" => Ok(HistoryRange::Before(Some(n))),
+            "a" => Ok(HistoryRange::After(n)),
+            "o" => Ok(HistoryRange::Offset(n)),
+            _ => Err(bad()),
+        };
+    }
+    let mut errors = FieldErrors::new();
+    let given = [
+        query.before_seq.is_some(),
+        query.after_seq.is_some(),
+        query.offset.is_some(),
+    ]
+    .iter()
+    .filter(|g| **g)
+    .count();
+    if given > 1 {
+        errors.add(
+            "before_seq",
+            "use only one of before_seq, after_seq and offset",
+        );
+    }
+    for (field, value) in [
+        ("before_seq", query.before_seq),
+        ("after_seq", query.after_seq),
+        ("offset", query.offset),
+    ] {
+        if value.is_some_and(|v| v < 0) {
+            errors.add(field, "must not be negative");
+        }
+    }
+    errors
+        .finish(|| match (query.after_seq, query.offset) {
+            (Some(after), _) => HistoryRange::After(after),
+            (_, Some(offset)) => HistoryRange::Offset(offset),
+            _ => HistoryRange::Before(query.before_seq),
+        })
+        .map_err(Into::into)
+}
+
+/// A page of a chat's history: newest first (`before_seq`, `offset`, or nothing), or
+/// oldest first after `after_seq` — what a reconnecting client asks to get exactly what
+/// it missed.
+pub async fn history(
+    ctx: &AppContext,
+    principal: &Principal,
+    chat_id: i64,
+    query: HistoryQuery,
+) -> Result<Page<MessageView>, ServiceError> {
+    let access = access(ctx, principal, chat_id).await?;
+    permissions::view_chat(access.header.kind, access.actor).map_err(denied)?;
+    let limit = pagination::limit(query.limit)?;
+    let range = range_of(&query)?;
+    let rows = MessageRow::history(&ctx.store.db, chat_id, range, limit + 1).await?;
+    Ok(pagination::page(
+        rows,
+        limit,
+        |entry| match range {
+            HistoryRange::After(_) => format!("a:{}", entry.message.seq),
+            HistoryRange::Before(_) => format!("b:{}", entry.message.seq),
+            HistoryRange::Offset(offset) => format!("o:{}", offset + limit),
+        },
+        MessageView::from,
+    ))
+}
+
+/// Stores a message and broadcasts it (`chat.message`). With a `client_id` already
+/// used by this sender in this chat, returns the original message (`false`) and
+/// stores nothing.
+pub async fn send_message(
+    ctx: &AppContext,
+    principal: &Principal,
+    chat_id: i64,
+    input: SendMessageInput,
+) -> Result<(MessageView, bool), ServiceError> {
+    let access = access(ctx, principal, chat_id).await?;
+    permissions::post_in_chat(access.actor).map_err(denied)?;
+    let mut errors = FieldErrors::new();
+    let body = errors.check("content", MessageBody::parse(&input.content));
+    let client_id = input
+        .client_id
+        .as_deref()
+        .and_then(|c| errors.check("client_id", ClientId::parse(c)));
+    let body = errors
+        .finish(|| body)?
+        .ok_or_else(|| ServiceError::invalid("content", "is required"))?;
+    ctx.limits
+        .check(rate_limit::MESSAGES, &format!("user:{}", principal.user_id))?;
+    let sender = user_profile(&ctx.store, principal.user_id)
+        .await?
+        .map(|u| u.username);
+    let duplicate = match &client_id {
+        Some(key) => {
+            MessageRow::find_by_client_id(&ctx.store.db, chat_id, principal.user_id, key.as_str())
+                .await?
+        }
+        None => None,
+    };
+    if let Some(existing) = duplicate {
+        return Ok((MessageView::new(existing, sender), false));
+    }
+    if let Some(reply_to) = input.reply_to {
+        MessageRow::find(&ctx.store.db, chat_id, reply_to)
+            .await?
+            .ok_or_else(|| ServiceError::invalid("reply_to", "is not a message of this chat"))?;
+    }
+    let new = NewMessage {
+        chat_id,
+        sender_id: principal.user_id,
+        content: body.as_str(),
+        client_id: client_id.as_ref().map(ClientId::as_str),
+        reply_to: input.reply_to,
+        created_at: chat_db::now(),
+    };
+    let stored = match MessageRow::insert_next(&ctx.store.db, new).await {
+        Ok(row) => row,
+        Err(DbError::Conflict { .. }) if client_id.is_some() => {
+            // The same client_id raced in from another request: theirs won.
+            let key = client_id.as_ref().map(ClientId::as_str).unwrap_or_default();
+            let existing =
+                MessageRow::find_by_client_id(&ctx.store.db, chat_id, principal.user_id, key)
+                    .await?
+                    .ok_or_else(|| {
+                        ServiceError::Internal(anyhow::anyhow!(
+                            "client_id clashed but no message has it"
+                        ))
+                    })?;
+            return Ok((MessageView::new(existing, sender), false));
+        }
+        Err(other) => return Err(other.into()),
+    };
+    let view = MessageView::new(stored, sender);
+    let event = ChatEvent::Message {
+        chat_id,
+        id: view.id,
+        seq: view.seq,
+        message: view.content.clone(),
+        sender: view.sender.clone(),
+        sender_id: view.sender_id,
+        client_id: view.client_id.clone(),
+        reply_to: view.reply_to,
+        created_at: view.created_at,
+    };
+    publish_chat(ctx, chat_id, &event).await;
+    Ok((view, true))
+}
+
+async fn load_message(
+    ctx: &AppContext,
+    chat_id: i64,
+    message_id: i64,
+) -> Result<MessageRow, ServiceError> {
+    MessageRow::find(&ctx.store.db, chat_id, message_id)
+        .await?
+        .ok_or_else(|| {
+            ServiceError::NotFound(format!("message {message_id} not found in chat {chat_id}"))
+        })
+}
+
+/// Changes a message's text (its author, while still a member).
+pub async fn edit_message(
+    ctx: &AppContext,
+    principal: &Principal,
+    chat_id: i64,
+    message_id: i64,
+    content: &str,
+) -> Result<MessageView, ServiceError> {
+    let access = access(ctx, principal, chat_id).await?;
+    permissions::post_in_chat(access.actor).map_err(denied)?;
+    let message = load_message(ctx, chat_id, message_id).await?;
+    permissions::edit_message(principal.user_id, message.sender_id).map_err(denied)?;
+    let body = MessageBody::parse(content).map_err(|m| ServiceError::invalid("content", m))?;
+    let edited = MessageRow::edit(&ctx.store.db, message_id, body.as_str(), chat_db::now())
+        .await?
+        .ok_or_else(|| ServiceError::Conflict {
+            code: "message_deleted",
+            detail: "a deleted message cannot be edited".to_owned(),
+        })?;
+    let edited_at = edited.edited_at.map(utc).unwrap_or_else(chrono::Utc::now);
+    let event = ChatEvent::MessageEdited {
+        chat_id,
+        id: edited.id,
+        seq: edited.seq,
+        message: edited.content.clone(),
+        edited_at,
+    };
+    publish_chat(ctx, chat_id, &event).await;
+    let sender = user_profile(&ctx.store, principal.user_id)
+        .await?
+        .map(|u| u.username);
+    Ok(MessageView::new(edited, sender))
+}
+
+/// Soft-deletes a message (author, chat owner/admins, site admins): the text is
+/// blanked for everyone. Deleting a deleted message changes nothing.
+pub async fn delete_message(
+    ctx: &AppContext,
+    principal: &Principal,
+    chat_id: i64,
+    message_id: i64,
+) -> Result<(), ServiceError> {
+    let access = access(ctx, principal, chat_id).await?;
+    permissions::view_chat(access.header.kind, access.actor).map_err(denied)?;
+    let message = load_message(ctx, chat_id, message_id).await?;
+    permissions::delete_message(access.actor, principal.user_id, message.sender_id)
+        .map_err(denied)?;
+    if let Some(deleted) =
+        MessageRow::soft_delete(&ctx.store.db, message_id, chat_db::now()).await?
+    {
+        let deleted_at = deleted.deleted_at.map(utc).unwrap_or_else(chrono::Utc::now);
+        let event = ChatEvent::MessageDeleted {
+            chat_id,
+            id: deleted.id,
+            seq: deleted.seq,
+            deleted_by: principal.user_id,
+            deleted_at,
+        };
+        publish_chat(ctx, chat_id, &event).await;
+    }
+    Ok(())
+}
+
+/// Moves the caller's read marker forward to `seq` (clamped to the chat's last seq);
+/// never backwards. Broadcasts `chat.read` when it moved.
+pub async fn mark_read(
+    ctx: &AppContext,
+    principal: &Principal,
+    chat_id: i64,
+    seq: i64,
+) -> Result<ReadMarker, ServiceError> {
+    let access = access(ctx, principal, chat_id).await?;
+    permissions::post_in_chat(access.actor).map_err(denied)?;
+    if seq < 0 {
+        return Err(ServiceError::invalid("seq", "must not be negative"));
+    }
+    let chat = ChatRow::find(&ctx.store.db, chat_id)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("chat {chat_id} not found")))?;
+    let target = seq.min(chat.last_seq);
+    if let Some(moved) =
+        MembershipRow::mark_read(&ctx.store.db, chat_id, principal.user_id, target).await?
+    {
+        publish_chat(
+            ctx,
+            chat_id,
+            &ChatEvent::Read {
+                chat_id,
+                user_id: principal.user_id,
+                seq: moved.last_read_seq,
+            },
+        )
+        .await;
+    }
+    let membership = MembershipRow::find(&ctx.store.db, chat_id, principal.user_id)
+        .await?
+        .ok_or_else(|| {
+            ServiceError::forbidden("not_a_member", "you are not a member of this chat")
+        })?;
+    Ok(ReadMarker {
+        chat_id,
+        last_read_seq: membership.last_read_seq,
+        unread_count: (chat.last_seq - membership.last_read_seq).max(0),
+    })
+}
