@@ -9,7 +9,7 @@ use utoipa::openapi::security::{
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::routes::{admin, auth, chats, friends, groups, users};
+use crate::routes::{admin, auth, chats, friends, groups, users, ws_ticket};
 use crate::{Problem, ops};
 
 /// Path of the OpenAPI document.
@@ -61,6 +61,7 @@ pub const OPENAPI_PATH: &str = "/api/openapi.json";
         admin::list_users,
         admin::update_user,
         admin::list_chats,
+        ws_ticket::create_ticket,
         ops::healthz,
         ops::readyz,
         ops::metrics,
@@ -75,6 +76,7 @@ pub const OPENAPI_PATH: &str = "/api/openapi.json";
         (name = "members", description = "Group membership and roles"),
         (name = "messages", description = "History, sending, editing, deleting, read markers"),
         (name = "admin", description = "Site administration"),
+        (name = "realtime", description = "WebSocket tickets (the protocol itself: docs/protocol.md)"),
         (name = "operations", description = "Health, readiness and metrics (outside /api/v1)"),
     )
 )]

@@ -22,6 +22,8 @@ pub trait Cache: Send + Sync + 'static {
     /// Stores `value` only if `key` is absent. Cache-aside fills use this, so a fill
     /// racing with an invalidation marker (e.g. "revoked") can never overwrite it.
     async fn add(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError>;
+    /// Reads and removes `key` in one step (single-use values such as tickets).
+    async fn take(&self, key: &str) -> Result<Option<String>, CacheError>;
     /// Removes `key`.
     async fn delete(&self, key: &str) -> Result<(), CacheError>;
     /// Checks the backend is reachable (readiness).
@@ -89,6 +91,15 @@ impl Cache for MemoryCache {
             }
         }
         Ok(())
+    }
+
+    async fn take(&self, key: &str) -> Result<Option<String>, CacheError> {
+        let now = Instant::now();
+        Ok(self
+            .lock()
+            .remove(key)
+            .filter(|(_, expires)| *expires > now)
+            .map(|(value, _)| value))
     }
 
     async fn delete(&self, key: &str) -> Result<(), CacheError> {

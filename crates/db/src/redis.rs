@@ -114,6 +114,18 @@ impl Cache for RedisCache {
         .await
     }
 
+    async fn take(&self, key: &str) -> Result<Option<String>, CacheError> {
+        bounded(async {
+            let mut conn = self.conn().await?;
+            redis::cmd("GETDEL")
+                .arg(self.key(key))
+                .query_async::<Option<String>>(&mut *conn)
+                .await
+                .map_err(redis_err)
+        })
+        .await
+    }
+
     async fn delete(&self, key: &str) -> Result<(), CacheError> {
         bounded(async {
             let mut conn = self.conn().await?;

@@ -15,6 +15,11 @@ pub fn chat(chat_id: i64) -> String {
     format!("chat:{chat_id}")
 }
 
+/// A single-use WebSocket ticket.
+pub fn ws_ticket(ticket: &str) -> String {
+    format!("ws_ticket:{ticket}")
+}
+
 /// A user's public profile, or "none".
 pub fn user(user_id: i64) -> String {
     format!("user:{user_id}")

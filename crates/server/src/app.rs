@@ -15,6 +15,7 @@ use chat_selectors::Store;
 use chat_services::auth::tokens::JwtKeys;
 use chat_services::rate_limit::RateLimiter;
 use chat_services::{AppContext, AuthSettings, ChatSettings};
+use chat_ws::{Hub, WsSettings};
 use tracing_actix_web::TracingLogger;
 
 use crate::{Config, secret};
@@ -84,6 +85,10 @@ impl Application {
         let listener = TcpListener::bind(config.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {} (CHAT_BIND): {e}", config.bind))?;
         let port = listener.local_addr()?.port();
+        let hub = web::Data::from(Hub::start(context.bus.subscribe()));
+        let ws_settings = web::Data::new(WsSettings {
+            allowed_origins: config.allowed_origins.clone(),
+        });
         let ctx = web::Data::new(context.clone());
         let metrics = web::Data::new(Metrics::new());
         let proxy = ProxyPolicy {
@@ -94,7 +99,10 @@ impl Application {
                 .app_data(ctx.clone())
                 .app_data(metrics.clone())
                 .app_data(proxy)
+                .app_data(hub.clone())
+                .app_data(ws_settings.clone())
                 .configure(chat_api::configure)
+                .configure(chat_ws::configure)
                 .default_service(web::to(chat_api::not_found))
                 .wrap(chat_api::error_handlers())
                 .wrap(from_fn(chat_api::metrics::observe))

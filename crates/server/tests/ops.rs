@@ -159,6 +159,7 @@ async fn openapi_document_lists_every_endpoint_with_its_security() -> anyhow::Re
         ("/api/v1/admin/users", "get"),
         ("/api/v1/admin/users/{user_id}", "patch"),
         ("/api/v1/admin/chats", "get"),
+        ("/api/v1/ws/ticket", "post"),
         ("/healthz", "get"),
         ("/readyz", "get"),
         ("/metrics", "get"),

@@ -17,6 +17,7 @@ pub fn chat_topic(chat_id: i64) -> String {
 }
 
 pub use crate::auth::user_topic;
+pub use chat_db::bus::{BusMessage, EventBus};
 
 /// Why a member is no longer in a chat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -141,6 +142,16 @@ pub enum ChatEvent {
         description: Option<String>,
         /// Visibility.
         visibility: chat_domain::Visibility,
+    },
+    /// Someone is typing (not stored).
+    #[serde(rename = "chat.typing")]
+    Typing {
+        /// Chat.
+        chat_id: i64,
+        /// Who types.
+        user_id: i64,
+        /// Their username.
+        username: String,
     },
     /// The chat is gone.
     #[serde(rename = "chat.deleted")]

@@ -12,6 +12,7 @@
 mod database;
 mod http;
 mod macros;
+mod ws;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,7 @@ use chat_services::AppContext;
 
 pub use database::TestDatabase;
 pub use http::{Response, Session, TEST_PASSWORD};
+pub use ws::{Refused, WS_WAIT, WsClient};
 
 /// PostgreSQL server the tests use (`CHAT_TEST_POSTGRES_URL`, default local trust auth).
 pub fn postgres_admin_url() -> String {

@@ -1,6 +1,32 @@
-//! WebSocket layer of the chat server — a skeleton until the real-time milestone.
+//! WebSocket layer: `/ws`, `/ws/chats/{chat_id}`, `/ws/direct/{user_id}`.
 //!
-//! It will hold the handshake (`/ws`, `/ws/chats/{id}`, `/ws/direct/{user_id}`), one
-//! task per connection with a bounded outbound queue, the protocol types of SPEC §5,
-//! and the fan-out from `chat_db::bus::EventBus` to sockets. It depends on `services`
-//! (never on `db` or `selectors` directly) and never on `api`.
+//! * [`handshake`]: authentication (bearer header, single-use ticket, `?token=`,
+//!   `Sec-WebSocket-Protocol: chat, <token>`), origin check and scope, all refused with
+//!   an HTTP status before the upgrade.
+//! * [`session`]: one task per socket — inbound frames, a bounded outbound queue,
+//!   heartbeat and idle timeout, frame-size and flood limits, close codes.
+//! * [`protocol`]: the client actions and server replies of SPEC §5.
+//! * [`hub`]: one per process; subscribes to the event bus and fans each event out to
+//!   the sockets following its chat or user — the payload is serialized once, shared by
+//!   every socket.
+//!
+//! Every action goes through the same `chat_services` call as its REST twin.
+
+pub mod close;
+pub mod handshake;
+pub mod hub;
+pub mod protocol;
+pub mod session;
+
+use actix_web::web;
+
+pub use handshake::WsSettings;
+pub use hub::Hub;
+
+/// Registers the WebSocket routes. The app must carry `web::Data<AppContext>`,
+/// `web::Data<Hub>` and `web::Data<WsSettings>`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/ws").route(web::get().to(handshake::ws_all)))
+        .service(web::resource("/ws/chats/{chat_id}").route(web::get().to(handshake::ws_chat)))
+        .service(web::resource("/ws/direct/{user_id}").route(web::get().to(handshake::ws_direct)));
+}

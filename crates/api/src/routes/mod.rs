@@ -6,6 +6,7 @@ pub(crate) mod chats;
 pub(crate) mod friends;
 pub(crate) mod groups;
 pub(crate) mod users;
+pub(crate) mod ws_ticket;
 
 use actix_web::web;
 
@@ -16,5 +17,6 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .configure(friends::configure)
         .configure(groups::configure)
         .configure(chats::configure)
-        .configure(admin::configure);
+        .configure(admin::configure)
+        .configure(ws_ticket::configure);
 }

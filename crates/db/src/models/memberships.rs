@@ -212,6 +212,17 @@ impl MembershipRow {
         })
     }
 
+    /// The ids of every chat `user_id` belongs to.
+    pub async fn chat_ids_of(pool: &DbPool, user_id: i64) -> Result<Vec<i64>, DbError> {
+        with_conn!(pool, conn => {
+            Ok(memberships::table
+                .filter(memberships::user_id.eq(user_id))
+                .select(memberships::chat_id)
+                .load(conn)
+                .await?)
+        })
+    }
+
     /// Every member's user id (event fan-out, notifications).
     pub async fn member_ids(pool: &DbPool, chat_id: i64) -> Result<Vec<i64>, DbError> {
         with_conn!(pool, conn => {

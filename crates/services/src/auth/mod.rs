@@ -8,6 +8,7 @@ pub mod passwords;
 mod refresh;
 mod register;
 mod session;
+mod ticket;
 pub mod tokens;
 
 pub use authenticate::{Principal, authenticate};
@@ -17,3 +18,4 @@ pub use logout::{logout, revoke_user_sessions, user_topic};
 pub use refresh::refresh;
 pub use register::{RegisterInput, create_admin, register};
 pub use session::TokenPair;
+pub use ticket::{TICKET_TTL, WsTicket, issue_ws_ticket, redeem_ws_ticket};

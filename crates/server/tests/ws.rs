@@ -1,0 +1,717 @@
+//! The WebSocket protocol over real sockets, both modes.
+
+use std::time::Duration;
+
+use chat_test_support::{Backend, Session, TestApp, both_backends};
+use serde_json::json;
+
+both_backends!(
+    handshake_refusals_are_http_statuses,
+    every_authentication_method_works,
+    messages_reach_every_member_socket_with_an_ack,
+    the_all_chats_socket_follows_membership_changes,
+    retrieve_and_history_on_connect,
+    bad_frames_get_errors_and_the_socket_stays_open,
+    oversize_frames_close_the_socket,
+    typing_and_read_events,
+    logout_and_removal_close_sockets,
+    events_arrive_in_seq_order_under_concurrent_senders,
+    reconnect_and_recover_gets_exactly_what_was_missed,
+    direct_sockets_in_the_seed_style,
+);
+
+async fn room(app: &TestApp) -> anyhow::Result<(Session, Session, i64)> {
+    let (ann, bob) = (app.register("ann").await?, app.register("bob").await?);
+    let created = app
+        .post(
+            "/api/v1/chats",
+            Some(&ann.access_token),
+            json!({"name": "Room", "visibility": "public"}),
+        )
+        .await?;
+    let chat = created.json["id"]
+        .as_i64()
+        .ok_or_else(|| anyhow::anyhow!("{}", created.text))?;
+    app.post(
+        &format!("/api/v1/chats/{chat}/join"),
+        Some(&bob.access_token),
+        json!({}),
+    )
+    .await?
+    .expect_status(200)?;
+    Ok((ann, bob, chat))
+}
+
+async fn handshake_refusals_are_http_statuses(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, _bob, chat) = room(&app).await?;
+    let outsider = app.register("outsider").await?;
+    assert_eq!(app.ws_refused("/ws", &[]).await?, 401);
+    assert_eq!(
+        app.ws_refused("/ws", &[("Authorization", "Bearer nonsense")])
+            .await?,
+        401
+    );
+    assert_eq!(app.ws_refused("/ws?token=nonsense", &[]).await?, 401);
+    let bearer = format!("Bearer {}", outsider.access_token);
+    assert_eq!(
+        app.ws_refused(&format!("/ws/chats/{chat}"), &[("Authorization", &bearer)])
+            .await?,
+        403
+    );
+    assert_eq!(
+        app.ws_refused("/ws/chats/999999", &[("Authorization", &bearer)])
+            .await?,
+        404
+    );
+    assert_eq!(
+        app.ws_refused(
+            "/ws",
+            &[
+                ("Authorization", &bearer),
+                ("Origin", "https://evil.example")
+            ]
+        )
+        .await?,
+        403
+    );
+    assert_eq!(
+        app.ws_refused(
+            &format!("/ws/chats/{chat}?history=500"),
+            &[("Authorization", &format!("Bearer {}", ann.access_token))]
+        )
+        .await?,
+        422
+    );
+    // The same refusals are problem documents for plain HTTP clients.
+    app.get("/ws", None)
+        .await?
+        .expect_problem(401, "missing_token")?;
+    app.get(&format!("/ws/chats/{chat}"), Some(&outsider.access_token))
+        .await?
+        .expect_problem(403, "not_a_member")?;
+    // A same-origin browser is welcome.
+    let own_origin = format!("http://127.0.0.1:{}", app.port);
+    app.ws_with(
+        "/ws",
+        &[
+            ("Authorization", &format!("Bearer {}", ann.access_token)),
+            ("Origin", &own_origin),
+        ],
+    )
+    .await?;
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn every_authentication_method_works(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, _bob, chat) = room(&app).await?;
+    let mut by_header = app.ws("/ws", &ann.access_token).await?;
+    let mut by_query = app
+        .ws_with(&format!("/ws/chats/{chat}?token={}", ann.access_token), &[])
+        .await?;
+    let mut by_protocol = app
+        .ws_with(
+            &format!("/ws/chats/{chat}"),
+            &[(
+                "Sec-WebSocket-Protocol",
+                &format!("chat, {}", ann.access_token),
+            )],
+        )
+        .await?;
+    assert_eq!(by_protocol.protocol.as_deref(), Some("chat"));
+    let ticket = app
+        .post("/api/v1/ws/ticket", Some(&ann.access_token), json!({}))
+        .await?;
+    ticket.expect_status(200)?;
+    assert_eq!(ticket.json["expires_in"], 30);
+    let ticket = ticket.json["ticket"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let mut by_ticket = app.ws_with(&format!("/ws?ticket={ticket}"), &[]).await?;
+    assert_eq!(
+        app.ws_refused(&format!("/ws?ticket={ticket}"), &[]).await?,
+        401,
+        "tickets are single-use"
+    );
+    assert_eq!(app.ws_refused("/ws?ticket=made-up", &[]).await?, 401);
+    for socket in [
+        &mut by_header,
+        &mut by_query,
+        &mut by_protocol,
+        &mut by_ticket,
+    ] {
+        socket
+            .send(json!({"action": "ping", "request_id": 7}))
+            .await?;
+        let pong = socket.recv_type("pong").await?;
+        assert_eq!(pong["request_id"], 7);
+    }
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn messages_reach_every_member_socket_with_an_ack(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, bob, chat) = room(&app).await?;
+    let mut anns = app
+        .ws(&format!("/ws/chats/{chat}"), &ann.access_token)
+        .await?;
+    let mut bobs = app.ws("/ws", &bob.access_token).await?;
+    anns.send(json!({"action": "send_message", "message": "hello", "request_id": "r1", "client_id": "c-1"})).await?;
+    let ack = anns.recv_type("ack").await?;
+    assert_eq!(
+        (
+            ack["request_id"].as_str(),
+            ack["seq"].as_i64(),
+            ack["chat_id"].as_i64()
+        ),
+        (Some("r1"), Some(1), Some(chat))
+    );
+    assert_eq!(ack["duplicate"], false);
+    for socket in [&mut anns, &mut bobs] {
+        let event = socket.recv_type("chat.message").await?;
+        assert_eq!(event["message"], "hello");
+        assert_eq!(event["sender"], "ann");
+        assert_eq!(event["sender_id"], ann.user_id);
+        assert_eq!(event["chat_id"], chat);
+        assert_eq!(event["seq"], 1);
+        assert_eq!(event["id"], ack["message_id"]);
+        assert_eq!(event["client_id"], "c-1");
+    }
+    // A resent client_id is acknowledged as a duplicate and not broadcast again.
+    anns.send(json!({"action": "send_message", "message": "hello", "request_id": "r2", "client_id": "c-1"})).await?;
+    let dup = anns.recv_type("ack").await?;
+    assert_eq!(
+        (dup["duplicate"].as_bool(), dup["seq"].as_i64()),
+        (Some(true), Some(1))
+    );
+    // The seeds' bare frame is a send; REST sends are broadcast too.
+    anns.send(json!({"message": "bare", "request_id": "r3"}))
+        .await?;
+    assert_eq!(anns.recv_type("ack").await?["request_id"], "r3");
+    app.post(
+        &format!("/api/v1/chats/{chat}/messages"),
+        Some(&bob.access_token),
+        json!({"content": "over rest"}),
+    )
+    .await?
+    .expect_status(201)?;
+    for socket in [&mut anns, &mut bobs] {
+        let bare = socket.recv_type("chat.message").await?;
+        let rest = socket.recv_type("chat.message").await?;
+        assert_eq!(
+            (bare["message"].as_str(), rest["message"].as_str()),
+            (Some("bare"), Some("over rest"))
+        );
+        assert_eq!(
+            (bare["seq"].as_i64(), rest["seq"].as_i64()),
+            (Some(2), Some(3))
+        );
+    }
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn the_all_chats_socket_follows_membership_changes(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, bob, chat) = room(&app).await?;
+    let mut bobs = app.ws("/ws", &bob.access_token).await?;
+    let second = app
+        .post(
+            "/api/v1/chats",
+            Some(&ann.access_token),
+            json!({"name": "Second"}),
+        )
+        .await?;
+    let second = second.json["id"].as_i64().unwrap_or_default();
+    // Added to a new chat: notified, then its messages arrive at once.
+    app.request(
+        actix_web::http::Method::PUT,
+        &format!("/api/v1/chats/{second}/members/{}", bob.user_id),
+        Some(&ann.access_token),
+        None,
+    )
+    .await?
+    .expect_status(201)?;
+    let note = bobs.recv_type("notification").await?;
+    assert_eq!(
+        (note["kind"].as_str(), note["chat_id"].as_i64()),
+        (Some("added_to_chat"), Some(second))
+    );
+    app.post(
+        &format!("/api/v1/chats/{second}/messages"),
+        Some(&ann.access_token),
+        json!({"content": "welcome"}),
+    )
+    .await?;
+    let welcome = bobs.recv_type("chat.message").await?;
+    assert_eq!(
+        (welcome["chat_id"].as_i64(), welcome["message"].as_str()),
+        (Some(second), Some("welcome"))
+    );
+    // Sending on /ws names the chat.
+    bobs.send(
+        json!({"action": "send_message", "chat_id": chat, "message": "from /ws", "request_id": 1}),
+    )
+    .await?;
+    assert_eq!(bobs.recv_type("ack").await?["chat_id"], chat);
+    assert_eq!(
+        bobs.recv_type("chat.message").await?["message"],
+        "from /ws",
+        "the sender's socket gets its own message"
+    );
+    bobs.send(json!({"action": "send_message", "message": "where to?", "request_id": 2}))
+        .await?;
+    let missing = bobs.recv_type("error").await?;
+    assert_eq!(
+        (missing["code"].as_str(), missing["request_id"].as_i64()),
+        (Some("missing_field"), Some(2))
+    );
+    // Removed: the leave event arrives, and nothing after it.
+    app.delete(
+        &format!("/api/v1/chats/{second}/members/{}", bob.user_id),
+        Some(&ann.access_token),
+    )
+    .await?
+    .expect_status(204)?;
+    let left = bobs.recv_type("chat.member_left").await?;
+    assert_eq!(left["user_id"], bob.user_id);
+    app.post(
+        &format!("/api/v1/chats/{second}/messages"),
+        Some(&ann.access_token),
+        json!({"content": "secret"}),
+    )
+    .await?;
+    app.post(
+        &format!("/api/v1/chats/{chat}/messages"),
+        Some(&ann.access_token),
+        json!({"content": "still here"}),
+    )
+    .await?;
+    let next = bobs.recv_type("chat.message").await?;
+    assert_eq!(
+        next["message"], "still here",
+        "no message of the chat bob was removed from"
+    );
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn retrieve_and_history_on_connect(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, bob, chat) = room(&app).await?;
+    for i in 1..=5 {
+        app.post(
+            &format!("/api/v1/chats/{chat}/messages"),
+            Some(&ann.access_token),
+            json!({"content": format!("m{i}")}),
+        )
+        .await?;
+    }
+    let mut socket = app
+        .ws(&format!("/ws/chats/{chat}?history=3"), &bob.access_token)
+        .await?;
+    let pushed = socket.recv_type("messages").await?;
+    let seqs: Vec<i64> = pushed["data"]["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["seq"].as_i64())
+        .collect();
+    assert_eq!(seqs, [5, 4, 3]);
+    socket
+        .send(
+            json!({"action": "retrieve_message", "number": 2, "before_seq": 3, "request_id": "h"}),
+        )
+        .await?;
+    let page = socket.recv_type("messages").await?;
+    assert_eq!(page["action"], "retrieve_message");
+    assert_eq!(page["request_id"], "h");
+    assert_eq!(page["data"]["meta"]["number_msgs"], 2);
+    assert_eq!(page["data"]["meta"]["has_more"], false);
+    let first = &page["data"]["messages"][1];
+    assert_eq!(
+        (
+            first["seq"].as_i64(),
+            first["message"].as_str(),
+            first["sender"].as_str()
+        ),
+        (Some(1), Some("m1"), Some("ann"))
+    );
+    socket
+        .send(json!({"action": "retrieve_message", "number": 0}))
+        .await?;
+    assert_eq!(
+        socket.recv_type("error").await?["code"],
+        "validation_failed"
+    );
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn bad_frames_get_errors_and_the_socket_stays_open(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, _bob, chat) = room(&app).await?;
+    let outsider_chat = app
+        .post(
+            "/api/v1/chats",
+            Some(&ann.access_token),
+            json!({"name": "Mine"}),
+        )
+        .await?;
+    let carl = app.register("carl").await?;
+    let mut socket = app
+        .ws(&format!("/ws/chats/{chat}"), &ann.access_token)
+        .await?;
+    let cases = [
+        ("not json at all".to_owned(), "bad_frame"),
+        ("[1, 2, 3]".to_owned(), "bad_frame"),
+        (
+            json!({"action": "dance", "request_id": "x"}).to_string(),
+            "unknown_action",
+        ),
+        (json!({"request_id": "y"}).to_string(), "missing_field"),
+        (
+            json!({"action": "send_message", "message": 42}).to_string(),
+            "bad_frame",
+        ),
+        (
+            json!({"action": "send_message"}).to_string(),
+            "missing_field",
+        ),
+        (
+            json!({"action": "send_message", "message": "   "}).to_string(),
+            "validation_failed",
+        ),
+        (
+            json!({"action": "send_message", "message": "x", "chat_id": outsider_chat.json["id"]})
+                .to_string(),
+            "wrong_chat",
+        ),
+        (
+            json!({"action": "edit_message", "message_id": 999, "message": "x"}).to_string(),
+            "not_found",
+        ),
+        (json!({"action": "mark_read"}).to_string(), "missing_field"),
+    ];
+    for (frame, code) in &cases {
+        socket.send_text(frame).await?;
+        let error = socket.recv_type("error").await?;
+        assert_eq!(error["code"], *code, "for {frame}: {error}");
+        assert!(error["detail"].is_string());
+    }
+    let unknown = json!({"action": "dance", "request_id": "x"}).to_string();
+    socket.send_text(&unknown).await?;
+    assert_eq!(socket.recv_type("error").await?["request_id"], "x");
+    // Still open and working.
+    socket.send(json!({"message": "still fine"})).await?;
+    assert_eq!(
+        socket.recv_type("chat.message").await?["message"],
+        "still fine"
+    );
+    // A non-member's /ws cannot post into the chat.
+    let mut carls = app.ws("/ws", &carl.access_token).await?;
+    carls
+        .send(json!({"action": "send_message", "chat_id": chat, "message": "let me in"}))
+        .await?;
+    assert_eq!(carls.recv_type("error").await?["code"], "not_a_member");
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn oversize_frames_close_the_socket(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, _bob, chat) = room(&app).await?;
+    let mut socket = app
+        .ws(&format!("/ws/chats/{chat}"), &ann.access_token)
+        .await?;
+    let huge = json!({"message": "x".repeat(70 * 1024)}).to_string();
+    socket.send_text(&huge).await?;
+    let (code, reason) = socket.closed().await?;
+    assert_eq!((code, reason.as_str()), (1009, "frame too large"));
+    // Nothing was stored.
+    let history = app
+        .get(
+            &format!("/api/v1/chats/{chat}/messages"),
+            Some(&ann.access_token),
+        )
+        .await?;
+    assert_eq!(history.json["items"].as_array().map(Vec::len), Some(0));
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn typing_and_read_events(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, bob, chat) = room(&app).await?;
+    let mut anns = app
+        .ws(&format!("/ws/chats/{chat}"), &ann.access_token)
+        .await?;
+    let mut bobs = app
+        .ws(&format!("/ws/chats/{chat}"), &bob.access_token)
+        .await?;
+    anns.send(json!({"action": "typing"})).await?;
+    let typing = bobs.recv_type("chat.typing").await?;
+    assert_eq!(
+        (typing["user_id"].as_i64(), typing["username"].as_str()),
+        (Some(ann.user_id), Some("ann"))
+    );
+    anns.send(json!({"message": "read me"})).await?;
+    bobs.recv_type("chat.message").await?;
+    bobs.send(json!({"action": "mark_read", "seq": 1, "request_id": "m"}))
+        .await?;
+    let ack = bobs.recv_type("ack").await?;
+    assert_eq!(
+        (ack["last_read_seq"].as_i64(), ack["unread_count"].as_i64()),
+        (Some(1), Some(0))
+    );
+    let read = anns.recv_type("chat.read").await?;
+    assert_eq!(
+        (read["user_id"].as_i64(), read["seq"].as_i64()),
+        (Some(bob.user_id), Some(1))
+    );
+    // Edits and deletes over the socket.
+    let id = ack["chat_id"].as_i64().and(
+        app.get(
+            &format!("/api/v1/chats/{chat}/messages"),
+            Some(&ann.access_token),
+        )
+        .await?
+        .json["items"][0]["id"]
+            .as_i64(),
+    );
+    anns.send(json!({"action": "edit_message", "message_id": id, "message": "read me!"}))
+        .await?;
+    assert_eq!(
+        bobs.recv_type("chat.message_edited").await?["message"],
+        "read me!"
+    );
+    bobs.send(json!({"action": "delete_message", "message_id": id, "request_id": "d"}))
+        .await?;
+    assert_eq!(bobs.recv_type("error").await?["code"], "forbidden");
+    anns.send(json!({"action": "delete_message", "message_id": id}))
+        .await?;
+    assert_eq!(
+        bobs.recv_type("chat.message_deleted").await?["id"].as_i64(),
+        id
+    );
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn logout_and_removal_close_sockets(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, bob, chat) = room(&app).await?;
+    let mut anns = app.ws("/ws", &ann.access_token).await?;
+    let mut bobs_chat = app
+        .ws(&format!("/ws/chats/{chat}"), &bob.access_token)
+        .await?;
+    app.request(
+        actix_web::http::Method::POST,
+        "/api/v1/auth/logout",
+        Some(&ann.access_token),
+        None,
+    )
+    .await?
+    .expect_status(204)?;
+    assert_eq!(anns.closed().await?, (4001, "session revoked".to_owned()));
+    app.delete(
+        &format!("/api/v1/chats/{chat}/members/{}", bob.user_id),
+        Some(&ann.access_token),
+    )
+    .await?
+    .expect_problem(401, "session_revoked")?;
+    let ann = app.login("ann", chat_test_support::TEST_PASSWORD).await?;
+    app.delete(
+        &format!("/api/v1/chats/{chat}/members/{}", bob.user_id),
+        Some(&ann.access_token),
+    )
+    .await?
+    .expect_status(204)?;
+    assert_eq!(
+        bobs_chat.closed().await?,
+        (4003, "removed from chat".to_owned())
+    );
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn events_arrive_in_seq_order_under_concurrent_senders(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let app = TestApp::spawn_with(backend, |c| c.workers = 2).await?;
+    let (ann, bob, chat) = room(&app).await?;
+    let mut watcher = app
+        .ws(&format!("/ws/chats/{chat}"), &bob.access_token)
+        .await?;
+    let path = format!("/api/v1/chats/{chat}/messages");
+    let sends = (0..30).map(|i| {
+        let who = if i % 2 == 0 { &ann } else { &bob };
+        app.post(
+            &path,
+            Some(&who.access_token),
+            json!({"content": format!("c{i}")}),
+        )
+    });
+    for response in futures_util::future::join_all(sends).await {
+        response?.expect_status(201)?;
+    }
+    let mut seqs = Vec::new();
+    while seqs.len() < 30 {
+        seqs.push(
+            watcher.recv_type("chat.message").await?["seq"]
+                .as_i64()
+                .unwrap_or_default(),
+        );
+    }
+    assert_eq!(
+        seqs,
+        (1..=30).collect::<Vec<_>>(),
+        "in seq order, none lost"
+    );
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn reconnect_and_recover_gets_exactly_what_was_missed(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, bob, chat) = room(&app).await?;
+    let mut bobs = app
+        .ws(&format!("/ws/chats/{chat}"), &bob.access_token)
+        .await?;
+    app.post(
+        &format!("/api/v1/chats/{chat}/messages"),
+        Some(&ann.access_token),
+        json!({"content": "seen"}),
+    )
+    .await?;
+    let last_seen = bobs.recv_type("chat.message").await?["seq"]
+        .as_i64()
+        .unwrap_or_default();
+    drop(bobs);
+    for text in ["missed 1", "missed 2", "missed 3"] {
+        app.post(
+            &format!("/api/v1/chats/{chat}/messages"),
+            Some(&ann.access_token),
+            json!({"content": text}),
+        )
+        .await?;
+    }
+    let mut bobs = app
+        .ws(&format!("/ws/chats/{chat}"), &bob.access_token)
+        .await?;
+    let missed = app
+        .get(
+            &format!("/api/v1/chats/{chat}/messages?after_seq={last_seen}"),
+            Some(&bob.access_token),
+        )
+        .await?;
+    let texts: Vec<&str> = missed.json["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["content"].as_str())
+        .collect();
+    assert_eq!(texts, ["missed 1", "missed 2", "missed 3"]);
+    app.post(
+        &format!("/api/v1/chats/{chat}/messages"),
+        Some(&ann.access_token),
+        json!({"content": "live again"}),
+    )
+    .await?;
+    let live = bobs.recv_type("chat.message").await?;
+    assert_eq!(
+        (live["message"].as_str(), live["seq"].as_i64()),
+        (Some("live again"), Some(5))
+    );
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn direct_sockets_in_the_seed_style(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn_with(backend, |c| c.direct_requires_friendship = false).await?;
+    let (ann, bob) = (app.register("ann").await?, app.register("bob").await?);
+    let mut anns = app
+        .ws(&format!("/ws/direct/{}", bob.user_id), &ann.access_token)
+        .await?;
+    let mut bobs = app
+        .ws(&format!("/ws/direct/{}", ann.user_id), &bob.access_token)
+        .await?;
+    anns.send(json!({"message": "hi bob"})).await?;
+    let event = bobs.recv_type("chat.message").await?;
+    assert_eq!(
+        (event["message"].as_str(), event["sender"].as_str()),
+        (Some("hi bob"), Some("ann"))
+    );
+    assert_eq!(
+        anns.recv_type("chat.message").await?["chat_id"],
+        event["chat_id"]
+    );
+    assert_eq!(
+        app.ws_refused(
+            &format!("/ws/direct/{}", ann.user_id),
+            &[("Authorization", &format!("Bearer {}", ann.access_token))]
+        )
+        .await?,
+        422
+    );
+    assert_eq!(
+        app.ws_refused(
+            "/ws/direct/999999",
+            &[("Authorization", &format!("Bearer {}", ann.access_token))]
+        )
+        .await?,
+        404
+    );
+    app.shutdown().await;
+    Ok(())
+}
+
+#[actix_web::test]
+async fn a_socket_on_one_instance_hears_sends_on_another() -> anyhow::Result<()> {
+    let a = TestApp::spawn(Backend::Postgres).await?;
+    let b = a.spawn_peer().await?;
+    let (ann, bob, chat) = room(&a).await?;
+    let mut on_b = b
+        .ws(&format!("/ws/chats/{chat}"), &bob.access_token)
+        .await?;
+    let mut on_a = a
+        .ws(&format!("/ws/chats/{chat}"), &ann.access_token)
+        .await?;
+    // The subscription on B is in place once B hears its own instance's events.
+    on_b.send(json!({"action": "typing"})).await?;
+    on_a.recv_type("chat.typing").await?;
+    a.post(
+        &format!("/api/v1/chats/{chat}/messages"),
+        Some(&ann.access_token),
+        json!({"content": "via rest on A"}),
+    )
+    .await?
+    .expect_status(201)?;
+    on_a.send(json!({"message": "via ws on A"})).await?;
+    let first = on_b.recv_type("chat.message").await?;
+    let second = on_b.recv_type("chat.message").await?;
+    assert_eq!(
+        (first["message"].as_str(), second["message"].as_str()),
+        (Some("via rest on A"), Some("via ws on A"))
+    );
+    // Logging out on B closes the socket held by A.
+    b.request(
+        actix_web::http::Method::POST,
+        "/api/v1/auth/logout",
+        Some(&ann.access_token),
+        None,
+    )
+    .await?
+    .expect_status(204)?;
+    assert_eq!(on_a.closed().await?.0, 4001);
+    let _ = Duration::from_secs(0);
+    b.shutdown().await;
+    a.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,62 @@
+//! Close codes and reasons (see docs/protocol.md).
+
+use actix_ws::{CloseCode, CloseReason};
+
+/// Why the server closes a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closing {
+    /// The outbound queue overflowed: the client is too slow. Reconnect and recover
+    /// with `after_seq`.
+    Lagging,
+    /// The session was ended (logout, password change, deactivation).
+    SessionRevoked,
+    /// The user is no longer a member of the socket's chat.
+    RemovedFromChat,
+    /// The socket's chat was deleted.
+    ChatDeleted,
+    /// Frames arrived faster than allowed.
+    Flooding,
+    /// A frame exceeded the size limit.
+    TooLarge,
+    /// No frame or pong for too long.
+    Idle,
+    /// The server is shutting down.
+    GoingAway,
+}
+
+impl Closing {
+    /// The close code.
+    pub fn code(self) -> u16 {
+        match self {
+            Closing::Lagging => 4000,
+            Closing::SessionRevoked => 4001,
+            Closing::RemovedFromChat => 4003,
+            Closing::ChatDeleted => 4004,
+            Closing::Flooding => 1008,
+            Closing::TooLarge => 1009,
+            Closing::Idle | Closing::GoingAway => 1001,
+        }
+    }
+
+    /// The close reason text.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Closing::Lagging => "lagging: reconnect and recover with after_seq",
+            Closing::SessionRevoked => "session revoked",
+            Closing::RemovedFromChat => "removed from chat",
+            Closing::ChatDeleted => "chat deleted",
+            Closing::Flooding => "rate limit exceeded",
+            Closing::TooLarge => "frame too large",
+            Closing::Idle => "idle timeout",
+            Closing::GoingAway => "server going away",
+        }
+    }
+
+    /// As actix-ws wants it.
+    pub fn close_reason(self) -> CloseReason {
+        CloseReason {
+            code: CloseCode::Other(self.code()),
+            description: Some(self.reason().to_owned()),
+        }
+    }
+}

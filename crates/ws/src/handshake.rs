@@ -1,0 +1,308 @@
+//! The WebSocket handshake: who is connecting, from where, to what. Every refusal is an
+//! HTTP problem response before the upgrade (401, 403, 404, 422), never an accepted
+//! socket that closes silently.
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use chat_services::auth::{Principal, authenticate, redeem_ws_ticket};
+use chat_services::chats::{authorize_socket, my_chat_ids, open_direct};
+use chat_services::{AppContext, ServiceError};
+use serde::Deserialize;
+
+use crate::hub::{Hub, Scope};
+use crate::protocol::{FrameError, MAX_FRAME_BYTES, MAX_RETRIEVE, service_error};
+use crate::session::Connection;
+
+/// The sub-protocol answered when a client offers `chat, <token>`.
+pub const SUBPROTOCOL: &str = "chat";
+
+/// Handshake policy from configuration.
+#[derive(Debug, Clone, Default)]
+pub struct WsSettings {
+    /// `CHAT_ALLOWED_ORIGINS`: browser origins allowed besides the server's own (`*`: any).
+    pub allowed_origins: Vec<String>,
+}
+
+/// Query parameters of the handshake.
+#[derive(Debug, Default, Deserialize)]
+pub struct HandshakeQuery {
+    /// Single-use ticket from `POST /api/v1/ws/ticket`.
+    pub ticket: Option<String>,
+    /// An access token (prefer the header or a ticket: URLs end up in logs).
+    pub token: Option<String>,
+    /// Push this many recent messages on connect (chat sockets, at most 100).
+    pub history: Option<i64>,
+}
+
+fn refuse(status: StatusCode, code: &str, detail: &str) -> HttpResponse {
+    let body = serde_json::json!({
+        "type": format!("urn:chat:problem:{code}"),
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail,
+        "code": code,
+    });
+    let mut response = HttpResponse::build(status);
+    response.insert_header((
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    ));
+    if status == StatusCode::UNAUTHORIZED {
+        response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+    }
+    response.body(body.to_string())
+}
+
+fn refuse_service(err: ServiceError) -> HttpResponse {
+    let status = match &err {
+        ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+        ServiceError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+        ServiceError::Forbidden { .. } => StatusCode::FORBIDDEN,
+        ServiceError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        ServiceError::Conflict { .. } => StatusCode::CONFLICT,
+        ServiceError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let FrameError { code, detail } = service_error(err);
+    refuse(status, code, &detail)
+}
+
+/// Browsers send `Origin`; it must be the server's own or an allowed one. Clients that
+/// send none (native apps, servers) are not browsers and pass.
+fn origin_allowed(req: &HttpRequest, settings: &WsSettings) -> bool {
+    let Some(origin) = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+    else {
+        return true;
+    };
+    if settings
+        .allowed_origins
+        .iter()
+        .any(|allowed| allowed == "*" || allowed.eq_ignore_ascii_case(origin))
+    {
+        return true;
+    }
+    let host = req.connection_info().host().to_ascii_lowercase();
+    origin
+        .split_once("://")
+        .is_some_and(|(_, authority)| authority.to_ascii_lowercase() == host)
+}
+
+/// The token of `Sec-WebSocket-Protocol: chat, <token>` (seed 004's clients).
+fn subprotocol_token(req: &HttpRequest) -> Option<String> {
+    let offered = req
+        .headers()
+        .get(header::SEC_WEBSOCKET_PROTOCOL)?
+        .to_str()
+        .ok()?;
+    let mut parts = offered.split(',').map(str::trim);
+    (parts.next()? == SUBPROTOCOL)
+        .then(|| parts.next().map(str::to_owned))
+        .flatten()
+}
+
+async fn principal(
+    req: &HttpRequest,
+    ctx: &AppContext,
+    query: &HandshakeQuery,
+) -> Result<Principal, HttpResponse> {
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().to_owned());
+    if let Some(token) = header {
+        return authenticate(ctx, &token).await.map_err(refuse_service);
+    }
+    if let Some(ticket) = &query.ticket {
+        return redeem_ws_ticket(ctx, ticket).await.map_err(refuse_service);
+    }
+    if let Some(token) = query.token.clone().or_else(|| subprotocol_token(req)) {
+        return authenticate(ctx, &token).await.map_err(refuse_service);
+    }
+    Err(refuse(
+        StatusCode::UNAUTHORIZED,
+        "missing_token",
+        "authenticate with Authorization: Bearer, ?ticket=, ?token= or Sec-WebSocket-Protocol: chat, <token>",
+    ))
+}
+
+struct Accepted {
+    principal: Principal,
+    scope: Scope,
+    chats: Vec<i64>,
+}
+
+async fn upgrade(
+    req: HttpRequest,
+    body: web::Payload,
+    ctx: web::Data<AppContext>,
+    hub: web::Data<Hub>,
+    history: Option<i64>,
+    accepted: Accepted,
+) -> HttpResponse {
+    let (response, session, stream) =
+        match actix_ws::handle_with_protocols(&req, body, &[SUBPROTOCOL]) {
+            Ok(parts) => parts,
+            Err(err) => {
+                return refuse(StatusCode::BAD_REQUEST, "not_a_websocket", &err.to_string());
+            }
+        };
+    let stream = stream
+        .max_frame_size(MAX_FRAME_BYTES)
+        .aggregate_continuations()
+        .max_continuation_size(MAX_FRAME_BYTES);
+    let hub: Arc<Hub> = hub.into_inner();
+    let registration = hub.register(
+        accepted.principal.user_id,
+        &accepted.principal.session_id,
+        accepted.scope,
+        &accepted.chats,
+    );
+    let connection = Connection {
+        ctx: ctx.get_ref().clone(),
+        hub,
+        principal: accepted.principal,
+        scope: accepted.scope,
+        registration,
+        history,
+    };
+    actix_web::rt::spawn(connection.run(session, stream));
+    response
+}
+
+async fn checked(
+    req: &HttpRequest,
+    ctx: &AppContext,
+    settings: &WsSettings,
+    query: &HandshakeQuery,
+) -> Result<Principal, HttpResponse> {
+    if !origin_allowed(req, settings) {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            "this origin may not open WebSockets here (CHAT_ALLOWED_ORIGINS)",
+        ));
+    }
+    if query
+        .history
+        .is_some_and(|n| !(0..=MAX_RETRIEVE).contains(&n))
+    {
+        return Err(refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "history must be between 0 and 100",
+        ));
+    }
+    principal(req, ctx, query).await
+}
+
+/// `GET /ws`: every chat of the user, and their notifications.
+pub async fn ws_all(
+    req: HttpRequest,
+    body: web::Payload,
+    ctx: web::Data<AppContext>,
+    hub: web::Data<Hub>,
+    settings: web::Data<WsSettings>,
+    query: web::Query<HandshakeQuery>,
+) -> HttpResponse {
+    let principal = match checked(&req, &ctx, &settings, &query).await {
+        Ok(principal) => principal,
+        Err(refusal) => return refusal,
+    };
+    let chats = match my_chat_ids(&ctx, principal.user_id).await {
+        Ok(chats) => chats,
+        Err(err) => return refuse_service(err),
+    };
+    upgrade(
+        req,
+        body,
+        ctx,
+        hub,
+        None,
+        Accepted {
+            principal,
+            scope: Scope::AllChats,
+            chats,
+        },
+    )
+    .await
+}
+
+/// `GET /ws/chats/{chat_id}`: one chat (members only).
+pub async fn ws_chat(
+    req: HttpRequest,
+    body: web::Payload,
+    path: web::Path<i64>,
+    ctx: web::Data<AppContext>,
+    hub: web::Data<Hub>,
+    settings: web::Data<WsSettings>,
+    query: web::Query<HandshakeQuery>,
+) -> HttpResponse {
+    let chat = path.into_inner();
+    let principal = match checked(&req, &ctx, &settings, &query).await {
+        Ok(principal) => principal,
+        Err(refusal) => return refusal,
+    };
+    if let Err(err) = authorize_socket(&ctx, &principal, chat).await {
+        return refuse_service(err);
+    }
+    let history = query.history;
+    upgrade(
+        req,
+        body,
+        ctx,
+        hub,
+        history,
+        Accepted {
+            principal,
+            scope: Scope::Chat(chat),
+            chats: vec![chat],
+        },
+    )
+    .await
+}
+
+/// `GET /ws/direct/{user_id}`: the direct chat with that user, created if allowed
+/// (seed 002's style).
+pub async fn ws_direct(
+    req: HttpRequest,
+    body: web::Payload,
+    path: web::Path<i64>,
+    ctx: web::Data<AppContext>,
+    hub: web::Data<Hub>,
+    settings: web::Data<WsSettings>,
+    query: web::Query<HandshakeQuery>,
+) -> HttpResponse {
+    let other = path.into_inner();
+    let principal = match checked(&req, &ctx, &settings, &query).await {
+        Ok(principal) => principal,
+        Err(refusal) => return refusal,
+    };
+    let chat = match open_direct(&ctx, &principal, other).await {
+        Ok((chat, _)) => chat.id,
+        Err(err) => return refuse_service(err),
+    };
+    let history = query.history;
+    upgrade(
+        req,
+        body,
+        ctx,
+        hub,
+        history,
+        Accepted {
+            principal,
+            scope: Scope::Chat(chat),
+            chats: vec![chat],
+        },
+    )
+    .await
+}

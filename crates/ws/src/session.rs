@@ -1,0 +1,299 @@
+//! One task per socket: reads frames and runs their actions, writes queued events,
+//! pings, and closes with a code when it must.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, Session};
+use chat_services::AppContext;
+use chat_services::auth::Principal;
+use chat_services::messages::{self, HistoryQuery, SendMessageInput};
+use serde_json::{Value, json};
+
+use crate::close::Closing;
+use crate::hub::{Hub, Registration, Scope};
+use crate::protocol::{self, ClientFrame, DEFAULT_RETRIEVE, FrameError, MAX_RETRIEVE};
+
+/// How often an idle socket is pinged.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
+/// A socket silent (no frame, no pong) this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
+/// A socket that cannot take a frame within this time is closed as lagging.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Inbound frames per second a socket may send on average …
+pub const FRAMES_PER_SECOND: f64 = 30.0;
+/// … and at once. Past this the socket is closed (1008): flooding is abuse.
+pub const FRAME_BURST: f64 = 60.0;
+/// Typing notices per socket are forwarded at most this often.
+pub const TYPING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Everything a socket task needs.
+pub struct Connection {
+    /// Services.
+    pub ctx: AppContext,
+    /// The hub it is registered with.
+    pub hub: Arc<Hub>,
+    /// Who is connected.
+    pub principal: Principal,
+    /// What it follows.
+    pub scope: Scope,
+    /// Its queue and close signal.
+    pub registration: Registration,
+    /// Messages to push on connect (`?history=N`).
+    pub history: Option<i64>,
+}
+
+struct Flood {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Flood {
+    fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * FRAMES_PER_SECOND)
+            .min(FRAME_BURST);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl Connection {
+    fn socket_chat(&self) -> Option<i64> {
+        match self.scope {
+            Scope::Chat(id) => Some(id),
+            Scope::AllChats => None,
+        }
+    }
+
+    /// Runs the socket until either side closes it.
+    pub async fn run(mut self, mut session: Session, mut stream: AggregatedMessageStream) {
+        let close = self.registration.close.clone();
+        let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_heard = Instant::now();
+        let mut flood = Flood {
+            tokens: FRAME_BURST,
+            at: Instant::now(),
+        };
+        let mut last_typing: Option<Instant> = None;
+        if let (Some(n), Some(chat)) = (self.history, self.socket_chat())
+            && n > 0
+        {
+            let reply = self.retrieve(None, chat, n, None).await;
+            if session.text(reply).await.is_err() {
+                self.hub.unregister(self.registration.id);
+                return;
+            }
+        }
+        let reason = loop {
+            tokio::select! {
+                biased;
+                reason = close.closed() => break Some(reason),
+                frame = self.registration.outbound.recv() => match frame {
+                    Some(frame) => match tokio::time::timeout(WRITE_TIMEOUT, session.text(frame.to_string())).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break None,
+                        Err(_) => break Some(Closing::Lagging),
+                    },
+                    None => break Some(Closing::GoingAway),
+                },
+                inbound = stream.recv() => {
+                    last_heard = Instant::now();
+                    match inbound {
+                        Some(Ok(AggregatedMessage::Text(text))) => {
+                            if !flood.allow() {
+                                break Some(Closing::Flooding);
+                            }
+                            if let Some(reply) = self.on_text(&text, &mut last_typing).await
+                                && session.text(reply).await.is_err()
+                            {
+                                break None;
+                            }
+                        }
+                        Some(Ok(AggregatedMessage::Binary(_))) => {
+                            let err = FrameError::new("bad_frame", "binary frames are not supported; send JSON text");
+                            if session.text(protocol::error_event(None, &err)).await.is_err() {
+                                break None;
+                            }
+                        }
+                        Some(Ok(AggregatedMessage::Ping(bytes))) => {
+                            if session.pong(&bytes).await.is_err() {
+                                break None;
+                            }
+                        }
+                        Some(Ok(AggregatedMessage::Pong(_))) => {}
+                        Some(Ok(AggregatedMessage::Close(_))) | None => break None,
+                        Some(Err(actix_ws::ProtocolError::Overflow)) => break Some(Closing::TooLarge),
+                        Some(Err(err)) => {
+                            tracing::debug!(error = %err, "websocket protocol error");
+                            break None;
+                        }
+                    }
+                },
+                _ = heartbeat.tick() => {
+                    if last_heard.elapsed() > IDLE_TIMEOUT {
+                        break Some(Closing::Idle);
+                    }
+                    if session.ping(b"").await.is_err() {
+                        break None;
+                    }
+                },
+            }
+        };
+        self.hub.unregister(self.registration.id);
+        let _ = session.close(reason.map(Closing::close_reason)).await;
+    }
+
+    async fn on_text(&self, text: &str, last_typing: &mut Option<Instant>) -> Option<String> {
+        let frame = match protocol::parse(text) {
+            Ok(frame) => frame,
+            Err((request_id, err)) => return Some(protocol::error_event(request_id, &err)),
+        };
+        let request_id = frame.request_id.clone();
+        match self.dispatch(&frame, last_typing).await {
+            Ok(reply) => reply,
+            Err(err) => Some(protocol::error_event(request_id, &err)),
+        }
+    }
+
+    async fn dispatch(
+        &self,
+        frame: &ClientFrame,
+        last_typing: &mut Option<Instant>,
+    ) -> Result<Option<String>, FrameError> {
+        let ctx = &self.ctx;
+        let principal = &self.principal;
+        let request_id = frame.request_id.clone();
+        match frame.action()? {
+            "ping" => Ok(Some(
+                json!({"type": "pong", "request_id": request_id}).to_string(),
+            )),
+            "send_message" => {
+                let chat = frame.chat(self.socket_chat())?;
+                let content = frame
+                    .message
+                    .clone()
+                    .ok_or_else(|| FrameError::new("missing_field", "message is required"))?;
+                let input = SendMessageInput {
+                    content,
+                    client_id: frame.client_id.clone(),
+                    reply_to: frame.reply_to,
+                };
+                let (message, created) = messages::send_message(ctx, principal, chat, input)
+                    .await
+                    .map_err(protocol::service_error)?;
+                Ok(Some(ack(
+                    request_id,
+                    chat,
+                    json!({"message_id": message.id, "seq": message.seq, "duplicate": !created}),
+                )))
+            }
+            "retrieve_message" => {
+                let chat = frame.chat(self.socket_chat())?;
+                let number = frame.number.unwrap_or(DEFAULT_RETRIEVE);
+                if !(1..=MAX_RETRIEVE).contains(&number) {
+                    return Err(FrameError::new(
+                        "validation_failed",
+                        format!("number must be between 1 and {MAX_RETRIEVE}"),
+                    ));
+                }
+                Ok(Some(
+                    self.retrieve(request_id, chat, number, frame.before_seq)
+                        .await,
+                ))
+            }
+            "typing" => {
+                let chat = frame.chat(self.socket_chat())?;
+                if last_typing.is_some_and(|at| at.elapsed() < TYPING_INTERVAL) {
+                    return Ok(None);
+                }
+                *last_typing = Some(Instant::now());
+                chat_services::chats::typing(ctx, principal, chat)
+                    .await
+                    .map_err(protocol::service_error)?;
+                Ok(None)
+            }
+            "mark_read" => {
+                let chat = frame.chat(self.socket_chat())?;
+                let seq = frame
+                    .seq
+                    .ok_or_else(|| FrameError::new("missing_field", "seq is required"))?;
+                let marker = messages::mark_read(ctx, principal, chat, seq)
+                    .await
+                    .map_err(protocol::service_error)?;
+                Ok(Some(ack(
+                    request_id,
+                    chat,
+                    json!({"last_read_seq": marker.last_read_seq, "unread_count": marker.unread_count}),
+                )))
+            }
+            "edit_message" => {
+                let chat = frame.chat(self.socket_chat())?;
+                let id = frame
+                    .message_id
+                    .ok_or_else(|| FrameError::new("missing_field", "message_id is required"))?;
+                let text = frame
+                    .message
+                    .as_deref()
+                    .ok_or_else(|| FrameError::new("missing_field", "message is required"))?;
+                let edited = messages::edit_message(ctx, principal, chat, id, text)
+                    .await
+                    .map_err(protocol::service_error)?;
+                Ok(Some(ack(
+                    request_id,
+                    chat,
+                    json!({"message_id": edited.id, "seq": edited.seq}),
+                )))
+            }
+            "delete_message" => {
+                let chat = frame.chat(self.socket_chat())?;
+                let id = frame
+                    .message_id
+                    .ok_or_else(|| FrameError::new("missing_field", "message_id is required"))?;
+                messages::delete_message(ctx, principal, chat, id)
+                    .await
+                    .map_err(protocol::service_error)?;
+                Ok(Some(ack(request_id, chat, json!({"message_id": id}))))
+            }
+            other => Err(FrameError::new(
+                "unknown_action",
+                format!("unknown action '{other}'"),
+            )),
+        }
+    }
+
+    async fn retrieve(
+        &self,
+        request_id: Option<Value>,
+        chat: i64,
+        number: i64,
+        before_seq: Option<i64>,
+    ) -> String {
+        let query = HistoryQuery {
+            before_seq,
+            limit: Some(number),
+            ..HistoryQuery::default()
+        };
+        match messages::history(&self.ctx, &self.principal, chat, query).await {
+            Ok(page) => {
+                protocol::messages_event(request_id, chat, &page.items, page.next_cursor.is_some())
+            }
+            Err(err) => protocol::error_event(request_id, &protocol::service_error(err)),
+        }
+    }
+}
+
+/// `{"type": "ack", request_id, chat_id, …}`.
+fn ack(request_id: Option<Value>, chat_id: i64, extra: Value) -> String {
+    let mut reply = json!({"type": "ack", "request_id": request_id, "chat_id": chat_id});
+    if let (Some(target), Value::Object(fields)) = (reply.as_object_mut(), extra) {
+        target.extend(fields);
+    }
+    reply.to_string()
+}
