@@ -22,6 +22,9 @@ pub trait Cache: Send + Sync + 'static {
     /// Stores `value` only if `key` is absent. Cache-aside fills use this, so a fill
     /// racing with an invalidation marker (e.g. "revoked") can never overwrite it.
     async fn add(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError>;
+    /// Adds `delta` to the integer under `key` (missing: 0) and returns the result; the
+    /// key then expires after `ttl`. Counters shared by every instance (presence).
+    async fn incr(&self, key: &str, delta: i64, ttl: Duration) -> Result<i64, CacheError>;
     /// Reads and removes `key` in one step (single-use values such as tickets).
     async fn take(&self, key: &str) -> Result<Option<String>, CacheError>;
     /// Removes `key`.
@@ -91,6 +94,19 @@ impl Cache for MemoryCache {
             }
         }
         Ok(())
+    }
+
+    async fn incr(&self, key: &str, delta: i64, ttl: Duration) -> Result<i64, CacheError> {
+        let now = Instant::now();
+        let mut entries = self.lock();
+        let current = entries
+            .get(key)
+            .filter(|(_, expires)| *expires > now)
+            .and_then(|(value, _)| value.parse::<i64>().ok())
+            .unwrap_or(0);
+        let next = current + delta;
+        entries.insert(key.to_owned(), (next.to_string(), now + ttl));
+        Ok(next)
     }
 
     async fn take(&self, key: &str) -> Result<Option<String>, CacheError> {

@@ -114,6 +114,26 @@ impl Cache for RedisCache {
         .await
     }
 
+    async fn incr(&self, key: &str, delta: i64, ttl: Duration) -> Result<i64, CacheError> {
+        let seconds = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX).max(1);
+        bounded(async {
+            let mut conn = self.conn().await?;
+            let (value, _): (i64, i64) = redis::pipe()
+                .atomic()
+                .cmd("INCRBY")
+                .arg(self.key(key))
+                .arg(delta)
+                .cmd("EXPIRE")
+                .arg(self.key(key))
+                .arg(seconds)
+                .query_async(&mut *conn)
+                .await
+                .map_err(redis_err)?;
+            Ok(value)
+        })
+        .await
+    }
+
     async fn take(&self, key: &str) -> Result<Option<String>, CacheError> {
         bounded(async {
             let mut conn = self.conn().await?;

@@ -31,6 +31,9 @@ async fn cache_set_add_get_delete_and_expiry() -> anyhow::Result<()> {
     assert_eq!(cache.get("k").await?, None);
     cache.add("k", "v3", Duration::from_secs(60)).await?;
     assert_eq!(cache.get("k").await?.as_deref(), Some("v3"));
+    assert_eq!(cache.incr("n", 1, Duration::from_secs(60)).await?, 1);
+    assert_eq!(cache.incr("n", 2, Duration::from_secs(60)).await?, 3);
+    assert_eq!(cache.incr("n", -3, Duration::from_secs(60)).await?, 0);
     cache.set("once", "t", Duration::from_secs(60)).await?;
     assert_eq!(cache.take("once").await?.as_deref(), Some("t"));
     assert_eq!(cache.take("once").await?, None, "take is single-use");

@@ -15,6 +15,11 @@ pub fn chat(chat_id: i64) -> String {
     format!("chat:{chat_id}")
 }
 
+/// How many sockets a user holds, over every instance.
+pub fn presence(user_id: i64) -> String {
+    format!("presence:{user_id}")
+}
+
 /// A single-use WebSocket ticket.
 pub fn ws_ticket(ticket: &str) -> String {
     format!("ws_ticket:{ticket}")

@@ -18,7 +18,73 @@ both_backends!(
     events_arrive_in_seq_order_under_concurrent_senders,
     reconnect_and_recover_gets_exactly_what_was_missed,
     direct_sockets_in_the_seed_style,
+    presence_reaches_chat_members_and_friends,
 );
+
+async fn presence_of(
+    socket: &mut chat_test_support::WsClient,
+    user_id: i64,
+) -> anyhow::Result<serde_json::Value> {
+    loop {
+        let event = socket.recv_type("presence").await?;
+        if event["user_id"] == user_id {
+            return Ok(event);
+        }
+    }
+}
+
+async fn presence_reaches_chat_members_and_friends(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, bob, chat) = room(&app).await?;
+    let cyd = app.register("cyd").await?;
+    let request = app
+        .post(
+            "/api/v1/friends/requests",
+            Some(&ann.access_token),
+            json!({"user_id": cyd.user_id}),
+        )
+        .await?;
+    let request_id = request.json["id"].as_i64().unwrap_or_default();
+    app.post(
+        &format!("/api/v1/friends/requests/{request_id}/accept"),
+        Some(&cyd.access_token),
+        json!({}),
+    )
+    .await?
+    .expect_status(200)?;
+    let mut anns = app.ws("/ws", &ann.access_token).await?;
+    // A chat member comes online on a chat socket, then a second socket changes nothing.
+    let bobs = app
+        .ws(&format!("/ws/chats/{chat}"), &bob.access_token)
+        .await?;
+    let online = presence_of(&mut anns, bob.user_id).await?;
+    assert_eq!(
+        (online["online"].as_bool(), online["chat_id"].as_i64()),
+        (Some(true), Some(chat))
+    );
+    let mut bobs_second = app.ws("/ws", &bob.access_token).await?;
+    // A pong proves the socket's presence is recorded (it is, before frames are read).
+    bobs_second.send(json!({"action": "ping"})).await?;
+    bobs_second.recv_type("pong").await?;
+    drop(bobs);
+    anns.expect_none(&["presence"], Duration::from_millis(500))
+        .await?;
+    drop(bobs_second);
+    let offline = presence_of(&mut anns, bob.user_id).await?;
+    assert_eq!(offline["online"], false);
+    assert!(offline["last_seen_at"].is_string());
+    // A friend with no chat in common is told too (on /ws, without chat_id).
+    let cyds = app.ws("/ws", &cyd.access_token).await?;
+    let friend = presence_of(&mut anns, cyd.user_id).await?;
+    assert_eq!(
+        (friend["online"].as_bool(), friend.get("chat_id").is_none()),
+        (Some(true), true)
+    );
+    drop(cyds);
+    assert_eq!(presence_of(&mut anns, cyd.user_id).await?["online"], false);
+    app.shutdown().await;
+    Ok(())
+}
 
 async fn room(app: &TestApp) -> anyhow::Result<(Session, Session, i64)> {
     let (ann, bob) = (app.register("ann").await?, app.register("bob").await?);
@@ -700,6 +766,22 @@ async fn a_socket_on_one_instance_hears_sends_on_another() -> anyhow::Result<()>
         (first["message"].as_str(), second["message"].as_str()),
         (Some("via rest on A"), Some("via ws on A"))
     );
+    // Presence counts sockets over both instances.
+    let mut ann_watch = a.ws("/ws", &ann.access_token).await?;
+    let mut bob_on_a = a.ws("/ws", &bob.access_token).await?;
+    bob_on_a.send(json!({"action": "ping"})).await?;
+    bob_on_a.recv_type("pong").await?;
+    drop(on_b);
+    ann_watch
+        .expect_none(&["presence"], Duration::from_millis(700))
+        .await?;
+    drop(bob_on_a);
+    loop {
+        let event = ann_watch.recv_type("presence").await?;
+        if event["user_id"] == bob.user_id && event["online"] == false {
+            break;
+        }
+    }
     // Logging out on B closes the socket held by A.
     b.request(
         actix_web::http::Method::POST,

@@ -153,6 +153,18 @@ pub enum ChatEvent {
         /// Their username.
         username: String,
     },
+    /// A member came online or went offline.
+    #[serde(rename = "presence")]
+    Presence {
+        /// A chat the user is in (presence is sent to each of them).
+        chat_id: i64,
+        /// Who.
+        user_id: i64,
+        /// Connected now.
+        online: bool,
+        /// When last seen (set when going offline).
+        last_seen_at: Option<DateTime<Utc>>,
+    },
     /// The chat is gone.
     #[serde(rename = "chat.deleted")]
     Deleted {

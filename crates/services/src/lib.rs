@@ -14,6 +14,7 @@ pub mod events;
 pub mod friends;
 pub mod messages;
 pub mod pagination;
+pub mod presence;
 pub mod rate_limit;
 pub mod users;
 

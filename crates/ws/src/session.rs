@@ -71,8 +71,20 @@ impl Connection {
         }
     }
 
-    /// Runs the socket until either side closes it.
-    pub async fn run(mut self, mut session: Session, mut stream: AggregatedMessageStream) {
+    /// Runs the socket until either side closes it, announcing presence around it.
+    pub async fn run(self, session: Session, stream: AggregatedMessageStream) {
+        let ctx = self.ctx.clone();
+        let user_id = self.principal.user_id;
+        if let Err(err) = chat_services::presence::connected(&ctx, user_id).await {
+            tracing::warn!(error = %err, "cannot record presence");
+        }
+        self.serve(session, stream).await;
+        if let Err(err) = chat_services::presence::disconnected(&ctx, user_id).await {
+            tracing::warn!(error = %err, "cannot record presence");
+        }
+    }
+
+    async fn serve(mut self, mut session: Session, mut stream: AggregatedMessageStream) {
         let close = self.registration.close.clone();
         let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
