@@ -26,7 +26,8 @@ pub use hub::Hub;
 /// Registers the WebSocket routes. The app must carry `web::Data<AppContext>`,
 /// `web::Data<Hub>` and `web::Data<WsSettings>`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/ws").route(web::get().to(handshake::ws_all)))
-        .service(web::resource("/ws/chats/{chat_id}").route(web::get().to(handshake::ws_chat)))
-        .service(web::resource("/ws/direct/{user_id}").route(web::get().to(handshake::ws_direct)));
+    // The seeds' clients end WebSocket paths with a slash; both forms work.
+    cfg.service(web::resource(["/ws", "/ws/"]).route(web::get().to(handshake::ws_all)))
+        .service(web::resource(["/ws/chats/{chat_id}", "/ws/chats/{chat_id}/"]).route(web::get().to(handshake::ws_chat)))
+        .service(web::resource(["/ws/direct/{user_id}", "/ws/direct/{user_id}/"]).route(web::get().to(handshake::ws_direct)));
 }
