@@ -751,8 +751,10 @@ async fn direct_sockets_in_the_seed_style(backend: Backend) -> anyhow::Result<()
     let mut anns = app
         .ws(&format!("/ws/direct/{}", bob.user_id), &ann.access_token)
         .await?;
-        // Seed clients end the path with a slash.
-    let mut bobs = app.ws(&format!("/ws/direct/{}/", ann.user_id), &bob.access_token).await?;
+    // Seed clients end the path with a slash.
+    let mut bobs = app
+        .ws(&format!("/ws/direct/{}/", ann.user_id), &bob.access_token)
+        .await?;
     anns.send(json!({"message": "hi bob"})).await?;
     let event = bobs.recv_type("chat.message").await?;
     assert_eq!(

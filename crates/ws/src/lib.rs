@@ -28,6 +28,12 @@ pub use hub::Hub;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // The seeds' clients end WebSocket paths with a slash; both forms work.
     cfg.service(web::resource(["/ws", "/ws/"]).route(web::get().to(handshake::ws_all)))
-        .service(web::resource(["/ws/chats/{chat_id}", "/ws/chats/{chat_id}/"]).route(web::get().to(handshake::ws_chat)))
-        .service(web::resource(["/ws/direct/{user_id}", "/ws/direct/{user_id}/"]).route(web::get().to(handshake::ws_direct)));
+        .service(
+            web::resource(["/ws/chats/{chat_id}", "/ws/chats/{chat_id}/"])
+                .route(web::get().to(handshake::ws_chat)),
+        )
+        .service(
+            web::resource(["/ws/direct/{user_id}", "/ws/direct/{user_id}/"])
+                .route(web::get().to(handshake::ws_direct)),
+        );
 }
