@@ -11,6 +11,10 @@ use tokio::sync::broadcast;
 /// (it then learns how many via `RecvError::Lagged` and can resynchronise).
 pub const LOCAL_BUS_CAPACITY: usize = 16_384;
 
+/// Topic of the local notice that events may have been missed (the broker connection
+/// was lost and re-established); never published by services.
+pub const GAP_TOPIC: &str = "bus.gap";
+
 /// One published event: a topic (e.g. `chat.42`, `user.7`) and its JSON payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BusMessage {

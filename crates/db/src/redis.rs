@@ -236,11 +236,21 @@ impl EventBus for RedisBus {
 async fn subscribe_forever(client: redis::Client, prefix: String, local: Arc<MemoryBus>) {
     let pattern = format!("{prefix}:*");
     let strip = format!("{prefix}:");
+    let mut subscribed_before = false;
     loop {
         match client.get_async_pubsub().await {
             Ok(mut pubsub) => match pubsub.psubscribe(&pattern).await {
                 Ok(()) => {
                     tracing::info!(pattern, "subscribed to redis events");
+                    if subscribed_before {
+                        // Events published while we were not subscribed are gone: tell
+                        // local subscribers, so they can make their clients recover.
+                        local.deliver(BusMessage {
+                            topic: crate::bus::GAP_TOPIC.to_owned(),
+                            payload: String::new(),
+                        });
+                    }
+                    subscribed_before = true;
                     let mut messages = pubsub.on_message();
                     while let Some(message) = messages.next().await {
                         let channel = message.get_channel_name();

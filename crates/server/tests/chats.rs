@@ -15,7 +15,54 @@ both_backends!(
     a_removed_member_is_refused_on_the_very_next_request,
     chat_list_is_ordered_by_activity_with_unread_counts,
     admin_endpoints_list_and_deactivate,
+    probing_the_next_ids_does_not_hide_new_chats_or_users,
 );
+
+async fn probing_the_next_ids_does_not_hide_new_chats_or_users(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, prober) = (app.register("ann").await?, app.register("prober").await?);
+    let first = group(&app, &ann, "First", "public").await?;
+    // The next chat and user ids do not exist yet: asking caches their absence …
+    app.get(
+        &format!("/api/v1/chats/{}", first + 1),
+        Some(&prober.access_token),
+    )
+    .await?
+    .expect_problem(404, "not_found")?;
+    app.post(
+        "/api/v1/friends/requests",
+        Some(&prober.access_token),
+        json!({"user_id": prober.user_id + 1}),
+    )
+    .await?
+    .expect_problem(404, "not_found")?;
+    // … which must not hide them once they are created.
+    let second = group(&app, &ann, "Second", "public").await?;
+    assert_eq!(second, first + 1);
+    app.get(&format!("/api/v1/chats/{second}"), Some(&ann.access_token))
+        .await?
+        .expect_status(200)?;
+    app.post(
+        &format!("/api/v1/chats/{second}/messages"),
+        Some(&ann.access_token),
+        json!({"content": "mine"}),
+    )
+    .await?
+    .expect_status(201)?;
+    let newcomer = app.register("newcomer").await?;
+    assert_eq!(newcomer.user_id, prober.user_id + 1);
+    app.post(
+        "/api/v1/friends/requests",
+        Some(&prober.access_token),
+        json!({"user_id": newcomer.user_id}),
+    )
+    .await?
+    .expect_status(201)?;
+    app.shutdown().await;
+    Ok(())
+}
 
 async fn befriend(app: &TestApp, a: &Session, b: &Session) -> anyhow::Result<()> {
     let request = app

@@ -122,12 +122,17 @@ async fn send_and_read_history_in_every_direction(backend: Backend) -> anyhow::R
         .await?
         .expect_problem(422, "validation_failed")?;
     // Replies must point into the same chat.
-    let reply = send(&app, &bob, chat, json!({"content": "re", "reply_to": 1})).await?;
     let first_id = history("?after_seq=0&limit=1").await?.json["items"][0]["id"]
         .as_i64()
         .unwrap_or_default();
-    assert_eq!(reply["reply_to"], 1);
-    let _ = first_id;
+    let reply = send(
+        &app,
+        &bob,
+        chat,
+        json!({"content": "re", "reply_to": first_id}),
+    )
+    .await?;
+    assert_eq!(reply["reply_to"], first_id);
     let other = app
         .post(
             "/api/v1/chats",

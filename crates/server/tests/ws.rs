@@ -20,7 +20,34 @@ both_backends!(
     direct_sockets_in_the_seed_style,
     presence_reaches_chat_members_and_friends,
     a_slow_consumer_is_closed_without_stalling_others,
+    changing_admin_rights_closes_the_users_sockets,
 );
+
+async fn changing_admin_rights_closes_the_users_sockets(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, bob, _chat) = room(&app).await?;
+    let changes = chat_db::models::UserChanges {
+        is_admin: Some(true),
+        ..Default::default()
+    };
+    chat_db::models::UserRow::update(&app.context.store.db, ann.user_id, changes).await?;
+    let root = app.login("ann", chat_test_support::TEST_PASSWORD).await?;
+    let mut bobs = app.ws("/ws", &bob.access_token).await?;
+    // Bob's socket holds his rights as of the handshake: granting new ones closes it.
+    app.patch(
+        &format!("/api/v1/admin/users/{}", bob.user_id),
+        Some(&root.access_token),
+        json!({"is_admin": true}),
+    )
+    .await?
+    .expect_status(200)?;
+    assert_eq!(
+        bobs.closed().await?,
+        (4002, "permissions changed: reconnect".to_owned())
+    );
+    app.shutdown().await;
+    Ok(())
+}
 
 async fn a_slow_consumer_is_closed_without_stalling_others(backend: Backend) -> anyhow::Result<()> {
     let app = TestApp::spawn(backend).await?;
@@ -839,7 +866,6 @@ async fn a_socket_on_one_instance_hears_sends_on_another() -> anyhow::Result<()>
     .await?
     .expect_status(204)?;
     assert_eq!(on_a.closed().await?.0, 4001);
-    let _ = Duration::from_secs(0);
     b.shutdown().await;
     a.shutdown().await;
     Ok(())

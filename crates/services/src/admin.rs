@@ -79,12 +79,17 @@ pub async fn update_user(
             "account deactivated"
         );
     } else if before.is_admin != user.is_admin {
-        // Cached sessions carry the admin flag: make them re-read it.
+        // Cached sessions carry the admin flag: make them re-read it; open sockets hold
+        // the old flag, so they are closed and reconnect with the new one.
         for session_id in
             SessionRow::live_ids_for_user(&ctx.store.db, user_id, chat_db::now()).await?
         {
             refresh_session(&ctx.store, &session_id).await;
         }
+        let event = serde_json::json!({"type": "user.permissions_changed", "user_id": user_id});
+        ctx.bus
+            .publish(&crate::events::user_topic(user_id), event.to_string())
+            .await;
         tracing::info!(
             user.id = user_id,
             by = principal.user_id,

@@ -17,7 +17,7 @@ pub fn chat_topic(chat_id: i64) -> String {
 }
 
 pub use crate::auth::user_topic;
-pub use chat_db::bus::{BusMessage, EventBus};
+pub use chat_db::bus::{BusMessage, EventBus, GAP_TOPIC};
 
 /// Why a member is no longer in a chat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

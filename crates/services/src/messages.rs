@@ -59,7 +59,7 @@ fn range_of(query: &HistoryQuery) -> Result<HistoryRange, ServiceError> {
         let raw = pagination::decode_cursor(cursor)?;
         let bad = || ServiceError::invalid("cursor", "is not a cursor this server issued");
         let (kind, n) = raw.split_once(':').ok_or_else(bad)?;
-        let n: i64 = n.parse().map_err(|_| bad())?;
+        let n: i64 = n.parse().ok().filter(|n: &i64| *n >= 0).ok_or_else(bad)?;
         return match kind {
             "b" => Ok(HistoryRange::Before(Some(n))),
             "a" => Ok(HistoryRange::After(n)),
@@ -151,16 +151,6 @@ pub async fn send_message(
     let sender = user_profile(&ctx.store, principal.user_id)
         .await?
         .map(|u| u.username);
-    let duplicate = match &client_id {
-        Some(key) => {
-            MessageRow::find_by_client_id(&ctx.store.db, chat_id, principal.user_id, key.as_str())
-                .await?
-        }
-        None => None,
-    };
-    if let Some(existing) = duplicate {
-        return Ok((MessageView::new(existing, sender), false));
-    }
     if let Some(reply_to) = input.reply_to {
         MessageRow::find(&ctx.store.db, chat_id, reply_to)
             .await?
@@ -174,10 +164,13 @@ pub async fn send_message(
         reply_to: input.reply_to,
         created_at: chat_db::now(),
     };
+    // A resent client_id is caught by the unique index (rolling back, seq included)
+    // rather than by a look-up before every send.
     let stored = match MessageRow::insert_next(&ctx.store.db, new).await {
-        Ok(row) => row,
+        Ok(Some(row)) => row,
+        Ok(None) => return Err(ServiceError::NotFound(format!("chat {chat_id} not found"))),
         Err(DbError::Conflict { .. }) if client_id.is_some() => {
-            // The same client_id raced in from another request: theirs won.
+            // This client_id was used before (a resend, or a concurrent one that won).
             let key = client_id.as_ref().map(ClientId::as_str).unwrap_or_default();
             let existing =
                 MessageRow::find_by_client_id(&ctx.store.db, chat_id, principal.user_id, key)

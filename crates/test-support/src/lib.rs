@@ -160,6 +160,9 @@ impl TestApp {
         let handle = app.handle();
         let context = app.context().clone();
         actix_web::rt::spawn(app.run_until_stopped());
+        // Redis subscribes asynchronously: a test must not publish before it listens.
+        let mut probe = context.bus.subscribe();
+        await_bus_ready(&context.bus, &mut probe).await?;
         let client = awc::Client::builder()
             .timeout(Duration::from_secs(30))
             .disable_redirects()

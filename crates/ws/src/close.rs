@@ -10,6 +10,8 @@ pub enum Closing {
     Lagging,
     /// The session was ended (logout, password change, deactivation).
     SessionRevoked,
+    /// The user's permissions changed (admin rights): reconnect to apply them.
+    Reauthenticate,
     /// The user is no longer a member of the socket's chat.
     RemovedFromChat,
     /// The socket's chat was deleted.
@@ -30,6 +32,7 @@ impl Closing {
         match self {
             Closing::Lagging => 4000,
             Closing::SessionRevoked => 4001,
+            Closing::Reauthenticate => 4002,
             Closing::RemovedFromChat => 4003,
             Closing::ChatDeleted => 4004,
             Closing::Flooding => 1008,
@@ -43,6 +46,7 @@ impl Closing {
         match self {
             Closing::Lagging => "lagging: reconnect and recover with after_seq",
             Closing::SessionRevoked => "session revoked",
+            Closing::Reauthenticate => "permissions changed: reconnect",
             Closing::RemovedFromChat => "removed from chat",
             Closing::ChatDeleted => "chat deleted",
             Closing::Flooding => "rate limit exceeded",

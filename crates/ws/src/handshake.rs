@@ -8,7 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chat_services::auth::{Principal, authenticate, redeem_ws_ticket};
-use chat_services::chats::{authorize_socket, my_chat_ids, open_direct};
+use chat_services::chats::{authorize_socket, my_chat_positions, open_direct};
 use chat_services::{AppContext, ServiceError};
 use serde::Deserialize;
 
@@ -94,6 +94,14 @@ fn origin_allowed(req: &HttpRequest, settings: &WsSettings) -> bool {
         .is_some_and(|(_, authority)| authority.to_ascii_lowercase() == host)
 }
 
+/// Whether the request asks for a WebSocket upgrade.
+fn is_upgrade(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
 /// The token of `Sec-WebSocket-Protocol: chat, <token>` (seed 004's clients).
 fn subprotocol_token(req: &HttpRequest) -> Option<String> {
     let offered = req
@@ -138,7 +146,8 @@ async fn principal(
 struct Accepted {
     principal: Principal,
     scope: Scope,
-    chats: Vec<i64>,
+    /// `(chat, last_seq)` of the chats it follows.
+    chats: Vec<(i64, i64)>,
 }
 
 async fn upgrade(
@@ -185,6 +194,8 @@ async fn checked(
     settings: &WsSettings,
     query: &HandshakeQuery,
 ) -> Result<Principal, HttpResponse> {
+    // Who first: an unauthenticated request learns nothing else.
+    let principal = principal(req, ctx, query).await?;
     if !origin_allowed(req, settings) {
         return Err(refuse(
             StatusCode::FORBIDDEN,
@@ -202,7 +213,7 @@ async fn checked(
             "history must be between 0 and 100",
         ));
     }
-    principal(req, ctx, query).await
+    Ok(principal)
 }
 
 /// `GET /ws`: every chat of the user, and their notifications.
@@ -218,7 +229,7 @@ pub async fn ws_all(
         Ok(principal) => principal,
         Err(refusal) => return refusal,
     };
-    let chats = match my_chat_ids(&ctx, principal.user_id).await {
+    let chats = match my_chat_positions(&ctx, principal.user_id).await {
         Ok(chats) => chats,
         Err(err) => return refuse_service(err),
     };
@@ -252,23 +263,17 @@ pub async fn ws_chat(
         Ok(principal) => principal,
         Err(refusal) => return refusal,
     };
-    if let Err(err) = authorize_socket(&ctx, &principal, chat).await {
-        return refuse_service(err);
-    }
+    let last_seq = match authorize_socket(&ctx, &principal, chat).await {
+        Ok(last_seq) => last_seq,
+        Err(err) => return refuse_service(err),
+    };
     let history = query.history;
-    upgrade(
-        req,
-        body,
-        ctx,
-        hub,
-        history,
-        Accepted {
-            principal,
-            scope: Scope::Chat(chat),
-            chats: vec![chat],
-        },
-    )
-    .await
+    let accepted = Accepted {
+        principal,
+        scope: Scope::Chat(chat),
+        chats: vec![(chat, last_seq)],
+    };
+    upgrade(req, body, ctx, hub, history, accepted).await
 }
 
 /// `GET /ws/direct/{user_id}`: the direct chat with that user, created if allowed
@@ -287,22 +292,23 @@ pub async fn ws_direct(
         Ok(principal) => principal,
         Err(refusal) => return refusal,
     };
-    let chat = match open_direct(&ctx, &principal, other).await {
-        Ok((chat, _)) => chat.id,
+    // Opening the chat has effects: only for a real WebSocket handshake.
+    if !is_upgrade(&req) {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "not_a_websocket",
+            "this endpoint only accepts WebSocket handshakes",
+        );
+    }
+    let (chat, last_seq) = match open_direct(&ctx, &principal, other).await {
+        Ok((chat, _)) => (chat.id, chat.last_seq),
         Err(err) => return refuse_service(err),
     };
     let history = query.history;
-    upgrade(
-        req,
-        body,
-        ctx,
-        hub,
-        history,
-        Accepted {
-            principal,
-            scope: Scope::Chat(chat),
-            chats: vec![chat],
-        },
-    )
-    .await
+    let accepted = Accepted {
+        principal,
+        scope: Scope::Chat(chat),
+        chats: vec![(chat, last_seq)],
+    };
+    upgrade(req, body, ctx, hub, history, accepted).await
 }

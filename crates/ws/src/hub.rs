@@ -77,6 +77,8 @@ struct Conn {
     user_id: i64,
     session_id: String,
     scope: Scope,
+    /// The chats it follows (so unregistering touches only those).
+    chats: HashSet<i64>,
     tx: mpsc::Sender<Arc<str>>,
     close: Arc<CloseSignal>,
 }
@@ -134,21 +136,19 @@ impl Hub {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a socket following `chats`.
+    /// Registers a socket following `chats`, given as `(chat id, last seq)`: in-order
+    /// delivery of a chat nobody here followed yet starts after that seq.
     pub fn register(
         &self,
         user_id: i64,
         session_id: &str,
         scope: Scope,
-        chats: &[i64],
+        chats: &[(i64, i64)],
     ) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, outbound) = mpsc::channel(OUTBOUND_QUEUE);
         let close = Arc::new(CloseSignal::default());
         let mut state = self.lock();
-        for chat in chats {
-            state.by_chat.entry(*chat).or_default().insert(id);
-        }
         state.by_user.entry(user_id).or_default().insert(id);
         state.conns.insert(
             id,
@@ -156,10 +156,12 @@ impl Hub {
                 user_id,
                 session_id: session_id.to_owned(),
                 scope,
+                chats: HashSet::new(),
                 tx,
                 close: close.clone(),
             },
         );
+        state.add_chats(id, chats);
         Registration {
             id,
             outbound,
@@ -167,18 +169,18 @@ impl Hub {
         }
     }
 
+    /// Makes a registered socket follow more chats (a `/ws` socket re-reading its
+    /// memberships right after registering).
+    pub fn follow_chats(&self, id: ConnId, chats: &[(i64, i64)]) {
+        self.lock().add_chats(id, chats);
+    }
+
     /// Forgets a socket.
     pub fn unregister(&self, id: ConnId) {
         let mut state = self.lock();
         if let Some(conn) = state.conns.remove(&id) {
             remove_from(&mut state.by_user, conn.user_id, id);
-            let chats: Vec<i64> = state
-                .by_chat
-                .iter()
-                .filter(|(_, ids)| ids.contains(&id))
-                .map(|(chat, _)| *chat)
-                .collect();
-            for chat in chats {
+            for chat in conn.chats {
                 remove_from(&mut state.by_chat, chat, id);
                 if !state.by_chat.contains_key(&chat) {
                     state.order.remove(&chat);
@@ -193,6 +195,13 @@ impl Hub {
     }
 
     fn handle(&self, message: &BusMessage) {
+        if message.topic == chat_services::events::GAP_TOPIC {
+            tracing::warn!(
+                "events may have been missed (broker reconnected); closing sockets so they recover"
+            );
+            self.close_all(Closing::Lagging);
+            return;
+        }
         let payload: Arc<str> = Arc::from(message.payload.as_str());
         let head: Option<Head> = serde_json::from_str(&message.payload).ok();
         let mut state = self.lock();
@@ -219,6 +228,7 @@ impl Hub {
                         state.unfollow(chat, user);
                     }
                 }
+                "chat.typing" => state.deliver_to_chat_except(chat, &payload, head.user_id),
                 "chat.deleted" => {
                     state.flush_held(chat);
                     state.deliver_to_chat(chat, &payload);
@@ -236,6 +246,7 @@ impl Hub {
                     let session = head.and_then(|h| h.session_id).unwrap_or_default();
                     state.close_session(user, &session);
                 }
+                Some("user.permissions_changed") => state.close_user(user, Closing::Reauthenticate),
                 Some(_) => state.deliver_to_user(user, &payload),
                 None => {}
             }
@@ -291,9 +302,42 @@ impl State {
     }
 
     fn deliver_to_chat(&self, chat: i64, payload: &Arc<str>) {
+        self.deliver_to_chat_except(chat, payload, None);
+    }
+
+    /// Delivers to the chat's sockets, except those of `except_user` (typing notices
+    /// go to the other members).
+    fn deliver_to_chat_except(&self, chat: i64, payload: &Arc<str>, except_user: Option<i64>) {
         if let Some(ids) = self.by_chat.get(&chat) {
             for id in ids {
-                self.send(*id, payload);
+                if except_user
+                    .is_none_or(|user| self.conns.get(id).is_some_and(|c| c.user_id != user))
+                {
+                    self.send(*id, payload);
+                }
+            }
+        }
+    }
+
+    fn add_chats(&mut self, id: ConnId, chats: &[(i64, i64)]) {
+        for (chat, last_seq) in chats {
+            let Some(conn) = self.conns.get_mut(&id) else {
+                return;
+            };
+            if conn.chats.insert(*chat) {
+                self.by_chat.entry(*chat).or_default().insert(id);
+                let order = self.order.entry(*chat).or_default();
+                if order.next.is_none() {
+                    order.next = Some(last_seq + 1);
+                }
+            }
+        }
+    }
+
+    fn close_user(&self, user: i64, reason: Closing) {
+        for id in self.by_user.get(&user).into_iter().flatten() {
+            if let Some(conn) = self.conns.get(id) {
+                conn.close.close(reason);
             }
         }
     }
@@ -372,8 +416,11 @@ impl State {
             })
             .copied()
             .collect();
-        if !ids.is_empty() {
-            self.by_chat.entry(chat).or_default().extend(ids);
+        for id in ids {
+            if let Some(conn) = self.conns.get_mut(&id) {
+                conn.chats.insert(chat);
+            }
+            self.by_chat.entry(chat).or_default().insert(id);
         }
     }
 
@@ -387,8 +434,11 @@ impl State {
             .collect();
         for id in ids {
             remove_from(&mut self.by_chat, chat, id);
-            if let Some(conn) = self.conns.get(&id).filter(|c| c.scope == Scope::Chat(chat)) {
-                conn.close.close(Closing::RemovedFromChat);
+            if let Some(conn) = self.conns.get_mut(&id) {
+                conn.chats.remove(&chat);
+                if conn.scope == Scope::Chat(chat) {
+                    conn.close.close(Closing::RemovedFromChat);
+                }
             }
         }
     }
@@ -396,8 +446,11 @@ impl State {
     fn drop_chat(&mut self, chat: i64) {
         if let Some(ids) = self.by_chat.remove(&chat) {
             for id in ids {
-                if let Some(conn) = self.conns.get(&id).filter(|c| c.scope == Scope::Chat(chat)) {
-                    conn.close.close(Closing::ChatDeleted);
+                if let Some(conn) = self.conns.get_mut(&id) {
+                    conn.chats.remove(&chat);
+                    if conn.scope == Scope::Chat(chat) {
+                        conn.close.close(Closing::ChatDeleted);
+                    }
                 }
             }
         }
@@ -458,7 +511,7 @@ mod tests {
     #[test]
     fn messages_are_delivered_in_seq_order() {
         let hub = Hub::default();
-        let mut reg = hub.register(1, "s", Scope::Chat(7), &[7]);
+        let mut reg = hub.register(1, "s", Scope::Chat(7), &[(7, 0)]);
         for seq in [1, 3, 2, 5, 4] {
             hub.handle(&message(
                 "chat.7",
@@ -471,7 +524,7 @@ mod tests {
     #[test]
     fn a_gap_is_released_after_the_wait() {
         let hub = Hub::default();
-        let mut reg = hub.register(1, "s", Scope::AllChats, &[7]);
+        let mut reg = hub.register(1, "s", Scope::AllChats, &[(7, 0)]);
         hub.handle(&message(
             "chat.7",
             serde_json::json!({"type": "chat.message", "seq": 1}),
@@ -495,7 +548,7 @@ mod tests {
     fn membership_events_change_who_follows() {
         let hub = Hub::default();
         let mut all = hub.register(2, "s2", Scope::AllChats, &[]);
-        let one = hub.register(2, "s2b", Scope::Chat(9), &[9]);
+        let one = hub.register(2, "s2b", Scope::Chat(9), &[(9, 0)]);
         hub.handle(&message(
             "chat.9",
             serde_json::json!({"type": "chat.member_joined", "user_id": 2}),
@@ -527,8 +580,8 @@ mod tests {
     #[test]
     fn a_full_queue_closes_only_that_socket_as_lagging() {
         let hub = Hub::default();
-        let slow = hub.register(1, "a", Scope::Chat(5), &[5]);
-        let mut fast = hub.register(2, "b", Scope::Chat(5), &[5]);
+        let slow = hub.register(1, "a", Scope::Chat(5), &[(5, 0)]);
+        let mut fast = hub.register(2, "b", Scope::Chat(5), &[(5, 0)]);
         for seq in 1..=(OUTBOUND_QUEUE as i64 + 1) {
             hub.handle(&message(
                 "chat.5",
@@ -543,6 +596,40 @@ mod tests {
         assert_eq!(
             *fast.close.reason.lock().unwrap_or_else(|p| p.into_inner()),
             None
+        );
+    }
+
+    #[test]
+    fn the_first_messages_of_a_chat_are_ordered_from_its_last_seq() {
+        let hub = Hub::default();
+        let mut reg = hub.register(1, "s", Scope::Chat(7), &[(7, 10)]);
+        for seq in [12, 11] {
+            hub.handle(&message(
+                "chat.7",
+                serde_json::json!({"type": "chat.message", "seq": seq}),
+            ));
+        }
+        assert_eq!(seqs(&mut reg.outbound), [11, 12]);
+    }
+
+    #[test]
+    fn typing_is_not_echoed_and_gaps_close_everything() {
+        let hub = Hub::default();
+        let mut typer = hub.register(1, "a", Scope::Chat(3), &[(3, 0)]);
+        let mut other = hub.register(2, "b", Scope::Chat(3), &[(3, 0)]);
+        hub.handle(&message(
+            "chat.3",
+            serde_json::json!({"type": "chat.typing", "user_id": 1}),
+        ));
+        assert!(typer.outbound.try_recv().is_err());
+        assert!(other.outbound.try_recv().is_ok());
+        hub.handle(&BusMessage {
+            topic: chat_services::events::GAP_TOPIC.to_owned(),
+            payload: String::new(),
+        });
+        assert_eq!(
+            *typer.close.reason.lock().unwrap_or_else(|p| p.into_inner()),
+            Some(Closing::Lagging)
         );
     }
 

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, Session};
-use chat_services::AppContext;
 use chat_services::auth::Principal;
 use chat_services::messages::{self, HistoryQuery, SendMessageInput};
+use chat_services::{AppContext, ServiceError};
 use serde_json::{Value, json};
 
 use crate::close::Closing;
@@ -71,16 +71,58 @@ impl Connection {
         }
     }
 
-    /// Runs the socket until either side closes it, announcing presence around it.
+    /// Runs the socket until either side closes it, announcing presence around it
+    /// (in the background: a user in many chats must not wait for the announcements).
     pub async fn run(self, session: Session, stream: AggregatedMessageStream) {
         let ctx = self.ctx.clone();
         let user_id = self.principal.user_id;
-        if let Err(err) = chat_services::presence::connected(&ctx, user_id).await {
-            tracing::warn!(error = %err, "cannot record presence");
-        }
+        let presence = tokio::spawn({
+            let ctx = ctx.clone();
+            async move { chat_services::presence::connected(&ctx, user_id).await }
+        });
+        self.revalidate().await;
         self.serve(session, stream).await;
-        if let Err(err) = chat_services::presence::disconnected(&ctx, user_id).await {
-            tracing::warn!(error = %err, "cannot record presence");
+        // Only a counted connection is uncounted.
+        match presence.await {
+            Ok(Ok(())) => {
+                if let Err(err) = chat_services::presence::disconnected(&ctx, user_id).await {
+                    tracing::warn!(error = %err, "cannot record presence");
+                }
+            }
+            Ok(Err(err)) => tracing::warn!(error = %err, "cannot record presence"),
+            Err(err) => tracing::warn!(error = %err, "presence task failed"),
+        }
+    }
+
+    /// Checks again, now that hub events reach this socket, what the handshake checked
+    /// before registering it: a logout, permission change or removal that passed the hub
+    /// in between would otherwise be missed.
+    async fn revalidate(&self) {
+        let close = &self.registration.close;
+        match chat_services::auth::current_principal(&self.ctx, &self.principal).await {
+            Ok(None) => return close.close(Closing::SessionRevoked),
+            Ok(Some(now)) if now.is_admin != self.principal.is_admin => {
+                return close.close(Closing::Reauthenticate);
+            }
+            Ok(Some(_)) => {}
+            Err(err) => tracing::warn!(error = %err, "cannot re-check the session"),
+        }
+        match self.scope {
+            Scope::Chat(chat) => {
+                if let Err(ServiceError::Forbidden { .. } | ServiceError::NotFound(_)) =
+                    chat_services::chats::authorize_socket(&self.ctx, &self.principal, chat).await
+                {
+                    close.close(Closing::RemovedFromChat);
+                }
+            }
+            Scope::AllChats => {
+                match chat_services::chats::my_chat_positions(&self.ctx, self.principal.user_id)
+                    .await
+                {
+                    Ok(chats) => self.hub.follow_chats(self.registration.id, &chats),
+                    Err(err) => tracing::warn!(error = %err, "cannot re-read memberships"),
+                }
+            }
         }
     }
 
@@ -98,7 +140,7 @@ impl Connection {
             && n > 0
         {
             let reply = self.retrieve(None, chat, n, None).await;
-            if session.text(reply).await.is_err() {
+            if bounded(session.text(reply)).await.is_err() {
                 self.hub.unregister(self.registration.id);
                 return;
             }
@@ -108,34 +150,36 @@ impl Connection {
                 biased;
                 reason = close.closed() => break Some(reason),
                 frame = self.registration.outbound.recv() => match frame {
-                    Some(frame) => match tokio::time::timeout(WRITE_TIMEOUT, session.text(frame.to_string())).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => break None,
-                        Err(_) => break Some(Closing::Lagging),
-                    },
+                    Some(frame) => {
+                        if bounded(session.text(frame.to_string())).await.is_err() {
+                            break Some(Closing::Lagging);
+                        }
+                    }
                     None => break Some(Closing::GoingAway),
                 },
                 inbound = stream.recv() => {
                     last_heard = Instant::now();
+                    if matches!(inbound, Some(Ok(AggregatedMessage::Text(_) | AggregatedMessage::Binary(_) | AggregatedMessage::Ping(_))))
+                        && !flood.allow()
+                    {
+                        break Some(Closing::Flooding);
+                    }
                     match inbound {
                         Some(Ok(AggregatedMessage::Text(text))) => {
-                            if !flood.allow() {
-                                break Some(Closing::Flooding);
-                            }
                             if let Some(reply) = self.on_text(&text, &mut last_typing).await
-                                && session.text(reply).await.is_err()
+                                && bounded(session.text(reply)).await.is_err()
                             {
                                 break None;
                             }
                         }
                         Some(Ok(AggregatedMessage::Binary(_))) => {
                             let err = FrameError::new("bad_frame", "binary frames are not supported; send JSON text");
-                            if session.text(protocol::error_event(None, &err)).await.is_err() {
+                            if bounded(session.text(protocol::error_event(None, &err))).await.is_err() {
                                 break None;
                             }
                         }
                         Some(Ok(AggregatedMessage::Ping(bytes))) => {
-                            if session.pong(&bytes).await.is_err() {
+                            if bounded(session.pong(&bytes)).await.is_err() {
                                 break None;
                             }
                         }
@@ -152,14 +196,18 @@ impl Connection {
                     if last_heard.elapsed() > IDLE_TIMEOUT {
                         break Some(Closing::Idle);
                     }
-                    if session.ping(b"").await.is_err() {
+                    if bounded(session.ping(b"")).await.is_err() {
                         break None;
                     }
                 },
             }
         };
         self.hub.unregister(self.registration.id);
-        let _ = session.close(reason.map(Closing::close_reason)).await;
+        let _ = tokio::time::timeout(
+            WRITE_TIMEOUT,
+            session.close(reason.map(Closing::close_reason)),
+        )
+        .await;
     }
 
     async fn on_text(&self, text: &str, last_typing: &mut Option<Instant>) -> Option<String> {
@@ -298,6 +346,17 @@ impl Connection {
             }
             Err(err) => protocol::error_event(request_id, &protocol::service_error(err)),
         }
+    }
+}
+
+/// A write that gives up after [`WRITE_TIMEOUT`]: a client that stopped reading must
+/// not hold the task (and its presence) forever.
+async fn bounded<F: std::future::Future<Output = Result<(), actix_ws::Closed>>>(
+    write: F,
+) -> Result<(), ()> {
+    match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
     }
 }
 

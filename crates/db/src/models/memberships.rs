@@ -75,10 +75,13 @@ impl MembershipRow {
         })?)
     }
 
-    /// Removes a member and uncounts them; false if they were not a member.
+    /// Removes a member (never the owner: ownership may have moved to them since the
+    /// caller checked) and uncounts them; false if there was no such non-owner member.
     pub async fn remove(pool: &DbPool, chat_id: i64, user_id: i64) -> Result<bool, DbError> {
         Ok(with_tx!(pool, conn => {
-            let deleted = diesel::delete(memberships::table.find((chat_id, user_id))).execute(conn).await?;
+            let deleted = diesel::delete(memberships::table.find((chat_id, user_id)).filter(memberships::role.ne("owner")))
+                .execute(conn)
+                .await?;
             if deleted == 1 {
                 diesel::update(chats::table.find(chat_id))
                     .set(chats::member_count.eq(chats::member_count - 1))
@@ -89,7 +92,8 @@ impl MembershipRow {
         })?)
     }
 
-    /// Sets a member's role; `None` if they are not a member.
+    /// Sets a non-owner member's role; `None` if there is no such member (or they
+    /// became the owner meanwhile).
     pub async fn set_role(
         pool: &DbPool,
         chat_id: i64,
@@ -97,7 +101,7 @@ impl MembershipRow {
         role: &str,
     ) -> Result<Option<Self>, DbError> {
         with_conn!(pool, conn => {
-            Ok(diesel::update(memberships::table.find((chat_id, user_id)))
+            Ok(diesel::update(memberships::table.find((chat_id, user_id)).filter(memberships::role.ne("owner")))
                 .set(memberships::role.eq(role))
                 .returning(Self::as_returning())
                 .get_result(conn)
@@ -209,6 +213,21 @@ impl MembershipRow {
                 .first(conn)
                 .await
                 .optional()?)
+        })
+    }
+
+    /// Every chat `user_id` belongs to, with the chat's `last_seq`.
+    pub async fn chat_positions_of(
+        pool: &DbPool,
+        user_id: i64,
+    ) -> Result<Vec<(i64, i64)>, DbError> {
+        with_conn!(pool, conn => {
+            Ok(memberships::table
+                .inner_join(chats::table)
+                .filter(memberships::user_id.eq(user_id))
+                .select((chats::id, chats::last_seq))
+                .load(conn)
+                .await?)
         })
     }
 

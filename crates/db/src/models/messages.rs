@@ -88,13 +88,19 @@ impl MessageRow {
     /// (PostgreSQL row lock; SQLite's `BEGIN IMMEDIATE`) and seqs stay gapless. A
     /// duplicate `client_id` rolls everything back (the seq bump too) and is a
     /// [`DbError::Conflict`] on `messages_client_id_uq` / `messages.client_id`.
-    pub async fn insert_next(pool: &DbPool, new: NewMessage<'_>) -> Result<MessageRow, DbError> {
+    /// `None` when the chat no longer exists (deleted while the message was on its way).
+    pub async fn insert_next(
+        pool: &DbPool,
+        new: NewMessage<'_>,
+    ) -> Result<Option<MessageRow>, DbError> {
         Ok(with_tx!(pool, conn => {
-            let seq: i64 = diesel::update(chats::table.find(new.chat_id))
+            let seq: Option<i64> = diesel::update(chats::table.find(new.chat_id))
                 .set((chats::last_seq.eq(chats::last_seq + 1), chats::last_activity_at.eq(new.created_at)))
                 .returning(chats::last_seq)
                 .get_result(conn)
-                .await?;
+                .await
+                .optional()?;
+            let Some(seq) = seq else { return Ok(None) };
             diesel::insert_into(messages::table)
                 .values(MessageInsert {
                     chat_id: new.chat_id,
@@ -108,6 +114,7 @@ impl MessageRow {
                 .returning(MessageRow::as_returning())
                 .get_result(conn)
                 .await
+                .map(Some)
         })?)
     }
 

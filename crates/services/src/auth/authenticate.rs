@@ -16,6 +16,23 @@ pub struct Principal {
     pub is_admin: bool,
 }
 
+/// The principal as it stands now: `None` once the session has ended, otherwise with
+/// the current admin flag (sockets re-check this right after registering, so a logout or
+/// permission change racing the handshake is not missed).
+pub async fn current_principal(
+    ctx: &AppContext,
+    principal: &Principal,
+) -> Result<Option<Principal>, ServiceError> {
+    Ok(live_session(&ctx.store, &principal.session_id)
+        .await?
+        .filter(|s| s.user_id == principal.user_id)
+        .map(|s| Principal {
+            user_id: s.user_id,
+            session_id: principal.session_id.clone(),
+            is_admin: s.is_admin,
+        }))
+}
+
 /// Verifies an access token and that its session is still live (through the
 /// session cache, so logout and deactivation take effect at once on every instance).
 pub async fn authenticate(ctx: &AppContext, access_token: &str) -> Result<Principal, ServiceError> {

@@ -11,7 +11,7 @@ mod session;
 mod ticket;
 pub mod tokens;
 
-pub use authenticate::{Principal, authenticate};
+pub use authenticate::{Principal, authenticate, current_principal};
 pub use login::{LoginInput, login};
 pub(crate) use logout::revoke_session;
 pub use logout::{logout, revoke_user_sessions, user_topic};

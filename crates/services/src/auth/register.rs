@@ -103,6 +103,12 @@ pub async fn register(
     ctx.limits.check(rate_limit::REGISTER, client)?;
     let account = validate(&input)?;
     let user = insert_account(ctx, &account, false).await?;
+    // A probe of the next user id may have cached "no such user" moments ago.
+    chat_selectors::users::put_user_profile(
+        &ctx.store,
+        &chat_selectors::users::UserProfile::from(&user),
+    )
+    .await;
     tracing::info!(user.id = user.id, "account created");
     open_session(ctx, &user).await
 }
@@ -132,5 +138,10 @@ pub async fn create_admin(
     }
     let account = validate(&input)?;
     let user = insert_account(ctx, &account, true).await?;
+    chat_selectors::users::put_user_profile(
+        &ctx.store,
+        &chat_selectors::users::UserProfile::from(&user),
+    )
+    .await;
     Ok((UserView::from(user), true))
 }

@@ -64,6 +64,12 @@ pub async fn open_direct(
     ];
     match ChatRow::create(&ctx.store.db, new, &members).await {
         Ok((chat, _)) => {
+            chat_selectors::chats::put_chat_header(
+                &ctx.store,
+                chat.id,
+                Some(&chat_selectors::chats::ChatHeader::from_row(&chat)),
+            )
+            .await;
             for (member, _) in members {
                 put_membership(&ctx.store, chat.id, member, Some(Role::Member)).await;
             }

@@ -107,6 +107,9 @@ pub async fn create_group(
         &[(principal.user_id, Role::Owner.as_str())],
     )
     .await?;
+    // Write-through, not just invalidation: a probe of the next id may have cached "no
+    // such chat" moments ago.
+    put_chat_header(&ctx.store, chat.id, Some(&ChatHeader::from_row(&chat))).await;
     put_membership(&ctx.store, chat.id, principal.user_id, Some(Role::Owner)).await;
     tracing::info!(
         chat.id = chat.id,
@@ -286,9 +289,10 @@ pub(crate) async fn end_membership(
     removed_by: Option<i64>,
 ) -> Result<(), ServiceError> {
     if !MembershipRow::remove(&ctx.store.db, chat_id, user_id).await? {
-        return Err(ServiceError::NotFound(
-            "not a member of this chat".to_owned(),
-        ));
+        return Err(ServiceError::Conflict {
+            code: "membership_changed",
+            detail: "not a member any more, or now the owner; reload the members".to_owned(),
+        });
     }
     put_membership(&ctx.store, chat_id, user_id, None).await;
     publish_chat(

@@ -10,19 +10,27 @@ use crate::chats::{access, denied};
 use crate::events::{ChatEvent, publish_chat};
 use crate::{AppContext, ServiceError};
 
-/// The ids of every chat the user belongs to (a `/ws` socket follows all of them).
-pub async fn my_chat_ids(ctx: &AppContext, user_id: i64) -> Result<Vec<i64>, ServiceError> {
-    Ok(MembershipRow::chat_ids_of(&ctx.store.db, user_id).await?)
+/// Every chat the user belongs to with its current `last_seq` (a `/ws` socket follows
+/// all of them; the seq is where in-order delivery starts).
+pub async fn my_chat_positions(
+    ctx: &AppContext,
+    user_id: i64,
+) -> Result<Vec<(i64, i64)>, ServiceError> {
+    Ok(MembershipRow::chat_positions_of(&ctx.store.db, user_id).await?)
 }
 
 /// May the caller hold a socket on this chat? Members only (404 if no such chat).
+/// Returns the chat's current `last_seq`.
 pub async fn authorize_socket(
     ctx: &AppContext,
     principal: &Principal,
     chat_id: i64,
-) -> Result<(), ServiceError> {
+) -> Result<i64, ServiceError> {
     let access = access(ctx, principal, chat_id).await?;
-    permissions::post_in_chat(access.actor).map_err(denied)
+    permissions::post_in_chat(access.actor).map_err(denied)?;
+    Ok(chat_db::models::ChatRow::find(&ctx.store.db, chat_id)
+        .await?
+        .map_or(0, |c| c.last_seq))
 }
 
 /// Broadcasts `chat.typing` (members only; nothing is stored).

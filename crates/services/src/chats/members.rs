@@ -140,7 +140,10 @@ pub async fn change_role(
     } else if role != target {
         MembershipRow::set_role(&ctx.store.db, chat_id, user_id, role.as_str())
             .await?
-            .ok_or_else(|| ServiceError::NotFound("not a member of this chat".to_owned()))?;
+            .ok_or_else(|| ServiceError::Conflict {
+                code: "membership_changed",
+                detail: "not a member any more, or now the owner; reload the members".to_owned(),
+            })?;
         put_membership(&ctx.store, chat_id, user_id, Some(role)).await;
         publish_chat(
             ctx,
