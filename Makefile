@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run run-release test test-services lint fmt migrate create-admin docs clean-test-dbs
+.PHONY: run run-release test test-services lint fmt migrate create-admin docs clean-test-dbs bench
 
 ## Run the server in embedded mode (SQLite in ./data, in-process cache) on 127.0.0.1:8080.
 run:
@@ -25,6 +25,14 @@ test: test-services
 ## Make sure PostgreSQL and Redis answer on 127.0.0.1 (start them if installed but stopped).
 test-services:
 	@scripts/test-services.sh
+
+## The benchmarks of docs/benchmarks.md (release build; both modes; a few minutes).
+bench:
+	$(CARGO) build --release -p chat-server -p chat-loadgen
+	scripts/bench.sh sqlite idle --connections 2000 --duration 5
+	scripts/bench.sh postgres idle --connections 2000 --duration 5
+	scripts/bench.sh sqlite groups --connections 1000 --group-size 10 --rate 2 --duration 10 --warmup 3
+	scripts/bench.sh postgres groups --connections 1000 --group-size 10 --rate 1 --duration 10 --warmup 3
 
 ## Formatting and clippy, as CI checks them.
 lint:

@@ -61,8 +61,10 @@ pub fn to_json(label: &str, outcome: &Outcome, usage: &ServerUsage) -> Value {
         "delivered_total": outcome.delivered_total,
         "expected_total": outcome.expected_total,
         "lost": outcome.lost,
+        "unacknowledged_sends": outcome.unacked,
         "out_of_order": outcome.out_of_order,
         "errors": outcome.errors,
+        "closed_by_server": outcome.closed_by_server,
         "server_rss_kib_per_socket": per_socket,
         "server_cpu_cores": usage.cpu_cores,
     })
@@ -75,7 +77,7 @@ pub fn summary(report: &Value) -> String {
             .map_or_else(|| "-".to_owned(), |x| format!("{x:.1}"))
     };
     format!(
-        "{target}: {conns} sockets | sent {sent}/s, stored {stored}/s, delivered {del}/s | latency p50 {p50} ms, p90 {p90} ms, p99 {p99} ms, max {max} ms | lost {lost}, out of order {ooo}, errors {err} | server {mem} KiB/socket, {cpu} cores",
+        "{target}: {conns} sockets | sent {sent}/s, stored {stored}/s, delivered {del}/s | latency p50 {p50} ms, p90 {p90} ms, p99 {p99} ms, max {max} ms | lost {lost}, out of order {ooo}, unacked {unacked}, errors {err}, closed {closed} | server {mem} KiB/socket, {cpu} cores",
         target = report["target"].as_str().unwrap_or("?"),
         conns = report["connections"],
         sent = f(&report["sent_per_s"]),
@@ -87,7 +89,9 @@ pub fn summary(report: &Value) -> String {
         max = f(&report["latency_ms"]["max"]),
         lost = report["lost"],
         ooo = report["out_of_order"],
+        unacked = report["unacknowledged_sends"],
         err = report["errors"],
+        closed = report["closed_by_server"],
         mem = f(&report["server_rss_kib_per_socket"]),
         cpu = f(&report["server_cpu_cores"]),
     )

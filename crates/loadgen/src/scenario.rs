@@ -20,6 +20,11 @@ use crate::http;
 /// WebSocket read buffer of each load-generator socket: tungstenite's 128 KiB default
 /// would cost more memory than the server under test.
 pub const READ_BUFFER: usize = 4 * 1024;
+/// After the senders stop, receivers wait this long past the last frame they got
+/// (at most [`DRAIN_MAX`]) before the run is accounted: a backlog is slow, not lost.
+pub const DRAIN_QUIET: Duration = Duration::from_secs(8);
+/// Longest drain.
+pub const DRAIN_MAX: Duration = Duration::from_secs(30);
 /// Password of generated users.
 const PASSWORD: &str = "load generator password";
 
@@ -50,6 +55,9 @@ pub struct Config {
     pub drop_every: Option<u64>,
     /// Concurrent set-up requests.
     pub setup_concurrency: usize,
+    /// How long receivers wait after their last frame before the run is accounted
+    /// (see [`DRAIN_QUIET`]).
+    pub drain_quiet: Duration,
 }
 
 /// One member: its socket's chat and credentials.
@@ -68,6 +76,9 @@ pub struct Outcome {
     pub sent: u64,
     /// Sends acknowledged (stored) in the window.
     pub acked: u64,
+    /// Sends never acknowledged over the whole run (still queued in the server when the
+    /// run ended: slow, not lost — they are not expected at receivers).
+    pub unacked: u64,
     /// Messages received in the window, over all sockets.
     pub delivered: u64,
     /// Deliveries over the whole run.
@@ -80,6 +91,8 @@ pub struct Outcome {
     pub out_of_order: u64,
     /// Failed connects, sends, error events.
     pub errors: u64,
+    /// Sockets the server closed during the run (e.g. `4000 lagging`).
+    pub closed_by_server: u64,
     /// Send → receive latency, microseconds (measured window only).
     pub latency: Histogram<u64>,
     /// The measured window.
@@ -93,14 +106,22 @@ struct Counters {
     delivered: AtomicU64,
     delivered_total: AtomicU64,
     errors: AtomicU64,
+    closed_by_server: AtomicU64,
 }
 
 async fn setup(config: &Config) -> anyhow::Result<Vec<Member>> {
     let groups = config.connections.div_ceil(config.group_size.max(1));
     if config.baseline {
+        // The bare server keeps its rooms (and their seqs) between runs: use chat ids no
+        // earlier run used.
+        let base = (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis()
+            % 1_000_000_000) as i64
+            * 100_000;
         return Ok((0..config.connections)
             .map(|i| Member {
-                chat: (i / config.group_size.max(1)) as i64 + 1,
+                chat: base + (i / config.group_size.max(1)) as i64,
                 token: None,
             })
             .collect());
@@ -233,12 +254,14 @@ pub async fn run(config: Config, on_connected: impl FnOnce(usize)) -> anyhow::Re
             receiver.follow(chat, 1);
             let mut latency = latency_histogram();
             let mut sent_here: u64 = 0;
+            let mut acked_here: u64 = 0;
             let period = if config.rate > 0.0 { Duration::from_secs_f64(1.0 / config.rate) } else { Duration::from_secs(3600) };
             // Spread the senders' phases so they do not all fire at once.
             let phase = period.mul_f64((index % 1000) as f64 / 1000.0);
             let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + phase, period);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let drain_until = send_until + Duration::from_secs(3);
+            let drain_cap = send_until + DRAIN_MAX;
+            let mut drain_until = send_until + config.drain_quiet;
             let mut seen: u64 = 0;
             loop {
                 tokio::select! {
@@ -256,6 +279,14 @@ pub async fn run(config: Config, on_connected: impl FnOnce(usize)) -> anyhow::Re
                     }
                     frame = stream.next() => {
                         let Some(Ok(frame)) = frame else { break };
+                        if let Message::Close(reason) = &frame {
+                            counters.closed_by_server.fetch_add(1, Ordering::Relaxed);
+                            if counters.closed_by_server.load(Ordering::Relaxed) <= 3 {
+                                eprintln!("server closed a socket: {reason:?}");
+                            }
+                            break;
+                        }
+                        drain_until = (Instant::now().max(send_until) + config.drain_quiet).min(drain_cap);
                         let Message::Text(text) = frame else { continue };
                         let now = micros_since(start);
                         let Ok(event) = serde_json::from_str::<Value>(&text) else { continue };
@@ -274,8 +305,11 @@ pub async fn run(config: Config, on_connected: impl FnOnce(usize)) -> anyhow::Re
                                     let _ = latency.record(now.saturating_sub(sent_at).max(1));
                                 }
                             }
-                            Some("ack") if (window_start..window_end).contains(&now) => {
-                                counters.acked.fetch_add(1, Ordering::Relaxed);
+                            Some("ack") => {
+                                acked_here += 1;
+                                if (window_start..window_end).contains(&now) {
+                                    counters.acked.fetch_add(1, Ordering::Relaxed);
+                                }
                             }
                             Some("error") => {
                                 counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -287,25 +321,29 @@ pub async fn run(config: Config, on_connected: impl FnOnce(usize)) -> anyhow::Re
                 }
             }
             let _ = sink.close().await;
-            (chat, sent_here, receiver, latency)
+            (chat, sent_here, acked_here, receiver, latency)
         }));
     }
     let mut latency = latency_histogram();
-    let mut sent_per_chat: HashMap<i64, i64> = HashMap::new();
+    // Expected at receivers: what the server stored (acknowledged); chats are fresh, so
+    // their seqs run 1..=stored.
+    let mut stored_per_chat: HashMap<i64, i64> = HashMap::new();
+    let mut unacked = 0;
     let mut receivers = Vec::new();
     for task in tasks {
-        let (chat, sent, receiver, hist) = task.await?;
-        *sent_per_chat.entry(chat).or_default() += i64::try_from(sent).unwrap_or(i64::MAX);
+        let (chat, sent, acked, receiver, hist) = task.await?;
+        *stored_per_chat.entry(chat).or_default() += i64::try_from(acked).unwrap_or(i64::MAX);
+        unacked += sent.saturating_sub(acked);
         latency.add(&hist)?;
         receivers.push(receiver);
     }
     let (mut lost, mut out_of_order) = (0, 0);
     for receiver in &receivers {
-        let (_, l, o) = receiver.totals(&sent_per_chat);
+        let (_, l, o) = receiver.totals(&stored_per_chat);
         lost += l;
         out_of_order += o;
     }
-    let expected_total = sent_per_chat
+    let expected_total = stored_per_chat
         .iter()
         .map(|(chat, sent)| {
             u64::try_from(*sent).unwrap_or(0) * members_per_chat.get(chat).copied().unwrap_or(0)
@@ -315,12 +353,14 @@ pub async fn run(config: Config, on_connected: impl FnOnce(usize)) -> anyhow::Re
         connections: receivers.len(),
         sent: counters.sent.load(Ordering::Relaxed),
         acked: counters.acked.load(Ordering::Relaxed),
+        unacked,
         delivered: counters.delivered.load(Ordering::Relaxed),
         delivered_total: counters.delivered_total.load(Ordering::Relaxed),
         expected_total,
         lost,
         out_of_order,
         errors: counters.errors.load(Ordering::Relaxed),
+        closed_by_server: counters.closed_by_server.load(Ordering::Relaxed),
         latency,
         window: config.duration,
     })

@@ -20,6 +20,7 @@ fn config(server: std::net::SocketAddr, baseline: bool) -> Config {
         run_id: chat_test_support::random_suffix(),
         drop_every: None,
         setup_concurrency: 4,
+        drain_quiet: Duration::from_secs(1),
     }
 }
 

@@ -95,6 +95,7 @@ async fn one(
         run_id,
         drop_every: None,
         setup_concurrency: args.setup_concurrency,
+        drain_quiet: scenario::DRAIN_QUIET,
     };
     let mut usage = ServerUsage {
         rss_before_kib: pid.and_then(report::rss_kib),

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# One benchmark run: starts a fresh release chat-server (embedded SQLite, or
+# PostgreSQL + Redis) and a fresh bare fan-out baseline, runs chat-loadgen against both
+# (same scenario, same run), prints its report and JSON line, and stops both servers.
+#
+#   scripts/bench.sh sqlite|postgres SCENARIO [chat-loadgen options…]
+#   scripts/bench.sh sqlite groups --connections 1000 --group-size 10 --rate 2
+#
+# Build first: cargo build --release -p chat-server -p chat-loadgen
+set -euo pipefail
+mode=${1:?sqlite or postgres}; shift
+scenario=${1:?idle or groups}; shift
+bin=${CARGO_TARGET_DIR:-$(dirname "$0")/../target}/release
+work=$(mktemp -d /tmp/chat-bench.XXXXXX)
+server_port=${BENCH_SERVER_PORT:-18080}
+bare_port=${BENCH_BARE_PORT:-19090}
+pg_admin=${CHAT_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+
+env=(CHAT_BIND=127.0.0.1:$server_port CHAT_RATE_LIMITS=off CHAT_BCRYPT_COST=4 CHAT_LOG=warn
+     CHAT_DATABASE_URL=sqlite://$work/chat.db)
+if [ "$mode" = postgres ]; then
+  db=chat_bench_$$
+  psql "$pg_admin" -qc "CREATE DATABASE $db" >/dev/null
+  env+=(CHAT_DATABASE_URL=${pg_admin%/*}/$db CHAT_REDIS_URL=${CHAT_TEST_REDIS_URL:-redis://127.0.0.1:6379}
+        CHAT_REDIS_PREFIX=bench$$)
+fi
+cleanup() {
+  kill "${server_pid:-}" "${bare_pid:-}" 2>/dev/null || true
+  wait 2>/dev/null || true
+  [ "$mode" = postgres ] && psql "$pg_admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+ulimit -n 20000 2>/dev/null || true
+env "${env[@]}" "$bin/chat-server" serve >"$work/server.log" 2>&1 & server_pid=$!
+"$bin/chat-bare-broadcast" "127.0.0.1:$bare_port" >"$work/bare.log" 2>&1 & bare_pid=$!
+for _ in $(seq 1 50); do
+  curl -fs "http://127.0.0.1:$server_port/readyz" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+"$bin/chat-loadgen" "$scenario" --server "127.0.0.1:$server_port" --server-pid "$server_pid" \
+  --baseline "127.0.0.1:$bare_port" --baseline-pid "$bare_pid" "$@"
