@@ -14,28 +14,6 @@ both_backends!(
     writes_publish_their_events,
 );
 
-async fn chat_of_two(app: &TestApp) -> anyhow::Result<(Session, Session, i64)> {
-    let (ann, bob) = (app.register("ann").await?, app.register("bob").await?);
-    let created = app
-        .post(
-            "/api/v1/chats",
-            Some(&ann.access_token),
-            json!({"name": "Room", "visibility": "public"}),
-        )
-        .await?;
-    let chat = created.json["id"]
-        .as_i64()
-        .ok_or_else(|| anyhow::anyhow!("{}", created.text))?;
-    app.post(
-        &format!("/api/v1/chats/{chat}/join"),
-        Some(&bob.access_token),
-        json!({}),
-    )
-    .await?
-    .expect_status(200)?;
-    Ok((ann, bob, chat))
-}
-
 fn seqs(page: &Value) -> Vec<i64> {
     page["items"]
         .as_array()
@@ -59,7 +37,7 @@ async fn send(app: &TestApp, who: &Session, chat: i64, body: Value) -> anyhow::R
 
 async fn send_and_read_history_in_every_direction(backend: Backend) -> anyhow::Result<()> {
     let app = TestApp::spawn(backend).await?;
-    let (ann, bob, chat) = chat_of_two(&app).await?;
+    let (ann, bob, chat) = app.two_in_a_group().await?;
     for i in 1..=7 {
         let who = if i % 2 == 0 { &bob } else { &ann };
         let message = send(
@@ -155,7 +133,7 @@ async fn send_and_read_history_in_every_direction(backend: Backend) -> anyhow::R
 
 async fn client_ids_make_sends_idempotent(backend: Backend) -> anyhow::Result<()> {
     let app = TestApp::spawn(backend).await?;
-    let (ann, bob, chat) = chat_of_two(&app).await?;
+    let (ann, bob, chat) = app.two_in_a_group().await?;
     let path = format!("/api/v1/chats/{chat}/messages");
     let first = app
         .post(
@@ -218,7 +196,7 @@ async fn client_ids_make_sends_idempotent(backend: Backend) -> anyhow::Result<()
 
 async fn fifty_concurrent_sends_get_seqs_one_to_fifty(backend: Backend) -> anyhow::Result<()> {
     let app = TestApp::spawn_with(backend, |c| c.workers = 2).await?;
-    let (ann, bob, chat) = chat_of_two(&app).await?;
+    let (ann, bob, chat) = app.two_in_a_group().await?;
     let cy = app.register("cyd").await?;
     app.post(
         &format!("/api/v1/chats/{chat}/join"),
@@ -265,7 +243,7 @@ async fn fifty_concurrent_sends_get_seqs_one_to_fifty(backend: Backend) -> anyho
 
 async fn message_validation_and_membership(backend: Backend) -> anyhow::Result<()> {
     let app = TestApp::spawn(backend).await?;
-    let (ann, _bob, chat) = chat_of_two(&app).await?;
+    let (ann, _bob, chat) = app.two_in_a_group().await?;
     let outsider = app.register("outsider").await?;
     let path = format!("/api/v1/chats/{chat}/messages");
     for body in [
@@ -315,7 +293,7 @@ async fn message_validation_and_membership(backend: Backend) -> anyhow::Result<(
 
 async fn edits_and_soft_deletes(backend: Backend) -> anyhow::Result<()> {
     let app = TestApp::spawn(backend).await?;
-    let (ann, bob, chat) = chat_of_two(&app).await?;
+    let (ann, bob, chat) = app.two_in_a_group().await?;
     let mine = send(&app, &bob, chat, json!({"content": "typo"})).await?;
     let id = mine["id"].as_i64().unwrap_or_default();
     let path = format!("/api/v1/chats/{chat}/messages/{id}");
@@ -397,7 +375,7 @@ async fn writes_publish_their_events(backend: Backend) -> anyhow::Result<()> {
     let app = TestApp::spawn(backend).await?;
     let mut events = app.context.bus.subscribe();
     await_bus_ready(&app.context.bus, &mut events).await?;
-    let (ann, bob, chat) = chat_of_two(&app).await?;
+    let (ann, bob, chat) = app.two_in_a_group().await?;
     let topic = format!("chat.{chat}");
     let joined = next_event(&mut events, &topic).await?;
     assert_eq!(

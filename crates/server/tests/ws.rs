@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use chat_test_support::{Backend, Session, TestApp, both_backends};
+use chat_test_support::{Backend, TestApp, both_backends};
 use serde_json::json;
 
 both_backends!(
@@ -25,7 +25,7 @@ both_backends!(
 
 async fn changing_admin_rights_closes_the_users_sockets(backend: Backend) -> anyhow::Result<()> {
     let app = TestApp::spawn(backend).await?;
-    let (ann, bob, _chat) = room(&app).await?;
+    let (ann, bob, _chat) = app.two_in_a_group().await?;
     let changes = chat_db::models::UserChanges {
         is_admin: Some(true),
         ..Default::default()
@@ -51,7 +51,7 @@ async fn changing_admin_rights_closes_the_users_sockets(backend: Backend) -> any
 
 async fn a_slow_consumer_is_closed_without_stalling_others(backend: Backend) -> anyhow::Result<()> {
     let app = TestApp::spawn(backend).await?;
-    let (ann, bob, chat) = room(&app).await?;
+    let (ann, bob, chat) = app.two_in_a_group().await?;
     let mut slow = app
         .ws(&format!("/ws/chats/{chat}"), &bob.access_token)
         .await?;
@@ -108,7 +108,7 @@ async fn presence_of(
 
 async fn presence_reaches_chat_members_and_friends(backend: Backend) -> anyhow::Result<()> {
     let app = TestApp::spawn(backend).await?;
-    let (ann, bob, chat) = room(&app).await?;
+    let (ann, bob, chat) = app.two_in_a_group().await?;
     let cyd = app.register("cyd").await?;
     let request = app
         .post(
@@ -159,31 +159,9 @@ async fn presence_reaches_chat_members_and_friends(backend: Backend) -> anyhow::
     Ok(())
 }
 
-async fn room(app: &TestApp) -> anyhow::Result<(Session, Session, i64)> {
-    let (ann, bob) = (app.register("ann").await?, app.register("bob").await?);
-    let created = app
-        .post(
-            "/api/v1/chats",
-            Some(&ann.access_token),
-            json!({"name": "Room", "visibility": "public"}),
-        )
-        .await?;
-    let chat = created.json["id"]
-        .as_i64()
-        .ok_or_else(|| anyhow::anyhow!("{}", created.text))?;
-    app.post(
-        &format!("/api/v1/chats/{chat}/join"),
-        Some(&bob.access_token),
-        json!({}),
-    )
-    .await?
-    .expect_status(200)?;
-    Ok((ann, bob, chat))
-}
-
 async fn handshake_refusals_are_http_statuses(backend: Backend) -> anyhow::Result<()> {
     let app = TestApp::spawn(backend).await?;
-    let (ann, _bob, chat) = room(&app).await?;
+    let (ann, _bob, chat) = app.two_in_a_group().await?;
     let outsider = app.register("outsider").await?;
     assert_eq!(app.ws_refused("/ws", &[]).await?, 401);
     assert_eq!(
@@ -245,7 +223,7 @@ async fn handshake_refusals_are_http_statuses(backend: Backend) -> anyhow::Resul
 
 async fn every_authentication_method_works(backend: Backend) -> anyhow::Result<()> {
     let app = TestApp::spawn(backend).await?;
-    let (ann, _bob, chat) = room(&app).await?;
+    let (ann, _bob, chat) = app.two_in_a_group().await?;
     let mut by_header = app.ws("/ws", &ann.access_token).await?;
     let mut by_query = app
         .ws_with(&format!("/ws/chats/{chat}?token={}", ann.access_token), &[])
@@ -294,7 +272,7 @@ async fn every_authentication_method_works(backend: Backend) -> anyhow::Result<(
 
 async fn messages_reach_every_member_socket_with_an_ack(backend: Backend) -> anyhow::Result<()> {
     let app = TestApp::spawn(backend).await?;
-    let (ann, bob, chat) = room(&app).await?;
+    let (ann, bob, chat) = app.two_in_a_group().await?;
     let mut anns = app
         .ws(&format!("/ws/chats/{chat}"), &ann.access_token)
         .await?;
@@ -356,7 +334,7 @@ async fn messages_reach_every_member_socket_with_an_ack(backend: Backend) -> any
 
 async fn the_all_chats_socket_follows_membership_changes(backend: Backend) -> anyhow::Result<()> {
     let app = TestApp::spawn(backend).await?;
-    let (ann, bob, chat) = room(&app).await?;
+    let (ann, bob, chat) = app.two_in_a_group().await?;
     let mut bobs = app.ws("/ws", &bob.access_token).await?;
     let second = app
         .post(
@@ -441,7 +419,7 @@ async fn the_all_chats_socket_follows_membership_changes(backend: Backend) -> an
 
 async fn retrieve_and_history_on_connect(backend: Backend) -> anyhow::Result<()> {
     let app = TestApp::spawn(backend).await?;
-    let (ann, bob, chat) = room(&app).await?;
+    let (ann, bob, chat) = app.two_in_a_group().await?;
     for i in 1..=5 {
         app.post(
             &format!("/api/v1/chats/{chat}/messages"),
@@ -493,7 +471,7 @@ async fn retrieve_and_history_on_connect(backend: Backend) -> anyhow::Result<()>
 
 async fn bad_frames_get_errors_and_the_socket_stays_open(backend: Backend) -> anyhow::Result<()> {
     let app = TestApp::spawn(backend).await?;
-    let (ann, _bob, chat) = room(&app).await?;
+    let (ann, _bob, chat) = app.two_in_a_group().await?;
     let outsider_chat = app
         .post(
             "/api/v1/chats",
@@ -563,7 +541,7 @@ async fn bad_frames_get_errors_and_the_socket_stays_open(backend: Backend) -> an
 
 async fn oversize_frames_close_the_socket(backend: Backend) -> anyhow::Result<()> {
     let app = TestApp::spawn(backend).await?;
-    let (ann, _bob, chat) = room(&app).await?;
+    let (ann, _bob, chat) = app.two_in_a_group().await?;
     let mut socket = app
         .ws(&format!("/ws/chats/{chat}"), &ann.access_token)
         .await?;
@@ -585,7 +563,7 @@ async fn oversize_frames_close_the_socket(backend: Backend) -> anyhow::Result<()
 
 async fn typing_and_read_events(backend: Backend) -> anyhow::Result<()> {
     let app = TestApp::spawn(backend).await?;
-    let (ann, bob, chat) = room(&app).await?;
+    let (ann, bob, chat) = app.two_in_a_group().await?;
     let mut anns = app
         .ws(&format!("/ws/chats/{chat}"), &ann.access_token)
         .await?;
@@ -643,7 +621,7 @@ async fn typing_and_read_events(backend: Backend) -> anyhow::Result<()> {
 
 async fn logout_and_removal_close_sockets(backend: Backend) -> anyhow::Result<()> {
     let app = TestApp::spawn(backend).await?;
-    let (ann, bob, chat) = room(&app).await?;
+    let (ann, bob, chat) = app.two_in_a_group().await?;
     let mut anns = app.ws("/ws", &ann.access_token).await?;
     let mut bobs_chat = app
         .ws(&format!("/ws/chats/{chat}"), &bob.access_token)
@@ -682,7 +660,7 @@ async fn events_arrive_in_seq_order_under_concurrent_senders(
     backend: Backend,
 ) -> anyhow::Result<()> {
     let app = TestApp::spawn_with(backend, |c| c.workers = 2).await?;
-    let (ann, bob, chat) = room(&app).await?;
+    let (ann, bob, chat) = app.two_in_a_group().await?;
     let mut watcher = app
         .ws(&format!("/ws/chats/{chat}"), &bob.access_token)
         .await?;
@@ -719,7 +697,7 @@ async fn reconnect_and_recover_gets_exactly_what_was_missed(
     backend: Backend,
 ) -> anyhow::Result<()> {
     let app = TestApp::spawn(backend).await?;
-    let (ann, bob, chat) = room(&app).await?;
+    let (ann, bob, chat) = app.two_in_a_group().await?;
     let mut bobs = app
         .ws(&format!("/ws/chats/{chat}"), &bob.access_token)
         .await?;
@@ -816,7 +794,7 @@ async fn direct_sockets_in_the_seed_style(backend: Backend) -> anyhow::Result<()
 async fn a_socket_on_one_instance_hears_sends_on_another() -> anyhow::Result<()> {
     let a = TestApp::spawn(Backend::Postgres).await?;
     let b = a.spawn_peer().await?;
-    let (ann, bob, chat) = room(&a).await?;
+    let (ann, bob, chat) = a.two_in_a_group().await?;
     let mut on_b = b
         .ws(&format!("/ws/chats/{chat}"), &bob.access_token)
         .await?;

@@ -217,6 +217,30 @@ impl TestApp {
         Session::from_pair(&response.json)
     }
 
+    /// Two users, `ann` and `bob`, in a public group `ann` owns: the usual stage of
+    /// message and WebSocket tests. Returns both and the chat id.
+    pub async fn two_in_a_group(&self) -> anyhow::Result<(Session, Session, i64)> {
+        let (ann, bob) = (self.register("ann").await?, self.register("bob").await?);
+        let created = self
+            .post(
+                "/api/v1/chats",
+                Some(&ann.access_token),
+                json!({"name": "Room", "visibility": "public"}),
+            )
+            .await?;
+        let chat = created.json["id"]
+            .as_i64()
+            .ok_or_else(|| anyhow::anyhow!("no chat id: {}", created.text))?;
+        self.post(
+            &format!("/api/v1/chats/{chat}/join"),
+            Some(&bob.access_token),
+            json!({}),
+        )
+        .await?
+        .expect_status(200)?;
+        Ok((ann, bob, chat))
+    }
+
     /// Exchanges a refresh token (the raw answer, for unhappy paths).
     pub async fn refresh(&self, refresh_token: &str) -> anyhow::Result<Response> {
         self.post(
