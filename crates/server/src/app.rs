@@ -48,7 +48,10 @@ pub async fn build_context(config: &Config) -> anyhow::Result<AppContext> {
     }
     let secret = secret::resolve(config)?;
     Ok(AppContext {
-        store: Store { db, cache },
+        store: Store {
+            db: db.clone(),
+            cache,
+        },
         bus,
         auth: AuthSettings {
             keys: JwtKeys::from_secret(&secret),
@@ -60,6 +63,7 @@ pub async fn build_context(config: &Config) -> anyhow::Result<AppContext> {
         chat: ChatSettings {
             direct_requires_friendship: config.direct_requires_friendship,
         },
+        writer: chat_services::writer::MessageWriter::start(db.clone()),
     })
 }
 

@@ -42,4 +42,6 @@ pub struct AppContext {
     pub limits: Arc<RateLimiter>,
     /// Chat rules.
     pub chat: ChatSettings,
+    /// Group commit of messages.
+    pub writer: crate::writer::MessageWriter,
 }

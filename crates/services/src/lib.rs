@@ -17,6 +17,7 @@ pub mod pagination;
 pub mod presence;
 pub mod rate_limit;
 pub mod users;
+pub mod writer;
 
 pub use context::{AppContext, AuthSettings, ChatSettings};
 pub use error::{ServiceError, ServiceResult};

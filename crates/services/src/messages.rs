@@ -2,7 +2,7 @@
 //! The WebSocket layer calls these same functions.
 
 use chat_db::DbError;
-use chat_db::models::{ChatRow, HistoryRange, MembershipRow, MessageRow, NewMessage};
+use chat_db::models::{ChatRow, HistoryRange, MembershipRow, MessageRow};
 use chat_domain::permissions;
 use chat_domain::{ClientId, FieldErrors, MessageBody};
 use chat_selectors::users::user_profile;
@@ -15,6 +15,7 @@ use crate::events::{ChatEvent, publish_chat};
 use crate::pagination::{self, Page};
 use crate::rate_limit;
 use crate::users::utc;
+use crate::writer::PendingMessage;
 use crate::{AppContext, ServiceError};
 
 /// A message to send.
@@ -156,17 +157,17 @@ pub async fn send_message(
             .await?
             .ok_or_else(|| ServiceError::invalid("reply_to", "is not a message of this chat"))?;
     }
-    let new = NewMessage {
+    let pending = PendingMessage {
         chat_id,
         sender_id: principal.user_id,
-        content: body.as_str(),
-        client_id: client_id.as_ref().map(ClientId::as_str),
+        content: body.as_str().to_owned(),
+        client_id: client_id.as_ref().map(|c| c.as_str().to_owned()),
         reply_to: input.reply_to,
         created_at: chat_db::now(),
     };
-    // A resent client_id is caught by the unique index (rolling back, seq included)
-    // rather than by a look-up before every send.
-    let stored = match MessageRow::insert_next(&ctx.store.db, new).await {
+    // Stored by the group-commit writer. A resent client_id is caught by the unique
+    // index (rolling back that message's seq too) rather than by a look-up per send.
+    let stored = match ctx.writer.store(pending).await {
         Ok(Some(row)) => row,
         Ok(None) => return Err(ServiceError::NotFound(format!("chat {chat_id} not found"))),
         Err(DbError::Conflict { .. }) if client_id.is_some() => {

@@ -83,38 +83,160 @@ pub enum HistoryRange {
 }
 
 impl MessageRow {
-    /// Stores a message with the chat's next `seq`, in one transaction: the chat row's
-    /// `last_seq` is bumped and read back first, so concurrent senders queue on that row
-    /// (PostgreSQL row lock; SQLite's `BEGIN IMMEDIATE`) and seqs stay gapless. A
-    /// duplicate `client_id` rolls everything back (the seq bump too) and is a
-    /// [`DbError::Conflict`] on `messages_client_id_uq` / `messages.client_id`.
-    /// `None` when the chat no longer exists (deleted while the message was on its way).
-    pub async fn insert_next(
+    /// Stores several messages in **one transaction** (group commit): one commit for
+    /// everything queued while the previous batch was committing, and per batch only one
+    /// look-up of `client_id`s, one seq bump per chat, and one insert per message.
+    /// Duplicate `client_id`s (resends, also within the batch) and messages to chats
+    /// deleted meanwhile are left out before seqs are assigned, so seqs stay gapless.
+    /// Results are in input order: `Ok(Some(row))` stored, `Ok(None)` chat gone,
+    /// `Err(Conflict)` duplicate `client_id`. If a duplicate races in from another
+    /// instance after the look-up, the batch is retried one savepoint per message.
+    pub async fn insert_batch(
         pool: &DbPool,
-        new: NewMessage<'_>,
-    ) -> Result<Option<MessageRow>, DbError> {
+        batch: &[NewMessage<'_>],
+    ) -> Result<Vec<Result<Option<MessageRow>, DbError>>, DbError> {
+        match Self::insert_batch_fast(pool, batch).await {
+            Err(DbError::Conflict { .. }) => Self::insert_batch_one_by_one(pool, batch).await,
+            other => other,
+        }
+    }
+
+    async fn insert_batch_fast(
+        pool: &DbPool,
+        batch: &[NewMessage<'_>],
+    ) -> Result<Vec<Result<Option<MessageRow>, DbError>>, DbError> {
+        let duplicate = || DbError::Conflict {
+            constraint: "messages_client_id_uq".to_owned(),
+        };
+        let keyed: Vec<&str> = batch.iter().filter_map(|m| m.client_id).collect();
+        let chat_ids: Vec<i64> = {
+            let mut ids: Vec<i64> = batch.iter().map(|m| m.chat_id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        };
         Ok(with_tx!(pool, conn => {
-            let seq: Option<i64> = diesel::update(chats::table.find(new.chat_id))
-                .set((chats::last_seq.eq(chats::last_seq + 1), chats::last_activity_at.eq(new.created_at)))
-                .returning(chats::last_seq)
-                .get_result(conn)
-                .await
-                .optional()?;
-            let Some(seq) = seq else { return Ok(None) };
-            diesel::insert_into(messages::table)
-                .values(MessageInsert {
-                    chat_id: new.chat_id,
-                    sender_id: Some(new.sender_id),
-                    seq,
-                    content: new.content,
-                    client_id: new.client_id,
-                    reply_to: new.reply_to,
-                    created_at: new.created_at,
+            // 1. client_ids already stored (a superset filter; matched exactly below).
+            let existing: Vec<(i64, Option<i64>, Option<String>)> = if keyed.is_empty() {
+                Vec::new()
+            } else {
+                messages::table
+                    .filter(messages::chat_id.eq_any(&chat_ids))
+                    .filter(messages::client_id.eq_any(&keyed))
+                    .select((messages::chat_id, messages::sender_id, messages::client_id))
+                    .load(conn)
+                    .await?
+            };
+            let mut taken: std::collections::HashSet<(i64, i64, String)> = existing
+                .into_iter()
+                .filter_map(|(chat, sender, key)| Some((chat, sender?, key?)))
+                .collect();
+            let mut accepted = vec![false; batch.len()];
+            let mut per_chat: std::collections::BTreeMap<i64, (i64, NaiveDateTime)> = std::collections::BTreeMap::new();
+            for (i, m) in batch.iter().enumerate() {
+                if let Some(key) = m.client_id {
+                    if !taken.insert((m.chat_id, m.sender_id, key.to_owned())) {
+                        continue;
+                    }
+                }
+                accepted[i] = true;
+                let entry = per_chat.entry(m.chat_id).or_insert((0, m.created_at));
+                entry.0 += 1;
+                entry.1 = entry.1.max(m.created_at);
+            }
+            // 2. One seq bump per chat; a chat that is gone has no row to bump.
+            let mut next_seq: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
+            for (chat, (count, at)) in &per_chat {
+                let last: Option<i64> = diesel::update(chats::table.find(*chat))
+                    .set((chats::last_seq.eq(chats::last_seq + *count), chats::last_activity_at.eq(*at)))
+                    .returning(chats::last_seq)
+                    .get_result(conn)
+                    .await
+                    .optional()?;
+                if let Some(last) = last {
+                    next_seq.insert(*chat, last - *count + 1);
+                }
+            }
+            // 3. One insert for the batch, seqs in input order per chat.
+            let mut rows = Vec::new();
+            let mut slots = Vec::with_capacity(batch.len());
+            for (i, m) in batch.iter().enumerate() {
+                let slot = match (accepted[i], next_seq.get_mut(&m.chat_id)) {
+                    (false, _) => None,
+                    (true, None) => Some(None),
+                    (true, Some(seq)) => {
+                        rows.push(MessageInsert {
+                            chat_id: m.chat_id,
+                            sender_id: Some(m.sender_id),
+                            seq: *seq,
+                            content: m.content,
+                            client_id: m.client_id,
+                            reply_to: m.reply_to,
+                            created_at: m.created_at,
+                        });
+                        *seq += 1;
+                        Some(Some((m.chat_id, *seq - 1)))
+                    }
+                };
+                slots.push(slot);
+            }
+            // Row by row (SQLite has no multi-row INSERT … RETURNING in diesel): one round
+            // trip each, but the commit — the expensive part — is shared.
+            let mut stored: Vec<MessageRow> = Vec::with_capacity(rows.len());
+            for row in &rows {
+                stored.push(diesel::insert_into(messages::table).values(row).returning(MessageRow::as_returning()).get_result(conn).await?);
+            }
+            let mut by_position: std::collections::HashMap<(i64, i64), MessageRow> =
+                stored.into_iter().map(|row| ((row.chat_id, row.seq), row)).collect();
+            Ok::<_, diesel::result::Error>(
+                slots
+                    .into_iter()
+                    .map(|slot| match slot {
+                        None => Err(duplicate()),
+                        Some(None) => Ok(None),
+                        Some(Some(position)) => Ok(by_position.remove(&position)),
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        })?)
+    }
+
+    /// The slow path of [`MessageRow::insert_batch`]: one savepoint per message, so a
+    /// duplicate fails alone (its seq bump rolled back with it).
+    async fn insert_batch_one_by_one(
+        pool: &DbPool,
+        batch: &[NewMessage<'_>],
+    ) -> Result<Vec<Result<Option<MessageRow>, DbError>>, DbError> {
+        Ok(with_tx!(pool, conn => {
+            let mut results = Vec::with_capacity(batch.len());
+            for new in batch {
+                let one = diesel_async::AsyncConnection::transaction(conn, async |conn| {
+                    let seq: Option<i64> = diesel::update(chats::table.find(new.chat_id))
+                        .set((chats::last_seq.eq(chats::last_seq + 1), chats::last_activity_at.eq(new.created_at)))
+                        .returning(chats::last_seq)
+                        .get_result(conn)
+                        .await
+                        .optional()?;
+                    let Some(seq) = seq else { return Ok::<_, diesel::result::Error>(None) };
+                    diesel::insert_into(messages::table)
+                        .values(MessageInsert {
+                            chat_id: new.chat_id,
+                            sender_id: Some(new.sender_id),
+                            seq,
+                            content: new.content,
+                            client_id: new.client_id,
+                            reply_to: new.reply_to,
+                            created_at: new.created_at,
+                        })
+                        .returning(MessageRow::as_returning())
+                        .get_result(conn)
+                        .await
+                        .map(Some)
                 })
-                .returning(MessageRow::as_returning())
-                .get_result(conn)
-                .await
-                .map(Some)
+                .await;
+                results.push(one.map_err(DbError::from));
+            }
+            Ok::<_, diesel::result::Error>(results)
         })?)
     }
 
