@@ -134,10 +134,10 @@ impl MessageRow {
             let mut accepted = vec![false; batch.len()];
             let mut per_chat: std::collections::BTreeMap<i64, (i64, NaiveDateTime)> = std::collections::BTreeMap::new();
             for (i, m) in batch.iter().enumerate() {
-                if let Some(key) = m.client_id {
-                    if !taken.insert((m.chat_id, m.sender_id, key.to_owned())) {
-                        continue;
-                    }
+                if let Some(key) = m.client_id
+                    && !taken.insert((m.chat_id, m.sender_id, key.to_owned()))
+                {
+                    continue;
                 }
                 accepted[i] = true;
                 let entry = per_chat.entry(m.chat_id).or_insert((0, m.created_at));
