@@ -27,7 +27,11 @@ fi
 cleanup() {
   kill "${server_pid:-}" "${bare_pid:-}" 2>/dev/null || true
   wait 2>/dev/null || true
-  [ "$mode" = postgres ] && psql "$pg_admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1
+  if [ "$mode" = postgres ]; then
+    psql "$pg_admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1
+    redis-cli -u "${CHAT_TEST_REDIS_URL:-redis://127.0.0.1:6379}" --scan --pattern "bench$$:*" 2>/dev/null |
+      xargs -r -n 500 redis-cli -u "${CHAT_TEST_REDIS_URL:-redis://127.0.0.1:6379}" del >/dev/null 2>&1
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
