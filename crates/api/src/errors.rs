@@ -3,11 +3,10 @@
 
 use actix_web::body::MessageBody;
 use actix_web::dev::ServiceResponse;
-use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
-use actix_web::http::StatusCode;
+use actix_web::error::{PathError, QueryPayloadError};
 use actix_web::http::header;
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
-use actix_web::{HttpRequest, ResponseError, web};
+use actix_web::{ResponseError, web};
 use chat_domain::FieldErrors;
 
 use crate::{ApiError, MAX_BODY_BYTES};
@@ -52,33 +51,6 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result
             _ => json_error(&err),
         }
     })
-}
-
-fn json_payload_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
-    let api = match &err {
-        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("the body exceeds {MAX_BODY_BYTES} bytes"),
-            )
-        }
-        JsonPayloadError::ContentType => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the body as application/json",
-        ),
-        JsonPayloadError::Deserialize(e) => json_error(e),
-        other => ApiError::bad_request("bad_request", other.to_string()),
-    };
-    api.into()
-}
-
-/// JSON bodies: 64 KiB at most, errors as problem+json.
-pub fn json_config() -> web::JsonConfig {
-    web::JsonConfig::default()
-        .limit(MAX_BODY_BYTES)
-        .error_handler(json_payload_error)
 }
 
 /// Raw bodies (the dual JSON/form login): 64 KiB at most.
@@ -133,6 +105,7 @@ fn problemize<B: MessageBody + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actix_web::http::StatusCode;
 
     #[test]
     fn serde_messages_name_their_field() {

@@ -14,7 +14,7 @@ mod routes;
 
 use actix_web::web;
 
-pub use errors::{error_handlers, json_config, path_config, payload_config, query_config};
+pub use errors::{error_handlers, path_config, payload_config, query_config};
 pub use extract::{ApiJson, AuthUser, ClientAddr, ProxyPolicy};
 pub use metrics::Metrics;
 pub use openapi::{ApiDoc, openapi_json};
@@ -27,8 +27,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// operations endpoints. The caller adds app data ([`chat_services::AppContext`],
 /// [`Metrics`], [`ProxyPolicy`]) and the middleware.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(json_config())
-        .app_data(query_config())
+    cfg.app_data(query_config())
         .app_data(path_config())
         .app_data(payload_config())
         .service(web::scope("/api/v1").configure(routes::configure))

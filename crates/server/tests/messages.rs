@@ -274,6 +274,26 @@ async fn message_validation_and_membership(backend: Backend) -> anyhow::Result<(
     app.get(&path, Some(&outsider.access_token))
         .await?
         .expect_problem(403, "not_a_member")?;
+    app.post(
+        &format!("/api/v1/chats/{chat}/read"),
+        Some(&outsider.access_token),
+        json!({"seq": 1}),
+    )
+    .await?
+    .expect_problem(403, "not_a_member")?;
+    let first = app.get(&path, Some(&ann.access_token)).await?.json["items"][0]["id"]
+        .as_i64()
+        .unwrap_or_default();
+    app.patch(
+        &format!("{path}/{first}"),
+        Some(&outsider.access_token),
+        json!({"content": "hijack"}),
+    )
+    .await?
+    .expect_problem(403, "not_a_member")?;
+    app.delete(&format!("{path}/{first}"), Some(&outsider.access_token))
+        .await?
+        .expect_problem(403, "not_a_member")?;
     app.post(&path, None, json!({"content": "hi"}))
         .await?
         .expect_problem(401, "missing_token")?;

@@ -85,10 +85,15 @@ impl From<DbError> for ServiceError {
             DbError::InvalidInput(_) => {
                 ServiceError::invalid("body", "contains characters that cannot be stored")
             }
-            DbError::Conflict { constraint } => ServiceError::Conflict {
-                code: "conflict",
-                detail: format!("already exists ({constraint})"),
-            },
+            DbError::Conflict { constraint } => {
+                // Callers map the clashes they expect to precise codes; an unexpected one
+                // is logged with its constraint, which clients need not see.
+                tracing::warn!(constraint, "unmapped unique-constraint clash");
+                ServiceError::Conflict {
+                    code: "conflict",
+                    detail: "this conflicts with existing data".to_owned(),
+                }
+            }
             other => ServiceError::Internal(other.into()),
         }
     }
