@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::history::HistoryOutcome;
 use crate::scenario::Outcome;
 
 /// Resident memory of a process, in KiB (`VmRSS` of `/proc/<pid>/status`).
@@ -93,6 +94,45 @@ pub fn summary(report: &Value) -> String {
         err = report["errors"],
         closed = report["closed_by_server"],
         mem = f(&report["server_rss_kib_per_socket"]),
+        cpu = f(&report["server_cpu_cores"]),
+    )
+}
+
+/// The JSON form of a `history` run.
+pub fn history_json(label: &str, outcome: &HistoryOutcome, usage: &ServerUsage) -> Value {
+    let ms = |q: f64| outcome.latency.value_at_quantile(q) as f64 / 1000.0;
+    json!({
+        "target": label,
+        "connections": outcome.connections,
+        "requests_per_s": per_second(outcome.ok, outcome.window),
+        "requests": outcome.ok,
+        "errors": outcome.errors,
+        "mean_body_bytes": if outcome.ok > 0 { Some(outcome.body_bytes as f64 / outcome.ok as f64) } else { None },
+        "latency_ms": {"p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "max": outcome.latency.max() as f64 / 1000.0},
+        "reconnects": outcome.connects.saturating_sub(outcome.connections as u64),
+        "server_cpu_cores": usage.cpu_cores,
+    })
+}
+
+/// A human line of a `history` run.
+pub fn history_summary(report: &Value) -> String {
+    let f = |v: &Value| {
+        v.as_f64()
+            .map_or_else(|| "-".to_owned(), |x| format!("{x:.1}"))
+    };
+    format!(
+        "{target}: {conns} keep-alive clients | {rps} requests/s ({ok} ok), errors {err}, reconnects {rec} | latency p50 {p50} ms, p90 {p90} ms, p99 {p99} ms, max {max} ms | {bytes} body bytes/answer | server {cpu} cores",
+        target = report["target"].as_str().unwrap_or("?"),
+        conns = report["connections"],
+        rps = f(&report["requests_per_s"]),
+        ok = report["requests"],
+        err = report["errors"],
+        rec = report["reconnects"],
+        p50 = f(&report["latency_ms"]["p50"]),
+        p90 = f(&report["latency_ms"]["p90"]),
+        p99 = f(&report["latency_ms"]["p99"]),
+        max = f(&report["latency_ms"]["max"]),
+        bytes = f(&report["mean_body_bytes"]),
         cpu = f(&report["server_cpu_cores"]),
     )
 }

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::net::TcpSocket;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -28,8 +28,44 @@ pub const DRAIN_MAX: Duration = Duration::from_secs(30);
 /// Password of generated users.
 const PASSWORD: &str = "load generator password";
 
+/// How each sending socket sends (receiving is the same for every scenario).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum SendPlan {
+    /// No sends: sockets only receive (`idle`).
+    Idle,
+    /// `rate` messages per second per sender, phases spread so senders do not fire
+    /// together (`groups`).
+    Steady {
+        /// Messages per second per sender.
+        rate: f64,
+    },
+    /// `size` messages back to back (one flush) every `every`, all senders at the same
+    /// instant (`burst`).
+    Burst {
+        /// Messages per burst per sender.
+        size: u32,
+        /// Time between bursts.
+        every: Duration,
+    },
+}
+
+impl SendPlan {
+    /// Time between ticks and messages per tick (`None`: never sends).
+    fn schedule(self) -> Option<(Duration, u32)> {
+        match self {
+            SendPlan::Idle => None,
+            SendPlan::Steady { rate } if rate > 0.0 => {
+                Some((Duration::from_secs_f64(1.0 / rate), 1))
+            }
+            SendPlan::Steady { .. } => None,
+            SendPlan::Burst { size, every } if size > 0 && !every.is_zero() => Some((every, size)),
+            SendPlan::Burst { .. } => None,
+        }
+    }
+}
+
 /// What to run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Config {
     /// The server (or bare baseline) address.
     pub server: SocketAddr,
@@ -37,8 +73,10 @@ pub struct Config {
     pub connections: usize,
     /// Members per group (each socket is one member).
     pub group_size: usize,
-    /// Messages per second each socket sends (0: idle).
-    pub rate: f64,
+    /// How senders send.
+    pub plan: SendPlan,
+    /// Members of each group that send (the first ones); `None`: all of them.
+    pub senders: Option<usize>,
     /// Measured time.
     pub duration: Duration,
     /// Unmeasured time before it.
@@ -60,15 +98,19 @@ pub struct Config {
     pub drain_quiet: Duration,
 }
 
-/// One member: its socket's chat and credentials.
-#[derive(Debug, Clone)]
-struct Member {
-    chat: i64,
-    token: Option<String>,
+/// One member: its socket's chat, credentials, and whether it sends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Member {
+    /// Its chat (one socket on `/ws/chats/{chat}`).
+    pub chat: i64,
+    /// Access token (`None` against the bare baseline).
+    pub token: Option<String>,
+    /// Sends by the [`SendPlan`] (otherwise only receives).
+    pub sends: bool,
 }
 
 /// What a run measured.
-#[derive(Debug)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Outcome {
     /// Sockets connected.
     pub connections: usize,
@@ -94,9 +136,30 @@ pub struct Outcome {
     /// Sockets the server closed during the run (e.g. `4000 lagging`).
     pub closed_by_server: u64,
     /// Send → receive latency, microseconds (measured window only).
+    #[serde(with = "crate::histogram::counts")]
     pub latency: Histogram<u64>,
     /// The measured window.
     pub window: Duration,
+}
+
+impl Outcome {
+    /// Adds another shard's outcome (same scenario, same window, disjoint chats).
+    pub fn merge(&mut self, other: &Outcome) -> anyhow::Result<()> {
+        self.connections += other.connections;
+        self.sent += other.sent;
+        self.acked += other.acked;
+        self.unacked += other.unacked;
+        self.delivered += other.delivered;
+        self.delivered_total += other.delivered_total;
+        self.expected_total += other.expected_total;
+        self.lost += other.lost;
+        self.out_of_order += other.out_of_order;
+        self.errors += other.errors;
+        self.closed_by_server += other.closed_by_server;
+        self.latency.add(&other.latency)?;
+        self.window = self.window.max(other.window);
+        Ok(())
+    }
 }
 
 #[derive(Default)]
@@ -109,8 +172,12 @@ struct Counters {
     closed_by_server: AtomicU64,
 }
 
-async fn setup(config: &Config) -> anyhow::Result<Vec<Member>> {
-    let groups = config.connections.div_ceil(config.group_size.max(1));
+/// Creates the users, groups and memberships (nothing against the bare baseline) and
+/// returns one [`Member`] per socket, grouped by chat in order.
+pub async fn setup(config: &Config) -> anyhow::Result<Vec<Member>> {
+    let group_size = config.group_size.max(1);
+    let groups = config.connections.div_ceil(group_size);
+    let sends = |i: usize| config.senders.is_none_or(|s| i % group_size < s);
     if config.baseline {
         // The bare server keeps its rooms (and their seqs) between runs: use chat ids no
         // earlier run used.
@@ -121,82 +188,113 @@ async fn setup(config: &Config) -> anyhow::Result<Vec<Member>> {
             * 100_000;
         return Ok((0..config.connections)
             .map(|i| Member {
-                chat: base + (i / config.group_size.max(1)) as i64,
+                chat: base + (i / group_size) as i64,
                 token: None,
+                sends: sends(i),
             })
             .collect());
     }
     let addr = config.server;
-    let sign_ups = futures_util::stream::iter(0..config.connections)
-        .map(|i| {
-            let name = format!("lg{}_{i}", config.run_id);
-            async move {
-                let body = json!({"username": name, "email": format!("{name}@load.test"), "password": PASSWORD});
-                let answer = http::ok(addr, "POST", "/api/v1/auth/register", None, Some(&body)).await?;
-                anyhow::Ok((i, answer["access_token"].as_str().unwrap_or_default().to_owned()))
-            }
-        })
-        .buffer_unordered(config.setup_concurrency.max(1))
-        .collect::<Vec<_>>()
-        .await;
-    let mut tokens = vec![String::new(); config.connections];
-    for result in sign_ups {
-        let (i, token) = result?;
-        tokens[i] = token;
-    }
+    let tokens = register(
+        addr,
+        &config.run_id,
+        config.connections,
+        config.setup_concurrency,
+    )
+    .await?;
     let mut members = Vec::with_capacity(config.connections);
     for g in 0..groups {
-        let first = g * config.group_size;
-        let last = ((g + 1) * config.group_size).min(config.connections);
+        let first = g * group_size;
+        let last = ((g + 1) * group_size).min(config.connections);
         let owner = &tokens[first];
-        let body = json!({"name": format!("load {} {g}", config.run_id), "visibility": "public"});
-        let chat = http::ok(addr, "POST", "/api/v1/chats", Some(owner), Some(&body)).await?["id"]
-            .as_i64()
-            .ok_or_else(|| anyhow::anyhow!("no chat id"))?;
-        let joins = futures_util::stream::iter(first + 1..last)
-            .map(|i| {
-                let token = tokens[i].clone();
-                async move {
-                    http::ok(
-                        addr,
-                        "POST",
-                        &format!("/api/v1/chats/{chat}/join"),
-                        Some(&token),
-                        Some(&json!({})),
-                    )
-                    .await
-                }
-            })
-            .buffer_unordered(config.setup_concurrency.max(1))
-            .collect::<Vec<_>>()
-            .await;
-        for join in joins {
-            join?;
-        }
-        for token in &tokens[first..last] {
+        let chat = create_group(addr, owner, &format!("load {} {g}", config.run_id)).await?;
+        join_all(
+            addr,
+            chat,
+            &tokens[first + 1..last],
+            config.setup_concurrency,
+        )
+        .await?;
+        for (i, token) in tokens.iter().enumerate().take(last).skip(first) {
             members.push(Member {
                 chat,
                 token: Some(token.clone()),
+                sends: sends(i),
             });
         }
     }
     Ok(members)
 }
 
-async fn connect(
+/// Registers `count` users named after `run_id` and returns their access tokens.
+pub async fn register(
+    addr: SocketAddr,
+    run_id: &str,
+    count: usize,
+    concurrency: usize,
+) -> anyhow::Result<Vec<String>> {
+    let sign_ups = futures_util::stream::iter(0..count)
+        .map(|i| {
+            let name = format!("lg{run_id}_{i}");
+            async move {
+                let body = json!({"username": name, "email": format!("{name}@load.test"), "password": PASSWORD});
+                let answer = http::ok(addr, "POST", "/api/v1/auth/register", None, Some(&body)).await?;
+                anyhow::Ok((i, answer["access_token"].as_str().unwrap_or_default().to_owned()))
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await;
+    let mut tokens = vec![String::new(); count];
+    for result in sign_ups {
+        let (i, token) = result?;
+        tokens[i] = token;
+    }
+    Ok(tokens)
+}
+
+/// Creates a public group owned by `owner` and returns its id.
+pub async fn create_group(addr: SocketAddr, owner: &str, name: &str) -> anyhow::Result<i64> {
+    let body = json!({"name": name, "visibility": "public"});
+    http::ok(addr, "POST", "/api/v1/chats", Some(owner), Some(&body)).await?["id"]
+        .as_i64()
+        .ok_or_else(|| anyhow::anyhow!("no chat id"))
+}
+
+/// Joins every `tokens` user to the public group `chat`.
+pub async fn join_all(
+    addr: SocketAddr,
+    chat: i64,
+    tokens: &[String],
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let joins = futures_util::stream::iter(tokens.iter().cloned())
+        .map(|token| async move {
+            http::ok(
+                addr,
+                "POST",
+                &format!("/api/v1/chats/{chat}/join"),
+                Some(&token),
+                Some(&json!({})),
+            )
+            .await
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await;
+    for join in joins {
+        join?;
+    }
+    Ok(())
+}
+
+/// Opens one WebSocket on `/ws/chats/{chat}`, from `sources[index % len]` if any.
+pub async fn connect(
     config: &Config,
     member: &Member,
     index: usize,
 ) -> anyhow::Result<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>> {
-    let socket = match config.server {
-        SocketAddr::V4(_) => TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => TcpSocket::new_v6()?,
-    };
-    if let Some(source) = config.sources.get(index % config.sources.len().max(1)) {
-        socket.bind(SocketAddr::new(*source, 0))?;
-    }
-    let stream = socket.connect(config.server).await?;
-    stream.set_nodelay(true)?;
+    let stream = http::connect_from(config.server, &config.sources, index).await?;
     let mut request =
         format!("ws://{}/ws/chats/{}", config.server, member.chat).into_client_request()?;
     if let Some(token) = &member.token {
@@ -220,11 +318,48 @@ fn micros_since(start: Instant) -> u64 {
 /// `on_connected` runs once every socket is open (memory is read there).
 pub async fn run(config: Config, on_connected: impl FnOnce(usize)) -> anyhow::Result<Outcome> {
     let members = setup(&config).await?;
-    let counters = Arc::new(Counters::default());
+    run_members(config, members, async |n| {
+        on_connected(n);
+        Ok(())
+    })
+    .await
+}
+
+/// What every socket's task shares.
+struct Shared {
+    config: Config,
+    counters: Counters,
+    start: Instant,
+    /// Measured window, microseconds since `start`.
+    window: std::ops::Range<u64>,
+    send_until: Instant,
+    padding: String,
+}
+
+/// What one socket's task saw.
+struct SocketResult {
+    chat: i64,
+    sent: u64,
+    acked: u64,
+    receiver: Receiver,
+    latency: Histogram<u64>,
+}
+
+/// Connects one socket per member (set up already, e.g. by another process), waits for
+/// `on_connected` (memory is read there; several processes synchronise there; its
+/// error ends the run), then runs
+/// the senders and receivers and accounts. Accounting is exact when every member of a
+/// chat is in `members`.
+pub async fn run_members(
+    config: Config,
+    members: Vec<Member>,
+    on_connected: impl AsyncFnOnce(usize) -> anyhow::Result<()>,
+) -> anyhow::Result<Outcome> {
+    let counters = Counters::default();
     let mut sockets = Vec::with_capacity(members.len());
     for (i, member) in members.iter().enumerate() {
         match connect(&config, member, i).await {
-            Ok(ws) => sockets.push((member.chat, ws)),
+            Ok(ws) => sockets.push((member.chat, member.sends, ws)),
             Err(err) => {
                 counters.errors.fetch_add(1, Ordering::Relaxed);
                 if counters.errors.load(Ordering::Relaxed) <= 3 {
@@ -233,96 +368,31 @@ pub async fn run(config: Config, on_connected: impl FnOnce(usize)) -> anyhow::Re
             }
         }
     }
-    on_connected(sockets.len());
+    on_connected(sockets.len()).await?;
     let mut members_per_chat: HashMap<i64, u64> = HashMap::new();
-    for (chat, _) in &sockets {
+    for (chat, _, _) in &sockets {
         *members_per_chat.entry(*chat).or_default() += 1;
     }
     let start = Instant::now();
     let window_start = micros_since(start) + u64::try_from(config.warmup.as_micros()).unwrap_or(0);
     let window_end = window_start + u64::try_from(config.duration.as_micros()).unwrap_or(0);
-    let send_until = start + config.warmup + config.duration;
-    let padding = "x".repeat(config.message_bytes.saturating_sub(24));
+    let shared = Arc::new(Shared {
+        send_until: start + config.warmup + config.duration,
+        padding: "x".repeat(config.message_bytes.saturating_sub(24)),
+        config,
+        counters,
+        start,
+        window: window_start..window_end,
+    });
     let mut tasks = Vec::new();
-    for (index, (chat, ws)) in sockets.into_iter().enumerate() {
-        let counters = counters.clone();
-        let padding = padding.clone();
-        let config = config.clone();
-        tasks.push(tokio::spawn(async move {
-            let (mut sink, mut stream) = ws.split();
-            let mut receiver = Receiver::default();
-            receiver.follow(chat, 1);
-            let mut latency = latency_histogram();
-            let mut sent_here: u64 = 0;
-            let mut acked_here: u64 = 0;
-            let period = if config.rate > 0.0 { Duration::from_secs_f64(1.0 / config.rate) } else { Duration::from_secs(3600) };
-            // Spread the senders' phases so they do not all fire at once.
-            let phase = period.mul_f64((index % 1000) as f64 / 1000.0);
-            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + phase, period);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let drain_cap = send_until + DRAIN_MAX;
-            let mut drain_until = send_until + config.drain_quiet;
-            let mut seen: u64 = 0;
-            loop {
-                tokio::select! {
-                    _ = ticker.tick(), if config.rate > 0.0 && Instant::now() < send_until => {
-                        let now = micros_since(start);
-                        let text = format!("t={now};{padding}");
-                        if sink.send(Message::text(json!({"message": text}).to_string())).await.is_err() {
-                            counters.errors.fetch_add(1, Ordering::Relaxed);
-                            break;
-                        }
-                        sent_here += 1;
-                        if (window_start..window_end).contains(&now) {
-                            counters.sent.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    frame = stream.next() => {
-                        let Some(Ok(frame)) = frame else { break };
-                        if let Message::Close(reason) = &frame {
-                            counters.closed_by_server.fetch_add(1, Ordering::Relaxed);
-                            if counters.closed_by_server.load(Ordering::Relaxed) <= 3 {
-                                eprintln!("server closed a socket: {reason:?}");
-                            }
-                            break;
-                        }
-                        drain_until = (Instant::now().max(send_until) + config.drain_quiet).min(drain_cap);
-                        let Message::Text(text) = frame else { continue };
-                        let now = micros_since(start);
-                        let Ok(event) = serde_json::from_str::<Value>(&text) else { continue };
-                        match event["type"].as_str() {
-                            Some("chat.message") => {
-                                seen += 1;
-                                if config.drop_every.is_some_and(|n| seen.is_multiple_of(n)) {
-                                    continue;
-                                }
-                                let seq = event["seq"].as_i64().unwrap_or_default();
-                                receiver.observe(event["chat_id"].as_i64().unwrap_or(chat), seq);
-                                counters.delivered_total.fetch_add(1, Ordering::Relaxed);
-                                let sent_at = event["message"].as_str().and_then(|m| m.strip_prefix("t=")).and_then(|m| m.split(';').next()).and_then(|t| t.parse::<u64>().ok());
-                                if let Some(sent_at) = sent_at.filter(|t| (window_start..window_end).contains(t)) {
-                                    counters.delivered.fetch_add(1, Ordering::Relaxed);
-                                    let _ = latency.record(now.saturating_sub(sent_at).max(1));
-                                }
-                            }
-                            Some("ack") => {
-                                acked_here += 1;
-                                if (window_start..window_end).contains(&now) {
-                                    counters.acked.fetch_add(1, Ordering::Relaxed);
-                                }
-                            }
-                            Some("error") => {
-                                counters.errors.fetch_add(1, Ordering::Relaxed);
-                            }
-                            _ => {}
-                        }
-                    }
-                    _ = tokio::time::sleep_until(tokio::time::Instant::from_std(drain_until)) => break,
-                }
-            }
-            let _ = sink.close().await;
-            (chat, sent_here, acked_here, receiver, latency)
-        }));
+    for (index, (chat, sends, ws)) in sockets.into_iter().enumerate() {
+        tasks.push(tokio::spawn(socket_loop(
+            shared.clone(),
+            index,
+            chat,
+            sends,
+            ws,
+        )));
     }
     let mut latency = latency_histogram();
     // Expected at receivers: what the server stored (acknowledged); chats are fresh, so
@@ -331,11 +401,12 @@ pub async fn run(config: Config, on_connected: impl FnOnce(usize)) -> anyhow::Re
     let mut unacked = 0;
     let mut receivers = Vec::new();
     for task in tasks {
-        let (chat, sent, acked, receiver, hist) = task.await?;
-        *stored_per_chat.entry(chat).or_default() += i64::try_from(acked).unwrap_or(i64::MAX);
-        unacked += sent.saturating_sub(acked);
-        latency.add(&hist)?;
-        receivers.push(receiver);
+        let result = task.await?;
+        *stored_per_chat.entry(result.chat).or_default() +=
+            i64::try_from(result.acked).unwrap_or(i64::MAX);
+        unacked += result.sent.saturating_sub(result.acked);
+        latency.add(&result.latency)?;
+        receivers.push(result.receiver);
     }
     let (mut lost, mut out_of_order) = (0, 0);
     for receiver in &receivers {
@@ -349,6 +420,7 @@ pub async fn run(config: Config, on_connected: impl FnOnce(usize)) -> anyhow::Re
             u64::try_from(*sent).unwrap_or(0) * members_per_chat.get(chat).copied().unwrap_or(0)
         })
         .sum();
+    let counters = &shared.counters;
     Ok(Outcome {
         connections: receivers.len(),
         sent: counters.sent.load(Ordering::Relaxed),
@@ -362,15 +434,118 @@ pub async fn run(config: Config, on_connected: impl FnOnce(usize)) -> anyhow::Re
         errors: counters.errors.load(Ordering::Relaxed),
         closed_by_server: counters.closed_by_server.load(Ordering::Relaxed),
         latency,
-        window: config.duration,
+        window: shared.config.duration,
     })
 }
 
-/// Latencies from 1 µs to 60 s at 3 significant digits.
-pub fn latency_histogram() -> Histogram<u64> {
-    #[expect(
-        clippy::expect_used,
-        reason = "constant, valid bounds: 1 < 60e6 and 3 significant digits"
-    )]
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+/// One socket: sends by the plan (if it is a sender) and accounts every frame it gets,
+/// until the senders have stopped and the socket has been quiet for the drain time.
+async fn socket_loop(
+    shared: Arc<Shared>,
+    index: usize,
+    chat: i64,
+    sends: bool,
+    ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+) -> SocketResult {
+    let Shared {
+        config,
+        counters,
+        start,
+        window,
+        send_until,
+        padding,
+    } = &*shared;
+    let (start, send_until) = (*start, *send_until);
+    let (mut sink, mut stream) = ws.split();
+    let mut receiver = Receiver::default();
+    receiver.follow(chat, 1);
+    let mut latency = latency_histogram();
+    let (mut sent_here, mut acked_here) = (0_u64, 0_u64);
+    let schedule = config.plan.schedule().filter(|_| sends);
+    let (period, per_tick) = schedule.unwrap_or((Duration::from_secs(3600), 0));
+    // Steady senders spread their phases so they do not all fire at once; bursts are
+    // simultaneous on purpose.
+    let phase = match config.plan {
+        SendPlan::Steady { .. } => period.mul_f64((index % 1000) as f64 / 1000.0),
+        SendPlan::Idle | SendPlan::Burst { .. } => Duration::ZERO,
+    };
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + phase, period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let drain_cap = send_until + DRAIN_MAX;
+    let mut drain_until = send_until + config.drain_quiet;
+    let mut seen: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = ticker.tick(), if schedule.is_some() && Instant::now() < send_until => {
+                let mut failed = false;
+                for _ in 0..per_tick {
+                    let now = micros_since(start);
+                    let text = format!("t={now};{padding}");
+                    if sink.feed(Message::text(json!({"message": text}).to_string())).await.is_err() {
+                        failed = true;
+                        break;
+                    }
+                    sent_here += 1;
+                    if window.contains(&now) {
+                        counters.sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                if failed || sink.flush().await.is_err() {
+                    counters.errors.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+            }
+            frame = stream.next() => {
+                let Some(Ok(frame)) = frame else { break };
+                if let Message::Close(reason) = &frame {
+                    counters.closed_by_server.fetch_add(1, Ordering::Relaxed);
+                    if counters.closed_by_server.load(Ordering::Relaxed) <= 3 {
+                        eprintln!("server closed a socket: {reason:?}");
+                    }
+                    break;
+                }
+                drain_until = (Instant::now().max(send_until) + config.drain_quiet).min(drain_cap);
+                let Message::Text(text) = frame else { continue };
+                let now = micros_since(start);
+                let Ok(event) = serde_json::from_str::<Value>(&text) else { continue };
+                match event["type"].as_str() {
+                    Some("chat.message") => {
+                        seen += 1;
+                        if config.drop_every.is_some_and(|n| seen.is_multiple_of(n)) {
+                            continue;
+                        }
+                        let seq = event["seq"].as_i64().unwrap_or_default();
+                        receiver.observe(event["chat_id"].as_i64().unwrap_or(chat), seq);
+                        counters.delivered_total.fetch_add(1, Ordering::Relaxed);
+                        let sent_at = event["message"].as_str().and_then(|m| m.strip_prefix("t=")).and_then(|m| m.split(';').next()).and_then(|t| t.parse::<u64>().ok());
+                        if let Some(sent_at) = sent_at.filter(|t| window.contains(t)) {
+                            counters.delivered.fetch_add(1, Ordering::Relaxed);
+                            let _ = latency.record(now.saturating_sub(sent_at).max(1));
+                        }
+                    }
+                    Some("ack") => {
+                        acked_here += 1;
+                        if window.contains(&now) {
+                            counters.acked.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Some("error") => {
+                        counters.errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+            }
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(drain_until)) => break,
+        }
+    }
+    let _ = sink.close().await;
+    SocketResult {
+        chat,
+        sent: sent_here,
+        acked: acked_here,
+        receiver,
+        latency,
+    }
 }
+
+pub use crate::histogram::latency_histogram;

@@ -2,18 +2,39 @@
 //! real sockets and reports. See docs/benchmarks.md.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
+use chat_loadgen::history::{self, HistoryConfig, HistoryOutcome, Target};
 use chat_loadgen::report::{self, ServerUsage};
-use chat_loadgen::scenario::{self, Config};
+use chat_loadgen::scenario::{self, Config, Member, Outcome, SendPlan};
+use chat_loadgen::shard::{self, ChildShard, ShardId};
 use clap::{Parser, ValueEnum};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Scenario {
     /// Open the sockets and hold them: memory per socket.
     Idle,
     /// Groups of sockets, each sending steadily: throughput, latency, loss.
     Groups,
+    /// One big group (--connections members), --senders of them sending --burst
+    /// messages back to back every --burst-interval-ms: latency, loss, order.
+    Burst,
+    /// Keep-alive HTTP clients reading history pages: requests/s, latency, errors.
+    History,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Idle => "idle",
+            Scenario::Groups => "groups",
+            Scenario::Burst => "burst",
+            Scenario::History => "history",
+        }
+    }
 }
 
 /// Load generator for the chat server.
@@ -35,19 +56,35 @@ struct Args {
     /// Its process id.
     #[arg(long)]
     baseline_pid: Option<u32>,
-    /// Sockets.
-    #[arg(long, default_value_t = 100)]
-    connections: usize,
-    /// Members per group.
+    /// Sockets (idle, groups: default 100; burst: the group's size, default 1000) or
+    /// keep-alive HTTP clients (history: default 32).
+    #[arg(long)]
+    connections: Option<usize>,
+    /// Members per group (idle, groups).
     #[arg(long, default_value_t = 10)]
     group_size: usize,
     /// Messages per second per socket (groups).
     #[arg(long, default_value_t = 1.0)]
     rate: f64,
+    /// Members of the group that send (burst).
+    #[arg(long, default_value_t = 10)]
+    senders: usize,
+    /// Messages each sender sends back to back per burst (burst).
+    #[arg(long, default_value_t = 20)]
+    burst: u32,
+    /// Milliseconds between bursts (burst).
+    #[arg(long, default_value_t = 1000)]
+    burst_interval_ms: u64,
+    /// Messages stored before the run (history).
+    #[arg(long, default_value_t = 1000)]
+    messages: u64,
+    /// `limit` of each history page (history).
+    #[arg(long, default_value_t = 50)]
+    page: u32,
     /// Measured seconds.
     #[arg(long, default_value_t = 10)]
     duration: u64,
-    /// Warm-up seconds.
+    /// Warm-up seconds (not idle).
     #[arg(long, default_value_t = 2)]
     warmup: u64,
     /// Source addresses to spread sockets over (127.0.0.2,127.0.0.3,…).
@@ -59,6 +96,209 @@ struct Args {
     /// Concurrent set-up requests.
     #[arg(long, default_value_t = 16)]
     setup_concurrency: usize,
+    /// After the senders stop, receivers wait this long past their last frame.
+    #[arg(long, default_value_t = 8000)]
+    drain_quiet_ms: u64,
+    /// Load-generator processes (each opens its share of the sockets; a process may
+    /// hold at most 20 000 open files here). Not for burst (one group, one process).
+    #[arg(long, default_value_t = 1)]
+    processes: usize,
+    /// Internal: this process is shard i/N of a run started with --processes.
+    #[arg(long, hide = true, requires = "shard_file")]
+    shard: Option<ShardId>,
+    /// Internal: the shard's set-up data.
+    #[arg(long, hide = true)]
+    shard_file: Option<PathBuf>,
+}
+
+/// What a child process runs (the contents of its shard file).
+#[derive(Debug, Serialize, Deserialize)]
+enum ShardJob {
+    Sockets {
+        config: Config,
+        members: Vec<Member>,
+    },
+    History {
+        config: HistoryConfig,
+        target: Target,
+    },
+}
+
+impl Args {
+    fn connections(&self) -> usize {
+        self.connections.unwrap_or(match self.scenario {
+            Scenario::Idle | Scenario::Groups => 100,
+            Scenario::Burst => 1000,
+            Scenario::History => 32,
+        })
+    }
+
+    fn sockets_config(&self, server: SocketAddr, baseline: bool, run_id: String) -> Config {
+        let connections = self.connections();
+        let (plan, group_size, senders, warmup) = match self.scenario {
+            Scenario::Idle | Scenario::History => {
+                (SendPlan::Idle, self.group_size, None, Duration::ZERO)
+            }
+            Scenario::Groups => (
+                SendPlan::Steady { rate: self.rate },
+                self.group_size,
+                None,
+                Duration::from_secs(self.warmup),
+            ),
+            Scenario::Burst => (
+                SendPlan::Burst {
+                    size: self.burst,
+                    every: Duration::from_millis(self.burst_interval_ms),
+                },
+                connections,
+                Some(self.senders),
+                Duration::from_secs(self.warmup),
+            ),
+        };
+        Config {
+            server,
+            connections,
+            group_size,
+            plan,
+            senders,
+            duration: Duration::from_secs(self.duration),
+            warmup,
+            sources: self.sources.clone(),
+            baseline,
+            message_bytes: self.message_bytes,
+            run_id,
+            drop_every: None,
+            setup_concurrency: self.setup_concurrency,
+            drain_quiet: Duration::from_millis(self.drain_quiet_ms),
+        }
+    }
+
+    fn history_config(&self, server: SocketAddr, baseline: bool, run_id: String) -> HistoryConfig {
+        HistoryConfig {
+            server,
+            connections: self.connections(),
+            messages: self.messages,
+            page: self.page,
+            duration: Duration::from_secs(self.duration),
+            warmup: Duration::from_secs(self.warmup),
+            sources: self.sources.clone(),
+            baseline,
+            message_bytes: self.message_bytes,
+            run_id,
+            setup_concurrency: self.setup_concurrency,
+        }
+    }
+}
+
+/// Starts shards 1..N (shard 0 is this process) with their jobs.
+fn spawn_children(
+    args: &Args,
+    run_id: &str,
+    label: &str,
+    jobs: Vec<ShardJob>,
+) -> anyhow::Result<Vec<ChildShard>> {
+    let exe = std::env::current_exe()?;
+    let count = jobs.len() + 1;
+    let target = label.replace(' ', "-");
+    jobs.into_iter()
+        .enumerate()
+        .map(|(i, job)| {
+            let file = shard::shard_file_path(run_id, &target, i + 1);
+            shard::write_shard_file(&file, &job)?;
+            ChildShard::spawn(
+                &exe,
+                args.scenario.name(),
+                ShardId {
+                    index: i + 1,
+                    count,
+                },
+                file,
+            )
+        })
+        .collect()
+}
+
+/// Once this process's share is connected: waits for every child's `connected`, reads
+/// the server's memory, and lets every child go.
+async fn all_connected(
+    children: &mut [ChildShard],
+    pid: Option<u32>,
+    rss: &mut Option<u64>,
+) -> anyhow::Result<()> {
+    for child in children.iter_mut() {
+        child.connected().await?;
+    }
+    *rss = pid.and_then(report::rss_kib);
+    for child in children.iter_mut() {
+        child.go().await?;
+    }
+    Ok(())
+}
+
+async fn run_sockets(
+    args: &Args,
+    config: Config,
+    label: &str,
+    pid: Option<u32>,
+    usage: &mut ServerUsage,
+) -> anyhow::Result<Outcome> {
+    let run_id = config.run_id.clone();
+    let members = scenario::setup(&config).await?;
+    let mut shards = shard::split_by_chat(members, args.processes).into_iter();
+    let local = shards.next().unwrap_or_default();
+    let jobs = shards
+        .map(|members| ShardJob::Sockets {
+            config: config.clone(),
+            members,
+        })
+        .collect();
+    let mut children = spawn_children(args, &run_id, label, jobs)?;
+    let mut rss = None;
+    let mut outcome = scenario::run_members(config, local, async |_| {
+        all_connected(&mut children, pid, &mut rss).await
+    })
+    .await?;
+    usage.rss_connected_kib = rss;
+    for child in children {
+        outcome.merge(&child.outcome::<Outcome>().await?)?;
+    }
+    Ok(outcome)
+}
+
+async fn run_history(
+    args: &Args,
+    config: HistoryConfig,
+    label: &str,
+    pid: Option<u32>,
+    cpu: &mut Option<(Duration, Instant)>,
+) -> anyhow::Result<HistoryOutcome> {
+    let run_id = config.run_id.clone();
+    let target = history::setup(&config).await?;
+    let mut shares = shard::share(config.connections, args.processes).into_iter();
+    let mut local = config.clone();
+    local.connections = shares.next().unwrap_or(0);
+    let jobs = shares
+        .map(|connections| ShardJob::History {
+            config: HistoryConfig {
+                connections,
+                ..config.clone()
+            },
+            target: target.clone(),
+        })
+        .collect();
+    let mut children = spawn_children(args, &run_id, label, jobs)?;
+    let mut rss = None;
+    let mut outcome = history::run_clients(local, target, async |_| {
+        all_connected(&mut children, pid, &mut rss).await?;
+        // Server CPU over the load only (the set-up stored the messages).
+        *cpu = pid.and_then(report::cpu_time).map(|t| (t, Instant::now()));
+        Ok(())
+    })
+    .await?;
+    for child in children {
+        outcome.merge(&child.outcome::<HistoryOutcome>().await?)?;
+    }
+    Ok(outcome)
 }
 
 async fn one(
@@ -67,57 +307,81 @@ async fn one(
     server: SocketAddr,
     pid: Option<u32>,
     baseline: bool,
-) -> anyhow::Result<serde_json::Value> {
+) -> anyhow::Result<Value> {
     let run_id = format!(
         "{:x}",
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_millis()
     );
-    let (rate, duration, warmup) = match args.scenario {
-        Scenario::Idle => (0.0, Duration::from_secs(args.duration), Duration::ZERO),
-        Scenario::Groups => (
-            args.rate,
-            Duration::from_secs(args.duration),
-            Duration::from_secs(args.warmup),
-        ),
-    };
-    let config = Config {
-        server,
-        connections: args.connections,
-        group_size: args.group_size,
-        rate,
-        duration,
-        warmup,
-        sources: args.sources.clone(),
-        baseline,
-        message_bytes: args.message_bytes,
-        run_id,
-        drop_every: None,
-        setup_concurrency: args.setup_concurrency,
-        drain_quiet: scenario::DRAIN_QUIET,
-    };
     let mut usage = ServerUsage {
         rss_before_kib: pid.and_then(report::rss_kib),
         ..ServerUsage::default()
     };
-    let cpu_before = pid.and_then(report::cpu_time);
-    let started = std::time::Instant::now();
-    let mut rss_connected = None;
-    let outcome = scenario::run(config, |_| rss_connected = pid.and_then(report::rss_kib)).await?;
-    usage.rss_connected_kib = rss_connected;
-    if let (Some(before), Some(after)) = (cpu_before, pid.and_then(report::cpu_time)) {
-        usage.cpu_cores = Some((after - before).as_secs_f64() / started.elapsed().as_secs_f64());
+    let mut cpu = pid.and_then(report::cpu_time).map(|t| (t, Instant::now()));
+    let report = if args.scenario == Scenario::History {
+        let config = args.history_config(server, baseline, run_id);
+        let outcome = run_history(args, config, label, pid, &mut cpu).await?;
+        cpu_cores(&mut usage, pid, cpu);
+        report::history_json(label, &outcome, &usage)
+    } else {
+        let config = args.sockets_config(server, baseline, run_id);
+        let outcome = run_sockets(args, config, label, pid, &mut usage).await?;
+        cpu_cores(&mut usage, pid, cpu);
+        report::to_json(label, &outcome, &usage)
+    };
+    Ok(report)
+}
+
+fn cpu_cores(usage: &mut ServerUsage, pid: Option<u32>, before: Option<(Duration, Instant)>) {
+    if let (Some((before, since)), Some(after)) = (before, pid.and_then(report::cpu_time)) {
+        usage.cpu_cores =
+            Some((after.saturating_sub(before)).as_secs_f64() / since.elapsed().as_secs_f64());
     }
-    Ok(report::to_json(label, &outcome, &usage))
+}
+
+/// A child process: runs its shard and reports over stdout (see `chat_loadgen::shard`).
+async fn child(file: &std::path::Path) -> anyhow::Result<()> {
+    match shard::read_shard_file::<ShardJob>(file)? {
+        ShardJob::Sockets { config, members } => {
+            let outcome =
+                scenario::run_members(config, members, async |n| shard::child_connected(n).await)
+                    .await?;
+            shard::child_outcome(&outcome).await
+        }
+        ShardJob::History { config, target } => {
+            let outcome =
+                history::run_clients(config, target, async |n| shard::child_connected(n).await)
+                    .await?;
+            shard::child_outcome(&outcome).await
+        }
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let (Some(_), Some(file)) = (args.shard, &args.shard_file) {
+        return child(file).await;
+    }
+    anyhow::ensure!(args.processes >= 1, "--processes must be at least 1");
+    anyhow::ensure!(
+        args.processes == 1 || args.scenario != Scenario::Burst,
+        "burst runs its one group in one process: use --processes 1"
+    );
+    let history = args.scenario == Scenario::History;
+    let summary = if history {
+        report::history_summary
+    } else {
+        report::summary
+    };
     let server = one(&args, "server", args.server, args.server_pid, false).await?;
-    println!("{}", report::summary(&server));
-    let mut line = serde_json::json!({"scenario": format!("{:?}", args.scenario).to_lowercase(), "server": server});
+    println!("{}", summary(&server));
+    let mut line = json!({
+        "scenario": args.scenario.name(),
+        "processes": args.processes,
+        "server": server,
+    });
     if let Some(baseline_addr) = args.baseline {
         let baseline = one(
             &args,
@@ -127,19 +391,29 @@ async fn main() -> anyhow::Result<()> {
             true,
         )
         .await?;
-        println!("{}", report::summary(&baseline));
+        println!("{}", summary(&baseline));
         let ratio = |key: &str| match (server[key].as_f64(), baseline[key].as_f64()) {
-            (Some(s), Some(b)) if b > 0.0 => serde_json::json!(s / b),
-            _ => serde_json::Value::Null,
+            (Some(s), Some(b)) if b > 0.0 => json!(s / b),
+            _ => Value::Null,
         };
-        let ratios = serde_json::json!({
-            "deliveries_per_s": ratio("deliveries_per_s"),
-            "server_rss_kib_per_socket": ratio("server_rss_kib_per_socket"),
-        });
-        println!(
-            "server / bare fan-out: deliveries {}, memory per socket {}",
-            ratios["deliveries_per_s"], ratios["server_rss_kib_per_socket"]
-        );
+        let ratios = if history {
+            let ratios = json!({"requests_per_s": ratio("requests_per_s")});
+            println!(
+                "server / bare HTTP: requests/s {}",
+                ratios["requests_per_s"]
+            );
+            ratios
+        } else {
+            let ratios = json!({
+                "deliveries_per_s": ratio("deliveries_per_s"),
+                "server_rss_kib_per_socket": ratio("server_rss_kib_per_socket"),
+            });
+            println!(
+                "server / bare fan-out: deliveries {}, memory per socket {}",
+                ratios["deliveries_per_s"], ratios["server_rss_kib_per_socket"]
+            );
+            ratios
+        };
         line["baseline"] = baseline;
         line["ratio"] = ratios;
     }
