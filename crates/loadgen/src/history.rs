@@ -246,8 +246,9 @@ async fn client_loop(
         .get(index % target.tokens.len().max(1))
         .cloned()
         .flatten();
-    let mut rng =
-        Rng(0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9));
+    // Seeded per client and per process (the processes of one run reuse indices).
+    let seed = (index as u64 + 1) ^ (u64::from(std::process::id()) << 32);
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ seed.wrapping_mul(0xBF58_476D_1CE4_E5B9));
     let (chat, page_seqs) = (target.chat, u64::try_from(target.last_seq).unwrap_or(0));
     let mut failures_in_a_row = 0_u32;
     loop {
