@@ -1,7 +1,5 @@
 //! Close codes and reasons (see docs/protocol.md).
 
-use actix_ws::{CloseCode, CloseReason};
-
 /// Why the server closes a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Closing {
@@ -53,14 +51,6 @@ impl Closing {
             Closing::TooLarge => "frame too large",
             Closing::Idle => "idle timeout",
             Closing::GoingAway => "server going away",
-        }
-    }
-
-    /// As actix-ws wants it.
-    pub fn close_reason(self) -> CloseReason {
-        CloseReason {
-            code: CloseCode::Other(self.code()),
-            description: Some(self.reason().to_owned()),
         }
     }
 }

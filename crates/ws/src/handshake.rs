@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use actix_web::body::{BodyStream, BoxBody};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -12,7 +13,9 @@ use chat_services::chats::{authorize_socket, my_chat_positions, open_direct};
 use chat_services::{AppContext, ServiceError};
 use serde::Deserialize;
 
+use crate::frames::Inbound;
 use crate::hub::{Hub, Scope};
+use crate::outbox::OutboundBody;
 use crate::protocol::{FrameError, MAX_FRAME_BYTES, MAX_RETRIEVE, service_error};
 use crate::session::Connection;
 
@@ -158,17 +161,14 @@ async fn upgrade(
     history: Option<i64>,
     accepted: Accepted,
 ) -> HttpResponse {
-    let (response, session, stream) =
-        match actix_ws::handle_with_protocols(&req, body, &[SUBPROTOCOL]) {
-            Ok(parts) => parts,
-            Err(err) => {
-                return refuse(StatusCode::BAD_REQUEST, "not_a_websocket", &err.to_string());
-            }
-        };
-    let stream = stream
-        .max_frame_size(MAX_FRAME_BYTES)
-        .aggregate_continuations()
-        .max_continuation_size(MAX_FRAME_BYTES);
+    let mut response = match actix_http::ws::handshake(req.head()) {
+        Ok(response) => response,
+        Err(err) => return refuse(StatusCode::BAD_REQUEST, "not_a_websocket", &err.to_string()),
+    };
+    if offers_subprotocol(&req) {
+        response.insert_header((header::SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL));
+    }
+    let inbound = Inbound::new(body.into_inner(), MAX_FRAME_BYTES);
     let hub: Arc<Hub> = hub.into_inner();
     let registration = hub.register(
         accepted.principal.user_id,
@@ -177,15 +177,28 @@ async fn upgrade(
         &accepted.chats,
     );
     let connection = Connection {
-        ctx: ctx.get_ref().clone(),
+        ctx: ctx.into_inner(),
         hub,
         principal: accepted.principal,
         scope: accepted.scope,
         registration,
         history,
     };
-    actix_web::rt::spawn(connection.run(session, stream));
-    response
+    let outbound = OutboundBody::new(connection.registration.outbound.clone());
+    actix_web::rt::spawn(connection.run(inbound));
+    match response.message_body(BoxBody::new(BodyStream::new(outbound))) {
+        Ok(response) => HttpResponse::from(response),
+        Err(err) => HttpResponse::from_error(err),
+    }
+}
+
+/// Does the client offer the `chat` sub-protocol (`Sec-WebSocket-Protocol: chat, <token>`)?
+fn offers_subprotocol(req: &HttpRequest) -> bool {
+    req.headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == SUBPROTOCOL)
 }
 
 async fn checked(

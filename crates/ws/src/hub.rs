@@ -1,8 +1,8 @@
 //! The hub: which socket follows which chat, and delivery of bus events to them.
 //!
 //! One router task per process reads the event bus in order and, for each event,
-//! pushes the already-serialized payload (`Arc<str>`, shared) into the bounded queue of
-//! every socket that follows the event's chat or user. A full queue never blocks the
+//! encodes the event's frame once and pushes it (`Bytes`, shared) into the bounded
+//! outbox of every socket that follows the event's chat or user. A full queue never blocks the
 //! router: that socket is told to close as lagging, and recovers by sequence number.
 //!
 //! Membership changes are applied as their events pass: `chat.member_joined` adds the
@@ -19,11 +19,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use actix_web::web::Bytes;
 use chat_services::events::BusMessage;
 use serde::Deserialize;
-use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::sync::{Notify, broadcast};
 
 use crate::close::Closing;
+use crate::frames;
+use crate::outbox::{Outbox, Refused};
 
 /// Outbound frames a socket may have queued before it counts as lagging.
 pub const OUTBOUND_QUEUE: usize = 1024;
@@ -79,14 +82,14 @@ struct Conn {
     scope: Scope,
     /// The chats it follows (so unregistering touches only those).
     chats: HashSet<i64>,
-    tx: mpsc::Sender<Arc<str>>,
+    outbox: Arc<Outbox>,
     close: Arc<CloseSignal>,
 }
 
 #[derive(Default)]
 struct ChatOrder {
     next: Option<i64>,
-    held: BTreeMap<i64, (Arc<str>, Instant)>,
+    held: BTreeMap<i64, (Bytes, Instant)>,
 }
 
 #[derive(Default)]
@@ -101,8 +104,8 @@ struct State {
 pub struct Registration {
     /// Its id (to unregister).
     pub id: ConnId,
-    /// Frames to send.
-    pub outbound: mpsc::Receiver<Arc<str>>,
+    /// Frames to send (drained by the connection's response body).
+    pub outbound: Arc<Outbox>,
     /// Close requests.
     pub close: Arc<CloseSignal>,
 }
@@ -146,7 +149,7 @@ impl Hub {
         chats: &[(i64, i64)],
     ) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, outbound) = mpsc::channel(OUTBOUND_QUEUE);
+        let outbound = Outbox::new(OUTBOUND_QUEUE);
         let close = Arc::new(CloseSignal::default());
         let mut state = self.lock();
         state.by_user.entry(user_id).or_default().insert(id);
@@ -157,7 +160,7 @@ impl Hub {
                 session_id: session_id.to_owned(),
                 scope,
                 chats: HashSet::new(),
-                tx,
+                outbox: outbound.clone(),
                 close: close.clone(),
             },
         );
@@ -202,7 +205,7 @@ impl Hub {
             self.close_all(Closing::Lagging);
             return;
         }
-        let payload: Arc<str> = Arc::from(message.payload.as_str());
+        let payload = frames::text(&message.payload);
         let head: Option<Head> = serde_json::from_str(&message.payload).ok();
         let mut state = self.lock();
         if let Some(chat) = message
@@ -290,24 +293,24 @@ fn remove_from(map: &mut HashMap<i64, HashSet<ConnId>>, key: i64, id: ConnId) {
 }
 
 impl State {
-    fn send(&self, id: ConnId, payload: &Arc<str>) {
+    fn send(&self, id: ConnId, payload: &Bytes) {
         if let Some(conn) = self.conns.get(&id) {
-            match conn.tx.try_send(payload.clone()) {
+            match conn.outbox.push(payload.clone()) {
                 Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => conn.close.close(Closing::Lagging),
-                // The socket task is ending; it unregisters itself.
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
+                Err(Refused::Full) => conn.close.close(Closing::Lagging),
+                // The socket is ending; its task unregisters it.
+                Err(Refused::Closed) => {}
             }
         }
     }
 
-    fn deliver_to_chat(&self, chat: i64, payload: &Arc<str>) {
+    fn deliver_to_chat(&self, chat: i64, payload: &Bytes) {
         self.deliver_to_chat_except(chat, payload, None);
     }
 
     /// Delivers to the chat's sockets, except those of `except_user` (typing notices
     /// go to the other members).
-    fn deliver_to_chat_except(&self, chat: i64, payload: &Arc<str>, except_user: Option<i64>) {
+    fn deliver_to_chat_except(&self, chat: i64, payload: &Bytes, except_user: Option<i64>) {
         if let Some(ids) = self.by_chat.get(&chat) {
             for id in ids {
                 if except_user
@@ -342,7 +345,7 @@ impl State {
         }
     }
 
-    fn deliver_to_user(&self, user: i64, payload: &Arc<str>) {
+    fn deliver_to_user(&self, user: i64, payload: &Bytes) {
         if let Some(ids) = self.by_user.get(&user) {
             for id in ids {
                 if self
@@ -356,7 +359,7 @@ impl State {
         }
     }
 
-    fn deliver_in_order(&mut self, chat: i64, seq: i64, payload: Arc<str>) {
+    fn deliver_in_order(&mut self, chat: i64, seq: i64, payload: Bytes) {
         if !self.by_chat.contains_key(&chat) {
             // Nobody here follows the chat: nothing to order. Forget its position so a
             // later follower starts fresh.
@@ -499,32 +502,35 @@ mod tests {
         }
     }
 
-    fn seqs(rx: &mut mpsc::Receiver<Arc<str>>) -> Vec<i64> {
-        let mut out = Vec::new();
-        while let Ok(frame) = rx.try_recv() {
-            let value: serde_json::Value = serde_json::from_str(&frame).unwrap_or_default();
-            out.push(value["seq"].as_i64().unwrap_or(-1));
-        }
-        out
+    fn seqs(outbox: &Outbox) -> Vec<i64> {
+        outbox
+            .take_all()
+            .iter()
+            .map(|frame| {
+                let text = frames::text_payload(frame).unwrap_or_default();
+                let value: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+                value["seq"].as_i64().unwrap_or(-1)
+            })
+            .collect()
     }
 
     #[test]
     fn messages_are_delivered_in_seq_order() {
         let hub = Hub::default();
-        let mut reg = hub.register(1, "s", Scope::Chat(7), &[(7, 0)]);
+        let reg = hub.register(1, "s", Scope::Chat(7), &[(7, 0)]);
         for seq in [1, 3, 2, 5, 4] {
             hub.handle(&message(
                 "chat.7",
                 serde_json::json!({"type": "chat.message", "seq": seq}),
             ));
         }
-        assert_eq!(seqs(&mut reg.outbound), [1, 2, 3, 4, 5]);
+        assert_eq!(seqs(&reg.outbound), [1, 2, 3, 4, 5]);
     }
 
     #[test]
     fn a_gap_is_released_after_the_wait() {
         let hub = Hub::default();
-        let mut reg = hub.register(1, "s", Scope::AllChats, &[(7, 0)]);
+        let reg = hub.register(1, "s", Scope::AllChats, &[(7, 0)]);
         hub.handle(&message(
             "chat.7",
             serde_json::json!({"type": "chat.message", "seq": 1}),
@@ -533,21 +539,21 @@ mod tests {
             "chat.7",
             serde_json::json!({"type": "chat.message", "seq": 3}),
         ));
-        assert_eq!(seqs(&mut reg.outbound), [1]);
+        assert_eq!(seqs(&reg.outbound), [1]);
         std::thread::sleep(GAP_WAIT + Duration::from_millis(20));
         hub.release_held();
-        assert_eq!(seqs(&mut reg.outbound), [3]);
+        assert_eq!(seqs(&reg.outbound), [3]);
         hub.handle(&message(
             "chat.7",
             serde_json::json!({"type": "chat.message", "seq": 4}),
         ));
-        assert_eq!(seqs(&mut reg.outbound), [4]);
+        assert_eq!(seqs(&reg.outbound), [4]);
     }
 
     #[test]
     fn membership_events_change_who_follows() {
         let hub = Hub::default();
-        let mut all = hub.register(2, "s2", Scope::AllChats, &[]);
+        let all = hub.register(2, "s2", Scope::AllChats, &[]);
         let one = hub.register(2, "s2b", Scope::Chat(9), &[(9, 0)]);
         hub.handle(&message(
             "chat.9",
@@ -557,7 +563,7 @@ mod tests {
             "chat.9",
             serde_json::json!({"type": "chat.message", "seq": 1}),
         ));
-        assert_eq!(seqs(&mut all.outbound), [-1, 1]);
+        assert_eq!(seqs(&all.outbound), [-1, 1]);
         hub.handle(&message(
             "chat.9",
             serde_json::json!({"type": "chat.member_left", "user_id": 2}),
@@ -567,7 +573,7 @@ mod tests {
             serde_json::json!({"type": "chat.message", "seq": 2}),
         ));
         assert_eq!(
-            seqs(&mut all.outbound),
+            seqs(&all.outbound),
             [-1],
             "the leave event arrives, later messages do not"
         );
@@ -581,13 +587,13 @@ mod tests {
     fn a_full_queue_closes_only_that_socket_as_lagging() {
         let hub = Hub::default();
         let slow = hub.register(1, "a", Scope::Chat(5), &[(5, 0)]);
-        let mut fast = hub.register(2, "b", Scope::Chat(5), &[(5, 0)]);
+        let fast = hub.register(2, "b", Scope::Chat(5), &[(5, 0)]);
         for seq in 1..=(OUTBOUND_QUEUE as i64 + 1) {
             hub.handle(&message(
                 "chat.5",
                 serde_json::json!({"type": "chat.message", "seq": seq}),
             ));
-            let _ = fast.outbound.try_recv();
+            let _ = fast.outbound.take_all();
         }
         assert_eq!(
             *slow.close.reason.lock().unwrap_or_else(|p| p.into_inner()),
@@ -602,27 +608,27 @@ mod tests {
     #[test]
     fn the_first_messages_of_a_chat_are_ordered_from_its_last_seq() {
         let hub = Hub::default();
-        let mut reg = hub.register(1, "s", Scope::Chat(7), &[(7, 10)]);
+        let reg = hub.register(1, "s", Scope::Chat(7), &[(7, 10)]);
         for seq in [12, 11] {
             hub.handle(&message(
                 "chat.7",
                 serde_json::json!({"type": "chat.message", "seq": seq}),
             ));
         }
-        assert_eq!(seqs(&mut reg.outbound), [11, 12]);
+        assert_eq!(seqs(&reg.outbound), [11, 12]);
     }
 
     #[test]
     fn typing_is_not_echoed_and_gaps_close_everything() {
         let hub = Hub::default();
-        let mut typer = hub.register(1, "a", Scope::Chat(3), &[(3, 0)]);
-        let mut other = hub.register(2, "b", Scope::Chat(3), &[(3, 0)]);
+        let typer = hub.register(1, "a", Scope::Chat(3), &[(3, 0)]);
+        let other = hub.register(2, "b", Scope::Chat(3), &[(3, 0)]);
         hub.handle(&message(
             "chat.3",
             serde_json::json!({"type": "chat.typing", "user_id": 1}),
         ));
-        assert!(typer.outbound.try_recv().is_err());
-        assert!(other.outbound.try_recv().is_ok());
+        assert!(typer.outbound.is_empty());
+        assert!(!other.outbound.is_empty());
         hub.handle(&BusMessage {
             topic: chat_services::events::GAP_TOPIC.to_owned(),
             payload: String::new(),

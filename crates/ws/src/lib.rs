@@ -3,18 +3,23 @@
 //! * [`handshake`]: authentication (bearer header, single-use ticket, `?token=`,
 //!   `Sec-WebSocket-Protocol: chat, <token>`), origin check and scope, all refused with
 //!   an HTTP status before the upgrade.
-//! * [`session`]: one task per socket — inbound frames, a bounded outbound queue,
-//!   heartbeat and idle timeout, frame-size and flood limits, close codes.
+//! * [`session`]: one task per socket — inbound frames and their replies, heartbeat and
+//!   idle timeout, frame-size and flood limits, close codes.
+//! * [`outbox`]: each socket's bounded queue of encoded frames, drained straight into
+//!   the connection's write buffer (queued frames leave in one write).
+//! * [`frames`]: frame encoding (once per event, shared) and inbound decoding.
 //! * [`protocol`]: the client actions and server replies of SPEC §5.
 //! * [`hub`]: one per process; subscribes to the event bus and fans each event out to
-//!   the sockets following its chat or user — the payload is serialized once, shared by
-//!   every socket.
+//!   the sockets following its chat or user — the event is serialized and encoded into
+//!   a frame once, shared by every socket.
 //!
 //! Every action goes through the same `chat_services` call as its REST twin.
 
 pub mod close;
+pub mod frames;
 pub mod handshake;
 pub mod hub;
+pub mod outbox;
 pub mod protocol;
 pub mod session;
 

@@ -4,21 +4,24 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, Session};
+use actix_http::ws::ProtocolError;
 use chat_services::auth::Principal;
 use chat_services::messages::{self, HistoryQuery, SendMessageInput};
 use chat_services::{AppContext, ServiceError};
 use serde_json::{Value, json};
 
 use crate::close::Closing;
+use crate::frames::{self, Inbound, Incoming};
 use crate::hub::{Hub, Registration, Scope};
+use crate::outbox::Refused;
 use crate::protocol::{self, ClientFrame, DEFAULT_RETRIEVE, FrameError, MAX_RETRIEVE};
 
 /// How often an idle socket is pinged.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
 /// A socket silent (no frame, no pong) this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
-/// A socket that cannot take a frame within this time is closed as lagging.
+/// A socket whose queued frames wait this long without the connection taking any is
+/// closed as lagging.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Inbound frames per second a socket may send on average …
 pub const FRAMES_PER_SECOND: f64 = 30.0;
@@ -29,8 +32,8 @@ pub const TYPING_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Everything a socket task needs.
 pub struct Connection {
-    /// Services.
-    pub ctx: AppContext,
+    /// Services (shared: a socket must not copy the context).
+    pub ctx: Arc<AppContext>,
     /// The hub it is registered with.
     pub hub: Arc<Hub>,
     /// Who is connected.
@@ -73,24 +76,28 @@ impl Connection {
 
     /// Runs the socket until either side closes it, announcing presence around it
     /// (in the background: a user in many chats must not wait for the announcements).
-    pub async fn run(self, session: Session, stream: AggregatedMessageStream) {
+    pub async fn run(self, inbound: Inbound) {
         let ctx = self.ctx.clone();
         let user_id = self.principal.user_id;
-        let presence = tokio::spawn({
+        // A detached task (its memory is freed when it ends) that reports whether the
+        // connection was counted, so that only a counted one is uncounted.
+        let (counted_tx, counted) = tokio::sync::oneshot::channel();
+        tokio::spawn({
             let ctx = ctx.clone();
-            async move { chat_services::presence::connected(&ctx, user_id).await }
-        });
-        self.revalidate().await;
-        self.serve(session, stream).await;
-        // Only a counted connection is uncounted.
-        match presence.await {
-            Ok(Ok(())) => {
-                if let Err(err) = chat_services::presence::disconnected(&ctx, user_id).await {
+            async move {
+                let result = chat_services::presence::connected(&ctx, user_id).await;
+                if let Err(err) = &result {
                     tracing::warn!(error = %err, "cannot record presence");
                 }
+                let _ = counted_tx.send(result.is_ok());
             }
-            Ok(Err(err)) => tracing::warn!(error = %err, "cannot record presence"),
-            Err(err) => tracing::warn!(error = %err, "presence task failed"),
+        });
+        Box::pin(self.revalidate()).await;
+        self.serve(inbound).await;
+        if let Ok(true) = counted.await
+            && let Err(err) = chat_services::presence::disconnected(&ctx, user_id).await
+        {
+            tracing::warn!(error = %err, "cannot record presence");
         }
     }
 
@@ -126,8 +133,18 @@ impl Connection {
         }
     }
 
-    async fn serve(mut self, mut session: Session, mut stream: AggregatedMessageStream) {
+    /// Queues a reply; a client that let its queue fill up is lagging.
+    fn reply(&self, text: &str) -> Result<(), Closing> {
+        match self.registration.outbound.push(frames::text(text)) {
+            Ok(()) => Ok(()),
+            Err(Refused::Full) => Err(Closing::Lagging),
+            Err(Refused::Closed) => Err(Closing::GoingAway),
+        }
+    }
+
+    async fn serve(self, mut inbound: Inbound) {
         let close = self.registration.close.clone();
+        let outbox = self.registration.outbound.clone();
         let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
@@ -136,78 +153,67 @@ impl Connection {
             at: Instant::now(),
         };
         let mut last_typing: Option<Instant> = None;
+        let mut reason = None;
         if let (Some(n), Some(chat)) = (self.history, self.socket_chat())
             && n > 0
         {
-            let reply = self.retrieve(None, chat, n, None).await;
-            if bounded(session.text(reply)).await.is_err() {
-                self.hub.unregister(self.registration.id);
-                return;
-            }
+            let reply = Box::pin(self.retrieve(None, chat, n, None)).await;
+            reason = self.reply(&reply).err();
         }
-        let reason = loop {
+        // The socket's frames are written by the connection itself (see `outbox`); this
+        // loop reads the client, answers, pings, and watches for a reason to close.
+        while reason.is_none() {
             tokio::select! {
                 biased;
-                reason = close.closed() => break Some(reason),
-                frame = self.registration.outbound.recv() => match frame {
-                    Some(frame) => {
-                        if bounded(session.text(frame.to_string())).await.is_err() {
-                            break Some(Closing::Lagging);
-                        }
-                    }
-                    None => break Some(Closing::GoingAway),
-                },
-                inbound = stream.recv() => {
+                why = close.closed() => reason = Some(why),
+                incoming = inbound.recv() => {
                     last_heard = Instant::now();
-                    if matches!(inbound, Some(Ok(AggregatedMessage::Text(_) | AggregatedMessage::Binary(_) | AggregatedMessage::Ping(_))))
+                    if matches!(incoming, Some(Ok(Incoming::Text(_) | Incoming::Binary | Incoming::Ping(_))))
                         && !flood.allow()
                     {
-                        break Some(Closing::Flooding);
+                        reason = Some(Closing::Flooding);
+                        continue;
                     }
-                    match inbound {
-                        Some(Ok(AggregatedMessage::Text(text))) => {
-                            if let Some(reply) = self.on_text(&text, &mut last_typing).await
-                                && bounded(session.text(reply)).await.is_err()
-                            {
-                                break None;
+                    match incoming {
+                        Some(Ok(Incoming::Text(text))) => {
+                            if let Some(reply) = Box::pin(self.on_text(&text, &mut last_typing)).await {
+                                reason = self.reply(&reply).err();
                             }
                         }
-                        Some(Ok(AggregatedMessage::Binary(_))) => {
+                        Some(Ok(Incoming::Binary)) => {
                             let err = FrameError::new("bad_frame", "binary frames are not supported; send JSON text");
-                            if bounded(session.text(protocol::error_event(None, &err))).await.is_err() {
-                                break None;
-                            }
+                            reason = self.reply(&protocol::error_event(None, &err)).err();
                         }
-                        Some(Ok(AggregatedMessage::Ping(bytes))) => {
-                            if bounded(session.pong(&bytes)).await.is_err() {
-                                break None;
-                            }
+                        Some(Ok(Incoming::Ping(bytes))) => {
+                            reason = outbox.push(frames::pong(&bytes)).err().map(|_| Closing::Lagging);
                         }
-                        Some(Ok(AggregatedMessage::Pong(_))) => {}
-                        Some(Ok(AggregatedMessage::Close(_))) | None => break None,
-                        Some(Err(actix_ws::ProtocolError::Overflow)) => break Some(Closing::TooLarge),
+                        Some(Ok(Incoming::Pong)) => {}
+                        Some(Ok(Incoming::Close)) | None => break,
+                        Some(Err(ProtocolError::Overflow)) => reason = Some(Closing::TooLarge),
                         Some(Err(err)) => {
                             tracing::debug!(error = %err, "websocket protocol error");
-                            break None;
+                            break;
                         }
                     }
                 },
                 _ = heartbeat.tick() => {
                     if last_heard.elapsed() > IDLE_TIMEOUT {
-                        break Some(Closing::Idle);
-                    }
-                    if bounded(session.ping(b"")).await.is_err() {
-                        break None;
+                        reason = Some(Closing::Idle);
+                    } else if outbox.stalled_for().is_some_and(|d| d > WRITE_TIMEOUT) {
+                        reason = Some(Closing::Lagging);
+                    } else {
+                        reason = outbox.push(frames::ping()).err().map(|_| Closing::Lagging);
                     }
                 },
             }
-        };
+        }
         self.hub.unregister(self.registration.id);
-        let _ = tokio::time::timeout(
-            WRITE_TIMEOUT,
-            session.close(reason.map(Closing::close_reason)),
-        )
-        .await;
+        // A client that does not read gets the close frame instead of its backlog.
+        let (code, text) = match reason {
+            Some(why) => (why.code(), why.reason()),
+            None => (1000, ""),
+        };
+        outbox.close(frames::close(code, text), reason == Some(Closing::Lagging));
     }
 
     async fn on_text(&self, text: &str, last_typing: &mut Option<Instant>) -> Option<String> {
@@ -346,17 +352,6 @@ impl Connection {
             }
             Err(err) => protocol::error_event(request_id, &protocol::service_error(err)),
         }
-    }
-}
-
-/// A write that gives up after [`WRITE_TIMEOUT`]: a client that stopped reading must
-/// not hold the task (and its presence) forever.
-async fn bounded<F: std::future::Future<Output = Result<(), actix_ws::Closed>>>(
-    write: F,
-) -> Result<(), ()> {
-    match tokio::time::timeout(WRITE_TIMEOUT, write).await {
-        Ok(Ok(())) => Ok(()),
-        _ => Err(()),
     }
 }
 

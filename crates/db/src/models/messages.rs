@@ -62,6 +62,102 @@ struct MessageInsert<'a> {
     created_at: NaiveDateTime,
 }
 
+/// The statements of a message batch that differ by backend: PostgreSQL does each in
+/// one round trip for the whole batch; SQLite, in process, row by row.
+trait BatchStatements {
+    /// Adds `count` to each chat's `last_seq` (and sets its activity time); returns
+    /// `(chat, new last_seq)` for the chats that exist. Rows are locked in id order, so
+    /// concurrent batches cannot deadlock.
+    async fn bump_seqs(
+        &mut self,
+        bumps: &[(i64, i64, NaiveDateTime)],
+    ) -> QueryResult<Vec<(i64, i64)>>;
+    /// Inserts the rows, returning them as stored.
+    async fn insert_rows(&mut self, rows: &[MessageInsert<'_>]) -> QueryResult<Vec<MessageRow>>;
+}
+
+#[derive(QueryableByName)]
+struct Bumped {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    id: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    last_seq: i64,
+}
+
+impl BatchStatements for crate::PgConn {
+    async fn bump_seqs(
+        &mut self,
+        bumps: &[(i64, i64, NaiveDateTime)],
+    ) -> QueryResult<Vec<(i64, i64)>> {
+        use diesel::sql_types::{Array, BigInt, Timestamp};
+        let ids: Vec<i64> = bumps.iter().map(|b| b.0).collect();
+        let counts: Vec<i64> = bumps.iter().map(|b| b.1).collect();
+        let times: Vec<NaiveDateTime> = bumps.iter().map(|b| b.2).collect();
+        let rows: Vec<Bumped> = diesel::sql_query(
+            "WITH locked AS (SELECT id FROM chats WHERE id = ANY($1) ORDER BY id FOR UPDATE) \
+             UPDATE chats SET last_seq = chats.last_seq + v.n, last_activity_at = v.at \
+             FROM unnest($1, $2, $3) AS v(id, n, at) \
+             WHERE chats.id = v.id AND chats.id IN (SELECT id FROM locked) \
+             RETURNING chats.id, chats.last_seq",
+        )
+        .bind::<Array<BigInt>, _>(ids)
+        .bind::<Array<BigInt>, _>(counts)
+        .bind::<Array<Timestamp>, _>(times)
+        .load(self)
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.id, r.last_seq)).collect())
+    }
+
+    async fn insert_rows(&mut self, rows: &[MessageInsert<'_>]) -> QueryResult<Vec<MessageRow>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        diesel::insert_into(messages::table)
+            .values(rows)
+            .returning(MessageRow::as_returning())
+            .get_results(self)
+            .await
+    }
+}
+
+impl BatchStatements for crate::SqliteConn {
+    async fn bump_seqs(
+        &mut self,
+        bumps: &[(i64, i64, NaiveDateTime)],
+    ) -> QueryResult<Vec<(i64, i64)>> {
+        let mut out = Vec::with_capacity(bumps.len());
+        for (chat, count, at) in bumps {
+            let last: Option<i64> = diesel::update(chats::table.find(*chat))
+                .set((
+                    chats::last_seq.eq(chats::last_seq + *count),
+                    chats::last_activity_at.eq(*at),
+                ))
+                .returning(chats::last_seq)
+                .get_result(self)
+                .await
+                .optional()?;
+            if let Some(last) = last {
+                out.push((*chat, last));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn insert_rows(&mut self, rows: &[MessageInsert<'_>]) -> QueryResult<Vec<MessageRow>> {
+        let mut stored = Vec::with_capacity(rows.len());
+        for row in rows {
+            stored.push(
+                diesel::insert_into(messages::table)
+                    .values(row)
+                    .returning(MessageRow::as_returning())
+                    .get_result(self)
+                    .await?,
+            );
+        }
+        Ok(stored)
+    }
+}
+
 /// A message with its sender's username.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageEntry {
@@ -85,7 +181,8 @@ pub enum HistoryRange {
 impl MessageRow {
     /// Stores several messages in **one transaction** (group commit): one commit for
     /// everything queued while the previous batch was committing, and per batch only one
-    /// look-up of `client_id`s, one seq bump per chat, and one insert per message.
+    /// look-up of `client_id`s, one seq bump per chat and one insert per message — on
+    /// PostgreSQL one statement each for all chats and all messages of the batch.
     /// Duplicate `client_id`s (resends, also within the batch) and messages to chats
     /// deleted meanwhile are left out before seqs are assigned, so seqs stay gapless.
     /// Results are in input order: `Ok(Some(row))` stored, `Ok(None)` chat gone,
@@ -144,17 +241,14 @@ impl MessageRow {
                 entry.0 += 1;
                 entry.1 = entry.1.max(m.created_at);
             }
-            // 2. One seq bump per chat; a chat that is gone has no row to bump.
+            // 2. One seq bump per chat (one statement on PostgreSQL); a chat that is gone
+            //    has no row to bump.
+            let bumps: Vec<(i64, i64, NaiveDateTime)> =
+                per_chat.iter().map(|(chat, (count, at))| (*chat, *count, *at)).collect();
             let mut next_seq: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
-            for (chat, (count, at)) in &per_chat {
-                let last: Option<i64> = diesel::update(chats::table.find(*chat))
-                    .set((chats::last_seq.eq(chats::last_seq + *count), chats::last_activity_at.eq(*at)))
-                    .returning(chats::last_seq)
-                    .get_result(conn)
-                    .await
-                    .optional()?;
-                if let Some(last) = last {
-                    next_seq.insert(*chat, last - *count + 1);
+            for (chat, last) in conn.bump_seqs(&bumps).await? {
+                if let Some((count, _)) = per_chat.get(&chat) {
+                    next_seq.insert(chat, last - count + 1);
                 }
             }
             // 3. One insert for the batch, seqs in input order per chat.
@@ -180,12 +274,7 @@ impl MessageRow {
                 };
                 slots.push(slot);
             }
-            // Row by row (SQLite has no multi-row INSERT … RETURNING in diesel): one round
-            // trip each, but the commit — the expensive part — is shared.
-            let mut stored: Vec<MessageRow> = Vec::with_capacity(rows.len());
-            for row in &rows {
-                stored.push(diesel::insert_into(messages::table).values(row).returning(MessageRow::as_returning()).get_result(conn).await?);
-            }
+            let stored = conn.insert_rows(&rows).await?;
             let mut by_position: std::collections::HashMap<(i64, i64), MessageRow> =
                 stored.into_iter().map(|row| ((row.chat_id, row.seq), row)).collect();
             Ok::<_, diesel::result::Error>(

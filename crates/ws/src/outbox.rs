@@ -1,0 +1,230 @@
+//! A socket's outbound queue, drained by the HTTP connection itself.
+//!
+//! The hub (events) and the socket task (replies, pings, the close frame) push
+//! already-encoded frames; the upgraded response's body ([`OutboundBody`]) hands them to
+//! actix-http's dispatcher, which keeps pulling until the queue is empty and then writes
+//! everything in one flush. So a delivered event costs no task hop, no allocation and no
+//! encoding per socket — only the copy into the connection's write buffer — and frames
+//! that queue up while the socket is busy leave in one write.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use actix_web::web::Bytes;
+use futures_util::Stream;
+
+/// Why a frame was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The queue holds its maximum: the client is not reading fast enough.
+    Full,
+    /// The connection is gone or closing.
+    Closed,
+}
+
+#[derive(Default)]
+struct State {
+    frames: VecDeque<Bytes>,
+    waker: Option<Waker>,
+    /// Set once the close frame is queued (or the connection is gone): nothing more.
+    closed: bool,
+    /// When the connection last took a frame while others waited (or when the first of
+    /// the waiting frames was queued).
+    progress: Option<Instant>,
+}
+
+/// The frames waiting for one socket.
+pub struct Outbox {
+    state: Mutex<State>,
+    capacity: usize,
+}
+
+impl Outbox {
+    /// A queue of at most `capacity` frames.
+    pub fn new(capacity: usize) -> Arc<Outbox> {
+        Arc::new(Outbox {
+            state: Mutex::new(State::default()),
+            capacity,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every mutation completes before the guard drops: a poisoned state is consistent.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a frame.
+    pub fn push(&self, frame: Bytes) -> Result<(), Refused> {
+        let waker = {
+            let mut state = self.lock();
+            if state.closed {
+                return Err(Refused::Closed);
+            }
+            if state.frames.len() >= self.capacity {
+                return Err(Refused::Full);
+            }
+            if state.frames.is_empty() {
+                state.progress = Some(Instant::now());
+            }
+            state.frames.push_back(frame);
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    /// Queues the close frame after what is already queued (or, if the client is not
+    /// reading — `discard_queued` — instead of it), and ends the stream after it.
+    pub fn close(&self, frame: Bytes, discard_queued: bool) {
+        let waker = {
+            let mut state = self.lock();
+            if state.closed {
+                return;
+            }
+            if discard_queued {
+                state.frames.clear();
+            }
+            state.frames.push_back(frame);
+            state.closed = true;
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// How long frames have waited without the connection taking any (`None`: nothing
+    /// waits).
+    pub fn stalled_for(&self) -> Option<Duration> {
+        let state = self.lock();
+        if state.frames.is_empty() {
+            return None;
+        }
+        state.progress.map(|at| at.elapsed())
+    }
+
+    /// Frames queued now.
+    pub fn len(&self) -> usize {
+        self.lock().frames.len()
+    }
+
+    /// Nothing queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Takes every queued frame (tests: what the socket would have been sent).
+    pub fn take_all(&self) -> Vec<Bytes> {
+        self.lock().frames.drain(..).collect()
+    }
+
+    fn poll_frame(&self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        let mut state = self.lock();
+        if let Some(frame) = state.frames.pop_front() {
+            if state.frames.is_empty() {
+                state.progress = None;
+                if state.frames.capacity() > 64 {
+                    // A burst is over: an idle socket keeps no large queue.
+                    state.frames = VecDeque::new();
+                }
+            } else {
+                state.progress = Some(Instant::now());
+            }
+            return Poll::Ready(Some(frame));
+        }
+        if state.closed {
+            return Poll::Ready(None);
+        }
+        if !state
+            .waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            state.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    fn disconnected(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        state.frames = VecDeque::new();
+        state.waker = None;
+    }
+}
+
+/// The upgraded response's body: the socket's queued frames, as they come.
+pub struct OutboundBody {
+    outbox: Arc<Outbox>,
+}
+
+impl OutboundBody {
+    /// The body draining `outbox`.
+    pub fn new(outbox: Arc<Outbox>) -> Self {
+        OutboundBody { outbox }
+    }
+}
+
+impl Stream for OutboundBody {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.outbox.poll_frame(cx).map(|frame| frame.map(Ok))
+    }
+}
+
+impl Drop for OutboundBody {
+    /// The connection is gone: later pushes are refused instead of piling up.
+    fn drop(&mut self) {
+        self.outbox.disconnected();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    #[tokio::test]
+    async fn frames_leave_in_order_and_the_close_frame_ends_the_stream() {
+        let outbox = Outbox::new(4);
+        let mut body = OutboundBody::new(outbox.clone());
+        outbox.push(Bytes::from_static(b"a")).ok();
+        outbox.push(Bytes::from_static(b"b")).ok();
+        outbox.close(Bytes::from_static(b"bye"), false);
+        assert_eq!(
+            outbox.push(Bytes::from_static(b"late")),
+            Err(Refused::Closed)
+        );
+        let mut seen = Vec::new();
+        while let Some(Ok(frame)) = body.next().await {
+            seen.push(frame);
+        }
+        assert_eq!(seen, ["a", "b", "bye"]);
+    }
+
+    #[test]
+    fn a_full_queue_refuses_and_reports_the_stall() {
+        let outbox = Outbox::new(2);
+        assert_eq!(outbox.stalled_for(), None);
+        assert!(outbox.push(Bytes::from_static(b"1")).is_ok());
+        assert!(outbox.push(Bytes::from_static(b"2")).is_ok());
+        assert_eq!(outbox.push(Bytes::from_static(b"3")), Err(Refused::Full));
+        assert!(outbox.stalled_for().is_some());
+        outbox.close(Bytes::from_static(b"bye"), true);
+        assert_eq!(outbox.take_all(), ["bye"]);
+    }
+
+    #[test]
+    fn a_dropped_body_refuses_pushes() {
+        let outbox = Outbox::new(2);
+        drop(OutboundBody::new(outbox.clone()));
+        assert_eq!(outbox.push(Bytes::from_static(b"x")), Err(Refused::Closed));
+    }
+}
