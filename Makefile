@@ -29,10 +29,14 @@ test-services:
 ## The benchmarks of docs/benchmarks.md (release build; both modes; a few minutes).
 bench:
 	$(CARGO) build --release -p chat-server -p chat-loadgen
-	scripts/bench.sh sqlite idle --connections 2000 --duration 5
-	scripts/bench.sh postgres idle --connections 2000 --duration 5
-	scripts/bench.sh sqlite groups --connections 1000 --group-size 10 --rate 2 --duration 10 --warmup 3
-	scripts/bench.sh postgres groups --connections 1000 --group-size 10 --rate 1 --duration 10 --warmup 3
+	scripts/bench.sh sqlite idle --connections 19000 --processes 2 --sources 127.0.0.2,127.0.0.3 --duration 5
+	scripts/bench.sh postgres idle --connections 19000 --processes 2 --sources 127.0.0.2,127.0.0.3 --duration 5
+	scripts/bench.sh sqlite groups --connections 1000 --group-size 10 --rate 2 --duration 10
+	scripts/bench.sh postgres groups --connections 1000 --group-size 10 --rate 2 --duration 10
+	scripts/bench.sh sqlite groups --connections 5000 --group-size 10 --rate 2 --duration 10 --sources 127.0.0.2,127.0.0.3
+	scripts/bench.sh sqlite burst --connections 1000 --senders 10 --burst 20 --duration 10 --warmup 2
+	scripts/bench.sh sqlite history --connections 32 --messages 1000 --duration 10 --warmup 2
+	scripts/bench.sh postgres history --connections 32 --messages 1000 --duration 10 --warmup 2
 
 ## Formatting and clippy, as CI checks them.
 lint:
