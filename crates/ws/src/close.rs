@@ -22,6 +22,10 @@ pub enum Closing {
     Idle,
     /// The server is shutting down.
     GoingAway,
+    /// The client broke the WebSocket framing rules.
+    ProtocolError,
+    /// A text frame was not UTF-8.
+    InvalidText,
 }
 
 impl Closing {
@@ -36,6 +40,8 @@ impl Closing {
             Closing::Flooding => 1008,
             Closing::TooLarge => 1009,
             Closing::Idle | Closing::GoingAway => 1001,
+            Closing::ProtocolError => 1002,
+            Closing::InvalidText => 1007,
         }
     }
 
@@ -51,6 +57,8 @@ impl Closing {
             Closing::TooLarge => "frame too large",
             Closing::Idle => "idle timeout",
             Closing::GoingAway => "server going away",
+            Closing::ProtocolError => "protocol error",
+            Closing::InvalidText => "text frames must be UTF-8",
         }
     }
 }

@@ -65,6 +65,14 @@ impl CloseSignal {
         }
     }
 
+    /// No close was asked for yet.
+    pub fn is_open(&self) -> bool {
+        self.reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
+    }
+
     /// Waits until [`CloseSignal::close`] is called.
     pub async fn closed(&self) -> Closing {
         loop {
@@ -84,6 +92,20 @@ struct Conn {
     chats: HashSet<i64>,
     outbox: Arc<Outbox>,
     close: Arc<CloseSignal>,
+}
+
+impl Conn {
+    /// Tells the socket to close. From now on it takes no event: a revoked session or a
+    /// removed member must not receive what is published after the decision (nor, for
+    /// those, what is queued and not yet written).
+    fn shut(&self, reason: Closing) {
+        let discard = matches!(
+            reason,
+            Closing::SessionRevoked | Closing::Reauthenticate | Closing::RemovedFromChat
+        );
+        self.outbox.seal(discard);
+        self.close.close(reason);
+    }
 }
 
 #[derive(Default)]
@@ -149,7 +171,7 @@ impl Hub {
         chats: &[(i64, i64)],
     ) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let outbound = Outbox::new(OUTBOUND_QUEUE);
+        let outbound = Outbox::held(OUTBOUND_QUEUE);
         let close = Arc::new(CloseSignal::default());
         let mut state = self.lock();
         state.by_user.entry(user_id).or_default().insert(id);
@@ -278,7 +300,7 @@ impl Hub {
 
     fn close_all(&self, reason: Closing) {
         for conn in self.lock().conns.values() {
-            conn.close.close(reason);
+            conn.shut(reason);
         }
     }
 }
@@ -297,7 +319,7 @@ impl State {
         if let Some(conn) = self.conns.get(&id) {
             match conn.outbox.push(payload.clone()) {
                 Ok(()) => {}
-                Err(Refused::Full) => conn.close.close(Closing::Lagging),
+                Err(Refused::Full) => conn.shut(Closing::Lagging),
                 // The socket is ending; its task unregisters it.
                 Err(Refused::Closed) => {}
             }
@@ -340,7 +362,7 @@ impl State {
     fn close_user(&self, user: i64, reason: Closing) {
         for id in self.by_user.get(&user).into_iter().flatten() {
             if let Some(conn) = self.conns.get(id) {
-                conn.close.close(reason);
+                conn.shut(reason);
             }
         }
     }
@@ -440,7 +462,7 @@ impl State {
             if let Some(conn) = self.conns.get_mut(&id) {
                 conn.chats.remove(&chat);
                 if conn.scope == Scope::Chat(chat) {
-                    conn.close.close(Closing::RemovedFromChat);
+                    conn.shut(Closing::RemovedFromChat);
                 }
             }
         }
@@ -452,7 +474,7 @@ impl State {
                 if let Some(conn) = self.conns.get_mut(&id) {
                     conn.chats.remove(&chat);
                     if conn.scope == Scope::Chat(chat) {
-                        conn.close.close(Closing::ChatDeleted);
+                        conn.shut(Closing::ChatDeleted);
                     }
                 }
             }
@@ -463,7 +485,7 @@ impl State {
     fn close_session(&self, user: i64, session: &str) {
         for id in self.by_user.get(&user).into_iter().flatten() {
             if let Some(conn) = self.conns.get(id).filter(|c| c.session_id == session) {
-                conn.close.close(Closing::SessionRevoked);
+                conn.shut(Closing::SessionRevoked);
             }
         }
     }
@@ -658,5 +680,25 @@ mod tests {
         );
         hub.unregister(mine.id);
         assert_eq!(hub.connections(), 1);
+    }
+
+    #[test]
+    fn a_revoked_session_gets_nothing_queued_or_published_later() {
+        let hub = Hub::default();
+        let reg = hub.register(1, "s1", Scope::Chat(5), &[(5, 0)]);
+        hub.handle(&message(
+            "chat.5",
+            serde_json::json!({"type": "chat.message", "seq": 1}),
+        ));
+        assert_eq!(reg.outbound.len(), 1, "queued while the socket is held");
+        hub.handle(&message(
+            "user.1",
+            serde_json::json!({"type": "session.revoked", "user_id": 1, "session_id": "s1"}),
+        ));
+        hub.handle(&message(
+            "chat.5",
+            serde_json::json!({"type": "chat.message", "seq": 2}),
+        ));
+        assert!(reg.outbound.is_empty(), "nothing reaches a revoked session");
     }
 }

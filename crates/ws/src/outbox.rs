@@ -35,6 +35,12 @@ struct State {
     /// When the connection last took a frame while others waited (or when the first of
     /// the waiting frames was queued).
     progress: Option<Instant>,
+    /// Frames queue but are not handed to the connection yet (until the socket task has
+    /// re-checked its access and sent its `?history` page).
+    held: bool,
+    /// Refuses new frames (the socket was told to close: a revoked session or a removed
+    /// member gets nothing more); only the close frame still goes in.
+    sealed: bool,
 }
 
 /// The frames waiting for one socket.
@@ -52,16 +58,62 @@ impl Outbox {
         })
     }
 
+    /// A queue that keeps its frames until [`Outbox::release`].
+    pub fn held(capacity: usize) -> Arc<Outbox> {
+        let outbox = Outbox::new(capacity);
+        outbox.lock().held = true;
+        outbox
+    }
+
+    /// Lets the connection take the queued frames.
+    pub fn release(&self) {
+        let waker = {
+            let mut state = self.lock();
+            state.held = false;
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Refuses every later frame but the close frame; with `discard_queued`, also drops
+    /// what is queued and not yet taken.
+    pub fn seal(&self, discard_queued: bool) {
+        let mut state = self.lock();
+        state.sealed = true;
+        if discard_queued {
+            state.frames.clear();
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every mutation completes before the guard drops: a poisoned state is consistent.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a frame at the front (the `?history` page, pushed while held, goes before
+    /// the live events that queued meanwhile).
+    pub fn push_front(&self, frame: Bytes) -> Result<(), Refused> {
+        let mut state = self.lock();
+        if state.closed || state.sealed {
+            return Err(Refused::Closed);
+        }
+        if state.frames.len() >= self.capacity {
+            return Err(Refused::Full);
+        }
+        if state.frames.is_empty() {
+            state.progress = Some(Instant::now());
+        }
+        state.frames.push_front(frame);
+        Ok(())
     }
 
     /// Queues a frame.
     pub fn push(&self, frame: Bytes) -> Result<(), Refused> {
         let waker = {
             let mut state = self.lock();
-            if state.closed {
+            if state.closed || state.sealed {
                 return Err(Refused::Closed);
             }
             if state.frames.len() >= self.capacity {
@@ -92,6 +144,7 @@ impl Outbox {
             }
             state.frames.push_back(frame);
             state.closed = true;
+            state.held = false;
             state.waker.take()
         };
         if let Some(waker) = waker {
@@ -126,6 +179,16 @@ impl Outbox {
 
     fn poll_frame(&self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         let mut state = self.lock();
+        if state.held {
+            if !state
+                .waker
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                state.waker = Some(cx.waker().clone());
+            }
+            return Poll::Pending;
+        }
         if let Some(frame) = state.frames.pop_front() {
             if state.frames.is_empty() {
                 state.progress = None;
@@ -219,6 +282,37 @@ mod tests {
         assert!(outbox.stalled_for().is_some());
         outbox.close(Bytes::from_static(b"bye"), true);
         assert_eq!(outbox.take_all(), ["bye"]);
+    }
+
+    #[tokio::test]
+    async fn a_held_outbox_keeps_frames_and_a_sealed_one_takes_only_the_close_frame() {
+        let outbox = Outbox::held(4);
+        let mut body = OutboundBody::new(outbox.clone());
+        outbox.push(Bytes::from_static(b"event")).ok();
+        let early = futures_util::FutureExt::now_or_never(body.next());
+        assert!(early.is_none(), "nothing leaves before release");
+        outbox.push_front(Bytes::from_static(b"history")).ok();
+        outbox.release();
+        assert_eq!(
+            body.next().await.and_then(Result::ok),
+            Some(Bytes::from_static(b"history"))
+        );
+        assert_eq!(
+            body.next().await.and_then(Result::ok),
+            Some(Bytes::from_static(b"event"))
+        );
+        outbox.push(Bytes::from_static(b"queued")).ok();
+        outbox.seal(true);
+        assert_eq!(
+            outbox.push(Bytes::from_static(b"late")),
+            Err(Refused::Closed)
+        );
+        outbox.close(Bytes::from_static(b"bye"), false);
+        assert_eq!(
+            body.next().await.and_then(Result::ok),
+            Some(Bytes::from_static(b"bye"))
+        );
+        assert!(body.next().await.is_none());
     }
 
     #[test]

@@ -105,11 +105,10 @@ impl Connection {
     /// before registering it: a logout, permission change or removal that passed the hub
     /// in between would otherwise be missed.
     async fn revalidate(&self) {
-        let close = &self.registration.close;
         match chat_services::auth::current_principal(&self.ctx, &self.principal).await {
-            Ok(None) => return close.close(Closing::SessionRevoked),
+            Ok(None) => return self.shut(Closing::SessionRevoked),
             Ok(Some(now)) if now.is_admin != self.principal.is_admin => {
-                return close.close(Closing::Reauthenticate);
+                return self.shut(Closing::Reauthenticate);
             }
             Ok(Some(_)) => {}
             Err(err) => tracing::warn!(error = %err, "cannot re-check the session"),
@@ -119,7 +118,7 @@ impl Connection {
                 if let Err(ServiceError::Forbidden { .. } | ServiceError::NotFound(_)) =
                     chat_services::chats::authorize_socket(&self.ctx, &self.principal, chat).await
                 {
-                    close.close(Closing::RemovedFromChat);
+                    self.shut(Closing::RemovedFromChat);
                 }
             }
             Scope::AllChats => {
@@ -131,6 +130,12 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Closes because access is gone: nothing queued or published later reaches it.
+    fn shut(&self, reason: Closing) {
+        self.registration.outbound.seal(true);
+        self.registration.close.close(reason);
     }
 
     /// Queues a reply; a client that let its queue fill up is lagging.
@@ -154,12 +159,29 @@ impl Connection {
         };
         let mut last_typing: Option<Instant> = None;
         let mut reason = None;
+        // Ends the socket however this function ends (also by a panic): unregistered, and
+        // the connection told to finish with a close frame.
+        let mut guard = Ending {
+            hub: &self.hub,
+            id: self.registration.id,
+            outbox: &outbox,
+            frame: Some(frames::close(1011, "internal error")),
+            discard: true,
+        };
         if let (Some(n), Some(chat)) = (self.history, self.socket_chat())
             && n > 0
+            && close.is_open()
         {
-            let reply = Box::pin(self.retrieve(None, chat, n, None)).await;
-            reason = self.reply(&reply).err();
+            let page = Box::pin(self.retrieve(None, chat, n, None)).await;
+            reason = match outbox.push_front(frames::text(&page)) {
+                Ok(()) => None,
+                Err(Refused::Full) => Some(Closing::Lagging),
+                Err(Refused::Closed) => Some(Closing::GoingAway),
+            };
         }
+        // Events that queued since registration leave now, after the re-check and the
+        // history page.
+        outbox.release();
         // The socket's frames are written by the connection itself (see `outbox`); this
         // loop reads the client, answers, pings, and watches for a reason to close.
         while reason.is_none() {
@@ -190,9 +212,17 @@ impl Connection {
                         Some(Ok(Incoming::Pong)) => {}
                         Some(Ok(Incoming::Close)) | None => break,
                         Some(Err(ProtocolError::Overflow)) => reason = Some(Closing::TooLarge),
+                        Some(Err(ProtocolError::Io(err))) if err.kind() == std::io::ErrorKind::InvalidData => {
+                            reason = Some(Closing::InvalidText);
+                        }
+                        Some(Err(err @ ProtocolError::Io(_))) => {
+                            // The connection failed: nobody to tell.
+                            tracing::debug!(error = %err, "websocket connection error");
+                            break;
+                        }
                         Some(Err(err)) => {
                             tracing::debug!(error = %err, "websocket protocol error");
-                            break;
+                            reason = Some(Closing::ProtocolError);
                         }
                     }
                 },
@@ -207,13 +237,13 @@ impl Connection {
                 },
             }
         }
-        self.hub.unregister(self.registration.id);
-        // A client that does not read gets the close frame instead of its backlog.
         let (code, text) = match reason {
             Some(why) => (why.code(), why.reason()),
             None => (1000, ""),
         };
-        outbox.close(frames::close(code, text), reason == Some(Closing::Lagging));
+        guard.frame = Some(frames::close(code, text));
+        // A client that does not read gets the close frame instead of its backlog.
+        guard.discard = reason == Some(Closing::Lagging);
     }
 
     async fn on_text(&self, text: &str, last_typing: &mut Option<Instant>) -> Option<String> {
@@ -351,6 +381,24 @@ impl Connection {
                 protocol::messages_event(request_id, chat, &page.items, page.next_cursor.is_some())
             }
             Err(err) => protocol::error_event(request_id, &protocol::service_error(err)),
+        }
+    }
+}
+
+/// Unregisters a socket and queues its close frame when dropped.
+struct Ending<'a> {
+    hub: &'a Hub,
+    id: crate::hub::ConnId,
+    outbox: &'a crate::outbox::Outbox,
+    frame: Option<actix_web::web::Bytes>,
+    discard: bool,
+}
+
+impl Drop for Ending<'_> {
+    fn drop(&mut self) {
+        self.hub.unregister(self.id);
+        if let Some(frame) = self.frame.take() {
+            self.outbox.close(frame, self.discard);
         }
     }
 }

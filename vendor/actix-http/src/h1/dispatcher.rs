@@ -11,7 +11,7 @@ use std::{
 use actix_codec::{Framed, FramedParts};
 use actix_service::Service;
 use bitflags::bitflags;
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures_core::ready;
 use pin_project_lite::pin_project;
 use tokio::{
@@ -981,6 +981,14 @@ where
 
                         Message::Chunk(Some(chunk)) => {
                             if let Some(ref mut payload) = this.payload {
+                                // chat-server patch: the read buffer is released between
+                                // reads, so a small chunk sliced from it would keep a whole
+                                // buffer alive while it waits in the payload; copy it out.
+                                let chunk = if chunk.len() < LW_BUFFER_SIZE {
+                                    Bytes::copy_from_slice(&chunk)
+                                } else {
+                                    chunk
+                                };
                                 payload.feed_data(chunk);
                             } else {
                                 error!("Internal server error: unexpected payload chunk");
