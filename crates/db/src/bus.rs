@@ -31,6 +31,13 @@ pub trait EventBus: Send + Sync + 'static {
     /// broker is down, the event is still delivered to this instance's subscribers
     /// and the failure is logged (clients recover missed events by sequence number).
     async fn publish(&self, topic: &str, payload: String);
+    /// Publishes `(topic, payload)` events in this order, in one broker round trip
+    /// where the broker allows (Redis: one pipeline). Same failure rule as `publish`.
+    async fn publish_many(&self, events: Vec<(String, String)>) {
+        for (topic, payload) in events {
+            self.publish(&topic, payload).await;
+        }
+    }
     /// A receiver of every event published from now on, from any instance.
     fn subscribe(&self) -> broadcast::Receiver<Arc<BusMessage>>;
     /// `redis` or `memory`.

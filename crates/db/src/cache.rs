@@ -17,6 +17,9 @@ pub struct CacheError(pub String);
 pub trait Cache: Send + Sync + 'static {
     /// The value under `key`, if present and not expired.
     async fn get(&self, key: &str) -> Result<Option<String>, CacheError>;
+    /// The values under `keys`, in order, in one round trip (Redis `MGET`): the hot
+    /// paths read several entries per request.
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<String>>, CacheError>;
     /// Stores `value` under `key` for `ttl`.
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError>;
     /// Stores `value` only if `key` is absent. Cache-aside fills use this, so a fill
@@ -69,6 +72,19 @@ impl Cache for MemoryCache {
             }
             None => Ok(None),
         }
+    }
+
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<String>>, CacheError> {
+        let entries = self.lock();
+        let now = Instant::now();
+        // Expired entries read as misses here; `get` and writes sweep them.
+        Ok(keys
+            .iter()
+            .map(|key| match entries.get(*key) {
+                Some((value, expires)) if *expires > now => Some(value.clone()),
+                _ => None,
+            })
+            .collect())
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
@@ -156,8 +172,13 @@ mod tests {
             Some("3"),
             "add fills an expired key"
         );
+        assert_eq!(
+            cache.get_many(&["b", "x", "a"]).await?,
+            [Some("3".to_owned()), None, Some("1".to_owned())]
+        );
         cache.delete("a").await?;
         assert_eq!(cache.get("a").await?, None);
+        assert_eq!(cache.get_many(&["a"]).await?, [None]);
         Ok(())
     }
 }

@@ -85,6 +85,20 @@ impl Cache for RedisCache {
         .await
     }
 
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<String>>, CacheError> {
+        let keys: Vec<String> = keys.iter().map(|key| self.key(key)).collect();
+        bounded(async {
+            let mut conn = self.conn().await?;
+            // An explicit MGET: the reply is an array even for one key.
+            redis::cmd("MGET")
+                .arg(&keys)
+                .query_async(&mut *conn)
+                .await
+                .map_err(redis_err)
+        })
+        .await
+    }
+
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         bounded(async {
@@ -219,6 +233,34 @@ impl EventBus for RedisBus {
                 topic: topic.to_owned(),
                 payload,
             });
+        }
+    }
+
+    async fn publish_many(&self, events: Vec<(String, String)>) {
+        if events.is_empty() {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        for (topic, payload) in &events {
+            pipe.cmd("PUBLISH")
+                .arg(self.channel(topic))
+                .arg(payload)
+                .ignore();
+        }
+        let sent = bounded(async {
+            let mut conn = self
+                .pool
+                .get()
+                .await
+                .map_err(|e| CacheError(e.to_string()))?;
+            pipe.query_async::<()>(&mut *conn).await.map_err(redis_err)
+        })
+        .await;
+        if let Err(err) = sent {
+            tracing::warn!(error = %err, events = events.len(), "redis publish failed; delivering locally only");
+            for (topic, payload) in events {
+                self.local.deliver(BusMessage { topic, payload });
+            }
         }
     }
 

@@ -51,6 +51,26 @@ async fn cache_set_add_get_delete_and_expiry() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn get_many_answers_each_key_in_order() -> anyhow::Result<()> {
+    let cache = RedisCache::new(connect_pool(&url()).map_err(anyhow::Error::msg)?, &prefix());
+    cache.set("a", "1", Duration::from_secs(60)).await?;
+    cache.set("c", "3", Duration::from_secs(60)).await?;
+    assert_eq!(
+        cache.get_many(&["a", "b", "c"]).await?,
+        [Some("1".to_owned()), None, Some("3".to_owned())]
+    );
+    assert_eq!(
+        cache.get_many(&["c"]).await?,
+        [Some("3".to_owned())],
+        "one key"
+    );
+    assert_eq!(cache.get_many(&["b"]).await?, [None]);
+    cache.delete("a").await?;
+    cache.delete("c").await?;
+    Ok(())
+}
+
+#[tokio::test]
 async fn cache_errors_fast_when_redis_is_down() -> anyhow::Result<()> {
     let cache = RedisCache::new(
         connect_pool("redis://127.0.0.1:1").map_err(anyhow::Error::msg)?,
@@ -120,6 +140,48 @@ async fn events_cross_instances_and_stay_within_their_prefix() -> anyhow::Result
     let leaked =
         tokio::time::timeout(Duration::from_millis(300), next_event(&mut on_stranger)).await;
     assert!(leaked.is_err(), "an event crossed into another prefix");
+    Ok(())
+}
+
+#[tokio::test]
+async fn publish_many_keeps_its_order_across_instances() -> anyhow::Result<()> {
+    let prefix = prefix();
+    let pool = || connect_pool(&url()).map_err(anyhow::Error::msg);
+    let a = RedisBus::start(&url(), pool()?, &prefix).map_err(anyhow::Error::msg)?;
+    let b = RedisBus::start(&url(), pool()?, &prefix).map_err(anyhow::Error::msg)?;
+    let mut on_b = subscribed(&b).await?;
+    let batch: Vec<(String, String)> = (1..=20)
+        .map(|n| (format!("chat.{}", n % 3), format!(r#"{{"n":{n}}}"#)))
+        .collect();
+    a.publish_many(batch.clone()).await;
+    for (topic, payload) in batch {
+        let message = next_event(&mut on_b).await?;
+        assert_eq!(
+            (message.topic.as_str(), message.payload.as_str()),
+            (topic.as_str(), payload.as_str())
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn publish_many_without_redis_still_reaches_local_subscribers() -> anyhow::Result<()> {
+    let bus = RedisBus::start(
+        "redis://127.0.0.1:1",
+        connect_pool("redis://127.0.0.1:1").map_err(anyhow::Error::msg)?,
+        "down",
+    )
+    .map_err(anyhow::Error::msg)?;
+    let mut receiver = bus.subscribe();
+    bus.publish_many(vec![
+        ("chat.1".to_owned(), "1".to_owned()),
+        ("chat.1".to_owned(), "2".to_owned()),
+    ])
+    .await;
+    for expected in ["1", "2"] {
+        let message = tokio::time::timeout(Duration::from_secs(5), receiver.recv()).await??;
+        assert_eq!(message.payload, expected);
+    }
     Ok(())
 }
 

@@ -38,7 +38,23 @@ where
     T: Serialize + DeserializeOwned,
     F: AsyncFnOnce() -> Result<Option<T>, DbError>,
 {
-    if let Some(raw) = store.cache_get(key).await {
+    let raw = store.cache_get(key).await;
+    resolve(store, key, raw, load).await
+}
+
+/// Like [`read_through`], with the cache's answer for `key` already read (e.g. by one
+/// `MGET` for several keys): decodes it, or loads and fills on a miss.
+pub(crate) async fn resolve<T, F>(
+    store: &Store,
+    key: &str,
+    cached: Option<String>,
+    load: F,
+) -> Result<Option<T>, DbError>
+where
+    T: Serialize + DeserializeOwned,
+    F: AsyncFnOnce() -> Result<Option<T>, DbError>,
+{
+    if let Some(raw) = cached {
         match serde_json::from_str::<Entry<T>>(&raw) {
             Ok(Entry::Present(value)) => return Ok(Some(value)),
             Ok(Entry::Absent(_)) => return Ok(None),

@@ -6,7 +6,8 @@ use chat_db::models::{ChatRow, MembershipRow};
 use chat_domain::{ChatKind, Role, Visibility};
 use serde::{Deserialize, Serialize};
 
-use crate::cached::{put, read_through};
+use crate::cached::{put, read_through, resolve};
+use crate::users::{UserProfile, load_user_profile};
 use crate::{Store, keys};
 
 /// The stable part of a chat: what permission checks need. Counters (`last_seq`,
@@ -38,12 +39,16 @@ impl ChatHeader {
 /// The chat's header, if it exists.
 pub async fn chat_header(store: &Store, chat_id: i64) -> Result<Option<ChatHeader>, DbError> {
     read_through(store, &keys::chat(chat_id), async || {
-        Ok(ChatRow::find(&store.db, chat_id)
-            .await?
-            .as_ref()
-            .map(ChatHeader::from_row))
+        load_header(store, chat_id).await
     })
     .await
+}
+
+async fn load_header(store: &Store, chat_id: i64) -> Result<Option<ChatHeader>, DbError> {
+    Ok(ChatRow::find(&store.db, chat_id)
+        .await?
+        .as_ref()
+        .map(ChatHeader::from_row))
 }
 
 /// Records a chat's new header (`None`: deleted).
@@ -58,11 +63,78 @@ pub async fn membership_role(
     user_id: i64,
 ) -> Result<Option<Role>, DbError> {
     read_through(store, &keys::membership(chat_id, user_id), async || {
-        Ok(MembershipRow::find(&store.db, chat_id, user_id)
-            .await?
-            .and_then(|m| Role::parse(&m.role).ok()))
+        load_role(store, chat_id, user_id).await
     })
     .await
+}
+
+async fn load_role(store: &Store, chat_id: i64, user_id: i64) -> Result<Option<Role>, DbError> {
+    Ok(MembershipRow::find(&store.db, chat_id, user_id)
+        .await?
+        .and_then(|m| Role::parse(&m.role).ok()))
+}
+
+/// What a chat request needs to decide, read from the cache in one round trip.
+#[derive(Debug, Clone)]
+pub struct AccessRead {
+    /// The chat's header; `None` if the chat does not exist.
+    pub header: Option<ChatHeader>,
+    /// The user's role; `None` when not a member (or the chat does not exist).
+    pub role: Option<Role>,
+    /// The user's profile, when asked for.
+    pub profile: Option<UserProfile>,
+}
+
+/// The chat's header, the user's role in it and, with `with_profile`, the user's
+/// profile: one cache round trip (`MGET`) instead of one per entry — this runs on
+/// every send and every history page. Misses load from the database and fill.
+pub async fn chat_access(
+    store: &Store,
+    chat_id: i64,
+    user_id: i64,
+    with_profile: bool,
+) -> Result<AccessRead, DbError> {
+    let chat_key = keys::chat(chat_id);
+    let member_key = keys::membership(chat_id, user_id);
+    let user_key = keys::user(user_id);
+    let mut wanted = vec![chat_key.as_str(), member_key.as_str()];
+    if with_profile {
+        wanted.push(user_key.as_str());
+    }
+    let mut cached = store.cache_get_many(&wanted).await.into_iter();
+    let (chat_raw, member_raw, user_raw) = (
+        cached.next().flatten(),
+        cached.next().flatten(),
+        cached.next().flatten(),
+    );
+    let header = resolve(store, &chat_key, chat_raw, async || {
+        load_header(store, chat_id).await
+    })
+    .await?;
+    let Some(header) = header else {
+        return Ok(AccessRead {
+            header: None,
+            role: None,
+            profile: None,
+        });
+    };
+    let role = resolve(store, &member_key, member_raw, async || {
+        load_role(store, chat_id, user_id).await
+    })
+    .await?;
+    let profile = if with_profile {
+        resolve(store, &user_key, user_raw, async || {
+            load_user_profile(store, user_id).await
+        })
+        .await?
+    } else {
+        None
+    };
+    Ok(AccessRead {
+        header: Some(header),
+        role,
+        profile,
+    })
 }
 
 /// Records a membership change (`None`: no longer a member).

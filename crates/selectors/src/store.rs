@@ -26,6 +26,21 @@ impl Store {
         }
     }
 
+    /// Reads `keys` in one round trip; a cache failure is logged and reported as misses.
+    pub async fn cache_get_many(&self, keys: &[&str]) -> Vec<Option<String>> {
+        match self.cache.get_many(keys).await {
+            Ok(values) if values.len() == keys.len() => values,
+            Ok(_) => {
+                tracing::warn!("cache returned the wrong number of values; using the database");
+                vec![None; keys.len()]
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cache read failed; using the database");
+                vec![None; keys.len()]
+            }
+        }
+    }
+
     /// Fills `key` unless something (e.g. an invalidation marker) is already there.
     pub async fn cache_fill(&self, key: &str, value: &str, ttl: std::time::Duration) {
         if let Err(err) = self.cache.add(key, value, ttl).await {

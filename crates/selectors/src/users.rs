@@ -34,12 +34,19 @@ impl From<&UserRow> for UserProfile {
 /// The user's profile, if the account exists.
 pub async fn user_profile(store: &Store, user_id: i64) -> Result<Option<UserProfile>, DbError> {
     read_through(store, &keys::user(user_id), async || {
-        Ok(UserRow::find(&store.db, user_id)
-            .await?
-            .as_ref()
-            .map(UserProfile::from))
+        load_user_profile(store, user_id).await
     })
     .await
+}
+
+pub(crate) async fn load_user_profile(
+    store: &Store,
+    user_id: i64,
+) -> Result<Option<UserProfile>, DbError> {
+    Ok(UserRow::find(&store.db, user_id)
+        .await?
+        .as_ref()
+        .map(UserProfile::from))
 }
 
 /// Records a profile change.

@@ -47,6 +47,7 @@ pub async fn build_context(config: &Config) -> anyhow::Result<AppContext> {
         tracing::warn!(error = %err, "redis is not reachable; running degraded until it is");
     }
     let secret = secret::resolve(config)?;
+    let writer = chat_services::writer::MessageWriter::start(db.clone(), bus.clone());
     Ok(AppContext {
         store: Store {
             db: db.clone(),
@@ -63,7 +64,7 @@ pub async fn build_context(config: &Config) -> anyhow::Result<AppContext> {
         chat: ChatSettings {
             direct_requires_friendship: config.direct_requires_friendship,
         },
-        writer: chat_services::writer::MessageWriter::start(db.clone()),
+        writer,
     })
 }
 

@@ -205,6 +205,10 @@ async fn fifty_concurrent_sends_get_seqs_one_to_fifty(backend: Backend) -> anyho
     )
     .await?
     .expect_status(200)?;
+    // Every instance's hub sees the bus: a chat's events must be published in seq
+    // order even when the sends race (the writer publishes, not the request tasks).
+    let mut events = app.context.bus.subscribe();
+    await_bus_ready(&app.context.bus, &mut events).await?;
     let senders = [&ann, &bob, &cy];
     let path = format!("/api/v1/chats/{chat}/messages");
     let sends = (0..50).map(|i| {
@@ -237,6 +241,22 @@ async fn fifty_concurrent_sends_get_seqs_one_to_fifty(backend: Backend) -> anyho
         .get(&format!("/api/v1/chats/{chat}"), Some(&ann.access_token))
         .await?;
     assert_eq!(view.json["last_seq"], 50);
+    let topic = format!("chat.{chat}");
+    let mut published = Vec::new();
+    while published.len() < 50 {
+        let event = tokio::time::timeout(Duration::from_secs(5), events.recv()).await??;
+        if event.topic == topic {
+            let value: Value = serde_json::from_str(&event.payload)?;
+            if value["type"] == "chat.message" {
+                published.push(value["seq"].as_i64().unwrap_or_default());
+            }
+        }
+    }
+    assert_eq!(
+        published,
+        (1..=50).collect::<Vec<_>>(),
+        "published in seq order"
+    );
     app.shutdown().await;
     Ok(())
 }

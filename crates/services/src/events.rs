@@ -221,6 +221,23 @@ struct NotificationEnvelope<'a> {
     notification: &'a Notification,
 }
 
+impl ChatEvent {
+    /// The `chat.message` event of a stored message.
+    pub fn stored(row: &chat_db::models::MessageRow, sender: Option<String>) -> Self {
+        ChatEvent::Message {
+            chat_id: row.chat_id,
+            id: row.id,
+            seq: row.seq,
+            message: row.content.clone(),
+            sender,
+            sender_id: row.sender_id,
+            client_id: row.client_id.clone(),
+            reply_to: row.reply_to,
+            created_at: crate::users::utc(row.created_at),
+        }
+    }
+}
+
 /// Publishes a chat event on `chat.<id>`.
 pub async fn publish_chat(ctx: &AppContext, chat_id: i64, event: &ChatEvent) {
     match serde_json::to_string(event) {

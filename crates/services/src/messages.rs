@@ -5,12 +5,11 @@ use chat_db::DbError;
 use chat_db::models::{ChatRow, HistoryRange, MembershipRow, MessageRow};
 use chat_domain::permissions;
 use chat_domain::{ClientId, FieldErrors, MessageBody};
-use chat_selectors::users::user_profile;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::Principal;
-use crate::chats::{MessageView, access, denied};
+use crate::chats::{MessageView, access, access_with, denied};
 use crate::events::{ChatEvent, publish_chat};
 use crate::pagination::{self, Page};
 use crate::rate_limit;
@@ -136,7 +135,7 @@ pub async fn send_message(
     chat_id: i64,
     input: SendMessageInput,
 ) -> Result<(MessageView, bool), ServiceError> {
-    let access = access(ctx, principal, chat_id).await?;
+    let (access, profile) = access_with(ctx, principal, chat_id, true).await?;
     permissions::post_in_chat(access.actor).map_err(denied)?;
     let mut errors = FieldErrors::new();
     let body = errors.check("content", MessageBody::parse(&input.content));
@@ -149,9 +148,7 @@ pub async fn send_message(
         .ok_or_else(|| ServiceError::invalid("content", "is required"))?;
     ctx.limits
         .check(rate_limit::MESSAGES, &format!("user:{}", principal.user_id))?;
-    let sender = user_profile(&ctx.store, principal.user_id)
-        .await?
-        .map(|u| u.username);
+    let sender = profile.map(|u| u.username);
     if let Some(reply_to) = input.reply_to {
         MessageRow::find(&ctx.store.db, chat_id, reply_to)
             .await?
@@ -164,8 +161,9 @@ pub async fn send_message(
         client_id: client_id.as_ref().map(|c| c.as_str().to_owned()),
         reply_to: input.reply_to,
         created_at: chat_db::now(),
+        sender: sender.clone(),
     };
-    // Stored by the group-commit writer. A resent client_id is caught by the unique
+    // Stored and published by the group-commit writer. A resent client_id is caught by the unique
     // index (rolling back that message's seq too) rather than by a look-up per send.
     let stored = match ctx.writer.store(pending).await {
         Ok(Some(row)) => row,
@@ -186,18 +184,6 @@ pub async fn send_message(
         Err(other) => return Err(other.into()),
     };
     let view = MessageView::new(stored, sender);
-    let event = ChatEvent::Message {
-        chat_id,
-        id: view.id,
-        seq: view.seq,
-        message: view.content.clone(),
-        sender: view.sender.clone(),
-        sender_id: view.sender_id,
-        client_id: view.client_id.clone(),
-        reply_to: view.reply_to,
-        created_at: view.created_at,
-    };
-    publish_chat(ctx, chat_id, &event).await;
     Ok((view, true))
 }
 
@@ -221,7 +207,7 @@ pub async fn edit_message(
     message_id: i64,
     content: &str,
 ) -> Result<MessageView, ServiceError> {
-    let access = access(ctx, principal, chat_id).await?;
+    let (access, profile) = access_with(ctx, principal, chat_id, true).await?;
     permissions::post_in_chat(access.actor).map_err(denied)?;
     let message = load_message(ctx, chat_id, message_id).await?;
     permissions::edit_message(principal.user_id, message.sender_id).map_err(denied)?;
@@ -241,9 +227,7 @@ pub async fn edit_message(
         edited_at,
     };
     publish_chat(ctx, chat_id, &event).await;
-    let sender = user_profile(&ctx.store, principal.user_id)
-        .await?
-        .map(|u| u.username);
+    let sender = profile.map(|u| u.username);
     Ok(MessageView::new(edited, sender))
 }
 

@@ -2,7 +2,8 @@
 //! both through the cache.
 
 use chat_domain::permissions::{Actor, Denied};
-use chat_selectors::chats::{ChatHeader, chat_header, membership_role};
+use chat_selectors::chats::{ChatHeader, chat_access};
+use chat_selectors::users::UserProfile;
 
 use crate::auth::Principal;
 use crate::{AppContext, ServiceError};
@@ -27,15 +28,29 @@ pub(crate) async fn access(
     principal: &Principal,
     chat_id: i64,
 ) -> Result<ChatAccess, ServiceError> {
-    let header = chat_header(&ctx.store, chat_id)
-        .await?
+    Ok(access_with(ctx, principal, chat_id, false).await?.0)
+}
+
+/// [`access`] plus the caller's profile (`with_profile`), all read from the cache in one
+/// round trip: what a send needs.
+pub(crate) async fn access_with(
+    ctx: &AppContext,
+    principal: &Principal,
+    chat_id: i64,
+    with_profile: bool,
+) -> Result<(ChatAccess, Option<UserProfile>), ServiceError> {
+    let read = chat_access(&ctx.store, chat_id, principal.user_id, with_profile).await?;
+    let header = read
+        .header
         .ok_or_else(|| ServiceError::NotFound(format!("chat {chat_id} not found")))?;
-    let role = membership_role(&ctx.store, chat_id, principal.user_id).await?;
-    Ok(ChatAccess {
-        header,
-        actor: Actor {
-            role,
-            site_admin: principal.is_admin,
+    Ok((
+        ChatAccess {
+            header,
+            actor: Actor {
+                role: read.role,
+                site_admin: principal.is_admin,
+            },
         },
-    })
+        read.profile,
+    ))
 }
