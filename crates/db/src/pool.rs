@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use diesel::SqliteConnection;
 use diesel_async::pooled_connection::bb8::Pool;
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, PoolableConnection, RecyclingMethod,
+};
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use futures_util::FutureExt;
@@ -94,7 +96,10 @@ impl DbPool {
     pub async fn connect(url: &DatabaseUrl, options: PoolOptions) -> Result<Self, DbError> {
         match url {
             DatabaseUrl::Postgres(url) => {
-                let manager = AsyncDieselConnectionManager::<PgConn>::new(url.clone());
+                let mut config = ManagerConfig::<PgConn>::default();
+                config.recycling_method = check_without_round_trip();
+                let manager =
+                    AsyncDieselConnectionManager::<PgConn>::new_with_config(url.clone(), config);
                 let pool = Pool::builder()
                     .max_size(options.max_size)
                     .connection_timeout(options.timeout)
@@ -104,6 +109,7 @@ impl DbPool {
             DatabaseUrl::Sqlite(path) => {
                 ensure_parent_dir(path)?;
                 let mut config = ManagerConfig::<SqliteConn>::default();
+                config.recycling_method = check_without_round_trip();
                 config.custom_setup = Box::new(|url| {
                     let url = url.to_owned();
                     async move {
@@ -143,6 +149,28 @@ impl DbPool {
         });
         Ok(())
     }
+}
+
+/// The check a pooled connection passes before it is handed out. diesel-async's default
+/// runs `SELECT 1` on every checkout — a second round trip (PostgreSQL) or thread
+/// hand-off (SQLite) per query. This one costs nothing: a connection whose socket has
+/// closed (a restarted PostgreSQL) or whose transaction state is broken is replaced;
+/// any other failure surfaces on the query itself, which marks the connection broken.
+fn check_without_round_trip<C: PoolableConnection + 'static>() -> RecyclingMethod<C> {
+    RecyclingMethod::CustomFunction(Box::new(|conn: &mut C| {
+        let broken = conn.is_broken();
+        async move {
+            if broken {
+                Err(diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::ClosedConnection,
+                    Box::new("pooled connection is closed".to_owned()),
+                ))
+            } else {
+                Ok(())
+            }
+        }
+        .boxed()
+    }))
 }
 
 /// Creates the directory of a SQLite file, so the zero-config default just works.
@@ -197,6 +225,34 @@ macro_rules! with_tx {
                 let conn: &mut $crate::SqliteConn = &mut *guard;
                 conn.immediate_transaction(async |$conn: &mut $crate::SqliteConn| $body)
                     .await
+            }
+        }
+    }};
+}
+
+/// Loads every row of `$query` on whichever backend the pool holds. On SQLite the
+/// query runs and its rows are decoded in **one** blocking-pool hand-off, with the
+/// synchronous diesel API: diesel-async's wrapper would copy each row into owned
+/// `sqlite3_value`s there and decode them on the reactor thread, so every value is
+/// allocated on one thread and freed on another. `$query` is written once and typed
+/// per backend (it may end in `into_boxed()`); it must own its data (`'static`).
+#[macro_export]
+macro_rules! load_rows {
+    ($pool:expr, $query:expr) => {{
+        match $pool {
+            $crate::DbPool::Postgres(pool) => {
+                let mut guard = pool.get().await.map_err($crate::DbError::pool)?;
+                let conn: &mut $crate::PgConn = &mut *guard;
+                diesel_async::RunQueryDsl::load($query, conn).await?
+            }
+            $crate::DbPool::Sqlite(pool) => {
+                let mut guard = pool.get().await.map_err($crate::DbError::pool)?;
+                let query = $query;
+                guard
+                    .spawn_blocking(move |conn: &mut diesel::SqliteConnection| {
+                        diesel::RunQueryDsl::load(query, conn)
+                    })
+                    .await?
             }
         }
     }};

@@ -42,6 +42,39 @@ async fn an_unreachable_database_answers_503_and_not_ready() -> anyhow::Result<(
 }
 
 #[actix_web::test]
+async fn pooled_connections_cut_by_the_database_are_replaced_not_handed_out() -> anyhow::Result<()>
+{
+    // The pool checks a connection on checkout without a round trip (no `SELECT 1`):
+    // this is the case that check exists for — every connection the pool holds was
+    // ended by the server (a restart, a failover) while idle.
+    let app = TestApp::spawn(Backend::Postgres).await?;
+    let (ann, _bob, chat) = app.two_in_a_group().await?;
+    let history = format!("/api/v1/chats/{chat}/messages");
+    // Concurrent requests, so the pool holds several connections.
+    let warm =
+        futures_util::future::join_all((0..8).map(|_| app.get(&history, Some(&ann.access_token))))
+            .await;
+    for answer in warm {
+        answer?.expect_status(200)?;
+    }
+    let ended = app.database.terminate_connections().await?;
+    assert!(
+        ended >= 2,
+        "expected pooled connections to end, ended {ended}"
+    );
+    // The pool learns of a closed socket when its connection task reads the
+    // termination; give it a moment, as any real outage would.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..8 {
+        app.get(&history, Some(&ann.access_token))
+            .await?
+            .expect_status(200)?;
+    }
+    app.shutdown().await;
+    Ok(())
+}
+
+#[actix_web::test]
 async fn a_redis_outage_degrades_to_the_database() -> anyhow::Result<()> {
     // Nothing listens on port 1: every cache call fails fast.
     let app = TestApp::spawn_with(Backend::Postgres, |c| {

@@ -183,6 +183,31 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// Ends every PostgreSQL session connected to this database (what a database
+    /// restart or failover does to a pool) and returns how many it ended. The database
+    /// stays. 0 on SQLite.
+    pub async fn terminate_connections(&self) -> anyhow::Result<i64> {
+        #[derive(QueryableByName)]
+        struct Ended {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let Kind::Postgres(name) = &self.kind else {
+            return Ok(0);
+        };
+        let mut admin = AsyncPgConnection::establish(&postgres_admin_url()).await?;
+        let ended: Ended = diesel::sql_query(
+            "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind::<Text, _>(name)
+        .get_result(&mut admin)
+        .await?;
+        Ok(ended.n)
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         match &self.kind {

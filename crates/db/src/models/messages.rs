@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use crate::schema::{chats, messages, users};
-use crate::{DbError, DbPool, with_conn, with_tx};
+use crate::{DbError, DbPool, load_rows, with_conn, with_tx};
 
 /// A stored message.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
@@ -62,20 +62,6 @@ struct MessageInsert<'a> {
     created_at: NaiveDateTime,
 }
 
-/// The statements of a message batch that differ by backend: PostgreSQL does each in
-/// one round trip for the whole batch; SQLite, in process, row by row.
-trait BatchStatements {
-    /// Adds `count` to each chat's `last_seq` (and sets its activity time); returns
-    /// `(chat, new last_seq)` for the chats that exist. Rows are locked in id order, so
-    /// concurrent batches cannot deadlock.
-    async fn bump_seqs(
-        &mut self,
-        bumps: &[(i64, i64, NaiveDateTime)],
-    ) -> QueryResult<Vec<(i64, i64)>>;
-    /// Inserts the rows, returning them as stored.
-    async fn insert_rows(&mut self, rows: &[MessageInsert<'_>]) -> QueryResult<Vec<MessageRow>>;
-}
-
 #[derive(QueryableByName)]
 struct Bumped {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -84,9 +70,15 @@ struct Bumped {
     last_seq: i64,
 }
 
-impl BatchStatements for crate::PgConn {
-    async fn bump_seqs(
-        &mut self,
+/// A batch's statements on PostgreSQL, each one round trip for the whole batch.
+mod pg_batch {
+    use super::*;
+
+    /// Adds `count` to each chat's `last_seq` (and sets its activity time); returns
+    /// `(chat, new last_seq)` for the chats that exist. Rows are locked in id order, so
+    /// concurrent batches cannot deadlock.
+    pub(super) async fn bump_seqs(
+        conn: &mut crate::PgConn,
         bumps: &[(i64, i64, NaiveDateTime)],
     ) -> QueryResult<Vec<(i64, i64)>> {
         use diesel::sql_types::{Array, BigInt, Timestamp};
@@ -103,58 +95,246 @@ impl BatchStatements for crate::PgConn {
         .bind::<Array<BigInt>, _>(ids)
         .bind::<Array<BigInt>, _>(counts)
         .bind::<Array<Timestamp>, _>(times)
-        .load(self)
+        .load(conn)
         .await?;
         Ok(rows.into_iter().map(|r| (r.id, r.last_seq)).collect())
     }
 
-    async fn insert_rows(&mut self, rows: &[MessageInsert<'_>]) -> QueryResult<Vec<MessageRow>> {
+    /// One multi-row insert, returning the rows as stored.
+    pub(super) async fn insert_rows(
+        conn: &mut crate::PgConn,
+        rows: &[MessageInsert<'_>],
+    ) -> QueryResult<Vec<MessageRow>> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
         diesel::insert_into(messages::table)
             .values(rows)
             .returning(MessageRow::as_returning())
-            .get_results(self)
+            .get_results(conn)
             .await
     }
 }
 
-impl BatchStatements for crate::SqliteConn {
-    async fn bump_seqs(
-        &mut self,
-        bumps: &[(i64, i64, NaiveDateTime)],
-    ) -> QueryResult<Vec<(i64, i64)>> {
-        let mut out = Vec::with_capacity(bumps.len());
-        for (chat, count, at) in bumps {
-            let last: Option<i64> = diesel::update(chats::table.find(*chat))
-                .set((
-                    chats::last_seq.eq(chats::last_seq + *count),
-                    chats::last_activity_at.eq(*at),
-                ))
-                .returning(chats::last_seq)
-                .get_result(self)
-                .await
-                .optional()?;
-            if let Some(last) = last {
-                out.push((*chat, last));
-            }
-        }
-        Ok(out)
+/// A batch's statements on SQLite: in process, row by row, all inside **one**
+/// blocking-pool hand-off (the synchronous diesel API), not one hand-off per statement.
+mod sqlite_batch {
+    use chrono::NaiveDateTime;
+    use diesel::SqliteConnection;
+    use diesel::prelude::*;
+
+    use super::{BatchPlan, MessageRow, NewMessage, Slot, batch_keys};
+    use crate::DbError;
+    use crate::schema::{chats, messages};
+
+    /// A message the blocking closure owns (it must be `'static`).
+    pub(super) struct Owned {
+        chat_id: i64,
+        sender_id: i64,
+        content: String,
+        client_id: Option<String>,
+        reply_to: Option<i64>,
+        created_at: NaiveDateTime,
     }
 
-    async fn insert_rows(&mut self, rows: &[MessageInsert<'_>]) -> QueryResult<Vec<MessageRow>> {
-        let mut stored = Vec::with_capacity(rows.len());
-        for row in rows {
-            stored.push(
-                diesel::insert_into(messages::table)
-                    .values(row)
-                    .returning(MessageRow::as_returning())
-                    .get_result(self)
-                    .await?,
-            );
+    impl Owned {
+        pub(super) fn from_new(m: &NewMessage<'_>) -> Self {
+            Owned {
+                chat_id: m.chat_id,
+                sender_id: m.sender_id,
+                content: m.content.to_owned(),
+                client_id: m.client_id.map(str::to_owned),
+                reply_to: m.reply_to,
+                created_at: m.created_at,
+            }
         }
-        Ok(stored)
+
+        fn as_new(&self) -> NewMessage<'_> {
+            NewMessage {
+                chat_id: self.chat_id,
+                sender_id: self.sender_id,
+                content: &self.content,
+                client_id: self.client_id.as_deref(),
+                reply_to: self.reply_to,
+                created_at: self.created_at,
+            }
+        }
+    }
+
+    /// The whole fast path of a batch in one `BEGIN IMMEDIATE` transaction.
+    pub(super) fn store(
+        conn: &mut SqliteConnection,
+        owned: &[Owned],
+    ) -> Result<Vec<Slot>, DbError> {
+        let batch: Vec<NewMessage<'_>> = owned.iter().map(Owned::as_new).collect();
+        let (chat_ids, keyed) = batch_keys(&batch);
+        conn.immediate_transaction(|conn| {
+            let existing = if keyed.is_empty() {
+                Vec::new()
+            } else {
+                messages::table
+                    .filter(messages::chat_id.eq_any(&chat_ids))
+                    .filter(messages::client_id.eq_any(&keyed))
+                    .select((messages::chat_id, messages::sender_id, messages::client_id))
+                    .load(conn)?
+            };
+            let plan = BatchPlan::new(&batch, existing);
+            let mut bumped = Vec::new();
+            for (chat, count, at) in plan.bumps() {
+                let last: Option<i64> = diesel::update(chats::table.find(chat))
+                    .set((
+                        chats::last_seq.eq(chats::last_seq + count),
+                        chats::last_activity_at.eq(at),
+                    ))
+                    .returning(chats::last_seq)
+                    .get_result(conn)
+                    .optional()?;
+                if let Some(last) = last {
+                    bumped.push((chat, last));
+                }
+            }
+            let (rows, slots) = plan.assign(&batch, bumped);
+            let mut stored = Vec::with_capacity(rows.len());
+            for row in &rows {
+                stored.push(
+                    diesel::insert_into(messages::table)
+                        .values(row)
+                        .returning(MessageRow::as_returning())
+                        .get_result(conn)?,
+                );
+            }
+            Ok(Slot::fill(slots, stored))
+        })
+    }
+}
+
+/// Where one message of a batch ended up.
+enum Slot {
+    /// Its `client_id` was already used (or repeated within the batch).
+    Duplicate,
+    /// Its chat is gone.
+    ChatGone,
+    /// Stored.
+    Stored(MessageRow),
+}
+
+impl Slot {
+    /// Matches the stored rows to the batch's messages by `(chat, seq)`.
+    fn fill(planned: Vec<Option<Option<(i64, i64)>>>, stored: Vec<MessageRow>) -> Vec<Slot> {
+        let mut by_position: std::collections::HashMap<(i64, i64), MessageRow> = stored
+            .into_iter()
+            .map(|row| ((row.chat_id, row.seq), row))
+            .collect();
+        planned
+            .into_iter()
+            .map(|slot| match slot {
+                None => Slot::Duplicate,
+                Some(None) => Slot::ChatGone,
+                Some(Some(position)) => by_position
+                    .remove(&position)
+                    .map_or(Slot::ChatGone, Slot::Stored),
+            })
+            .collect()
+    }
+
+    fn into_result(self) -> Result<Option<MessageRow>, DbError> {
+        match self {
+            Slot::Duplicate => Err(DbError::Conflict {
+                constraint: "messages_client_id_uq".to_owned(),
+            }),
+            Slot::ChatGone => Ok(None),
+            Slot::Stored(row) => Ok(Some(row)),
+        }
+    }
+}
+
+/// The batch's chats (sorted, distinct) and its `client_id`s.
+fn batch_keys<'a>(batch: &[NewMessage<'a>]) -> (Vec<i64>, Vec<&'a str>) {
+    let keyed: Vec<&str> = batch.iter().filter_map(|m| m.client_id).collect();
+    let mut ids: Vec<i64> = batch.iter().map(|m| m.chat_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    (ids, keyed)
+}
+
+/// A batch planned before any write: which messages are new, and how many seqs each
+/// chat needs.
+struct BatchPlan {
+    accepted: Vec<bool>,
+    per_chat: std::collections::BTreeMap<i64, (i64, NaiveDateTime)>,
+}
+
+impl BatchPlan {
+    /// `existing`: `(chat, sender, client_id)` already stored among the batch's keys (a
+    /// superset; matched exactly here). A key repeated within the batch counts once.
+    fn new(batch: &[NewMessage<'_>], existing: Vec<(i64, Option<i64>, Option<String>)>) -> Self {
+        let mut taken: std::collections::HashSet<(i64, i64, String)> = existing
+            .into_iter()
+            .filter_map(|(chat, sender, key)| Some((chat, sender?, key?)))
+            .collect();
+        let mut accepted = vec![false; batch.len()];
+        let mut per_chat = std::collections::BTreeMap::new();
+        for (i, m) in batch.iter().enumerate() {
+            if let Some(key) = m.client_id
+                && !taken.insert((m.chat_id, m.sender_id, key.to_owned()))
+            {
+                continue;
+            }
+            accepted[i] = true;
+            let entry = per_chat.entry(m.chat_id).or_insert((0, m.created_at));
+            entry.0 += 1;
+            entry.1 = entry.1.max(m.created_at);
+        }
+        BatchPlan { accepted, per_chat }
+    }
+
+    /// One `(chat, count, latest time)` per chat, in chat id order.
+    fn bumps(&self) -> Vec<(i64, i64, NaiveDateTime)> {
+        self.per_chat
+            .iter()
+            .map(|(chat, (count, at))| (*chat, *count, *at))
+            .collect()
+    }
+
+    /// Given each existing chat's new `last_seq`, numbers the accepted messages in input
+    /// order per chat: the rows to insert, and per message `None` (duplicate),
+    /// `Some(None)` (chat gone) or `Some(Some((chat, seq)))`.
+    #[allow(clippy::type_complexity)]
+    fn assign<'a>(
+        &self,
+        batch: &[NewMessage<'a>],
+        bumped: Vec<(i64, i64)>,
+    ) -> (Vec<MessageInsert<'a>>, Vec<Option<Option<(i64, i64)>>>) {
+        let mut next_seq: std::collections::HashMap<i64, i64> = bumped
+            .into_iter()
+            .filter_map(|(chat, last)| {
+                let (count, _) = self.per_chat.get(&chat)?;
+                Some((chat, last - count + 1))
+            })
+            .collect();
+        let mut rows = Vec::new();
+        let mut slots = Vec::with_capacity(batch.len());
+        for (i, m) in batch.iter().enumerate() {
+            let slot = match (self.accepted[i], next_seq.get_mut(&m.chat_id)) {
+                (false, _) => None,
+                (true, None) => Some(None),
+                (true, Some(seq)) => {
+                    rows.push(MessageInsert {
+                        chat_id: m.chat_id,
+                        sender_id: Some(m.sender_id),
+                        seq: *seq,
+                        content: m.content,
+                        client_id: m.client_id,
+                        reply_to: m.reply_to,
+                        created_at: m.created_at,
+                    });
+                    *seq += 1;
+                    Some(Some((m.chat_id, *seq - 1)))
+                }
+            };
+            slots.push(slot);
+        }
+        (rows, slots)
     }
 }
 
@@ -202,92 +382,52 @@ impl MessageRow {
         pool: &DbPool,
         batch: &[NewMessage<'_>],
     ) -> Result<Vec<Result<Option<MessageRow>, DbError>>, DbError> {
-        let duplicate = || DbError::Conflict {
-            constraint: "messages_client_id_uq".to_owned(),
+        let slots = match pool {
+            DbPool::Postgres(pool) => {
+                let mut guard = pool.get().await.map_err(DbError::pool)?;
+                let conn: &mut crate::PgConn = &mut guard;
+                let (chat_ids, keyed) = batch_keys(batch);
+                diesel_async::AsyncConnection::transaction(
+                    conn,
+                    async |conn: &mut crate::PgConn| {
+                        // 1. client_ids already stored.
+                        let existing = if keyed.is_empty() {
+                            Vec::new()
+                        } else {
+                            messages::table
+                                .filter(messages::chat_id.eq_any(&chat_ids))
+                                .filter(messages::client_id.eq_any(&keyed))
+                                .select((
+                                    messages::chat_id,
+                                    messages::sender_id,
+                                    messages::client_id,
+                                ))
+                                .load(conn)
+                                .await?
+                        };
+                        let plan = BatchPlan::new(batch, existing);
+                        // 2. One seq bump for all chats; a chat that is gone has no row to bump.
+                        let bumped = pg_batch::bump_seqs(conn, &plan.bumps()).await?;
+                        // 3. One insert for the batch, seqs in input order per chat.
+                        let (rows, slots) = plan.assign(batch, bumped);
+                        let stored = pg_batch::insert_rows(conn, &rows).await?;
+                        Ok::<_, DbError>(Slot::fill(slots, stored))
+                    },
+                )
+                .await?
+            }
+            DbPool::Sqlite(pool) => {
+                let mut guard = pool.get().await.map_err(DbError::pool)?;
+                let owned: Vec<sqlite_batch::Owned> =
+                    batch.iter().map(sqlite_batch::Owned::from_new).collect();
+                // The closure's error type is diesel's; DbError travels inside it.
+                let outcome = guard
+                    .spawn_blocking(move |conn| Ok(sqlite_batch::store(conn, &owned)))
+                    .await?;
+                outcome?
+            }
         };
-        let keyed: Vec<&str> = batch.iter().filter_map(|m| m.client_id).collect();
-        let chat_ids: Vec<i64> = {
-            let mut ids: Vec<i64> = batch.iter().map(|m| m.chat_id).collect();
-            ids.sort_unstable();
-            ids.dedup();
-            ids
-        };
-        Ok(with_tx!(pool, conn => {
-            // 1. client_ids already stored (a superset filter; matched exactly below).
-            let existing: Vec<(i64, Option<i64>, Option<String>)> = if keyed.is_empty() {
-                Vec::new()
-            } else {
-                messages::table
-                    .filter(messages::chat_id.eq_any(&chat_ids))
-                    .filter(messages::client_id.eq_any(&keyed))
-                    .select((messages::chat_id, messages::sender_id, messages::client_id))
-                    .load(conn)
-                    .await?
-            };
-            let mut taken: std::collections::HashSet<(i64, i64, String)> = existing
-                .into_iter()
-                .filter_map(|(chat, sender, key)| Some((chat, sender?, key?)))
-                .collect();
-            let mut accepted = vec![false; batch.len()];
-            let mut per_chat: std::collections::BTreeMap<i64, (i64, NaiveDateTime)> = std::collections::BTreeMap::new();
-            for (i, m) in batch.iter().enumerate() {
-                if let Some(key) = m.client_id
-                    && !taken.insert((m.chat_id, m.sender_id, key.to_owned()))
-                {
-                    continue;
-                }
-                accepted[i] = true;
-                let entry = per_chat.entry(m.chat_id).or_insert((0, m.created_at));
-                entry.0 += 1;
-                entry.1 = entry.1.max(m.created_at);
-            }
-            // 2. One seq bump per chat (one statement on PostgreSQL); a chat that is gone
-            //    has no row to bump.
-            let bumps: Vec<(i64, i64, NaiveDateTime)> =
-                per_chat.iter().map(|(chat, (count, at))| (*chat, *count, *at)).collect();
-            let mut next_seq: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
-            for (chat, last) in conn.bump_seqs(&bumps).await? {
-                if let Some((count, _)) = per_chat.get(&chat) {
-                    next_seq.insert(chat, last - count + 1);
-                }
-            }
-            // 3. One insert for the batch, seqs in input order per chat.
-            let mut rows = Vec::new();
-            let mut slots = Vec::with_capacity(batch.len());
-            for (i, m) in batch.iter().enumerate() {
-                let slot = match (accepted[i], next_seq.get_mut(&m.chat_id)) {
-                    (false, _) => None,
-                    (true, None) => Some(None),
-                    (true, Some(seq)) => {
-                        rows.push(MessageInsert {
-                            chat_id: m.chat_id,
-                            sender_id: Some(m.sender_id),
-                            seq: *seq,
-                            content: m.content,
-                            client_id: m.client_id,
-                            reply_to: m.reply_to,
-                            created_at: m.created_at,
-                        });
-                        *seq += 1;
-                        Some(Some((m.chat_id, *seq - 1)))
-                    }
-                };
-                slots.push(slot);
-            }
-            let stored = conn.insert_rows(&rows).await?;
-            let mut by_position: std::collections::HashMap<(i64, i64), MessageRow> =
-                stored.into_iter().map(|row| ((row.chat_id, row.seq), row)).collect();
-            Ok::<_, diesel::result::Error>(
-                slots
-                    .into_iter()
-                    .map(|slot| match slot {
-                        None => Err(duplicate()),
-                        Some(None) => Ok(None),
-                        Some(Some(position)) => Ok(by_position.remove(&position)),
-                    })
-                    .collect::<Vec<_>>(),
-            )
-        })?)
+        Ok(slots.into_iter().map(Slot::into_result).collect())
     }
 
     /// The slow path of [`MessageRow::insert_batch`]: one savepoint per message, so a
@@ -368,20 +508,23 @@ impl MessageRow {
         range: HistoryRange,
         limit: i64,
     ) -> Result<Vec<MessageEntry>, DbError> {
-        let rows: Vec<(MessageRow, Option<String>)> = with_conn!(pool, conn => {
-            let mut select = messages::table
+        let rows: Vec<(MessageRow, Option<String>)> = load_rows!(pool, {
+            let select = messages::table
                 .left_join(users::table.on(messages::sender_id.eq(users::id.nullable())))
                 .filter(messages::chat_id.eq(chat_id))
                 .select((MessageRow::as_select(), users::username.nullable()))
                 .limit(limit)
                 .into_boxed();
-            select = match range {
+            match range {
                 HistoryRange::Before(None) => select.order(messages::seq.desc()),
-                HistoryRange::Before(Some(before)) => select.filter(messages::seq.lt(before)).order(messages::seq.desc()),
-                HistoryRange::After(after) => select.filter(messages::seq.gt(after)).order(messages::seq.asc()),
+                HistoryRange::Before(Some(before)) => select
+                    .filter(messages::seq.lt(before))
+                    .order(messages::seq.desc()),
+                HistoryRange::After(after) => select
+                    .filter(messages::seq.gt(after))
+                    .order(messages::seq.asc()),
                 HistoryRange::Offset(offset) => select.order(messages::seq.desc()).offset(offset),
-            };
-            select.load(conn).await?
+            }
         });
         Ok(rows
             .into_iter()
