@@ -6,6 +6,7 @@ use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
 use chat_services::AppContext;
+use chat_services::auth::tokens::{self, AccessClaims};
 use chat_services::auth::{Principal, authenticate};
 use futures_util::future::LocalBoxFuture;
 
@@ -88,16 +89,38 @@ impl FromRequest for AuthUser {
         let token = bearer_token(req).map(str::to_owned);
         Box::pin(async move {
             let ctx = ctx?;
-            let token = token.ok_or_else(|| {
-                ApiError::new(
-                    actix_web::http::StatusCode::UNAUTHORIZED,
-                    "missing_token",
-                    "send an access token as Authorization: Bearer <token>",
-                )
-            })?;
+            let token = token.ok_or_else(missing_token)?;
             Ok(AuthUser(authenticate(&ctx, &token).await?))
         })
     }
+}
+
+/// A bearer access token whose signature and expiry are verified — no I/O yet: the
+/// handler checks its session together with what else it reads from the cache (see
+/// `messages::history_for_token`). Refused as [`AuthUser`] refuses it (401), and
+/// before the other extractors run.
+#[derive(Debug, Clone)]
+pub struct VerifiedToken(pub AccessClaims);
+
+impl FromRequest for VerifiedToken {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready((|| {
+            let ctx = context(req)?;
+            let token = bearer_token(req).ok_or_else(missing_token)?;
+            Ok(VerifiedToken(tokens::verify_access(&ctx.auth.keys, token)?))
+        })())
+    }
+}
+
+fn missing_token() -> ApiError {
+    ApiError::new(
+        actix_web::http::StatusCode::UNAUTHORIZED,
+        "missing_token",
+        "send an access token as Authorization: Bearer <token>",
+    )
 }
 
 /// Whether to believe `Forwarded` / `X-Forwarded-For` (only behind a trusted proxy;

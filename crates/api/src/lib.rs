@@ -15,7 +15,7 @@ mod routes;
 use actix_web::web;
 
 pub use errors::{error_handlers, path_config, payload_config, query_config};
-pub use extract::{ApiJson, AuthUser, ClientAddr, ProxyPolicy};
+pub use extract::{ApiJson, AuthUser, ClientAddr, ProxyPolicy, VerifiedToken};
 pub use metrics::Metrics;
 pub use openapi::{ApiDoc, openapi_json};
 pub use problem::{ApiError, Problem};

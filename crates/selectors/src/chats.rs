@@ -7,6 +7,7 @@ use chat_domain::{ChatKind, Role, Visibility};
 use serde::{Deserialize, Serialize};
 
 use crate::cached::{put, read_through, resolve};
+use crate::sessions::{LiveSession, resolve_session};
 use crate::users::{UserProfile, load_user_profile};
 use crate::{Store, keys};
 
@@ -85,6 +86,17 @@ pub struct AccessRead {
     pub profile: Option<UserProfile>,
 }
 
+impl AccessRead {
+    /// No chat, no role, no profile.
+    fn empty() -> Self {
+        AccessRead {
+            header: None,
+            role: None,
+            profile: None,
+        }
+    }
+}
+
 /// The chat's header, the user's role in it and, with `with_profile`, the user's
 /// profile: one cache round trip (`MGET`) instead of one per entry — this runs on
 /// every send and every history page. Misses load from the database and fill.
@@ -94,36 +106,94 @@ pub async fn chat_access(
     user_id: i64,
     with_profile: bool,
 ) -> Result<AccessRead, DbError> {
-    let chat_key = keys::chat(chat_id);
-    let member_key = keys::membership(chat_id, user_id);
-    let user_key = keys::user(user_id);
-    let mut wanted = vec![chat_key.as_str(), member_key.as_str()];
-    if with_profile {
-        wanted.push(user_key.as_str());
-    }
+    let keys = AccessKeys::new(chat_id, user_id);
+    let mut cached = store
+        .cache_get_many(&keys.wanted(with_profile))
+        .await
+        .into_iter();
+    resolve_access(store, chat_id, user_id, with_profile, &mut cached).await
+}
+
+/// The caller's session and [`chat_access`], read from the cache in **one** round trip:
+/// what an authenticated request about one chat needs (history pages, sends over HTTP).
+/// `user_id` is the token's subject; the access part is resolved (and loaded on a miss)
+/// only if the session is live and belongs to that user — otherwise `(None, empty)`.
+pub async fn session_and_chat_access(
+    store: &Store,
+    session_id: &str,
+    user_id: i64,
+    chat_id: i64,
+    with_profile: bool,
+) -> Result<(Option<LiveSession>, AccessRead), DbError> {
+    let session_key = keys::session(session_id);
+    let access_keys = AccessKeys::new(chat_id, user_id);
+    let mut wanted = vec![session_key.as_str()];
+    wanted.extend(access_keys.wanted(with_profile));
     let mut cached = store.cache_get_many(&wanted).await.into_iter();
+    let session = resolve_session(store, session_id, cached.next().flatten())
+        .await?
+        .filter(|s| s.user_id == user_id);
+    if session.is_none() {
+        return Ok((None, AccessRead::empty()));
+    }
+    let read = resolve_access(store, chat_id, user_id, with_profile, &mut cached).await?;
+    Ok((session, read))
+}
+
+/// The cache keys of [`chat_access`].
+struct AccessKeys {
+    chat: String,
+    member: String,
+    user: String,
+}
+
+impl AccessKeys {
+    fn new(chat_id: i64, user_id: i64) -> Self {
+        AccessKeys {
+            chat: keys::chat(chat_id),
+            member: keys::membership(chat_id, user_id),
+            user: keys::user(user_id),
+        }
+    }
+
+    /// Header, membership and (with `with_profile`) profile, in that order.
+    fn wanted(&self, with_profile: bool) -> Vec<&str> {
+        let mut wanted = vec![self.chat.as_str(), self.member.as_str()];
+        if with_profile {
+            wanted.push(self.user.as_str());
+        }
+        wanted
+    }
+}
+
+/// Resolves the entries of [`AccessKeys::wanted`], taken from `cached` in order; misses
+/// load from the database and fill.
+async fn resolve_access(
+    store: &Store,
+    chat_id: i64,
+    user_id: i64,
+    with_profile: bool,
+    cached: &mut impl Iterator<Item = Option<String>>,
+) -> Result<AccessRead, DbError> {
+    let keys = AccessKeys::new(chat_id, user_id);
     let (chat_raw, member_raw, user_raw) = (
         cached.next().flatten(),
         cached.next().flatten(),
         cached.next().flatten(),
     );
-    let header = resolve(store, &chat_key, chat_raw, async || {
+    let header = resolve(store, &keys.chat, chat_raw, async || {
         load_header(store, chat_id).await
     })
     .await?;
     let Some(header) = header else {
-        return Ok(AccessRead {
-            header: None,
-            role: None,
-            profile: None,
-        });
+        return Ok(AccessRead::empty());
     };
-    let role = resolve(store, &member_key, member_raw, async || {
+    let role = resolve(store, &keys.member, member_raw, async || {
         load_role(store, chat_id, user_id).await
     })
     .await?;
     let profile = if with_profile {
-        resolve(store, &user_key, user_raw, async || {
+        resolve(store, &keys.user, user_raw, async || {
             load_user_profile(store, user_id).await
         })
         .await?

@@ -33,8 +33,19 @@ enum Cached {
 
 /// The session if it is live: not revoked, not expired, its user active.
 pub async fn live_session(store: &Store, session_id: &str) -> Result<Option<LiveSession>, DbError> {
+    let raw = store.cache_get(&keys::session(session_id)).await;
+    resolve_session(store, session_id, raw).await
+}
+
+/// [`live_session`] from a cache entry the caller has already read (`None`: a miss),
+/// e.g. in one round trip with other keys.
+pub async fn resolve_session(
+    store: &Store,
+    session_id: &str,
+    cached: Option<String>,
+) -> Result<Option<LiveSession>, DbError> {
     let key = keys::session(session_id);
-    if let Some(raw) = store.cache_get(&key).await {
+    if let Some(raw) = cached {
         match serde_json::from_str::<Cached>(&raw) {
             Ok(Cached::Live(session)) => return Ok(Some(session)),
             Ok(Cached::Revoked) => return Ok(None),

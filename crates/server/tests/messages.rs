@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use chat_test_support::{Backend, Session, TestApp, await_bus_ready, both_backends};
+use chat_services::auth::tokens::{JwtKeys, issue_access, verify_access};
+use chat_test_support::{
+    Backend, Session, TEST_JWT_SECRET, TestApp, await_bus_ready, both_backends,
+};
 use serde_json::{Value, json};
 
 both_backends!(
@@ -12,6 +15,7 @@ both_backends!(
     message_validation_and_membership,
     edits_and_soft_deletes,
     writes_publish_their_events,
+    the_history_route_refuses_every_bad_caller,
 );
 
 fn seqs(page: &Value) -> Vec<i64> {
@@ -553,6 +557,56 @@ async fn writes_publish_their_events(backend: Backend) -> anyhow::Result<()> {
         }
     };
     assert_eq!(gone["deleted_by"], ann.user_id);
+    app.shutdown().await;
+    Ok(())
+}
+
+/// The history route reads the session and the chat access in one cache round trip
+/// (`history_for_token`); every refusal `AuthUser` gives elsewhere must still hold, in
+/// the same order.
+async fn the_history_route_refuses_every_bad_caller(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, bob, chat) = app.two_in_a_group().await?;
+    send(&app, &ann, chat, json!({"content": "hello"})).await?;
+    let outsider = app.register("cyd").await?;
+    let path = format!("/api/v1/chats/{chat}/messages");
+    let keys = JwtKeys::from_secret(TEST_JWT_SECRET.as_bytes());
+    let bob_sid = verify_access(&keys, &bob.access_token)?.sid;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+
+    app.get(&path, None)
+        .await?
+        .expect_problem(401, "missing_token")?;
+    app.get(&path, Some("not-a-token"))
+        .await?
+        .expect_problem(401, "invalid_token")?;
+    let expired = issue_access(&keys, bob.user_id, &bob_sid, now - 3600, now - 5)?;
+    app.get(&path, Some(&expired))
+        .await?
+        .expect_problem(401, "token_expired")?;
+    // A valid signature naming ann with bob's session: the session is bob's.
+    let swapped = issue_access(&keys, ann.user_id, &bob_sid, now, now + 600)?;
+    app.get(&path, Some(&swapped))
+        .await?
+        .expect_problem(401, "session_revoked")?;
+    app.get(&path, Some(&outsider.access_token))
+        .await?
+        .expect_problem(403, "not_a_member")?;
+    app.get("/api/v1/chats/999999/messages", Some(&bob.access_token))
+        .await?
+        .expect_problem(404, "not_found")?;
+    let page = app.get(&path, Some(&bob.access_token)).await?;
+    page.expect_status(200)?;
+    assert_eq!(seqs(&page.json), vec![1]);
+
+    app.post("/api/v1/auth/logout", Some(&bob.access_token), json!({}))
+        .await?
+        .expect_status(204)?;
+    app.get(&path, Some(&bob.access_token))
+        .await?
+        .expect_problem(401, "session_revoked")?;
     app.shutdown().await;
     Ok(())
 }

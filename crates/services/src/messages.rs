@@ -9,7 +9,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::Principal;
-use crate::chats::{MessageView, access, access_with, denied};
+use crate::auth::tokens::AccessClaims;
+use crate::chats::{ChatAccess, MessageView, access, access_with, authenticated_access, denied};
 use crate::events::{ChatEvent, publish_chat};
 use crate::pagination::{self, Page};
 use crate::rate_limit;
@@ -110,6 +111,28 @@ pub async fn history(
     query: HistoryQuery,
 ) -> Result<Page<MessageView>, ServiceError> {
     let access = access(ctx, principal, chat_id).await?;
+    history_page(ctx, &access, chat_id, query).await
+}
+
+/// [`history`] for a request that carries a verified access token: its session and the
+/// caller's access to the chat are read in one cache round trip (the HTTP history route,
+/// the busiest read).
+pub async fn history_for_token(
+    ctx: &AppContext,
+    claims: AccessClaims,
+    chat_id: i64,
+    query: HistoryQuery,
+) -> Result<Page<MessageView>, ServiceError> {
+    let (_, access, _) = authenticated_access(ctx, claims, chat_id, false).await?;
+    history_page(ctx, &access, chat_id, query).await
+}
+
+async fn history_page(
+    ctx: &AppContext,
+    access: &ChatAccess,
+    chat_id: i64,
+    query: HistoryQuery,
+) -> Result<Page<MessageView>, ServiceError> {
     permissions::view_chat(access.header.kind, access.actor).map_err(denied)?;
     let limit = pagination::limit(query.limit)?;
     let range = range_of(&query)?;

@@ -40,15 +40,18 @@ pub async fn authenticate(ctx: &AppContext, access_token: &str) -> Result<Princi
     let session = live_session(&ctx.store, &claims.sid)
         .await?
         .filter(|s| s.user_id.to_string() == claims.sub)
-        .ok_or_else(|| {
-            ServiceError::unauthorized(
-                "session_revoked",
-                "this session has been ended; log in again",
-            )
-        })?;
+        .ok_or_else(session_ended)?;
     Ok(Principal {
         user_id: session.user_id,
         session_id: claims.sid,
         is_admin: session.is_admin,
     })
+}
+
+/// The 401 for a token whose session is over (logout, revocation, deactivation).
+pub(crate) fn session_ended() -> ServiceError {
+    ServiceError::unauthorized(
+        "session_revoked",
+        "this session has been ended; log in again",
+    )
 }

@@ -11,6 +11,7 @@ mod session;
 mod ticket;
 pub mod tokens;
 
+pub(crate) use authenticate::session_ended;
 pub use authenticate::{Principal, authenticate, current_principal};
 pub use login::{LoginInput, login};
 pub(crate) use logout::revoke_session;

@@ -2,10 +2,11 @@
 //! both through the cache.
 
 use chat_domain::permissions::{Actor, Denied};
-use chat_selectors::chats::{ChatHeader, chat_access};
+use chat_selectors::chats::{AccessRead, ChatHeader, chat_access, session_and_chat_access};
 use chat_selectors::users::UserProfile;
 
-use crate::auth::Principal;
+use crate::auth::tokens::AccessClaims;
+use crate::auth::{Principal, session_ended};
 use crate::{AppContext, ServiceError};
 
 /// The chat and who the caller is in it.
@@ -40,6 +41,36 @@ pub(crate) async fn access_with(
     with_profile: bool,
 ) -> Result<(ChatAccess, Option<UserProfile>), ServiceError> {
     let read = chat_access(&ctx.store, chat_id, principal.user_id, with_profile).await?;
+    access_from(principal, chat_id, read)
+}
+
+/// Finishes authenticating a verified access token (as [`crate::auth::authenticate`]
+/// does: 401 if its session has ended) and reads the caller's access to `chat_id` — the
+/// session and the access entries in **one** cache round trip instead of two.
+pub(crate) async fn authenticated_access(
+    ctx: &AppContext,
+    claims: AccessClaims,
+    chat_id: i64,
+    with_profile: bool,
+) -> Result<(Principal, ChatAccess, Option<UserProfile>), ServiceError> {
+    let user_id: i64 = claims.sub.parse().map_err(|_| session_ended())?;
+    let (session, read) =
+        session_and_chat_access(&ctx.store, &claims.sid, user_id, chat_id, with_profile).await?;
+    let session = session.ok_or_else(session_ended)?;
+    let principal = Principal {
+        user_id: session.user_id,
+        session_id: claims.sid,
+        is_admin: session.is_admin,
+    };
+    let (access, profile) = access_from(&principal, chat_id, read)?;
+    Ok((principal, access, profile))
+}
+
+fn access_from(
+    principal: &Principal,
+    chat_id: i64,
+    read: AccessRead,
+) -> Result<(ChatAccess, Option<UserProfile>), ServiceError> {
     let header = read
         .header
         .ok_or_else(|| ServiceError::NotFound(format!("chat {chat_id} not found")))?;

@@ -8,7 +8,7 @@ mod live;
 mod members;
 mod views;
 
-pub(crate) use access::{access, access_with, denied};
+pub(crate) use access::{ChatAccess, access, access_with, authenticated_access, denied};
 pub use direct::open_direct;
 pub use groups::{
     CreateGroupInput, UpdateChatInput, create_group, delete_chat, discover_groups, get_chat,

@@ -8,7 +8,7 @@ use chat_services::pagination::Page;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::{ApiError, ApiJson, AuthUser, Problem};
+use crate::{ApiError, ApiJson, AuthUser, Problem, VerifiedToken};
 
 /// Which history to read.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -33,7 +33,7 @@ pub struct ListMessages {
         (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_messages(
     ctx: web::Data<AppContext>,
-    user: AuthUser,
+    token: VerifiedToken,
     path: web::Path<i64>,
     query: web::Query<ListMessages>,
 ) -> Result<web::Json<Page<MessageView>>, ApiError> {
@@ -46,7 +46,7 @@ pub async fn list_messages(
         cursor: query.cursor,
     };
     Ok(web::Json(
-        messages::history(&ctx, &user.0, path.into_inner(), history).await?,
+        messages::history_for_token(&ctx, token.0, path.into_inner(), history).await?,
     ))
 }
 
