@@ -176,11 +176,12 @@ async fn resolve_access(
     cached: &mut impl Iterator<Item = Option<String>>,
 ) -> Result<AccessRead, DbError> {
     let keys = AccessKeys::new(chat_id, user_id);
-    let (chat_raw, member_raw, user_raw) = (
-        cached.next().flatten(),
-        cached.next().flatten(),
-        cached.next().flatten(),
-    );
+    let (chat_raw, member_raw) = (cached.next().flatten(), cached.next().flatten());
+    let user_raw = if with_profile {
+        cached.next().flatten()
+    } else {
+        None
+    };
     let header = resolve(store, &keys.chat, chat_raw, async || {
         load_header(store, chat_id).await
     })

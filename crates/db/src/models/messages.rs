@@ -316,6 +316,9 @@ impl BatchPlan {
         let mut slots = Vec::with_capacity(batch.len());
         for (i, m) in batch.iter().enumerate() {
             let slot = match (self.accepted[i], next_seq.get_mut(&m.chat_id)) {
+                // A key repeated within the batch, in a chat that was bumped for its first
+                // use and turned out deleted: the chat is what is gone.
+                (false, None) if self.per_chat.contains_key(&m.chat_id) => Some(None),
                 (false, _) => None,
                 (true, None) => Some(None),
                 (true, Some(seq)) => {
@@ -563,5 +566,74 @@ impl MessageRow {
                 .await
                 .optional()?)
         })
+    }
+}
+
+#[cfg(test)]
+mod batch_plan_tests {
+    use super::*;
+
+    fn message(chat_id: i64, client_id: Option<&str>) -> NewMessage<'_> {
+        NewMessage {
+            chat_id,
+            sender_id: 7,
+            content: "hi",
+            client_id,
+            reply_to: None,
+            created_at: NaiveDateTime::default(),
+        }
+    }
+
+    #[test]
+    fn seqs_are_consecutive_per_chat_and_duplicates_take_none() {
+        let batch = [
+            message(1, Some("a")),
+            message(2, None),
+            message(1, Some("a")),
+            message(1, None),
+            message(1, Some("b")),
+        ];
+        // "b" is already stored for this sender in chat 1.
+        let plan = BatchPlan::new(&batch, vec![(1, Some(7), Some("b".to_owned()))]);
+        assert_eq!(
+            plan.bumps().iter().map(|b| (b.0, b.1)).collect::<Vec<_>>(),
+            vec![(1, 2), (2, 1)]
+        );
+        // Chat 1 now ends at 12 (two new seqs: 11, 12), chat 2 at 5.
+        let (rows, slots) = plan.assign(&batch, vec![(1, 12), (2, 5)]);
+        assert_eq!(
+            rows.iter().map(|r| (r.chat_id, r.seq)).collect::<Vec<_>>(),
+            vec![(1, 11), (2, 5), (1, 12)]
+        );
+        assert_eq!(
+            slots,
+            vec![
+                Some(Some((1, 11))),
+                Some(Some((2, 5))),
+                None,
+                Some(Some((1, 12))),
+                None
+            ]
+        );
+    }
+
+    #[test]
+    fn a_resend_alone_in_its_chat_is_a_duplicate() {
+        let batch = [message(4, Some("k"))];
+        let plan = BatchPlan::new(&batch, vec![(4, Some(7), Some("k".to_owned()))]);
+        assert!(plan.bumps().is_empty());
+        let (rows, slots) = plan.assign(&batch, Vec::new());
+        assert!(rows.is_empty());
+        assert_eq!(slots, vec![None]);
+    }
+
+    #[test]
+    fn a_deleted_chat_answers_chat_gone_even_for_a_repeated_key() {
+        let batch = [message(3, Some("k")), message(3, Some("k"))];
+        let plan = BatchPlan::new(&batch, Vec::new());
+        // Chat 3 has no row to bump: it was deleted.
+        let (rows, slots) = plan.assign(&batch, Vec::new());
+        assert!(rows.is_empty());
+        assert_eq!(slots, vec![Some(None), Some(None)]);
     }
 }
