@@ -4,6 +4,7 @@
 //! (service errors, bad JSON, unknown routes, wrong methods, oversize bodies) leave
 //! as RFC 9457 problem details.
 
+mod detach;
 mod errors;
 mod extract;
 pub mod metrics;
@@ -14,6 +15,7 @@ mod routes;
 
 use actix_web::web;
 
+pub use detach::{Finish, run_to_completion};
 pub use errors::{error_handlers, path_config, payload_config, query_config};
 pub use extract::{ApiJson, AuthUser, ClientAddr, ProxyPolicy, VerifiedToken};
 pub use metrics::Metrics;

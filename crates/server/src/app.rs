@@ -109,6 +109,7 @@ impl Application {
                 .configure(chat_api::configure)
                 .configure(chat_ws::configure)
                 .default_service(web::to(chat_api::not_found))
+                .wrap(from_fn(chat_api::run_to_completion))
                 .wrap(chat_api::error_handlers())
                 .wrap(from_fn(chat_api::metrics::observe))
                 .wrap(TracingLogger::default())

@@ -162,3 +162,76 @@ async fn sqlite_serves_concurrent_writers_without_locking_errors() -> anyhow::Re
     app.shutdown().await;
     Ok(())
 }
+
+/// A client that hangs up while its request waits inside a database call must not
+/// disturb anyone else: before this was guarded, dropping the handler mid-call on
+/// SQLite made diesel-async wait for the call with `block_in_place`, which panics on
+/// actix's single-threaded worker runtime and took every socket of that worker down.
+/// The request is finished anyway (a write the client sent is not lost half-way).
+async fn a_client_hanging_up_mid_query_disturbs_nobody(backend: Backend) -> anyhow::Result<()> {
+    use std::io::Write;
+
+    let app = TestApp::spawn(backend).await?;
+    let panics_before = chat_test_support::server_panics();
+    let (ann, bob, chat) = app.two_in_a_group().await?;
+    let mut ann_socket = app
+        .ws(&format!("/ws/chats/{chat}"), &ann.access_token)
+        .await?;
+
+    let lock = app.database.hold_write_lock().await?;
+    let body = json!({"display_name": "Bob Hung-Up"}).to_string();
+    let request = format!(
+        "PATCH /api/v1/users/me HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        bob.access_token,
+        body.len()
+    );
+    // A plain socket: a few hundred bytes to localhost do not block the test's runtime.
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", app.port))?;
+    stream.write_all(request.as_bytes())?;
+    // The update is now waiting for the lock inside the database call; hang up with a
+    // reset (SO_LINGER 0), which fails the connection's next read at once.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stream.set_nonblocking(true)?;
+    let stream = tokio::net::TcpStream::from_std(stream)?;
+    #[allow(deprecated)]
+    stream.set_linger(Some(Duration::ZERO))?;
+    drop(stream);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(lock);
+
+    // The worker that served the hung-up request still serves its sockets …
+    app.post(
+        &format!("/api/v1/chats/{chat}/messages"),
+        Some(&bob.access_token),
+        json!({"content": "still here?"}),
+    )
+    .await?
+    .expect_status(201)?;
+    let event = ann_socket.recv_type("chat.message").await?;
+    assert_eq!(event["message"], "still here?");
+    // … and the abandoned update was carried out, not dropped half-way.
+    let mut name = String::new();
+    for _ in 0..50 {
+        let me = app.get("/api/v1/users/me", Some(&bob.access_token)).await?;
+        me.expect_status(200)?;
+        name = me.json["display_name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if name == "Bob Hung-Up" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(name, "Bob Hung-Up");
+    assert_eq!(
+        chat_test_support::server_panics(),
+        panics_before,
+        "a server thread panicked"
+    );
+    app.shutdown().await;
+    Ok(())
+}
+
+chat_test_support::both_backends!(a_client_hanging_up_mid_query_disturbs_nobody);

@@ -208,6 +208,110 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// Holds the database's write lock until the returned guard is dropped: SQLite's
+    /// `BEGIN IMMEDIATE` on a connection of its own, or PostgreSQL's `LOCK TABLE users
+    /// IN EXCLUSIVE MODE` (reads go on, writes to `users` wait). Writers of the server
+    /// meanwhile wait inside the database call — what a slow query looks like.
+    pub async fn hold_write_lock(&self) -> anyhow::Result<WriteLock> {
+        let (ready_tx, ready) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();
+        let (release, release_rx) = std::sync::mpsc::channel::<()>();
+        let target = match &self.kind {
+            Kind::Sqlite(_) => {
+                LockTarget::Sqlite(self.url.trim_start_matches("sqlite://").to_owned())
+            }
+            Kind::Postgres(_) => LockTarget::Postgres(self.url.clone()),
+        };
+        let thread = std::thread::spawn(move || hold(target, ready_tx, release_rx));
+        ready.await??;
+        Ok(WriteLock {
+            release: Some(release),
+            thread: Some(thread),
+        })
+    }
+}
+
+enum LockTarget {
+    Sqlite(String),
+    Postgres(String),
+}
+
+/// The lock holder's thread: takes the lock, says so, waits to be told to let go.
+fn hold(
+    target: LockTarget,
+    ready: tokio::sync::oneshot::Sender<anyhow::Result<()>>,
+    release: std::sync::mpsc::Receiver<()>,
+) {
+    use diesel::connection::SimpleConnection;
+    match target {
+        LockTarget::Sqlite(path) => {
+            let locked = diesel::Connection::establish(&path)
+                .map_err(anyhow::Error::from)
+                .and_then(|mut conn: diesel::SqliteConnection| {
+                    conn.batch_execute("PRAGMA busy_timeout = 5000; BEGIN IMMEDIATE")?;
+                    Ok(conn)
+                });
+            match locked {
+                Ok(mut conn) => {
+                    let _ = ready.send(Ok(()));
+                    let _ = release.recv();
+                    let _ = conn.batch_execute("ROLLBACK");
+                }
+                Err(err) => {
+                    let _ = ready.send(Err(err));
+                }
+            }
+        }
+        LockTarget::Postgres(url) => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(err) => {
+                    let _ = ready.send(Err(err.into()));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let locked = async {
+                    let mut conn = AsyncPgConnection::establish(&url).await?;
+                    exec(&mut conn, "BEGIN").await?;
+                    exec(&mut conn, "LOCK TABLE users IN EXCLUSIVE MODE").await?;
+                    anyhow::Ok(conn)
+                }
+                .await;
+                match locked {
+                    Ok(mut conn) => {
+                        let _ = ready.send(Ok(()));
+                        // The receiver blocks; this thread runs nothing else.
+                        let _ = release.recv();
+                        let _ = exec(&mut conn, "ROLLBACK").await;
+                    }
+                    Err(err) => {
+                        let _ = ready.send(Err(err));
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// A held write lock (see [`TestDatabase::hold_write_lock`]); dropping it lets go.
+pub struct WriteLock {
+    release: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for WriteLock {
+    fn drop(&mut self) {
+        drop(self.release.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         match &self.kind {

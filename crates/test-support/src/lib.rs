@@ -22,7 +22,7 @@ use chat_server::config::Sources;
 use chat_server::{Application, Config};
 use chat_services::AppContext;
 
-pub use database::TestDatabase;
+pub use database::{TestDatabase, WriteLock};
 pub use http::{Response, Session, TEST_PASSWORD};
 pub use ws::{Refused, WS_WAIT, WsClient};
 
@@ -57,7 +57,34 @@ pub fn random_suffix() -> String {
         .collect()
 }
 
+/// Panics on the server's worker threads (`actix-rt|…`) in this process so far.
+/// A panic in a request's or a socket's task does not stop the server — tokio contains
+/// it — so tests that provoke the edge cases assert this did not move.
+pub fn server_panics() -> usize {
+    install_panic_counter();
+    SERVER_PANICS.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+static SERVER_PANICS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn install_panic_counter() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if std::thread::current()
+                .name()
+                .is_some_and(|name| name.starts_with("actix-rt|"))
+            {
+                SERVER_PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            previous(info);
+        }));
+    });
+}
+
 fn init_tracing() {
+    install_panic_counter();
     if std::env::var_os("TEST_LOG").is_some() {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(std::env::var("TEST_LOG").unwrap_or_else(|_| "info".to_owned()))
