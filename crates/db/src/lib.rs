@@ -16,10 +16,12 @@ pub mod models;
 mod pool;
 pub mod redis;
 pub mod schema;
+mod time;
 
 pub use error::DbError;
 pub use migrate::run_migrations;
 pub use pool::{DatabaseUrl, DbPool, PgConn, PoolOptions, SqliteConn};
+pub use time::StoredTime;
 
 /// The current time as stored in the database: UTC, microsecond precision (what
 /// PostgreSQL keeps), so values round-trip identically on both backends.

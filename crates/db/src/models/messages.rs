@@ -26,6 +26,7 @@ pub struct MessageRow {
     /// Answered message.
     pub reply_to: Option<i64>,
     /// Sent.
+    #[diesel(deserialize_as = crate::StoredTime)]
     pub created_at: NaiveDateTime,
     /// Last edit.
     pub edited_at: Option<NaiveDateTime>,
