@@ -37,6 +37,8 @@ bench:
 	scripts/bench.sh sqlite burst --connections 1000 --senders 10 --burst 20 --duration 10 --warmup 2
 	scripts/bench.sh sqlite history --connections 32 --messages 1000 --duration 10 --warmup 2
 	scripts/bench.sh postgres history --connections 32 --messages 1000 --duration 10 --warmup 2
+	scripts/bench.sh sqlite direct --connections 1000 --rate 2 --duration 10
+	scripts/bench.sh postgres direct --connections 1000 --rate 2 --duration 10
 
 ## Formatting and clippy, as CI checks them.
 lint:

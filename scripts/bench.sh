@@ -3,19 +3,20 @@
 # PostgreSQL + Redis) and a fresh bare fan-out baseline, runs chat-loadgen against both
 # (same scenario, same run), prints its report and JSON line, and stops both servers.
 #
-#   scripts/bench.sh sqlite|postgres idle|groups|burst|history [chat-loadgen options…]
+#   scripts/bench.sh sqlite|postgres idle|groups|burst|history|direct [chat-loadgen options…]
 #   scripts/bench.sh sqlite groups  --connections 1000 --group-size 10 --rate 2
 #   scripts/bench.sh sqlite burst   --connections 1000 --senders 10 --burst 20
 #   scripts/bench.sh sqlite history --connections 64 --messages 1000
+#   scripts/bench.sh sqlite direct  --connections 1000 --rate 2
 #   scripts/bench.sh sqlite idle    --connections 19000 --processes 2 --sources 127.0.0.2,127.0.0.3
 #
 # Build first: cargo build --release -p chat-server -p chat-loadgen
 set -euo pipefail
 mode=${1:?sqlite or postgres}; shift
-scenario=${1:?idle, groups, burst or history}; shift
+scenario=${1:?idle, groups, burst, history or direct}; shift
 case $scenario in
-  idle|groups|burst|history) ;;
-  *) echo "unknown scenario $scenario (idle, groups, burst or history)" >&2; exit 2 ;;
+  idle|groups|burst|history|direct) ;;
+  *) echo "unknown scenario $scenario (idle, groups, burst, history or direct)" >&2; exit 2 ;;
 esac
 bin=${CARGO_TARGET_DIR:-$(dirname "$0")/../target}/release
 work=$(mktemp -d /tmp/chat-bench.XXXXXX)

@@ -44,8 +44,12 @@ impl SeqTracker {
 
     /// Seqs never received, up to `last_seq` (the chat's final seq).
     pub fn lost(&self, last_seq: i64) -> u64 {
-        let tail = (last_seq - self.highest).max(0) as u64;
-        self.missing.len() as u64 + tail
+        self.missing.len() as u64 + self.tail(last_seq)
+    }
+
+    /// Seqs after the highest received, up to `last_seq`.
+    pub fn tail(&self, last_seq: i64) -> u64 {
+        (last_seq - self.highest).max(0) as u64
     }
 
     /// Arrivals out of order (late fills and repeats).
@@ -63,6 +67,23 @@ impl SeqTracker {
 #[derive(Debug, Default)]
 pub struct Receiver {
     chats: HashMap<i64, SeqTracker>,
+    /// The receiver stopped listening while frames were still arriving (the run's
+    /// drain limit): what it had not received yet was cut off, not lost.
+    pub cut: bool,
+}
+
+/// A receiver's accounting against the chats' final seqs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    /// Messages received.
+    pub received: u64,
+    /// Never received although the receiver listened long enough: gaps, and (unless
+    /// cut off) the tail.
+    pub lost: u64,
+    /// Late fills and repeats.
+    pub out_of_order: u64,
+    /// The tail a cut-off receiver stopped listening before.
+    pub cut_off: u64,
 }
 
 impl Receiver {
@@ -79,12 +100,23 @@ impl Receiver {
             .observe(seq);
     }
 
-    /// Totals against each chat's final seq: (received, lost, out of order).
-    pub fn totals(&self, last_seqs: &HashMap<i64, i64>) -> (u64, u64, u64) {
-        self.chats.iter().fold((0, 0, 0), |(r, l, o), (chat, t)| {
-            let last = last_seqs.get(chat).copied().unwrap_or(t.highest);
-            (r + t.received(), l + t.lost(last), o + t.out_of_order())
-        })
+    /// Totals against each chat's final seq. A gap is lost whatever happened later; the
+    /// tail of a receiver that was [`cut`](Receiver::cut) off is only "cut off".
+    pub fn totals(&self, last_seqs: &HashMap<i64, i64>) -> Totals {
+        self.chats
+            .iter()
+            .fold(Totals::default(), |mut sum, (chat, t)| {
+                let last = last_seqs.get(chat).copied().unwrap_or(t.highest);
+                sum.received += t.received();
+                sum.out_of_order += t.out_of_order();
+                if self.cut {
+                    sum.lost += t.missing.len() as u64;
+                    sum.cut_off += t.tail(last);
+                } else {
+                    sum.lost += t.lost(last);
+                }
+                sum
+            })
     }
 }
 
@@ -136,6 +168,35 @@ mod tests {
             r.observe(chat, seq);
         }
         let last = HashMap::from([(1, 3), (2, 12)]);
-        assert_eq!(r.totals(&last), (4, 2, 0));
+        assert_eq!(
+            r.totals(&last),
+            Totals {
+                received: 4,
+                lost: 2,
+                out_of_order: 0,
+                cut_off: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_cut_off_tail_is_not_lost_but_a_gap_is() {
+        let last = HashMap::from([(7, 10)]);
+        let mut listening = Receiver::default();
+        let mut cut = Receiver {
+            cut: true,
+            ..Receiver::default()
+        };
+        for receiver in [&mut listening, &mut cut] {
+            receiver.follow(7, 1);
+            for seq in [1, 2, 4, 5, 6] {
+                receiver.observe(7, seq);
+            }
+        }
+        let whole = listening.totals(&last);
+        assert_eq!((whole.lost, whole.cut_off), (1 + 4, 0));
+        let partial = cut.totals(&last);
+        assert_eq!((partial.lost, partial.cut_off), (1, 4));
+        assert_eq!(partial.received, 5);
     }
 }

@@ -62,6 +62,7 @@ pub fn to_json(label: &str, outcome: &Outcome, usage: &ServerUsage) -> Value {
         "delivered_total": outcome.delivered_total,
         "expected_total": outcome.expected_total,
         "lost": outcome.lost,
+        "cut_off_by_drain_limit": outcome.cut_off,
         "unacknowledged_sends": outcome.unacked,
         "out_of_order": outcome.out_of_order,
         "errors": outcome.errors,
@@ -78,7 +79,7 @@ pub fn summary(report: &Value) -> String {
             .map_or_else(|| "-".to_owned(), |x| format!("{x:.1}"))
     };
     format!(
-        "{target}: {conns} sockets | sent {sent}/s, stored {stored}/s, delivered {del}/s | latency p50 {p50} ms, p90 {p90} ms, p99 {p99} ms, max {max} ms | lost {lost}, out of order {ooo}, unacked {unacked}, errors {err}, closed {closed} | server {mem} KiB/socket, {cpu} cores",
+        "{target}: {conns} sockets | sent {sent}/s, stored {stored}/s, delivered {del}/s | latency p50 {p50} ms, p90 {p90} ms, p99 {p99} ms, max {max} ms | lost {lost}, out of order {ooo}, unacked {unacked}, cut off {cut}, errors {err}, closed {closed} | server {mem} KiB/socket, {cpu} cores",
         target = report["target"].as_str().unwrap_or("?"),
         conns = report["connections"],
         sent = f(&report["sent_per_s"]),
@@ -91,6 +92,7 @@ pub fn summary(report: &Value) -> String {
         lost = report["lost"],
         ooo = report["out_of_order"],
         unacked = report["unacknowledged_sends"],
+        cut = report["cut_off_by_drain_limit"],
         err = report["errors"],
         closed = report["closed_by_server"],
         mem = f(&report["server_rss_kib_per_socket"]),

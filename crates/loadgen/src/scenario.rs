@@ -25,8 +25,8 @@ pub const READ_BUFFER: usize = 4 * 1024;
 pub const DRAIN_QUIET: Duration = Duration::from_secs(8);
 /// Longest drain.
 pub const DRAIN_MAX: Duration = Duration::from_secs(30);
-/// Password of generated users.
-const PASSWORD: &str = "load generator password";
+/// The password of every user the load generator registers.
+pub const PASSWORD: &str = "load generator password";
 
 /// How each sending socket sends (receiving is the same for every scenario).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -96,6 +96,10 @@ pub struct Config {
     /// How long receivers wait after their last frame before the run is accounted
     /// (see [`DRAIN_QUIET`]).
     pub drain_quiet: Duration,
+    /// Pairs of friends, each socket on `/ws/direct/{the other's id}` (the seeds' way
+    /// into a one-to-one chat) instead of groups on `/ws/chats/{id}`; `group_size` is 2.
+    #[serde(default)]
+    pub direct: bool,
 }
 
 /// One member: its socket's chat, credentials, and whether it sends.
@@ -107,6 +111,9 @@ pub struct Member {
     pub token: Option<String>,
     /// Sends by the [`SendPlan`] (otherwise only receives).
     pub sends: bool,
+    /// The other user of a direct chat: the socket opens `/ws/direct/{peer}`.
+    #[serde(default)]
+    pub peer: Option<i64>,
 }
 
 /// What a run measured.
@@ -131,6 +138,11 @@ pub struct Outcome {
     pub lost: u64,
     /// Messages received out of seq order.
     pub out_of_order: u64,
+    /// Deliveries not yet received when receivers stopped at the run's drain limit
+    /// ([`DRAIN_MAX`] after the senders stopped): a backlog the run did not wait for,
+    /// not a loss. 0 unless the server was saturated.
+    #[serde(default)]
+    pub cut_off: u64,
     /// Failed connects, sends, error events.
     pub errors: u64,
     /// Sockets the server closed during the run (e.g. `4000 lagging`).
@@ -154,6 +166,7 @@ impl Outcome {
         self.expected_total += other.expected_total;
         self.lost += other.lost;
         self.out_of_order += other.out_of_order;
+        self.cut_off += other.cut_off;
         self.errors += other.errors;
         self.closed_by_server += other.closed_by_server;
         self.latency.add(&other.latency)?;
@@ -191,10 +204,14 @@ pub async fn setup(config: &Config) -> anyhow::Result<Vec<Member>> {
                 chat: base + (i / group_size) as i64,
                 token: None,
                 sends: sends(i),
+                peer: None,
             })
             .collect());
     }
     let addr = config.server;
+    if config.direct {
+        return setup_direct(config).await;
+    }
     let tokens = register(
         addr,
         &config.run_id,
@@ -220,10 +237,88 @@ pub async fn setup(config: &Config) -> anyhow::Result<Vec<Member>> {
                 chat,
                 token: Some(token.clone()),
                 sends: sends(i),
+                peer: None,
             });
         }
     }
     Ok(members)
+}
+
+/// Pairs of users (2k, 2k+1) who become friends and open their direct chat; each
+/// socket will connect to `/ws/direct/{the other}`.
+async fn setup_direct(config: &Config) -> anyhow::Result<Vec<Member>> {
+    anyhow::ensure!(
+        config.connections.is_multiple_of(2),
+        "direct pairs sockets: --connections must be even"
+    );
+    let addr = config.server;
+    let users = register_users(
+        addr,
+        &config.run_id,
+        config.connections,
+        config.setup_concurrency,
+    )
+    .await?;
+    let pairs = (0..config.connections / 2).map(|p| (2 * p, 2 * p + 1));
+    let opened = futures_util::stream::iter(pairs)
+        .map(|(a, b)| {
+            let ((token_a, _), (token_b, id_b)) = (&users[a], &users[b]);
+            async move {
+                let request = http::ok(
+                    addr,
+                    "POST",
+                    "/api/v1/friends/requests",
+                    Some(token_a),
+                    Some(&json!({"user_id": id_b})),
+                )
+                .await?;
+                let request_id = request["id"]
+                    .as_i64()
+                    .ok_or_else(|| anyhow::anyhow!("no friend request id"))?;
+                http::ok(
+                    addr,
+                    "POST",
+                    &format!("/api/v1/friends/requests/{request_id}/accept"),
+                    Some(token_b),
+                    Some(&json!({})),
+                )
+                .await?;
+                let chat = http::ok(
+                    addr,
+                    "POST",
+                    "/api/v1/chats/direct",
+                    Some(token_a),
+                    Some(&json!({"user_id": id_b})),
+                )
+                .await?;
+                anyhow::Ok((
+                    a,
+                    b,
+                    chat["id"]
+                        .as_i64()
+                        .ok_or_else(|| anyhow::anyhow!("no chat id"))?,
+                ))
+            }
+        })
+        .buffer_unordered(config.setup_concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await;
+    let mut members: Vec<Option<Member>> = vec![None; config.connections];
+    for pair in opened {
+        let (a, b, chat) = pair?;
+        for (me, other) in [(a, b), (b, a)] {
+            members[me] = Some(Member {
+                chat,
+                token: Some(users[me].0.clone()),
+                sends: true,
+                peer: Some(users[other].1),
+            });
+        }
+    }
+    members
+        .into_iter()
+        .map(|m| m.ok_or_else(|| anyhow::anyhow!("a user was left without a pair")))
+        .collect()
 }
 
 /// Registers `count` users named after `run_id` and returns their access tokens.
@@ -233,24 +328,39 @@ pub async fn register(
     count: usize,
     concurrency: usize,
 ) -> anyhow::Result<Vec<String>> {
+    Ok(register_users(addr, run_id, count, concurrency)
+        .await?
+        .into_iter()
+        .map(|(token, _)| token)
+        .collect())
+}
+
+/// Registers `count` users named after `run_id`: their access tokens and ids.
+pub async fn register_users(
+    addr: SocketAddr,
+    run_id: &str,
+    count: usize,
+    concurrency: usize,
+) -> anyhow::Result<Vec<(String, i64)>> {
     let sign_ups = futures_util::stream::iter(0..count)
         .map(|i| {
             let name = format!("lg{run_id}_{i}");
             async move {
                 let body = json!({"username": name, "email": format!("{name}@load.test"), "password": PASSWORD});
                 let answer = http::ok(addr, "POST", "/api/v1/auth/register", None, Some(&body)).await?;
-                anyhow::Ok((i, answer["access_token"].as_str().unwrap_or_default().to_owned()))
+                let token = answer["access_token"].as_str().unwrap_or_default().to_owned();
+                anyhow::Ok((i, token, answer["user"]["id"].as_i64().unwrap_or_default()))
             }
         })
         .buffer_unordered(concurrency.max(1))
         .collect::<Vec<_>>()
         .await;
-    let mut tokens = vec![String::new(); count];
+    let mut users = vec![(String::new(), 0); count];
     for result in sign_ups {
-        let (i, token) = result?;
-        tokens[i] = token;
+        let (i, token, id) = result?;
+        users[i] = (token, id);
     }
-    Ok(tokens)
+    Ok(users)
 }
 
 /// Creates a public group owned by `owner` and returns its id.
@@ -288,15 +398,19 @@ pub async fn join_all(
     Ok(())
 }
 
-/// Opens one WebSocket on `/ws/chats/{chat}`, from `sources[index % len]` if any.
+/// Opens one WebSocket on `/ws/chats/{chat}` (or `/ws/direct/{peer}`), from
+/// `sources[index % len]` if any.
 pub async fn connect(
     config: &Config,
     member: &Member,
     index: usize,
 ) -> anyhow::Result<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>> {
     let stream = http::connect_from(config.server, &config.sources, index).await?;
-    let mut request =
-        format!("ws://{}/ws/chats/{}", config.server, member.chat).into_client_request()?;
+    let url = match member.peer {
+        Some(peer) if !config.baseline => format!("ws://{}/ws/direct/{peer}", config.server),
+        _ => format!("ws://{}/ws/chats/{}", config.server, member.chat),
+    };
+    let mut request = url.into_client_request()?;
     if let Some(token) = &member.token {
         request
             .headers_mut()
@@ -408,11 +522,12 @@ pub async fn run_members(
         latency.add(&result.latency)?;
         receivers.push(result.receiver);
     }
-    let (mut lost, mut out_of_order) = (0, 0);
+    let (mut lost, mut out_of_order, mut cut_off) = (0, 0, 0);
     for receiver in &receivers {
-        let (_, l, o) = receiver.totals(&stored_per_chat);
-        lost += l;
-        out_of_order += o;
+        let totals = receiver.totals(&stored_per_chat);
+        lost += totals.lost;
+        out_of_order += totals.out_of_order;
+        cut_off += totals.cut_off;
     }
     let expected_total = stored_per_chat
         .iter()
@@ -431,6 +546,7 @@ pub async fn run_members(
         expected_total,
         lost,
         out_of_order,
+        cut_off,
         errors: counters.errors.load(Ordering::Relaxed),
         closed_by_server: counters.closed_by_server.load(Ordering::Relaxed),
         latency,
@@ -535,7 +651,11 @@ async fn socket_loop(
                     _ => {}
                 }
             }
-            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(drain_until)) => break,
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(drain_until)) => {
+                // Still hearing frames when the drain limit came: the rest is cut off.
+                receiver.cut = drain_until >= drain_cap;
+                break;
+            }
         }
     }
     let _ = sink.close().await;

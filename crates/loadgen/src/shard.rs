@@ -217,6 +217,7 @@ mod tests {
 
     fn member(chat: i64) -> Member {
         Member {
+            peer: None,
             chat,
             token: None,
             sends: true,

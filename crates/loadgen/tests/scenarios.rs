@@ -23,6 +23,7 @@ fn config(server: std::net::SocketAddr, baseline: bool) -> Config {
         drop_every: None,
         setup_concurrency: 4,
         drain_quiet: Duration::from_secs(1),
+        direct: false,
     }
 }
 
@@ -83,6 +84,59 @@ async fn groups_against_the_server_lose_nothing() -> anyhow::Result<()> {
     let outcome = scenario::run(config(addr, false), |_| {}).await?;
     assert_clean(&outcome, 6);
     // Every message is stored with its seq, as the sockets said.
+    app.shutdown().await;
+    Ok(())
+}
+
+/// Pairs of friends on `/ws/direct/{peer}`, sending the seeds' `{"message": …}` frames.
+fn direct_config(server: std::net::SocketAddr, baseline: bool) -> Config {
+    Config {
+        group_size: 2,
+        direct: true,
+        ..config(server, baseline)
+    }
+}
+
+#[actix_web::test]
+async fn direct_pairs_against_the_server_lose_nothing() -> anyhow::Result<()> {
+    let app = TestApp::spawn(Backend::Sqlite).await?;
+    let addr = format!("127.0.0.1:{}", app.port).parse()?;
+    let config = direct_config(addr, false);
+    let run_id = config.run_id.clone();
+    let outcome = scenario::run(config, |_| {}).await?;
+    assert_clean(&outcome, 6);
+    // Each pair shares exactly one direct chat, which holds what they sent.
+    for (a, b) in [(0, 1), (2, 3), (4, 5)] {
+        let mut chats = Vec::new();
+        for user in [a, b] {
+            let session = app
+                .login(&format!("lg{run_id}_{user}"), scenario::PASSWORD)
+                .await?;
+            let listed = app
+                .get("/api/v1/chats", Some(&session.access_token))
+                .await?;
+            let items = listed.json["items"].as_array().cloned().unwrap_or_default();
+            assert_eq!(items.len(), 1, "{}", listed.text);
+            assert_eq!(items[0]["kind"], "direct");
+            chats.push(items[0]["id"].clone());
+        }
+        assert_eq!(chats[0], chats[1], "both sides are in the same chat");
+    }
+    app.shutdown().await;
+    Ok(())
+}
+
+#[actix_web::test]
+async fn direct_accounting_reports_a_dropped_message() -> anyhow::Result<()> {
+    let app = TestApp::spawn(Backend::Sqlite).await?;
+    let addr = format!("127.0.0.1:{}", app.port).parse()?;
+    let mut dropping = direct_config(addr, false);
+    dropping.drop_every = Some(5);
+    let outcome = scenario::run(dropping, |_| {}).await?;
+    assert!(
+        outcome.lost > 0,
+        "ignored messages must count as lost: {outcome:?}"
+    );
     app.shutdown().await;
     Ok(())
 }

@@ -24,6 +24,9 @@ enum Scenario {
     Burst,
     /// Keep-alive HTTP clients reading history pages: requests/s, latency, errors.
     History,
+    /// Pairs of friends, each socket on `/ws/direct/{the other's id}` sending the seeds'
+    /// `{"message": …}` frames steadily at --rate: throughput, latency, loss.
+    Direct,
 }
 
 impl Scenario {
@@ -33,6 +36,7 @@ impl Scenario {
             Scenario::Groups => "groups",
             Scenario::Burst => "burst",
             Scenario::History => "history",
+            Scenario::Direct => "direct",
         }
     }
 }
@@ -63,7 +67,7 @@ struct Args {
     /// Members per group (idle, groups).
     #[arg(long, default_value_t = 10)]
     group_size: usize,
-    /// Messages per second per socket (groups).
+    /// Messages per second per socket (groups, direct).
     #[arg(long, default_value_t = 1.0)]
     rate: f64,
     /// Members of the group that send (burst).
@@ -127,7 +131,7 @@ enum ShardJob {
 impl Args {
     fn connections(&self) -> usize {
         self.connections.unwrap_or(match self.scenario {
-            Scenario::Idle | Scenario::Groups => 100,
+            Scenario::Idle | Scenario::Groups | Scenario::Direct => 100,
             Scenario::Burst => 1000,
             Scenario::History => 32,
         })
@@ -142,6 +146,12 @@ impl Args {
             Scenario::Groups => (
                 SendPlan::Steady { rate: self.rate },
                 self.group_size,
+                None,
+                Duration::from_secs(self.warmup),
+            ),
+            Scenario::Direct => (
+                SendPlan::Steady { rate: self.rate },
+                2,
                 None,
                 Duration::from_secs(self.warmup),
             ),
@@ -170,6 +180,7 @@ impl Args {
             drop_every: None,
             setup_concurrency: self.setup_concurrency,
             drain_quiet: Duration::from_millis(self.drain_quiet_ms),
+            direct: self.scenario == Scenario::Direct,
         }
     }
 
