@@ -8,6 +8,12 @@
 //! unfinished is not dropped: it moves to a task of its own on the same worker and
 //! finishes there; its answer is discarded. Requests that finish normally pay no extra
 //! task hop (a first version spawned every request and measured ~8 % slower).
+//!
+//! Limits: the task is spawned with `spawn_local`, so `Finish` must be dropped inside
+//! a worker's `LocalSet` (always true under actix-web); graceful shutdown does not wait
+//! for such tasks (a worker that stops drops them); and a client that resets its
+//! connections does not hold a connection slot while its abandoned requests finish —
+//! only the database pool bounds them.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -42,8 +48,7 @@ impl<F: Future + 'static> Future for Finish<F> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let Some(future) = self.future.as_mut() else {
-            // Polled again after it was ready: a caller bug; never ready twice.
-            return Poll::Pending;
+            panic!("`Finish` polled after it completed");
         };
         let output = std::task::ready!(future.as_mut().poll(cx));
         self.future = None;
@@ -53,6 +58,11 @@ impl<F: Future + 'static> Future for Finish<F> {
 
 impl<F: Future + 'static> Drop for Finish<F> {
     fn drop(&mut self) {
+        // Dropped while unwinding from a panic in the handler itself: the future is
+        // broken (polling it again would panic anew), so it is only dropped.
+        if std::thread::panicking() {
+            return;
+        }
         if let Some(future) = self.future.take() {
             let span = std::mem::replace(&mut self.span, tracing::Span::none());
             actix_web::rt::spawn(

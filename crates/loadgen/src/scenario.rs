@@ -349,7 +349,8 @@ pub async fn register_users(
                 let body = json!({"username": name, "email": format!("{name}@load.test"), "password": PASSWORD});
                 let answer = http::ok(addr, "POST", "/api/v1/auth/register", None, Some(&body)).await?;
                 let token = answer["access_token"].as_str().unwrap_or_default().to_owned();
-                anyhow::Ok((i, token, answer["user"]["id"].as_i64().unwrap_or_default()))
+                let id = answer["user"]["id"].as_i64().ok_or_else(|| anyhow::anyhow!("sign-up answered without a user id"))?;
+                anyhow::Ok((i, token, id))
             }
         })
         .buffer_unordered(concurrency.max(1))
@@ -588,7 +589,9 @@ async fn socket_loop(
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + phase, period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let drain_cap = send_until + DRAIN_MAX;
-    let mut drain_until = send_until + config.drain_quiet;
+    let mut drain_until = (send_until + config.drain_quiet).min(drain_cap);
+    // Last text frame (events, acks; not pings).
+    let mut last_frame = Instant::now();
     let mut seen: u64 = 0;
     loop {
         tokio::select! {
@@ -622,6 +625,7 @@ async fn socket_loop(
                 }
                 drain_until = (Instant::now().max(send_until) + config.drain_quiet).min(drain_cap);
                 let Message::Text(text) = frame else { continue };
+                last_frame = Instant::now();
                 let now = micros_since(start);
                 let Ok(event) = serde_json::from_str::<Value>(&text) else { continue };
                 match event["type"].as_str() {
@@ -653,7 +657,10 @@ async fn socket_loop(
             }
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(drain_until)) => {
                 // Still hearing frames when the drain limit came: the rest is cut off.
-                receiver.cut = drain_until >= drain_cap;
+                // (A receiver whose frames had stopped well before — whatever
+                // --drain-quiet-ms says — had its chance: what it misses is lost.)
+                receiver.cut = drain_until >= drain_cap
+                    && drain_cap.saturating_duration_since(last_frame) < DRAIN_QUIET.min(config.drain_quiet);
                 break;
             }
         }

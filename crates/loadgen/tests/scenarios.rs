@@ -62,6 +62,10 @@ fn assert_clean(outcome: &Outcome, connections: usize) {
     assert!(outcome.sent > 0 && outcome.acked > 0, "{outcome:?}");
     assert_eq!(outcome.lost, 0, "{outcome:?}");
     assert_eq!(outcome.out_of_order, 0, "{outcome:?}");
+    assert_eq!(
+        outcome.cut_off, 0,
+        "nothing left for the drain limit: {outcome:?}"
+    );
     assert_eq!(outcome.errors, 0, "{outcome:?}");
     assert_eq!(
         outcome.delivered_total, outcome.expected_total,

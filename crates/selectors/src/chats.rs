@@ -115,7 +115,7 @@ pub async fn chat_access(
 }
 
 /// The caller's session and [`chat_access`], read from the cache in **one** round trip:
-/// what an authenticated request about one chat needs (history pages, sends over HTTP).
+/// what an authenticated read of one chat needs (history pages; no profile entry).
 /// `user_id` is the token's subject; the access part is resolved (and loaded on a miss)
 /// only if the session is live and belongs to that user — otherwise `(None, empty)`.
 pub async fn session_and_chat_access(
@@ -123,12 +123,11 @@ pub async fn session_and_chat_access(
     session_id: &str,
     user_id: i64,
     chat_id: i64,
-    with_profile: bool,
 ) -> Result<(Option<LiveSession>, AccessRead), DbError> {
     let session_key = keys::session(session_id);
     let access_keys = AccessKeys::new(chat_id, user_id);
     let mut wanted = vec![session_key.as_str()];
-    wanted.extend(access_keys.wanted(with_profile));
+    wanted.extend(access_keys.wanted(false));
     let mut cached = store.cache_get_many(&wanted).await.into_iter();
     let session = resolve_session(store, session_id, cached.next().flatten())
         .await?
@@ -136,7 +135,7 @@ pub async fn session_and_chat_access(
     if session.is_none() {
         return Ok((None, AccessRead::empty()));
     }
-    let read = resolve_access(store, chat_id, user_id, with_profile, &mut cached).await?;
+    let read = resolve_access(store, chat_id, user_id, false, &mut cached).await?;
     Ok((session, read))
 }
 

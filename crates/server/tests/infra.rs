@@ -166,8 +166,9 @@ async fn sqlite_serves_concurrent_writers_without_locking_errors() -> anyhow::Re
 /// A client that hangs up while its request waits inside a database call must not
 /// disturb anyone else: before this was guarded, dropping the handler mid-call on
 /// SQLite made diesel-async wait for the call with `block_in_place`, which panics on
-/// actix's single-threaded worker runtime and took every socket of that worker down.
-/// The request is finished anyway (a write the client sent is not lost half-way).
+/// actix's single-threaded worker runtime (tokio contains it to that connection's
+/// task, but it is a panic in the server), and on PostgreSQL the update ran without
+/// its cache write. The request is now finished whole: row and cache.
 async fn a_client_hanging_up_mid_query_disturbs_nobody(backend: Backend) -> anyhow::Result<()> {
     use std::io::Write;
 
@@ -177,6 +178,14 @@ async fn a_client_hanging_up_mid_query_disturbs_nobody(backend: Backend) -> anyh
     let mut ann_socket = app
         .ws(&format!("/ws/chats/{chat}"), &ann.access_token)
         .await?;
+
+    // Bob's profile is in the cache: the update must replace it there too, or every
+    // reader of the cache goes on seeing the old name.
+    let cached = chat_selectors::users::user_profile(&app.context.store, bob.user_id).await?;
+    assert_ne!(
+        cached.map(|p| p.display_name).as_deref(),
+        Some("Bob Hung-Up")
+    );
 
     let lock = app.database.hold_write_lock().await?;
     let body = json!({"display_name": "Bob Hung-Up"}).to_string();

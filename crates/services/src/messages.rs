@@ -123,7 +123,7 @@ pub async fn history_for_token(
     chat_id: i64,
     query: HistoryQuery,
 ) -> Result<Page<MessageView>, ServiceError> {
-    let (_, access, _) = authenticated_access(ctx, claims, chat_id, false).await?;
+    let access = authenticated_access(ctx, claims, chat_id).await?;
     history_page(ctx, &access, chat_id, query).await
 }
 

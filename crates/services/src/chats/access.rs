@@ -51,19 +51,17 @@ pub(crate) async fn authenticated_access(
     ctx: &AppContext,
     claims: AccessClaims,
     chat_id: i64,
-    with_profile: bool,
-) -> Result<(Principal, ChatAccess, Option<UserProfile>), ServiceError> {
+) -> Result<ChatAccess, ServiceError> {
     let user_id: i64 = claims.sub.parse().map_err(|_| session_ended())?;
     let (session, read) =
-        session_and_chat_access(&ctx.store, &claims.sid, user_id, chat_id, with_profile).await?;
+        session_and_chat_access(&ctx.store, &claims.sid, user_id, chat_id).await?;
     let session = session.ok_or_else(session_ended)?;
     let principal = Principal {
         user_id: session.user_id,
         session_id: claims.sid,
         is_admin: session.is_admin,
     };
-    let (access, profile) = access_from(&principal, chat_id, read)?;
-    Ok((principal, access, profile))
+    Ok(access_from(&principal, chat_id, read)?.0)
 }
 
 fn access_from(
