@@ -23,7 +23,10 @@ use actix_web::Error;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
+use actix_web::web;
 use tracing::Instrument;
+
+use crate::Metrics;
 
 /// Middleware (`from_fn`): the rest of the chain, finished even if the connection
 /// drops it.
@@ -31,9 +34,11 @@ pub fn run_to_completion<B: MessageBody + 'static>(
     req: ServiceRequest,
     next: Next<B>,
 ) -> Finish<impl Future<Output = Result<ServiceResponse<B>, Error>>> {
+    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     Finish {
         future: Some(Box::pin(async move { next.call(req).await })),
         span: tracing::Span::current(),
+        metrics,
     }
 }
 
@@ -41,6 +46,8 @@ pub fn run_to_completion<B: MessageBody + 'static>(
 pub struct Finish<F: Future + 'static> {
     future: Option<Pin<Box<F>>>,
     span: tracing::Span,
+    /// Counts abandoned requests (`http_requests_abandoned_total`), if registered.
+    metrics: Option<web::Data<Metrics>>,
 }
 
 impl<F: Future + 'static> Future for Finish<F> {
@@ -64,6 +71,9 @@ impl<F: Future + 'static> Drop for Finish<F> {
             return;
         }
         if let Some(future) = self.future.take() {
+            if let Some(metrics) = &self.metrics {
+                metrics.abandoned();
+            }
             let span = std::mem::replace(&mut self.span, tracing::Span::none());
             actix_web::rt::spawn(
                 async move {

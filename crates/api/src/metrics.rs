@@ -37,6 +37,7 @@ struct Series {
 pub struct Metrics {
     series: Mutex<Series>,
     started: Instant,
+    abandoned: std::sync::atomic::AtomicU64,
 }
 
 impl Default for Metrics {
@@ -44,6 +45,7 @@ impl Default for Metrics {
         Self {
             series: Mutex::new(Series::default()),
             started: Instant::now(),
+            abandoned: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
@@ -76,6 +78,13 @@ impl Metrics {
         histogram.count += 1;
     }
 
+    /// Counts a request its client hung up on before the answer (finished anyway, see
+    /// [`crate::run_to_completion`]).
+    pub fn abandoned(&self) {
+        self.abandoned
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let series = self.series.lock().unwrap_or_else(|p| p.into_inner());
@@ -89,6 +98,16 @@ impl Metrics {
             out,
             "chat_uptime_seconds {:.3}",
             self.started.elapsed().as_secs_f64()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP http_requests_abandoned_total Requests whose client hung up before the answer; each was finished anyway."
+        );
+        let _ = writeln!(out, "# TYPE http_requests_abandoned_total counter");
+        let _ = writeln!(
+            out,
+            "http_requests_abandoned_total {}",
+            self.abandoned.load(std::sync::atomic::Ordering::Relaxed)
         );
         let _ = writeln!(
             out,
