@@ -89,25 +89,21 @@ impl Metrics {
     pub fn render(&self) -> String {
         let series = self.series.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP chat_uptime_seconds Seconds since the process started."
+        unlabelled(
+            &mut out,
+            "chat_uptime_seconds",
+            "gauge",
+            "Seconds since the process started.",
+            format!("{:.3}", self.started.elapsed().as_secs_f64()),
         );
-        let _ = writeln!(out, "# TYPE chat_uptime_seconds gauge");
-        let _ = writeln!(
-            out,
-            "chat_uptime_seconds {:.3}",
-            self.started.elapsed().as_secs_f64()
-        );
-        let _ = writeln!(
-            out,
-            "# HELP http_requests_abandoned_total Requests whose client hung up before the answer; each was finished anyway."
-        );
-        let _ = writeln!(out, "# TYPE http_requests_abandoned_total counter");
-        let _ = writeln!(
-            out,
-            "http_requests_abandoned_total {}",
-            self.abandoned.load(std::sync::atomic::Ordering::Relaxed)
+        unlabelled(
+            &mut out,
+            "http_requests_abandoned_total",
+            "counter",
+            "Requests whose client hung up before the answer; each was finished anyway.",
+            self.abandoned
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .to_string(),
         );
         let _ = writeln!(
             out,
@@ -152,6 +148,13 @@ impl Metrics {
         }
         out
     }
+}
+
+/// One metric without labels: its `HELP` and `TYPE` lines and its value.
+fn unlabelled(out: &mut String, name: &str, kind: &str, help: &str, value: String) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    let _ = writeln!(out, "{name} {value}");
 }
 
 fn escape(label: &str) -> String {
