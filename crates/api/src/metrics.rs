@@ -13,6 +13,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, web};
+use chat_services::writer::WriterStats;
 use tracing_actix_web::RequestId;
 
 /// Upper bounds (seconds) of the latency histogram buckets.
@@ -151,6 +152,40 @@ impl Metrics {
 }
 
 /// One metric without labels: its `HELP` and `TYPE` lines and its value.
+/// Appends the message writers' totals (group commit: batches, messages, time).
+pub fn render_writer(out: &mut String, stats: WriterStats) {
+    let series = [
+        (
+            "chat_message_batches_total",
+            "Message batches committed (one transaction each).",
+            stats.batches.to_string(),
+        ),
+        (
+            "chat_message_batches_failed_total",
+            "Message batches whose transaction failed; every sender in them got an error.",
+            stats.failed_batches.to_string(),
+        ),
+        (
+            "chat_messages_stored_total",
+            "Messages stored by the writers (resends of a client_id not counted).",
+            stats.stored.to_string(),
+        ),
+        (
+            "chat_message_batch_seconds_total",
+            "Time spent in message batch transactions.",
+            format!("{:.6}", stats.commit_time.as_secs_f64()),
+        ),
+        (
+            "chat_message_publish_seconds_total",
+            "Time spent publishing committed batches.",
+            format!("{:.6}", stats.publish_time.as_secs_f64()),
+        ),
+    ];
+    for (name, help, value) in series {
+        unlabelled(out, name, "counter", help, value);
+    }
+}
+
 fn unlabelled(out: &mut String, name: &str, kind: &str, help: &str, value: String) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");

@@ -52,10 +52,12 @@ pub async fn readyz(ctx: web::Data<AppContext>) -> HttpResponse {
 
 /// Prometheus text exposition of request counts and latencies.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {
+pub async fn metrics(metrics: web::Data<Metrics>, ctx: web::Data<AppContext>) -> HttpResponse {
+    let mut text = metrics.render();
+    crate::metrics::render_writer(&mut text, ctx.writer.stats());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(metrics.render())
+        .body(text)
 }
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use chat_db::bus::EventBus;
 use chat_db::cache::Cache;
-use chat_db::redis::{RedisBus, RedisCache, connect_pool};
+use chat_db::redis::{RedisBus, RedisCache, open_connections};
 
 fn url() -> String {
     std::env::var("CHAT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
@@ -17,7 +17,10 @@ fn prefix() -> String {
 #[tokio::test]
 async fn cache_set_add_get_delete_and_expiry() -> anyhow::Result<()> {
     let prefix = prefix();
-    let cache = RedisCache::new(connect_pool(&url()).map_err(anyhow::Error::msg)?, &prefix);
+    let cache = RedisCache::new(
+        open_connections(&url()).map_err(anyhow::Error::msg)?,
+        &prefix,
+    );
     cache.ping().await?;
     cache.set("k", "v1", Duration::from_secs(60)).await?;
     assert_eq!(cache.get("k").await?.as_deref(), Some("v1"));
@@ -42,7 +45,7 @@ async fn cache_set_add_get_delete_and_expiry() -> anyhow::Result<()> {
     assert_eq!(cache.get("short").await?, None);
     // Keys live under the prefix, so another deployment does not see them.
     let other = RedisCache::new(
-        connect_pool(&url()).map_err(anyhow::Error::msg)?,
+        open_connections(&url()).map_err(anyhow::Error::msg)?,
         &format!("{prefix}-other"),
     );
     assert_eq!(other.get("k").await?, None);
@@ -52,7 +55,10 @@ async fn cache_set_add_get_delete_and_expiry() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn get_many_answers_each_key_in_order() -> anyhow::Result<()> {
-    let cache = RedisCache::new(connect_pool(&url()).map_err(anyhow::Error::msg)?, &prefix());
+    let cache = RedisCache::new(
+        open_connections(&url()).map_err(anyhow::Error::msg)?,
+        &prefix(),
+    );
     cache.set("a", "1", Duration::from_secs(60)).await?;
     cache.set("c", "3", Duration::from_secs(60)).await?;
     assert_eq!(
@@ -73,7 +79,7 @@ async fn get_many_answers_each_key_in_order() -> anyhow::Result<()> {
 #[tokio::test]
 async fn cache_errors_fast_when_redis_is_down() -> anyhow::Result<()> {
     let cache = RedisCache::new(
-        connect_pool("redis://127.0.0.1:1").map_err(anyhow::Error::msg)?,
+        open_connections("redis://127.0.0.1:1").map_err(anyhow::Error::msg)?,
         "down",
     );
     let started = std::time::Instant::now();
@@ -116,11 +122,10 @@ async fn next_event(
 #[tokio::test]
 async fn events_cross_instances_and_stay_within_their_prefix() -> anyhow::Result<()> {
     let prefix = prefix();
-    let pool = || connect_pool(&url()).map_err(anyhow::Error::msg);
-    let a = RedisBus::start(&url(), pool()?, &prefix).map_err(anyhow::Error::msg)?;
-    let b = RedisBus::start(&url(), pool()?, &prefix).map_err(anyhow::Error::msg)?;
-    let stranger =
-        RedisBus::start(&url(), pool()?, &format!("{prefix}-x")).map_err(anyhow::Error::msg)?;
+    let pool = || open_connections(&url()).map_err(anyhow::Error::msg);
+    let a = RedisBus::start(pool()?, &prefix);
+    let b = RedisBus::start(pool()?, &prefix);
+    let stranger = RedisBus::start(pool()?, &format!("{prefix}-x"));
     let mut on_a = subscribed(&a).await?;
     let mut on_b = subscribed(&b).await?;
     let mut on_stranger = subscribed(&stranger).await?;
@@ -146,9 +151,9 @@ async fn events_cross_instances_and_stay_within_their_prefix() -> anyhow::Result
 #[tokio::test]
 async fn publish_many_keeps_its_order_across_instances() -> anyhow::Result<()> {
     let prefix = prefix();
-    let pool = || connect_pool(&url()).map_err(anyhow::Error::msg);
-    let a = RedisBus::start(&url(), pool()?, &prefix).map_err(anyhow::Error::msg)?;
-    let b = RedisBus::start(&url(), pool()?, &prefix).map_err(anyhow::Error::msg)?;
+    let pool = || open_connections(&url()).map_err(anyhow::Error::msg);
+    let a = RedisBus::start(pool()?, &prefix);
+    let b = RedisBus::start(pool()?, &prefix);
     let mut on_b = subscribed(&b).await?;
     let batch: Vec<(String, String)> = (1..=20)
         .map(|n| (format!("chat.{}", n % 3), format!(r#"{{"n":{n}}}"#)))
@@ -167,11 +172,9 @@ async fn publish_many_keeps_its_order_across_instances() -> anyhow::Result<()> {
 #[tokio::test]
 async fn publish_many_without_redis_still_reaches_local_subscribers() -> anyhow::Result<()> {
     let bus = RedisBus::start(
-        "redis://127.0.0.1:1",
-        connect_pool("redis://127.0.0.1:1").map_err(anyhow::Error::msg)?,
+        open_connections("redis://127.0.0.1:1").map_err(anyhow::Error::msg)?,
         "down",
-    )
-    .map_err(anyhow::Error::msg)?;
+    );
     let mut receiver = bus.subscribe();
     bus.publish_many(vec![
         ("chat.1".to_owned(), "1".to_owned()),
@@ -188,11 +191,9 @@ async fn publish_many_without_redis_still_reaches_local_subscribers() -> anyhow:
 #[tokio::test]
 async fn publishing_without_redis_still_reaches_local_subscribers() -> anyhow::Result<()> {
     let bus = RedisBus::start(
-        "redis://127.0.0.1:1",
-        connect_pool("redis://127.0.0.1:1").map_err(anyhow::Error::msg)?,
+        open_connections("redis://127.0.0.1:1").map_err(anyhow::Error::msg)?,
         "down",
-    )
-    .map_err(anyhow::Error::msg)?;
+    );
     let mut receiver = bus.subscribe();
     bus.publish("user.1", "{}".to_owned()).await;
     let message = tokio::time::timeout(Duration::from_secs(5), receiver.recv()).await??;

@@ -9,11 +9,12 @@ use actix_web::{App, HttpServer, web};
 use chat_api::{Metrics, ProxyPolicy};
 use chat_db::bus::{EventBus, MemoryBus};
 use chat_db::cache::{Cache, MemoryCache};
-use chat_db::redis::{RedisBus, RedisCache, connect_pool};
+use chat_db::redis::{RedisBus, RedisCache, open_connections};
 use chat_db::{DbPool, PoolOptions, run_migrations};
 use chat_selectors::Store;
 use chat_services::auth::tokens::JwtKeys;
 use chat_services::rate_limit::RateLimiter;
+use chat_services::writer::{MessageWriter, POSTGRES_WRITERS};
 use chat_services::{AppContext, AuthSettings, ChatSettings};
 use chat_ws::{Hub, WsSettings};
 use tracing_actix_web::TracingLogger;
@@ -33,11 +34,11 @@ pub async fn build_context(config: &Config) -> anyhow::Result<AppContext> {
     .await?;
     let (cache, bus): (Arc<dyn Cache>, Arc<dyn EventBus>) = match &config.redis_url {
         Some(url) => {
-            let pool = connect_pool(url).map_err(|e| anyhow::anyhow!("CHAT_REDIS_URL: {e}"))?;
-            let bus = RedisBus::start(url, pool.clone(), &config.redis_prefix)
-                .map_err(|e| anyhow::anyhow!("CHAT_REDIS_URL: {e}"))?;
+            let connections =
+                open_connections(url).map_err(|e| anyhow::anyhow!("CHAT_REDIS_URL: {e}"))?;
+            let bus = RedisBus::start(connections.clone(), &config.redis_prefix);
             (
-                Arc::new(RedisCache::new(pool, &config.redis_prefix)),
+                Arc::new(RedisCache::new(connections, &config.redis_prefix)),
                 Arc::new(bus),
             )
         }
@@ -47,7 +48,23 @@ pub async fn build_context(config: &Config) -> anyhow::Result<AppContext> {
         tracing::warn!(error = %err, "redis is not reachable; running degraded until it is");
     }
     let secret = secret::resolve(config)?;
-    let writer = chat_services::writer::MessageWriter::start(db.clone(), bus.clone());
+    // The message writers get connections of their own on PostgreSQL: a connection's
+    // I/O is driven on the runtime that opened it, and shared ones opened by busy
+    // request workers made each batch statement wait for that worker (12 ms batches).
+    let writer_db = match &db {
+        DbPool::Postgres(_) => {
+            DbPool::connect(
+                &config.database_url,
+                PoolOptions {
+                    max_size: POSTGRES_WRITERS,
+                    timeout: config.database_timeout,
+                },
+            )
+            .await?
+        }
+        DbPool::Sqlite(_) => db.clone(),
+    };
+    let writer = MessageWriter::start(writer_db, bus.clone());
     Ok(AppContext {
         store: Store {
             db: db.clone(),

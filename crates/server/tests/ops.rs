@@ -6,6 +6,7 @@ use serde_json::json;
 both_backends!(
     health_and_readiness_answer,
     metrics_count_requests_by_route_pattern,
+    metrics_count_what_the_message_writers_stored,
     unknown_routes_and_wrong_methods_are_problems,
     every_response_carries_a_request_id,
 );
@@ -76,6 +77,60 @@ async fn metrics_count_requests_by_route_pattern(backend: Backend) -> anyhow::Re
         "{text}"
     );
     assert!(text.contains(r#"le="+Inf""#));
+    app.shutdown().await;
+    Ok(())
+}
+
+/// The value of an unlabelled series in a Prometheus text page.
+fn series(text: &str, name: &str) -> anyhow::Result<f64> {
+    let line = text
+        .lines()
+        .find(|line| line.split_whitespace().next() == Some(name))
+        .ok_or_else(|| anyhow::anyhow!("no {name} in {text}"))?;
+    let value = line.split_whitespace().nth(1).unwrap_or_default();
+    Ok(value.parse()?)
+}
+
+async fn metrics_count_what_the_message_writers_stored(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let before = app.get("/metrics", None).await?;
+    before.expect_status(200)?;
+    assert_eq!(series(&before.text, "chat_messages_stored_total")?, 0.0);
+    assert_eq!(series(&before.text, "chat_message_batches_total")?, 0.0);
+    let (ann, _bob, chat) = app.two_in_a_group().await?;
+    let path = format!("/api/v1/chats/{chat}/messages");
+    for n in 0..4 {
+        app.post(
+            &path,
+            Some(&ann.access_token),
+            json!({"content": format!("m{n}")}),
+        )
+        .await?
+        .expect_status(201)?;
+    }
+    // A resend of a client_id stores nothing new.
+    for expected in [201, 200] {
+        app.post(
+            &path,
+            Some(&ann.access_token),
+            json!({"content": "once", "client_id": "k-1"}),
+        )
+        .await?
+        .expect_status(expected)?;
+    }
+    let text = app.get("/metrics", None).await?.text;
+    assert_eq!(series(&text, "chat_messages_stored_total")?, 5.0, "{text}");
+    let batches = series(&text, "chat_message_batches_total")?;
+    // Sent one after another: each its own batch (the resend's batch stores nothing).
+    assert_eq!(batches, 6.0, "{text}");
+    assert_eq!(series(&text, "chat_message_batches_failed_total")?, 0.0);
+    assert!(
+        series(&text, "chat_message_batch_seconds_total")? > 0.0,
+        "{text}"
+    );
+    // In-process publishing can take under the microsecond the counter resolves:
+    // only its presence is certain.
+    series(&text, "chat_message_publish_seconds_total")?;
     app.shutdown().await;
     Ok(())
 }

@@ -17,6 +17,8 @@ use chat_db::models::{MessageRow, NewMessage};
 use chat_db::{DbError, DbPool};
 use chrono::NaiveDateTime;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -26,7 +28,7 @@ use crate::events::{ChatEvent, chat_topic};
 pub const MAX_BATCH: usize = 256;
 /// Writers working in parallel on PostgreSQL, each committing its own batch (row locks
 /// keep each chat's seqs in order). SQLite has one write lock: one writer.
-pub const POSTGRES_WRITERS: usize = 4;
+pub const POSTGRES_WRITERS: u32 = 4;
 /// Sends waiting for a writer before senders wait to enqueue.
 const QUEUE: usize = 4096;
 
@@ -74,6 +76,36 @@ struct Job {
 pub struct MessageWriter {
     /// One queue per writer; a chat's sends always go to the same one.
     queues: Arc<[mpsc::Sender<Job>]>,
+    stats: Arc<Counters>,
+}
+
+/// What the writers have done since the process started (for `/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Batches committed.
+    pub batches: u64,
+    /// Batches whose transaction failed (every sender in them got an error).
+    pub failed_batches: u64,
+    /// Messages stored (resent duplicates not counted).
+    pub stored: u64,
+    /// Time spent in batch transactions, committed or not.
+    pub commit_time: Duration,
+    /// Time spent publishing committed batches.
+    pub publish_time: Duration,
+}
+
+#[derive(Default)]
+struct Counters {
+    batches: AtomicU64,
+    failed_batches: AtomicU64,
+    stored: AtomicU64,
+    commit_micros: AtomicU64,
+    publish_micros: AtomicU64,
+}
+
+fn add_micros(counter: &AtomicU64, since: Instant) {
+    let micros = u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX);
+    counter.fetch_add(micros, Ordering::Relaxed);
 }
 
 impl MessageWriter {
@@ -83,15 +115,29 @@ impl MessageWriter {
             DbPool::Postgres(_) => POSTGRES_WRITERS,
             DbPool::Sqlite(_) => 1,
         };
+        let stats = Arc::new(Counters::default());
         let queues: Vec<mpsc::Sender<Job>> = (0..writers)
             .map(|_| {
                 let (jobs, queue) = mpsc::channel(QUEUE);
-                tokio::spawn(run(db.clone(), bus.clone(), queue));
+                tokio::spawn(run(db.clone(), bus.clone(), queue, stats.clone()));
                 jobs
             })
             .collect();
         MessageWriter {
             queues: queues.into(),
+            stats,
+        }
+    }
+
+    /// Totals since the writers started.
+    pub fn stats(&self) -> WriterStats {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        WriterStats {
+            batches: load(&self.stats.batches),
+            failed_batches: load(&self.stats.failed_batches),
+            stored: load(&self.stats.stored),
+            commit_time: Duration::from_micros(load(&self.stats.commit_micros)),
+            publish_time: Duration::from_micros(load(&self.stats.publish_micros)),
         }
     }
 
@@ -111,19 +157,28 @@ impl MessageWriter {
     }
 }
 
-async fn run(db: DbPool, bus: Arc<dyn EventBus>, mut queue: mpsc::Receiver<Job>) {
+async fn run(
+    db: DbPool,
+    bus: Arc<dyn EventBus>,
+    mut queue: mpsc::Receiver<Job>,
+    stats: Arc<Counters>,
+) {
     let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     loop {
         // Everything that queued up while the previous batch was committing.
         if queue.recv_many(&mut jobs, MAX_BATCH).await == 0 {
             return;
         }
+        let started = Instant::now();
         let outcome = {
             let batch: Vec<NewMessage<'_>> = jobs.iter().map(|j| j.message.as_new()).collect();
             MessageRow::insert_batch(&db, &batch).await
         };
+        add_micros(&stats.commit_micros, started);
         match outcome {
             Ok(results) => {
+                let publishing = Instant::now();
+                let stored = results.iter().filter(|r| matches!(r, Ok(Some(_)))).count();
                 let mut events = Vec::with_capacity(jobs.len());
                 for (job, result) in jobs.drain(..).zip(results) {
                     if let Ok(Some(row)) = &result {
@@ -136,11 +191,15 @@ async fn run(db: DbPool, bus: Arc<dyn EventBus>, mut queue: mpsc::Receiver<Job>)
                     }
                     let _ = job.reply.send(result);
                 }
+                stats.batches.fetch_add(1, Ordering::Relaxed);
+                stats.stored.fetch_add(stored as u64, Ordering::Relaxed);
                 // Awaited before the next batch: that is what keeps each chat's events
                 // in seq order on the bus.
                 bus.publish_many(events).await;
+                add_micros(&stats.publish_micros, publishing);
             }
             Err(err) => {
+                stats.failed_batches.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %err, messages = jobs.len(), "a message batch failed to commit");
                 let detail = err.to_string();
                 for job in jobs.drain(..) {

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chat_db::DatabaseUrl;
-use deadpool_redis::redis;
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};

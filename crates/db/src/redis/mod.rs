@@ -8,49 +8,40 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_redis::redis::{self, AsyncCommands};
-use deadpool_redis::{Config, Pool, PoolConfig, Runtime, Timeouts};
 use futures_util::StreamExt;
+use redis::AsyncCommands;
 use tokio::sync::broadcast;
 
 use crate::bus::{BusMessage, EventBus, MemoryBus};
 use crate::cache::{Cache, CacheError};
+
+mod connections;
+
+pub use connections::RedisConnections;
 
 /// How long a request waits on Redis before treating it as down and using the
 /// database: a Redis outage must cost milliseconds, not the request.
 const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
 /// Pause between attempts to re-establish the pub/sub subscription.
 const RESUBSCRIBE_BACKOFF: Duration = Duration::from_secs(1);
-/// Connections in the command pool.
-const REDIS_POOL_SIZE: usize = 32;
 
-/// Opens the command pool (lazily: nothing connects until first use).
-pub fn connect_pool(url: &str) -> Result<Pool, String> {
-    let mut config = Config::from_url(url);
-    let mut pool = PoolConfig::new(REDIS_POOL_SIZE);
-    pool.timeouts = Timeouts {
-        wait: Some(REDIS_TIMEOUT),
-        create: Some(REDIS_TIMEOUT),
-        recycle: Some(REDIS_TIMEOUT),
-    };
-    config.pool = Some(pool);
-    config
-        .create_pool(Some(Runtime::Tokio1))
-        .map_err(|e| e.to_string())
+/// Opens (lazily) the connections the cache and the bus share.
+pub fn open_connections(url: &str) -> Result<RedisConnections, String> {
+    RedisConnections::open(url, REDIS_TIMEOUT)
 }
 
 /// The Redis-backed cache.
 #[derive(Clone)]
 pub struct RedisCache {
-    pool: Pool,
+    connections: RedisConnections,
     prefix: String,
 }
 
 impl RedisCache {
     /// A cache whose keys are `{prefix}:{key}`.
-    pub fn new(pool: Pool, prefix: &str) -> Self {
+    pub fn new(connections: RedisConnections, prefix: &str) -> Self {
         Self {
-            pool,
+            connections,
             prefix: prefix.to_owned(),
         }
     }
@@ -58,126 +49,96 @@ impl RedisCache {
     fn key(&self, key: &str) -> String {
         format!("{}:{key}", self.prefix)
     }
-
-    async fn conn(&self) -> Result<deadpool_redis::Connection, CacheError> {
-        self.pool.get().await.map_err(|e| CacheError(e.to_string()))
-    }
-}
-
-fn redis_err(err: redis::RedisError) -> CacheError {
-    CacheError(err.to_string())
-}
-
-/// Bounds a Redis round trip: a hung Redis must not hang the request.
-async fn bounded<T>(fut: impl Future<Output = Result<T, CacheError>>) -> Result<T, CacheError> {
-    tokio::time::timeout(REDIS_TIMEOUT, fut)
-        .await
-        .unwrap_or_else(|_| Err(CacheError("timed out".to_owned())))
 }
 
 #[async_trait]
 impl Cache for RedisCache {
     async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
-        bounded(async {
-            let mut conn = self.conn().await?;
-            conn.get(self.key(key)).await.map_err(redis_err)
-        })
-        .await
+        let key = self.key(key);
+        self.connections
+            .run(|mut conn| async move { conn.get(key).await })
+            .await
     }
 
     async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<String>>, CacheError> {
-        let keys: Vec<String> = keys.iter().map(|key| self.key(key)).collect();
-        bounded(async {
-            let mut conn = self.conn().await?;
-            // An explicit MGET: the reply is an array even for one key.
-            redis::cmd("MGET")
-                .arg(&keys)
-                .query_async(&mut *conn)
-                .await
-                .map_err(redis_err)
-        })
-        .await
+        // An explicit MGET: the reply is an array even for one key.
+        let mut mget = redis::cmd("MGET");
+        for key in keys {
+            mget.arg(self.key(key));
+        }
+        self.connections
+            .run(|mut conn| async move { mget.query_async(&mut conn).await })
+            .await
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        bounded(async {
-            let mut conn = self.conn().await?;
-            conn.pset_ex(self.key(key), value, millis)
-                .await
-                .map_err(redis_err)
-        })
-        .await
+        let key = self.key(key);
+        self.connections
+            .run(|mut conn| async move { conn.pset_ex(key, value, millis).await })
+            .await
     }
 
     async fn add(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        bounded(async {
-            let mut conn = self.conn().await?;
-            redis::cmd("SET")
-                .arg(self.key(key))
-                .arg(value)
-                .arg("NX")
-                .arg("PX")
-                .arg(millis)
-                .query_async::<Option<String>>(&mut *conn)
-                .await
-                .map(|_| ())
-                .map_err(redis_err)
-        })
-        .await
+        let mut set = redis::cmd("SET");
+        set.arg(self.key(key))
+            .arg(value)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis);
+        self.connections
+            .run(|mut conn| async move {
+                set.query_async::<Option<String>>(&mut conn)
+                    .await
+                    .map(|_| ())
+            })
+            .await
     }
 
     async fn incr(&self, key: &str, delta: i64, ttl: Duration) -> Result<i64, CacheError> {
         let seconds = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX).max(1);
-        bounded(async {
-            let mut conn = self.conn().await?;
-            let (value, _): (i64, i64) = redis::pipe()
-                .atomic()
-                .cmd("INCRBY")
-                .arg(self.key(key))
-                .arg(delta)
-                .cmd("EXPIRE")
-                .arg(self.key(key))
-                .arg(seconds)
-                .query_async(&mut *conn)
-                .await
-                .map_err(redis_err)?;
-            Ok(value)
-        })
-        .await
+        let key = self.key(key);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("INCRBY")
+            .arg(&key)
+            .arg(delta)
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(seconds);
+        self.connections
+            .run(|mut conn| async move {
+                let (value, _): (i64, i64) = pipe.query_async(&mut conn).await?;
+                Ok(value)
+            })
+            .await
     }
 
     async fn take(&self, key: &str) -> Result<Option<String>, CacheError> {
-        bounded(async {
-            let mut conn = self.conn().await?;
-            redis::cmd("GETDEL")
-                .arg(self.key(key))
-                .query_async::<Option<String>>(&mut *conn)
-                .await
-                .map_err(redis_err)
-        })
-        .await
+        let mut getdel = redis::cmd("GETDEL");
+        getdel.arg(self.key(key));
+        self.connections
+            .run(|mut conn| async move { getdel.query_async(&mut conn).await })
+            .await
     }
 
     async fn delete(&self, key: &str) -> Result<(), CacheError> {
-        bounded(async {
-            let mut conn = self.conn().await?;
-            conn.del(self.key(key)).await.map_err(redis_err)
-        })
-        .await
+        let key = self.key(key);
+        self.connections
+            .run(|mut conn| async move { conn.del(key).await })
+            .await
     }
 
     async fn ping(&self) -> Result<(), CacheError> {
-        bounded(async {
-            let mut conn = self.conn().await?;
-            redis::cmd("PING")
-                .query_async::<String>(&mut *conn)
-                .await
-                .map(|_| ())
-                .map_err(redis_err)
-        })
-        .await
+        self.connections
+            .run(|mut conn| async move {
+                redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .map(|_| ())
+            })
+            .await
     }
 
     fn backend(&self) -> &'static str {
@@ -185,10 +146,11 @@ impl Cache for RedisCache {
     }
 }
 
-/// The Redis pub/sub event bus. Publishing goes through the command pool; one
-/// background task per process holds the subscription and feeds a local broadcast.
+/// The Redis pub/sub event bus. Publishing goes through the shared command
+/// connections; one background task per process holds the subscription and feeds a
+/// local broadcast.
 pub struct RedisBus {
-    pool: Pool,
+    connections: RedisConnections,
     prefix: String,
     local: Arc<MemoryBus>,
 }
@@ -196,15 +158,18 @@ pub struct RedisBus {
 impl RedisBus {
     /// Starts the subscriber task (it reconnects on its own) and returns the bus.
     /// Must be called inside a tokio runtime.
-    pub fn start(url: &str, pool: Pool, prefix: &str) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    pub fn start(connections: RedisConnections, prefix: &str) -> Self {
         let local = Arc::new(MemoryBus::new());
-        tokio::spawn(subscribe_forever(client, prefix.to_owned(), local.clone()));
-        Ok(Self {
-            pool,
+        tokio::spawn(subscribe_forever(
+            connections.client().clone(),
+            prefix.to_owned(),
+            local.clone(),
+        ));
+        Self {
+            connections,
             prefix: prefix.to_owned(),
             local,
-        })
+        }
     }
 
     fn channel(&self, topic: &str) -> String {
@@ -215,18 +180,12 @@ impl RedisBus {
 #[async_trait]
 impl EventBus for RedisBus {
     async fn publish(&self, topic: &str, payload: String) {
-        let channel = self.channel(topic);
-        let sent = bounded(async {
-            let mut conn = self
-                .pool
-                .get()
-                .await
-                .map_err(|e| CacheError(e.to_string()))?;
-            conn.publish::<_, _, i64>(&channel, &payload)
-                .await
-                .map_err(redis_err)
-        })
-        .await;
+        let mut publish = redis::cmd("PUBLISH");
+        publish.arg(self.channel(topic)).arg(&payload);
+        let sent = self
+            .connections
+            .run(|mut conn| async move { publish.query_async::<i64>(&mut conn).await })
+            .await;
         if let Err(err) = sent {
             tracing::warn!(error = %err, topic, "redis publish failed; delivering locally only");
             self.local.deliver(BusMessage {
@@ -247,15 +206,10 @@ impl EventBus for RedisBus {
                 .arg(payload)
                 .ignore();
         }
-        let sent = bounded(async {
-            let mut conn = self
-                .pool
-                .get()
-                .await
-                .map_err(|e| CacheError(e.to_string()))?;
-            pipe.query_async::<()>(&mut *conn).await.map_err(redis_err)
-        })
-        .await;
+        let sent = self
+            .connections
+            .run(|mut conn| async move { pipe.query_async::<()>(&mut conn).await })
+            .await;
         if let Err(err) = sent {
             tracing::warn!(error = %err, events = events.len(), "redis publish failed; delivering locally only");
             for (topic, payload) in events {
