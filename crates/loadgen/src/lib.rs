@@ -14,6 +14,7 @@
 
 pub mod accounting;
 pub mod bare;
+pub mod event;
 pub mod histogram;
 pub mod history;
 pub mod http;

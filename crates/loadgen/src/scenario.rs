@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::accounting::Receiver;
+use crate::event::Event;
 use crate::http;
 
 /// WebSocket read buffer of each load-generator socket: tungstenite's 128 KiB default
@@ -627,29 +628,27 @@ async fn socket_loop(
                 let Message::Text(text) = frame else { continue };
                 last_frame = Instant::now();
                 let now = micros_since(start);
-                let Ok(event) = serde_json::from_str::<Value>(&text) else { continue };
-                match event["type"].as_str() {
-                    Some("chat.message") => {
+                let Some(event) = Event::parse(&text) else { continue };
+                match event.kind.as_ref() {
+                    "chat.message" => {
                         seen += 1;
                         if config.drop_every.is_some_and(|n| seen.is_multiple_of(n)) {
                             continue;
                         }
-                        let seq = event["seq"].as_i64().unwrap_or_default();
-                        receiver.observe(event["chat_id"].as_i64().unwrap_or(chat), seq);
+                        receiver.observe(event.chat_id.unwrap_or(chat), event.seq.unwrap_or_default());
                         counters.delivered_total.fetch_add(1, Ordering::Relaxed);
-                        let sent_at = event["message"].as_str().and_then(|m| m.strip_prefix("t=")).and_then(|m| m.split(';').next()).and_then(|t| t.parse::<u64>().ok());
-                        if let Some(sent_at) = sent_at.filter(|t| window.contains(t)) {
+                        if let Some(sent_at) = event.sent_at().filter(|t| window.contains(t)) {
                             counters.delivered.fetch_add(1, Ordering::Relaxed);
                             let _ = latency.record(now.saturating_sub(sent_at).max(1));
                         }
                     }
-                    Some("ack") => {
+                    "ack" => {
                         acked_here += 1;
                         if window.contains(&now) {
                             counters.acked.fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                    Some("error") => {
+                    "error" => {
                         counters.errors.fetch_add(1, Ordering::Relaxed);
                     }
                     _ => {}
