@@ -200,3 +200,47 @@ async fn publishing_without_redis_still_reaches_local_subscribers() -> anyhow::R
     assert_eq!(message.topic, "user.1");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_killed_connection_is_replaced_and_costs_at_most_one_command() -> anyhow::Result<()> {
+    let connections = open_connections(&url()).map_err(anyhow::Error::msg)?;
+    let cache = RedisCache::new(connections.clone(), &prefix());
+    cache.set("k", "v", Duration::from_secs(60)).await?;
+    let client_id = || {
+        connections.run(|mut conn| async move {
+            redis::cmd("CLIENT")
+                .arg("ID")
+                .query_async::<i64>(&mut conn)
+                .await
+        })
+    };
+    let first = client_id().await?;
+    // Cut this thread's connection from the server side (only this one: other tests
+    // share the Redis).
+    let mut admin = redis::Client::open(url())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(first)
+        .query_async(&mut admin)
+        .await?;
+    assert_eq!(killed, 1);
+    let mut failures = 0;
+    let mut value = None;
+    for _ in 0..3 {
+        match cache.get("k").await {
+            Ok(got) => {
+                value = got;
+                break;
+            }
+            Err(_) => failures += 1,
+        }
+    }
+    assert!(failures <= 1, "{failures} commands failed after the kill");
+    assert_eq!(value.as_deref(), Some("v"));
+    assert_ne!(client_id().await?, first, "a new connection was opened");
+    cache.delete("k").await?;
+    Ok(())
+}
