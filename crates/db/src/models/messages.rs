@@ -63,57 +63,131 @@ struct MessageInsert<'a> {
     created_at: NaiveDateTime,
 }
 
-#[derive(QueryableByName)]
-struct Bumped {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    id: i64,
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    last_seq: i64,
-}
-
-/// A batch's statements on PostgreSQL, each one round trip for the whole batch.
+/// The batch statement on PostgreSQL: one round trip for the whole batch.
 mod pg_batch {
     use super::*;
+    use diesel::pg::Pg;
+    use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+    use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamp};
 
-    /// Adds `count` to each chat's `last_seq` (and sets its activity time); returns
-    /// `(chat, new last_seq)` for the chats that exist. Rows are locked in id order, so
-    /// concurrent batches cannot deadlock.
-    pub(super) async fn bump_seqs(
-        conn: &mut crate::PgConn,
-        bumps: &[(i64, i64, NaiveDateTime)],
-    ) -> QueryResult<Vec<(i64, i64)>> {
-        use diesel::sql_types::{Array, BigInt, Timestamp};
-        let ids: Vec<i64> = bumps.iter().map(|b| b.0).collect();
-        let counts: Vec<i64> = bumps.iter().map(|b| b.1).collect();
-        let times: Vec<NaiveDateTime> = bumps.iter().map(|b| b.2).collect();
-        let rows: Vec<Bumped> = diesel::sql_query(
-            "WITH locked AS (SELECT id FROM chats WHERE id = ANY($1) ORDER BY id FOR UPDATE) \
-             UPDATE chats SET last_seq = chats.last_seq + v.n, last_activity_at = v.at \
-             FROM unnest($1, $2, $3) AS v(id, n, at) \
-             WHERE chats.id = v.id AND chats.id IN (SELECT id FROM locked) \
-             RETURNING chats.id, chats.last_seq",
-        )
-        .bind::<Array<BigInt>, _>(ids)
-        .bind::<Array<BigInt>, _>(counts)
-        .bind::<Array<Timestamp>, _>(times)
-        .load(conn)
-        .await?;
-        Ok(rows.into_iter().map(|r| (r.id, r.last_seq)).collect())
+    /// The seq bump of every chat in the batch and the insert of its messages, as **one**
+    /// statement: one round trip (no `BEGIN`/`COMMIT`; a single statement is atomic) and
+    /// one text whatever the batch size, so PostgreSQL parses and plans it once per
+    /// connection (diesel caches it by type). diesel's multi-row `INSERT` and
+    /// `sql_query` are never cached: their text varies or is opaque to the cache.
+    ///
+    /// Chat rows are locked in id order (concurrent batches from other instances cannot
+    /// deadlock); messages are numbered in input order per chat from the bumped
+    /// `last_seq`; a chat that is gone has no row to bump, so its messages are not
+    /// inserted. Returns the stored rows.
+    pub(super) struct StoreBatch<'a> {
+        pub(super) bump_ids: Vec<i64>,
+        pub(super) bump_counts: Vec<i64>,
+        pub(super) bump_times: Vec<NaiveDateTime>,
+        pub(super) chat_ids: Vec<i64>,
+        pub(super) sender_ids: Vec<i64>,
+        pub(super) contents: Vec<&'a str>,
+        pub(super) client_ids: Vec<Option<&'a str>>,
+        pub(super) reply_tos: Vec<Option<i64>>,
+        pub(super) created: Vec<NaiveDateTime>,
     }
 
-    /// One multi-row insert, returning the rows as stored.
-    pub(super) async fn insert_rows(
-        conn: &mut crate::PgConn,
-        rows: &[MessageInsert<'_>],
-    ) -> QueryResult<Vec<MessageRow>> {
-        if rows.is_empty() {
-            return Ok(Vec::new());
+    impl QueryId for StoreBatch<'_> {
+        type QueryId = StoreBatch<'static>;
+        const HAS_STATIC_QUERY_ID: bool = true;
+    }
+
+    impl Query for StoreBatch<'_> {
+        type SqlType = (
+            BigInt,
+            BigInt,
+            Nullable<BigInt>,
+            BigInt,
+            Text,
+            Nullable<Text>,
+            Nullable<BigInt>,
+            Timestamp,
+            Nullable<Timestamp>,
+            Nullable<Timestamp>,
+        );
+    }
+
+    impl QueryFragment<Pg> for StoreBatch<'_> {
+        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+            out.push_sql("WITH bump AS (SELECT * FROM unnest(");
+            out.push_bind_param::<Array<BigInt>, _>(&self.bump_ids)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Array<BigInt>, _>(&self.bump_counts)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Array<Timestamp>, _>(&self.bump_times)?;
+            out.push_sql(
+                ") AS b(id, n, at)), \
+                 locked AS (SELECT id FROM chats WHERE id IN (SELECT id FROM bump) \
+                   ORDER BY id FOR UPDATE), \
+                 bumped AS (UPDATE chats SET last_seq = chats.last_seq + bump.n, \
+                   last_activity_at = bump.at FROM bump \
+                   WHERE chats.id = bump.id AND chats.id IN (SELECT id FROM locked) \
+                   RETURNING chats.id, chats.last_seq, bump.n), \
+                 input AS (SELECT * FROM unnest(",
+            );
+            out.push_bind_param::<Array<BigInt>, _>(&self.chat_ids)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Array<BigInt>, _>(&self.sender_ids)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Array<Text>, _>(&self.contents)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Array<Nullable<Text>>, _>(&self.client_ids)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Array<Nullable<BigInt>>, _>(&self.reply_tos)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Array<Timestamp>, _>(&self.created)?;
+            out.push_sql(
+                ") WITH ORDINALITY AS i(chat_id, sender_id, content, client_id, reply_to, \
+                   created_at, ord)) \
+                 INSERT INTO messages (chat_id, sender_id, seq, content, client_id, reply_to, \
+                   created_at) \
+                 SELECT i.chat_id, i.sender_id, \
+                   b.last_seq - b.n + row_number() OVER (PARTITION BY i.chat_id ORDER BY i.ord), \
+                   i.content, i.client_id, i.reply_to, i.created_at \
+                 FROM input i JOIN bumped b ON b.id = i.chat_id \
+                 RETURNING id, chat_id, sender_id, seq, content, client_id, reply_to, \
+                   created_at, edited_at, deleted_at",
+            );
+            Ok(())
         }
-        diesel::insert_into(messages::table)
-            .values(rows)
-            .returning(MessageRow::as_returning())
-            .get_results(conn)
-            .await
+    }
+
+    impl<'a> StoreBatch<'a> {
+        /// The statement for the accepted messages of `batch` (the plan's bumps must
+        /// count exactly those).
+        pub(super) fn new<'b>(
+            bumps: &[(i64, i64, NaiveDateTime)],
+            accepted: impl Iterator<Item = &'b NewMessage<'a>>,
+        ) -> Self
+        where
+            'a: 'b,
+        {
+            let mut statement = StoreBatch {
+                bump_ids: bumps.iter().map(|b| b.0).collect(),
+                bump_counts: bumps.iter().map(|b| b.1).collect(),
+                bump_times: bumps.iter().map(|b| b.2).collect(),
+                chat_ids: Vec::new(),
+                sender_ids: Vec::new(),
+                contents: Vec::new(),
+                client_ids: Vec::new(),
+                reply_tos: Vec::new(),
+                created: Vec::new(),
+            };
+            for m in accepted {
+                statement.chat_ids.push(m.chat_id);
+                statement.sender_ids.push(m.sender_id);
+                statement.contents.push(m.content);
+                statement.client_ids.push(m.client_id);
+                statement.reply_tos.push(m.reply_to);
+                statement.created.push(m.created_at);
+            }
+            statement
+        }
     }
 }
 
@@ -290,6 +364,17 @@ impl BatchPlan {
     }
 
     /// One `(chat, count, latest time)` per chat, in chat id order.
+    /// The messages to store (not duplicates), in input order.
+    fn accepted<'b, 'a>(
+        &'b self,
+        batch: &'b [NewMessage<'a>],
+    ) -> impl Iterator<Item = &'b NewMessage<'a>> + 'b {
+        batch
+            .iter()
+            .zip(&self.accepted)
+            .filter_map(|(m, keep)| keep.then_some(m))
+    }
+
     fn bumps(&self) -> Vec<(i64, i64, NaiveDateTime)> {
         self.per_chat
             .iter()
@@ -391,34 +476,31 @@ impl MessageRow {
                 let mut guard = pool.get().await.map_err(DbError::pool)?;
                 let conn: &mut crate::PgConn = &mut guard;
                 let (chat_ids, keyed) = batch_keys(batch);
-                diesel_async::AsyncConnection::transaction(
-                    conn,
-                    async |conn: &mut crate::PgConn| {
-                        // 1. client_ids already stored.
-                        let existing = if keyed.is_empty() {
-                            Vec::new()
-                        } else {
-                            messages::table
-                                .filter(messages::chat_id.eq_any(&chat_ids))
-                                .filter(messages::client_id.eq_any(&keyed))
-                                .select((
-                                    messages::chat_id,
-                                    messages::sender_id,
-                                    messages::client_id,
-                                ))
-                                .load(conn)
-                                .await?
-                        };
-                        let plan = BatchPlan::new(batch, existing);
-                        // 2. One seq bump for all chats; a chat that is gone has no row to bump.
-                        let bumped = pg_batch::bump_seqs(conn, &plan.bumps()).await?;
-                        // 3. One insert for the batch, seqs in input order per chat.
-                        let (rows, slots) = plan.assign(batch, bumped);
-                        let stored = pg_batch::insert_rows(conn, &rows).await?;
-                        Ok::<_, DbError>(Slot::fill(slots, stored))
-                    },
-                )
-                .await?
+                // 1. client_ids already stored (a resend racing this look-up is caught
+                //    by the unique index: the batch then goes message by message).
+                let existing = if keyed.is_empty() {
+                    Vec::new()
+                } else {
+                    messages::table
+                        .filter(messages::chat_id.eq_any(&chat_ids))
+                        .filter(messages::client_id.eq_any(&keyed))
+                        .select((messages::chat_id, messages::sender_id, messages::client_id))
+                        .load(conn)
+                        .await?
+                };
+                let plan = BatchPlan::new(batch, existing);
+                // 2. Seq bumps and inserts in one statement.
+                let statement = pg_batch::StoreBatch::new(&plan.bumps(), plan.accepted(batch));
+                let stored: Vec<MessageRow> = statement.load(conn).await?;
+                // Each bumped chat's messages were all inserted, so its new last_seq is
+                // its highest stored seq; the plan numbers the slots from it.
+                let mut bumped: std::collections::BTreeMap<i64, i64> = Default::default();
+                for row in &stored {
+                    let last = bumped.entry(row.chat_id).or_insert(row.seq);
+                    *last = (*last).max(row.seq);
+                }
+                let (_, slots) = plan.assign(batch, bumped.into_iter().collect());
+                Slot::fill(slots, stored)
             }
             DbPool::Sqlite(pool) => {
                 let mut guard = pool.get().await.map_err(DbError::pool)?;
@@ -636,5 +718,46 @@ mod batch_plan_tests {
         let (rows, slots) = plan.assign(&batch, Vec::new());
         assert!(rows.is_empty());
         assert_eq!(slots, vec![Some(None), Some(None)]);
+    }
+}
+
+#[cfg(test)]
+mod pg_batch_tests {
+    use super::*;
+    use diesel::pg::Pg;
+    use diesel::query_builder::{QueryFragment, QueryId};
+
+    fn message(chat_id: i64, content: &str) -> NewMessage<'_> {
+        NewMessage {
+            chat_id,
+            sender_id: 7,
+            content,
+            client_id: None,
+            reply_to: None,
+            created_at: NaiveDateTime::default(),
+        }
+    }
+
+    fn sql(statement: &pg_batch::StoreBatch<'_>) -> String {
+        let text = diesel::debug_query::<Pg, _>(statement).to_string();
+        text.split("-- binds").next().unwrap_or_default().to_owned()
+    }
+
+    /// What makes the batch statement cheap: PostgreSQL sees one text whatever the batch
+    /// holds, and diesel is allowed to keep it prepared.
+    #[test]
+    fn the_batch_statement_is_one_cacheable_text_for_every_batch() -> QueryResult<()> {
+        let one = [message(1, "a")];
+        let many = [message(1, "a"), message(2, "b"), message(1, "c")];
+        let at = NaiveDateTime::default();
+        let small = pg_batch::StoreBatch::new(&[(1, 1, at)], one.iter());
+        let large = pg_batch::StoreBatch::new(&[(1, 2, at), (2, 1, at)], many.iter());
+        assert_eq!(sql(&small), sql(&large));
+        assert!(sql(&small).contains("FOR UPDATE"));
+        assert!(<pg_batch::StoreBatch<'_> as QueryId>::HAS_STATIC_QUERY_ID);
+        assert!(large.is_safe_to_cache_prepared(&Pg)?);
+        assert_eq!(large.contents, ["a", "b", "c"], "input order kept");
+        assert_eq!(large.bump_counts, [2, 1]);
+        Ok(())
     }
 }
