@@ -754,7 +754,7 @@ mod pg_batch_tests {
         let large = pg_batch::StoreBatch::new(&[(1, 2, at), (2, 1, at)], many.iter());
         assert_eq!(sql(&small), sql(&large));
         assert!(sql(&small).contains("FOR UPDATE"));
-        assert!(<pg_batch::StoreBatch<'_> as QueryId>::HAS_STATIC_QUERY_ID);
+        const { assert!(<pg_batch::StoreBatch<'_> as QueryId>::HAS_STATIC_QUERY_ID) };
         assert!(large.is_safe_to_cache_prepared(&Pg)?);
         assert_eq!(large.contents, ["a", "b", "c"], "input order kept");
         assert_eq!(large.bump_counts, [2, 1]);
