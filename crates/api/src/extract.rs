@@ -97,7 +97,7 @@ impl FromRequest for AuthUser {
 
 /// A bearer access token whose signature and expiry are verified — no I/O yet: the
 /// handler checks its session together with what else it reads from the cache (see
-/// `messages::history_for_token`). A missing, malformed, forged or expired token is
+/// `messages::history_json_for_token`). A missing, malformed, forged or expired token is
 /// refused here, before the other extractors run (401, as [`AuthUser`] does); an ended
 /// session is refused by the handler — so after a malformed path or query has already
 /// answered 404/422.

@@ -13,6 +13,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, web};
+use chat_services::history_cache::HistoryCacheStats;
 use chat_services::writer::WriterStats;
 use tracing_actix_web::RequestId;
 
@@ -183,6 +184,39 @@ pub fn render_writer(out: &mut String, stats: WriterStats) {
     ];
     for (name, help, value) in series {
         unlabelled(out, name, "counter", help, value);
+    }
+}
+
+/// Appends the history cache's series (Prometheus text format).
+pub fn render_history_cache(out: &mut String, stats: HistoryCacheStats) {
+    let series = [
+        (
+            "chat_history_cache_hits_total",
+            "counter",
+            "History pages served from this process's memory.",
+            stats.hits,
+        ),
+        (
+            "chat_history_cache_misses_total",
+            "counter",
+            "History pages read from the database.",
+            stats.misses,
+        ),
+        (
+            "chat_history_cache_bytes",
+            "gauge",
+            "Rendered history kept in memory (bytes, with bookkeeping).",
+            stats.bytes,
+        ),
+        (
+            "chat_history_cache_chats",
+            "gauge",
+            "Chats with history kept in memory.",
+            stats.chats,
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        unlabelled(out, name, kind, help, value.to_string());
     }
 }
 

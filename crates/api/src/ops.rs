@@ -55,6 +55,7 @@ pub async fn readyz(ctx: web::Data<AppContext>) -> HttpResponse {
 pub async fn metrics(metrics: web::Data<Metrics>, ctx: web::Data<AppContext>) -> HttpResponse {
     let mut text = metrics.render();
     crate::metrics::render_writer(&mut text, ctx.writer.stats());
+    crate::metrics::render_history_cache(&mut text, ctx.history.stats());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text)

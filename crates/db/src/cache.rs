@@ -22,6 +22,10 @@ pub trait Cache: Send + Sync + 'static {
     async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<String>>, CacheError>;
     /// Stores `value` under `key` for `ttl`.
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError>;
+    /// Stores every `(key, value)` pair for `ttl`, in one round trip (a pipeline; not
+    /// atomic): the message writer's per-batch updates.
+    async fn set_many(&self, entries: &[(String, String)], ttl: Duration)
+    -> Result<(), CacheError>;
     /// Stores `value` only if `key` is absent. Cache-aside fills use this, so a fill
     /// racing with an invalidation marker (e.g. "revoked") can never overwrite it.
     async fn add(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError>;
@@ -97,6 +101,17 @@ impl Cache for MemoryCache {
             }
         }
         entries.insert(key.to_owned(), (value.to_owned(), now + ttl));
+        Ok(())
+    }
+
+    async fn set_many(
+        &self,
+        entries: &[(String, String)],
+        ttl: Duration,
+    ) -> Result<(), CacheError> {
+        for (key, value) in entries {
+            self.set(key, value, ttl).await?;
+        }
         Ok(())
     }
 

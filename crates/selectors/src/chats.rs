@@ -118,25 +118,29 @@ pub async fn chat_access(
 /// what an authenticated read of one chat needs (history pages; no profile entry).
 /// `user_id` is the token's subject; the access part is resolved (and loaded on a miss)
 /// only if the session is live and belongs to that user — otherwise `(None, empty)`.
+/// The raw cache values of `extra` keys ride along in the same round trip (in order;
+/// `None` for a miss, and for all of them when the session is not live).
 pub async fn session_and_chat_access(
     store: &Store,
     session_id: &str,
     user_id: i64,
     chat_id: i64,
-) -> Result<(Option<LiveSession>, AccessRead), DbError> {
+    extra: &[&str],
+) -> Result<(Option<LiveSession>, AccessRead, Vec<Option<String>>), DbError> {
     let session_key = keys::session(session_id);
     let access_keys = AccessKeys::new(chat_id, user_id);
     let mut wanted = vec![session_key.as_str()];
     wanted.extend(access_keys.wanted(false));
+    wanted.extend_from_slice(extra);
     let mut cached = store.cache_get_many(&wanted).await.into_iter();
     let session = resolve_session(store, session_id, cached.next().flatten())
         .await?
         .filter(|s| s.user_id == user_id);
     if session.is_none() {
-        return Ok((None, AccessRead::empty()));
+        return Ok((None, AccessRead::empty(), vec![None; extra.len()]));
     }
     let read = resolve_access(store, chat_id, user_id, false, &mut cached).await?;
-    Ok((session, read))
+    Ok((session, read, cached.collect()))
 }
 
 /// The cache keys of [`chat_access`].

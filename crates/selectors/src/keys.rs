@@ -29,3 +29,14 @@ pub fn ws_ticket(ticket: &str) -> String {
 pub fn user(user_id: i64) -> String {
     format!("user:{user_id}")
 }
+
+/// A random token replaced whenever a stored message of the chat changes (edit,
+/// deletion): history kept in a process's memory is valid only under the current one.
+pub fn history_epoch(chat_id: i64) -> String {
+    format!("history_epoch:{chat_id}")
+}
+
+/// A chat's newest seq, written by the message writer before it answers the senders.
+pub fn history_last(chat_id: i64) -> String {
+    format!("history_last:{chat_id}")
+}

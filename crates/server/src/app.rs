@@ -13,6 +13,7 @@ use chat_db::redis::{RedisBus, RedisCache, open_connections};
 use chat_db::{DbPool, PoolOptions, run_migrations};
 use chat_selectors::Store;
 use chat_services::auth::tokens::JwtKeys;
+use chat_services::history_cache::HistoryCache;
 use chat_services::rate_limit::RateLimiter;
 use chat_services::writer::{MessageWriter, POSTGRES_WRITERS};
 use chat_services::{AppContext, AuthSettings, ChatSettings};
@@ -64,7 +65,7 @@ pub async fn build_context(config: &Config) -> anyhow::Result<AppContext> {
         }
         DbPool::Sqlite(_) => db.clone(),
     };
-    let writer = MessageWriter::start(writer_db, bus.clone());
+    let writer = MessageWriter::start(writer_db, bus.clone(), cache.clone());
     Ok(AppContext {
         store: Store {
             db: db.clone(),
@@ -82,6 +83,7 @@ pub async fn build_context(config: &Config) -> anyhow::Result<AppContext> {
             direct_requires_friendship: config.direct_requires_friendship,
         },
         writer,
+        history: Arc::new(HistoryCache::new(config.history_cache_bytes)),
     })
 }
 

@@ -60,6 +60,8 @@ pub struct Config {
     pub trust_proxy_headers: bool,
     /// `CHAT_WORKERS`: HTTP worker threads.
     pub workers: usize,
+    /// `CHAT_HISTORY_CACHE_MB`: rendered history kept in memory, in bytes (0: none).
+    pub history_cache_bytes: usize,
     /// Whether `serve` handles SIGINT/SIGTERM (tests turn it off; not a `CHAT_` key).
     pub handle_signals: bool,
 }
@@ -113,6 +115,7 @@ pub const KEYS: &[&str] = &[
     "CHAT_DATABASE_TIMEOUT",
     "CHAT_TRUST_PROXY_HEADERS",
     "CHAT_WORKERS",
+    "CHAT_HISTORY_CACHE_MB",
 ];
 
 /// Shortest JWT secret accepted in production (256 bits of HS256 key).
@@ -371,6 +374,18 @@ impl Config {
                 .filter(|n| (1..=256).contains(n))
                 .ok_or_else(|| invalid("CHAT_WORKERS", "must be a number from 1 to 256"))?,
         };
+        let history_cache_mb: usize = get("CHAT_HISTORY_CACHE_MB")
+            .unwrap_or("64")
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| *n <= 65_536)
+            .ok_or_else(|| {
+                invalid(
+                    "CHAT_HISTORY_CACHE_MB",
+                    "must be a number from 0 (off) to 65536",
+                )
+            })?;
         let jwt_secret = get("CHAT_JWT_SECRET").map(str::to_owned);
 
         if env == Environment::Prod {
@@ -419,6 +434,7 @@ impl Config {
             database_timeout,
             trust_proxy_headers,
             workers,
+            history_cache_bytes: history_cache_mb << 20,
             handle_signals: true,
         })
     }
@@ -475,6 +491,8 @@ mod tests {
             ("CHAT_DATABASE_TIMEOUT", "0"),
             ("CHAT_TRUST_PROXY_HEADERS", "x"),
             ("CHAT_WORKERS", "0"),
+            ("CHAT_HISTORY_CACHE_MB", "-1"),
+            ("CHAT_HISTORY_CACHE_MB", "lots"),
         ];
         for (key, value) in cases {
             let err = config(&[(key, value)]).err();

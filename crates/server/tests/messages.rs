@@ -16,7 +16,13 @@ both_backends!(
     edits_and_soft_deletes,
     writes_publish_their_events,
     the_history_route_refuses_every_bad_caller,
+    kept_history_pages_match_the_database_and_follow_every_change,
 );
+
+#[actix_web::test]
+async fn a_peer_never_serves_kept_history_older_than_an_acknowledged_write() -> anyhow::Result<()> {
+    peer_sees_every_acknowledged_history_change().await
+}
 
 fn seqs(page: &Value) -> Vec<i64> {
     page["items"]
@@ -562,7 +568,7 @@ async fn writes_publish_their_events(backend: Backend) -> anyhow::Result<()> {
 }
 
 /// The history route reads the session and the chat access in one cache round trip
-/// (`history_for_token`); every refusal `AuthUser` gives elsewhere must still hold, in
+/// (`history_json_for_token`); every refusal `AuthUser` gives elsewhere must still hold, in
 /// the same order.
 async fn the_history_route_refuses_every_bad_caller(backend: Backend) -> anyhow::Result<()> {
     let app = TestApp::spawn(backend).await?;
@@ -607,6 +613,183 @@ async fn the_history_route_refuses_every_bad_caller(backend: Backend) -> anyhow:
     app.get(&path, Some(&bob.access_token))
         .await?
         .expect_problem(401, "session_revoked")?;
+    app.shutdown().await;
+    Ok(())
+}
+
+/// Pages served from the history cache since the app started.
+fn kept_pages(app: &TestApp) -> u64 {
+    app.context.history.stats().hits
+}
+
+/// The history route serves repeated pages from the process's memory, byte for byte what
+/// the database read gave, and never serves one that misses an acknowledged send, edit
+/// or deletion, or to a caller who lost access.
+async fn kept_history_pages_match_the_database_and_follow_every_change(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, bob, chat) = app.two_in_a_group().await?;
+    for i in 1..=30 {
+        send(&app, &ann, chat, json!({"content": format!("m{i}")})).await?;
+    }
+    let path = format!("/api/v1/chats/{chat}/messages");
+    let read = async |query: &str| -> anyhow::Result<String> {
+        let page = app
+            .get(&format!("{path}{query}"), Some(&bob.access_token))
+            .await?;
+        page.expect_status(200)?;
+        Ok(page.text)
+    };
+    let newest = serde_json::from_str::<Value>(&read("?limit=4").await?)?;
+    let cursor = newest["next_cursor"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let queries = [
+        String::new(),
+        "?limit=5".to_owned(),
+        "?before_seq=20&limit=7".to_owned(),
+        "?before_seq=3".to_owned(),
+        "?before_seq=1".to_owned(),
+        "?before_seq=900".to_owned(),
+        "?after_seq=3&limit=4".to_owned(),
+        "?after_seq=28".to_owned(),
+        "?after_seq=30".to_owned(),
+        "?limit=4&offset=6".to_owned(),
+        "?offset=40".to_owned(),
+        format!("?limit=4&cursor={cursor}"),
+    ];
+    // What a server that keeps nothing answers (same database) …
+    let uncached = app.spawn_peer_with(|c| c.history_cache_bytes = 0).await?;
+    let mut from_database = Vec::new();
+    for query in &queries {
+        let page = uncached
+            .get(&format!("{path}{query}"), Some(&bob.access_token))
+            .await?;
+        page.expect_status(200)?;
+        from_database.push(page.text);
+    }
+    assert_eq!(kept_pages(&uncached), 0);
+    uncached.shutdown().await;
+    // … is what this one serves: the first reads name the chat's history token, the
+    // next ones keep what they read, the last ones are served from memory.
+    for _ in 0..2 {
+        for query in &queries {
+            read(query).await?;
+        }
+    }
+    let before = kept_pages(&app);
+    for (query, expected) in queries.iter().zip(&from_database) {
+        assert_eq!(&read(query).await?, expected, "page {query:?}");
+    }
+    assert_eq!(kept_pages(&app) - before, queries.len() as u64);
+    let first = serde_json::from_str::<Value>(&from_database[0])?;
+    assert_eq!(seqs(&first), (1..=30).rev().collect::<Vec<_>>());
+    let metrics = app.get("/metrics", None).await?;
+    assert!(
+        metrics
+            .text
+            .lines()
+            .any(|l| l.starts_with("chat_history_cache_hits_total ") && !l.ends_with(" 0"))
+    );
+
+    // An acknowledged send is on the very next newest page.
+    let sent = send(&app, &ann, chat, json!({"content": "m31"})).await?;
+    let page = serde_json::from_str::<Value>(&read("?limit=3").await?)?;
+    assert_eq!(seqs(&page), [31, 30, 29]);
+    assert_eq!(page["items"][0]["id"], sent["id"]);
+    // Edits and deletions of kept messages show at once.
+    let (m25, m24) = (&first["items"][5], &first["items"][6]);
+    assert_eq!(
+        (m25["seq"].as_i64(), m24["seq"].as_i64()),
+        (Some(25), Some(24))
+    );
+    app.patch(
+        &format!("{path}/{}", m25["id"]),
+        Some(&ann.access_token),
+        json!({"content": "m25, edited"}),
+    )
+    .await?
+    .expect_status(200)?;
+    for _ in 0..3 {
+        let page = serde_json::from_str::<Value>(&read("?before_seq=27&limit=4").await?)?;
+        assert_eq!(page["items"][1]["content"], "m25, edited");
+        assert_eq!(page["items"][2]["content"], "m24");
+    }
+    app.delete(&format!("{path}/{}", m24["id"]), Some(&ann.access_token))
+        .await?
+        .expect_status(204)?;
+    for _ in 0..3 {
+        let page = serde_json::from_str::<Value>(&read("?before_seq=27&limit=4").await?)?;
+        assert_eq!(seqs(&page), [26, 25, 24, 23]);
+        assert_eq!(page["items"][1]["content"], "m25, edited");
+        assert!(page["items"][1]["edited_at"].is_string());
+        assert_eq!(page["items"][2]["content"], "");
+        assert!(page["items"][2]["deleted_at"].is_string());
+    }
+    // A member removed is refused, kept pages or not.
+    app.delete(
+        &format!("/api/v1/chats/{chat}/members/{}", bob.user_id),
+        Some(&ann.access_token),
+    )
+    .await?
+    .expect_status(204)?;
+    app.get(&path, Some(&bob.access_token))
+        .await?
+        .expect_problem(403, "not_a_member")?;
+    app.shutdown().await;
+    Ok(())
+}
+
+/// Two instances on one database and Redis: pages kept by one are never served once
+/// another has acknowledged a send, an edit or a deletion in that chat.
+async fn peer_sees_every_acknowledged_history_change() -> anyhow::Result<()> {
+    let app = TestApp::spawn(Backend::Postgres).await?;
+    let peer = app.spawn_peer().await?;
+    let (ann, bob, chat) = app.two_in_a_group().await?;
+    for i in 1..=10 {
+        send(&app, &ann, chat, json!({"content": format!("m{i}")})).await?;
+    }
+    let path = format!("/api/v1/chats/{chat}/messages?limit=5");
+    let read_on_peer = async || -> anyhow::Result<Value> {
+        let page = peer.get(&path, Some(&bob.access_token)).await?;
+        page.expect_status(200)?;
+        Ok(page.json)
+    };
+    for _ in 0..3 {
+        read_on_peer().await?;
+    }
+    assert!(kept_pages(&peer) > 0, "the peer keeps pages");
+    let sent = send(&app, &ann, chat, json!({"content": "m11"})).await?;
+    let page = read_on_peer().await?;
+    assert_eq!(seqs(&page), [11, 10, 9, 8, 7]);
+    assert_eq!(page["items"][0]["id"], sent["id"]);
+    read_on_peer().await?;
+    let kept = kept_pages(&peer);
+    assert_eq!(seqs(&read_on_peer().await?), [11, 10, 9, 8, 7]);
+    assert_eq!(kept_pages(&peer), kept + 1, "the new page is kept again");
+    let m9 = &page["items"][2];
+    app.patch(
+        &format!("/api/v1/chats/{chat}/messages/{}", m9["id"]),
+        Some(&ann.access_token),
+        json!({"content": "m9, edited"}),
+    )
+    .await?
+    .expect_status(200)?;
+    assert_eq!(read_on_peer().await?["items"][2]["content"], "m9, edited");
+    let m8 = &page["items"][3];
+    app.delete(
+        &format!("/api/v1/chats/{chat}/messages/{}", m8["id"]),
+        Some(&ann.access_token),
+    )
+    .await?
+    .expect_status(204)?;
+    let page = read_on_peer().await?;
+    assert_eq!(page["items"][3]["content"], "");
+    assert!(page["items"][3]["deleted_at"].is_string());
+    assert_eq!(page["items"][2]["content"], "m9, edited");
+    peer.shutdown().await;
     app.shutdown().await;
     Ok(())
 }

@@ -44,4 +44,6 @@ pub struct AppContext {
     pub chat: ChatSettings,
     /// Group commit of messages.
     pub writer: crate::writer::MessageWriter,
+    /// Rendered history kept in this process (`CHAT_HISTORY_CACHE_MB`).
+    pub history: Arc<crate::history_cache::HistoryCache>,
 }

@@ -12,6 +12,7 @@ mod context;
 mod error;
 pub mod events;
 pub mod friends;
+pub mod history_cache;
 pub mod messages;
 pub mod pagination;
 pub mod presence;

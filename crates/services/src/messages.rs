@@ -5,13 +5,16 @@ use chat_db::DbError;
 use chat_db::models::{ChatRow, HistoryRange, MembershipRow, MessageRow};
 use chat_domain::permissions;
 use chat_domain::{ClientId, FieldErrors, MessageBody};
+use chat_selectors::{ENTITY_TTL, keys};
 use serde::Serialize;
+use std::sync::Arc;
 use utoipa::ToSchema;
 
 use crate::auth::Principal;
 use crate::auth::tokens::AccessClaims;
 use crate::chats::{ChatAccess, MessageView, access, access_with, authenticated_access, denied};
 use crate::events::{ChatEvent, publish_chat};
+use crate::history_cache::{Rendered, Span};
 use crate::pagination::{self, Page};
 use crate::rate_limit;
 use crate::users::utc;
@@ -114,17 +117,107 @@ pub async fn history(
     history_page(ctx, &access, chat_id, query).await
 }
 
-/// [`history`] for a request that carries a verified access token: its session and the
-/// caller's access to the chat are read in one cache round trip (the HTTP history route,
-/// the busiest read).
-pub async fn history_for_token(
+/// [`history`] for a request that carries a verified access token, rendered as the
+/// JSON of a `Page<MessageView>`: its session, the caller's access to the chat and the
+/// chat's history tokens are read in one cache round trip, and the page is served from
+/// the process's [`crate::history_cache::HistoryCache`] when that holds all of it (the
+/// HTTP history route, the busiest read).
+pub async fn history_json_for_token(
     ctx: &AppContext,
     claims: AccessClaims,
     chat_id: i64,
     query: HistoryQuery,
-) -> Result<Page<MessageView>, ServiceError> {
-    let access = authenticated_access(ctx, claims, chat_id).await?;
-    history_page(ctx, &access, chat_id, query).await
+) -> Result<String, ServiceError> {
+    let epoch_key = keys::history_epoch(chat_id);
+    let last_key = keys::history_last(chat_id);
+    let (access, tokens) =
+        authenticated_access(ctx, claims, chat_id, &[&epoch_key, &last_key]).await?;
+    permissions::view_chat(access.header.kind, access.actor).map_err(denied)?;
+    let limit = pagination::limit(query.limit)?;
+    let range = range_of(&query)?;
+    let token = |i: usize| tokens.get(i).and_then(|raw| raw.as_deref());
+    let epoch = token(0).and_then(|raw| raw.parse::<u64>().ok());
+    let last = token(1).and_then(|raw| raw.parse::<i64>().ok());
+    let cache = &ctx.history;
+    if cache.enabled() {
+        match (epoch, last) {
+            (Some(epoch), Some(last)) => {
+                let span = Span::of(range, limit + 1, last);
+                if let Some(kept) = cache.get(chat_id, epoch, span) {
+                    return Ok(page_json(kept, limit, range));
+                }
+            }
+            _ => cache.count_miss(),
+        }
+    }
+    let rows = MessageRow::history(&ctx.store.db, chat_id, range, limit + 1).await?;
+    let rendered = rows
+        .into_iter()
+        .map(|entry| {
+            let seq = entry.message.seq;
+            serde_json::to_string(&MessageView::from(entry)).map(|json| (seq, Arc::from(json)))
+        })
+        .collect::<Result<Vec<Rendered>, _>>()
+        .map_err(|err| ServiceError::Internal(err.into()))?;
+    if cache.enabled() {
+        match epoch {
+            Some(epoch) => cache.put(chat_id, epoch, &rendered),
+            // The first reader names the token; what it read is kept from the next read.
+            None => {
+                let fresh = rand::random::<u64>().to_string();
+                ctx.store.cache_fill(&epoch_key, &fresh, ENTITY_TTL).await;
+            }
+        }
+        if last.is_none() && matches!(range, HistoryRange::Before(None) | HistoryRange::Offset(0)) {
+            // Only fills: the writer's value (set after its commit) always wins.
+            let newest = rendered.first().map_or(0, |(seq, _)| *seq);
+            ctx.store
+                .cache_fill(&last_key, &newest.to_string(), ENTITY_TTL)
+                .await;
+        }
+    }
+    Ok(page_json(rendered, limit, range))
+}
+
+/// Where the next page of `range` starts after an item at `seq`.
+fn position(range: HistoryRange, limit: i64, seq: i64) -> String {
+    match range {
+        HistoryRange::After(_) => format!("a:{seq}"),
+        HistoryRange::Before(_) => format!("b:{seq}"),
+        HistoryRange::Offset(offset) => format!("o:{}", offset + limit),
+    }
+}
+
+/// The JSON of a `Page<MessageView>` from `limit + 1` rendered messages (the extra one
+/// only says there is more), exactly as serde writes it.
+fn page_json(rendered: Vec<Rendered>, limit: i64, range: HistoryRange) -> String {
+    let page = pagination::page(
+        rendered,
+        limit,
+        |(seq, _)| position(range, limit, *seq),
+        |(_, json)| json,
+    );
+    let size: usize = page.items.iter().map(|json| json.len() + 1).sum();
+    let mut body = String::with_capacity(size + 64);
+    body.push_str("{\"items\":[");
+    for (i, json) in page.items.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(json);
+    }
+    body.push_str("],\"next_cursor\":");
+    match &page.next_cursor {
+        // Cursors are URL-safe base64: nothing to escape.
+        Some(cursor) => {
+            body.push('"');
+            body.push_str(cursor);
+            body.push('"');
+        }
+        None => body.push_str("null"),
+    }
+    body.push('}');
+    body
 }
 
 async fn history_page(
@@ -140,13 +233,19 @@ async fn history_page(
     Ok(pagination::page(
         rows,
         limit,
-        |entry| match range {
-            HistoryRange::After(_) => format!("a:{}", entry.message.seq),
-            HistoryRange::Before(_) => format!("b:{}", entry.message.seq),
-            HistoryRange::Offset(offset) => format!("o:{}", offset + limit),
-        },
+        |entry| position(range, limit, entry.message.seq),
         MessageView::from,
     ))
+}
+
+/// A new history token for `chat_id`: kept pages of it (here and on every instance)
+/// are no longer served. Called after a stored message changed, before answering.
+async fn history_changed(ctx: &AppContext, chat_id: i64) {
+    ctx.history.forget(chat_id);
+    let fresh = rand::random::<u64>().to_string();
+    ctx.store
+        .cache_put(&keys::history_epoch(chat_id), &fresh, ENTITY_TTL)
+        .await;
 }
 
 /// Stores a message and broadcasts it (`chat.message`). With a `client_id` already
@@ -241,6 +340,7 @@ pub async fn edit_message(
             code: "message_deleted",
             detail: "a deleted message cannot be edited".to_owned(),
         })?;
+    history_changed(ctx, chat_id).await;
     let edited_at = edited.edited_at.map(utc).unwrap_or_else(chrono::Utc::now);
     let event = ChatEvent::MessageEdited {
         chat_id,
@@ -270,6 +370,7 @@ pub async fn delete_message(
     if let Some(deleted) =
         MessageRow::soft_delete(&ctx.store.db, message_id, chat_db::now()).await?
     {
+        history_changed(ctx, chat_id).await;
         let deleted_at = deleted.deleted_at.map(utc).unwrap_or_else(chrono::Utc::now);
         let event = ChatEvent::MessageDeleted {
             chat_id,
@@ -324,4 +425,54 @@ pub async fn mark_read(
         last_read_seq: membership.last_read_seq,
         unread_count: (chat.last_seq - membership.last_read_seq).max(0),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(seq: i64) -> MessageView {
+        let at = chrono::DateTime::from_timestamp(1_700_000_000 + seq, 0)
+            .map(|t| t.naive_utc())
+            .unwrap_or_default();
+        MessageView::new(
+            MessageRow {
+                id: 100 + seq,
+                chat_id: 7,
+                sender_id: Some(3),
+                seq,
+                content: format!("m{seq} \"quoted\" \u{e9}\n"),
+                client_id: (seq % 2 == 0).then(|| format!("c-{seq}")),
+                reply_to: None,
+                created_at: at,
+                edited_at: (seq == 2).then_some(at),
+                deleted_at: None,
+            },
+            Some("ann".to_owned()),
+        )
+    }
+
+    #[test]
+    fn pages_assembled_from_rendered_messages_are_what_serde_writes() -> anyhow::Result<()> {
+        for (fetched, limit, range) in [
+            (vec![5, 4, 3], 2, HistoryRange::Before(None)),
+            (vec![2, 1], 2, HistoryRange::Before(Some(3))),
+            (vec![3, 4, 5], 2, HistoryRange::After(2)),
+            (vec![4, 3, 2], 2, HistoryRange::Offset(1)),
+            (vec![1], 1, HistoryRange::Before(Some(2))),
+            (vec![], 50, HistoryRange::After(9)),
+        ] {
+            let rendered = fetched
+                .iter()
+                .map(|seq| Ok((*seq, Arc::from(serde_json::to_string(&view(*seq))?))))
+                .collect::<anyhow::Result<Vec<Rendered>>>()?;
+            let expected =
+                pagination::page(fetched, limit, |seq| position(range, limit, *seq), view);
+            assert_eq!(
+                page_json(rendered, limit, range),
+                serde_json::to_string(&expected)?
+            );
+        }
+        Ok(())
+    }
 }

@@ -13,9 +13,12 @@
 //! and receivers would then have to wait for a gap to fill.
 
 use chat_db::bus::EventBus;
+use chat_db::cache::Cache;
 use chat_db::models::{MessageRow, NewMessage};
 use chat_db::{DbError, DbPool};
+use chat_selectors::{ENTITY_TTL, keys};
 use chrono::NaiveDateTime;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -109,8 +112,9 @@ fn add_micros(counter: &AtomicU64, since: Instant) {
 }
 
 impl MessageWriter {
-    /// Starts the writer tasks (inside a tokio runtime).
-    pub fn start(db: DbPool, bus: Arc<dyn EventBus>) -> Self {
+    /// Starts the writer tasks (inside a tokio runtime). `cache` gets each chat's newest
+    /// seq after every commit (`history_last`, see [`crate::history_cache`]).
+    pub fn start(db: DbPool, bus: Arc<dyn EventBus>, cache: Arc<dyn Cache>) -> Self {
         let writers = match db {
             DbPool::Postgres(_) => POSTGRES_WRITERS,
             DbPool::Sqlite(_) => 1,
@@ -119,7 +123,13 @@ impl MessageWriter {
         let queues: Vec<mpsc::Sender<Job>> = (0..writers)
             .map(|_| {
                 let (jobs, queue) = mpsc::channel(QUEUE);
-                tokio::spawn(run(db.clone(), bus.clone(), queue, stats.clone()));
+                tokio::spawn(run(
+                    db.clone(),
+                    bus.clone(),
+                    cache.clone(),
+                    queue,
+                    stats.clone(),
+                ));
                 jobs
             })
             .collect();
@@ -160,6 +170,7 @@ impl MessageWriter {
 async fn run(
     db: DbPool,
     bus: Arc<dyn EventBus>,
+    cache: Arc<dyn Cache>,
     mut queue: mpsc::Receiver<Job>,
     stats: Arc<Counters>,
 ) {
@@ -177,6 +188,9 @@ async fn run(
         add_micros(&stats.commit_micros, started);
         match outcome {
             Ok(results) => {
+                // Before anyone is answered: a sender reading history right after its
+                // acknowledgement must not be served a kept page without its message.
+                record_newest(cache.as_ref(), &results).await;
                 let publishing = Instant::now();
                 let stored = results.iter().filter(|r| matches!(r, Ok(Some(_)))).count();
                 let mut events = Vec::with_capacity(jobs.len());
@@ -207,5 +221,29 @@ async fn run(
                 }
             }
         }
+    }
+}
+
+/// Writes each chat's newest stored seq of a committed batch to `history_last:{chat}`.
+/// A failure is logged: other instances may then serve kept pages without this batch's
+/// messages until the entry expires or the chat's next batch writes it.
+async fn record_newest(cache: &dyn Cache, results: &[Stored]) {
+    let mut newest: HashMap<i64, i64> = HashMap::new();
+    for row in results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().and_then(Option::as_ref))
+    {
+        let seq = newest.entry(row.chat_id).or_insert(row.seq);
+        *seq = (*seq).max(row.seq);
+    }
+    if newest.is_empty() {
+        return;
+    }
+    let entries: Vec<(String, String)> = newest
+        .into_iter()
+        .map(|(chat, seq)| (keys::history_last(chat), seq.to_string()))
+        .collect();
+    if let Err(err) = cache.set_many(&entries, ENTITY_TTL).await {
+        tracing::warn!(error = %err, "cannot record the newest seqs of a batch");
     }
 }

@@ -174,7 +174,16 @@ impl TestApp {
     /// A second server instance on the same database and Redis prefix: what a
     /// load-balanced deployment looks like.
     pub async fn spawn_peer(&self) -> anyhow::Result<Self> {
-        Self::start(self.backend, self.config.clone(), self.database.clone()).await
+        self.spawn_peer_with(|_| {}).await
+    }
+
+    /// Like [`TestApp::spawn_peer`], after `adjust` has changed the peer's configuration.
+    /// In SQLite mode the peer shares the database file but not the in-process cache and
+    /// bus: use it to read, not to see another instance's writes live.
+    pub async fn spawn_peer_with(&self, adjust: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
+        let mut config = self.config.clone();
+        adjust(&mut config);
+        Self::start(self.backend, config, self.database.clone()).await
     }
 
     async fn start(

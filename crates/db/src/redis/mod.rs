@@ -79,6 +79,28 @@ impl Cache for RedisCache {
             .await
     }
 
+    async fn set_many(
+        &self,
+        entries: &[(String, String)],
+        ttl: Duration,
+    ) -> Result<(), CacheError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut pipe = redis::pipe();
+        for (key, value) in entries {
+            pipe.cmd("PSETEX")
+                .arg(self.key(key))
+                .arg(millis)
+                .arg(value)
+                .ignore();
+        }
+        self.connections
+            .run(|mut conn| async move { pipe.query_async::<()>(&mut conn).await })
+            .await
+    }
+
     async fn add(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut set = redis::cmd("SET");

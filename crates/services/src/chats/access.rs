@@ -46,22 +46,24 @@ pub(crate) async fn access_with(
 
 /// Finishes authenticating a verified access token (as [`crate::auth::authenticate`]
 /// does: 401 if its session has ended) and reads the caller's access to `chat_id` — the
-/// session and the access entries in **one** cache round trip instead of two.
+/// session and the access entries in **one** cache round trip instead of two. The raw
+/// cache values of `extra` keys come back from the same round trip.
 pub(crate) async fn authenticated_access(
     ctx: &AppContext,
     claims: AccessClaims,
     chat_id: i64,
-) -> Result<ChatAccess, ServiceError> {
+    extra: &[&str],
+) -> Result<(ChatAccess, Vec<Option<String>>), ServiceError> {
     let user_id: i64 = claims.sub.parse().map_err(|_| session_ended())?;
-    let (session, read) =
-        session_and_chat_access(&ctx.store, &claims.sid, user_id, chat_id).await?;
+    let (session, read, extra) =
+        session_and_chat_access(&ctx.store, &claims.sid, user_id, chat_id, extra).await?;
     let session = session.ok_or_else(session_ended)?;
     let principal = Principal {
         user_id: session.user_id,
         session_id: claims.sid,
         is_admin: session.is_admin,
     };
-    Ok(access_from(&principal, chat_id, read)?.0)
+    Ok((access_from(&principal, chat_id, read)?.0, extra))
 }
 
 fn access_from(

@@ -36,7 +36,7 @@ pub async fn list_messages(
     token: VerifiedToken,
     path: web::Path<i64>,
     query: web::Query<ListMessages>,
-) -> Result<web::Json<Page<MessageView>>, ApiError> {
+) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
     let history = HistoryQuery {
         before_seq: query.before_seq,
@@ -45,9 +45,10 @@ pub async fn list_messages(
         offset: query.offset,
         cursor: query.cursor,
     };
-    Ok(web::Json(
-        messages::history_for_token(&ctx, token.0, path.into_inner(), history).await?,
-    ))
+    let body = messages::history_json_for_token(&ctx, token.0, path.into_inner(), history).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
 }
 
 /// A message to send.
