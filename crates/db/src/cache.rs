@@ -22,10 +22,10 @@ pub trait Cache: Send + Sync + 'static {
     async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<String>>, CacheError>;
     /// Stores `value` under `key` for `ttl`.
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError>;
-    /// Stores every `(key, value)` pair for `ttl`, in one round trip (a pipeline; not
-    /// atomic): the message writer's per-batch updates.
-    async fn set_many(&self, entries: &[(String, String)], ttl: Duration)
-    -> Result<(), CacheError>;
+    /// For every `(key, n)`: stores `n` for `ttl` unless the key holds an integer of at
+    /// least `n` already — a value that only ever rises, whatever order concurrent
+    /// writers' updates land in. One round trip for all (a pipeline; each key atomic).
+    async fn raise_many(&self, entries: &[(String, i64)], ttl: Duration) -> Result<(), CacheError>;
     /// Stores `value` only if `key` is absent. Cache-aside fills use this, so a fill
     /// racing with an invalidation marker (e.g. "revoked") can never overwrite it.
     async fn add(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError>;
@@ -104,13 +104,17 @@ impl Cache for MemoryCache {
         Ok(())
     }
 
-    async fn set_many(
-        &self,
-        entries: &[(String, String)],
-        ttl: Duration,
-    ) -> Result<(), CacheError> {
-        for (key, value) in entries {
-            self.set(key, value, ttl).await?;
+    async fn raise_many(&self, entries: &[(String, i64)], ttl: Duration) -> Result<(), CacheError> {
+        let now = Instant::now();
+        let mut entries_now = self.lock();
+        for (key, n) in entries {
+            let current = entries_now
+                .get(key.as_str())
+                .filter(|(_, expires)| *expires > now)
+                .and_then(|(value, _)| value.parse::<i64>().ok());
+            if current.is_none_or(|current| current < *n) {
+                entries_now.insert(key.clone(), (n.to_string(), now + ttl));
+            }
         }
         Ok(())
     }
@@ -166,6 +170,37 @@ impl Cache for MemoryCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn memory_cache_raise_many_only_ever_raises() -> anyhow::Result<()> {
+        let cache = MemoryCache::new();
+        let ttl = Duration::from_secs(60);
+        cache
+            .raise_many(&[("a".to_owned(), 10), ("b".to_owned(), 3)], ttl)
+            .await?;
+        cache.set("c", "1", Duration::from_millis(1)).await?;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        cache
+            .raise_many(
+                &[
+                    ("a".to_owned(), 9),
+                    ("b".to_owned(), 4),
+                    ("c".to_owned(), 0),
+                ],
+                ttl,
+            )
+            .await?;
+        assert_eq!(
+            cache.get_many(&["a", "b", "c"]).await?,
+            [
+                Some("10".to_owned()),
+                Some("4".to_owned()),
+                Some("0".to_owned())
+            ],
+            "late lower values change nothing; an expired key is set"
+        );
+        Ok(())
+    }
 
     #[tokio::test]
     async fn memory_cache_expires_and_deletes() -> anyhow::Result<()> {

@@ -77,6 +77,38 @@ async fn get_many_answers_each_key_in_order() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn raise_many_only_ever_raises() -> anyhow::Result<()> {
+    let cache = RedisCache::new(
+        open_connections(&url()).map_err(anyhow::Error::msg)?,
+        &prefix(),
+    );
+    let ttl = Duration::from_secs(60);
+    let raise = |pairs: &[(&str, i64)]| -> Vec<(String, i64)> {
+        pairs.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect()
+    };
+    cache
+        .raise_many(&raise(&[("a", 10), ("b", 3)]), ttl)
+        .await?;
+    // A lower value landing late changes nothing; a higher one and a missing key are set.
+    cache
+        .raise_many(&raise(&[("a", 9), ("b", 4), ("c", 1)]), ttl)
+        .await?;
+    cache.raise_many(&[], ttl).await?;
+    assert_eq!(
+        cache.get_many(&["a", "b", "c"]).await?,
+        [
+            Some("10".to_owned()),
+            Some("4".to_owned()),
+            Some("1".to_owned())
+        ]
+    );
+    for key in ["a", "b", "c"] {
+        cache.delete(key).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn cache_errors_fast_when_redis_is_down() -> anyhow::Result<()> {
     let cache = RedisCache::new(
         open_connections("redis://127.0.0.1:1").map_err(anyhow::Error::msg)?,

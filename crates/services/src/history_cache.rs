@@ -12,10 +12,12 @@
 //!   one of the chat's messages. Messages are kept under the token they were read under
 //!   and thrown away when it changes. A reader that finds no token adds one (it is then
 //!   the token for everyone) and keeps nothing that time.
-//! - `history_last:{chat}` — the chat's newest seq: written by the message writer after
-//!   each commit and before any sender is answered (a sender who reads right after the
-//!   acknowledgement, on any instance, is never served a page without its message), or
-//!   filled by a reader that read the newest page from the database.
+//! - `history_last:{chat}` — the chat's newest seq, raised (never lowered: writers on
+//!   several instances may land out of order) by the message writer after each commit
+//!   and before any sender is answered, so a sender who reads right after the
+//!   acknowledgement, on any instance, is never served a page without its message. Only
+//!   the writer writes it: while it is missing (a chat with no send for an hour, or since
+//!   Redis lost it), that chat's pages are read from the database.
 //!
 //! A token is read before the database is, so kept messages are never older than the
 //! token they are kept under; writers replace it after their commit. Seqs are gapless,
@@ -24,9 +26,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use chat_db::models::HistoryRange;
 
+/// Lifetime of a chat's shared `history_last` entry (renewed by every send): longer than
+/// the other entries' 5 minutes, so a quiet chat's kept pages stay usable for a while;
+/// also how long a failed write of it can leave instances serving pages without a batch.
+pub const LAST_SEQ_TTL: Duration = Duration::from_secs(3600);
 /// Most messages kept for one chat; beyond it the oldest go first.
 const MAX_PER_CHAT: usize = 2048;
 /// Bookkeeping per kept message on top of its text (map node, `Arc` header).

@@ -161,19 +161,14 @@ pub async fn history_json_for_token(
         .map_err(|err| ServiceError::Internal(err.into()))?;
     if cache.enabled() {
         match epoch {
-            Some(epoch) => cache.put(chat_id, epoch, &rendered),
+            // Kept only when the newest seq is known too: without it nothing is served.
+            Some(epoch) if last.is_some() => cache.put(chat_id, epoch, &rendered),
+            Some(_) => {}
             // The first reader names the token; what it read is kept from the next read.
             None => {
                 let fresh = rand::random::<u64>().to_string();
                 ctx.store.cache_fill(&epoch_key, &fresh, ENTITY_TTL).await;
             }
-        }
-        if last.is_none() && matches!(range, HistoryRange::Before(None) | HistoryRange::Offset(0)) {
-            // Only fills: the writer's value (set after its commit) always wins.
-            let newest = rendered.first().map_or(0, |(seq, _)| *seq);
-            ctx.store
-                .cache_fill(&last_key, &newest.to_string(), ENTITY_TTL)
-                .await;
         }
     }
     Ok(page_json(rendered, limit, range))
@@ -240,12 +235,18 @@ async fn history_page(
 
 /// A new history token for `chat_id`: kept pages of it (here and on every instance)
 /// are no longer served. Called after a stored message changed, before answering.
+/// Tried twice (the second time on a fresh connection if the first failed); if both fail
+/// other instances may serve the old text until the token expires (5 minutes).
 async fn history_changed(ctx: &AppContext, chat_id: i64) {
     ctx.history.forget(chat_id);
+    let key = keys::history_epoch(chat_id);
     let fresh = rand::random::<u64>().to_string();
-    ctx.store
-        .cache_put(&keys::history_epoch(chat_id), &fresh, ENTITY_TTL)
-        .await;
+    for attempt in 1..=2 {
+        match ctx.store.cache.set(&key, &fresh, ENTITY_TTL).await {
+            Ok(()) => return,
+            Err(err) => tracing::warn!(error = %err, attempt, "cannot renew a history token"),
+        }
+    }
 }
 
 /// Stores a message and broadcasts it (`chat.message`). With a `client_id` already

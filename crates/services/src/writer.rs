@@ -16,7 +16,9 @@ use chat_db::bus::EventBus;
 use chat_db::cache::Cache;
 use chat_db::models::{MessageRow, NewMessage};
 use chat_db::{DbError, DbPool};
-use chat_selectors::{ENTITY_TTL, keys};
+use chat_selectors::keys;
+
+use crate::history_cache::LAST_SEQ_TTL;
 use chrono::NaiveDateTime;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -230,9 +232,11 @@ async fn run(
     }
 }
 
-/// Writes each chat's newest stored seq of a committed batch to `history_last:{chat}`.
-/// A failure is logged: other instances may then serve kept pages without this batch's
-/// messages until the entry expires or the chat's next batch writes it.
+/// Raises each chat's `history_last:{chat}` to the newest seq of a committed batch (only
+/// ever raised: instances' writers of one chat may land out of order). Tried twice (the
+/// second time on a fresh connection if the first failed); a failure is logged, and until
+/// the chat's next batch raises it, instances (this one too) may serve kept pages without
+/// this batch's messages.
 async fn record_newest(cache: &dyn Cache, results: &[Stored]) {
     let mut newest: HashMap<i64, i64> = HashMap::new();
     for row in results
@@ -245,11 +249,15 @@ async fn record_newest(cache: &dyn Cache, results: &[Stored]) {
     if newest.is_empty() {
         return;
     }
-    let entries: Vec<(String, String)> = newest
+    let entries: Vec<(String, i64)> = newest
         .into_iter()
-        .map(|(chat, seq)| (keys::history_last(chat), seq.to_string()))
+        .map(|(chat, seq)| (keys::history_last(chat), seq))
         .collect();
-    if let Err(err) = cache.set_many(&entries, ENTITY_TTL).await {
+    let mut outcome = cache.raise_many(&entries, LAST_SEQ_TTL).await;
+    if outcome.is_err() {
+        outcome = cache.raise_many(&entries, LAST_SEQ_TTL).await;
+    }
+    if let Err(err) = outcome {
         tracing::warn!(error = %err, "cannot record the newest seqs of a batch");
     }
 }
