@@ -17,7 +17,7 @@ use chat_services::history_cache::HistoryCache;
 use chat_services::rate_limit::RateLimiter;
 use chat_services::writer::{MessageWriter, POSTGRES_WRITERS};
 use chat_services::{AppContext, AuthSettings, ChatSettings};
-use chat_ws::{Hub, WsSettings};
+use chat_ws::{Hub, HubLimits, WsSettings};
 use tracing_actix_web::TracingLogger;
 
 use crate::{Config, secret};
@@ -78,9 +78,13 @@ pub async fn build_context(config: &Config) -> anyhow::Result<AppContext> {
             refresh_ttl: config.refresh_ttl,
             bcrypt_cost: config.bcrypt_cost,
         },
-        limits: Arc::new(RateLimiter::new(config.rate_limits)),
+        limits: Arc::new(match config.message_rate {
+            Some(limit) => RateLimiter::new(config.rate_limits).with_override(limit),
+            None => RateLimiter::new(config.rate_limits),
+        }),
         chat: ChatSettings {
             direct_requires_friendship: config.direct_requires_friendship,
+            max_chats_per_user: config.max_chats_per_user,
         },
         writer,
         history: Arc::new(HistoryCache::new(config.history_cache_bytes)),
@@ -109,9 +113,17 @@ impl Application {
         let listener = TcpListener::bind(config.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {} (CHAT_BIND): {e}", config.bind))?;
         let port = listener.local_addr()?.port();
-        let hub = web::Data::from(Hub::start(context.bus.subscribe()));
+        let hub = web::Data::from(Hub::start(
+            context.bus.subscribe(),
+            HubLimits {
+                max_queued_bytes: config.ws_max_queued_bytes,
+                max_sockets_per_user: config.max_sockets_per_user,
+            },
+        ));
         let ws_settings = web::Data::new(WsSettings {
             allowed_origins: config.allowed_origins.clone(),
+            frame_budget: config.ws_frame_budget,
+            before_register: config.ws_before_register.clone(),
         });
         let ctx = web::Data::new(context.clone());
         let metrics = web::Data::new(Metrics::new());

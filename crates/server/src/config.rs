@@ -9,6 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use chat_db::DatabaseUrl;
+use chat_services::rate_limit::{self, Limit};
+use chat_ws::{FrameBudget, HandshakeHook};
 
 /// Deployment environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,8 +64,20 @@ pub struct Config {
     pub workers: usize,
     /// `CHAT_HISTORY_CACHE_MB`: rendered history kept in memory, in bytes (0: none).
     pub history_cache_bytes: usize,
+    /// `CHAT_WS_MAX_QUEUED_BYTES`: outbound bytes a socket may have queued.
+    pub ws_max_queued_bytes: usize,
+    /// `CHAT_MAX_SOCKETS_PER_USER`: open sockets per user (per process).
+    pub max_sockets_per_user: usize,
+    /// `CHAT_MAX_CHATS_PER_USER`: chats a user may belong to.
+    pub max_chats_per_user: i64,
+    /// `CHAT_RATE_MESSAGES`: the per-user message budget, when not the built-in one.
+    pub message_rate: Option<Limit>,
+    /// `CHAT_WS_FRAME_RATE`: how fast each socket's frames are read.
+    pub ws_frame_budget: FrameBudget,
     /// Whether `serve` handles SIGINT/SIGTERM (tests turn it off; not a `CHAT_` key).
     pub handle_signals: bool,
+    /// Tests only (not a `CHAT_` key): see [`chat_ws::WsSettings::before_register`].
+    pub ws_before_register: Option<HandshakeHook>,
 }
 
 impl std::fmt::Debug for Config {
@@ -116,7 +130,15 @@ pub const KEYS: &[&str] = &[
     "CHAT_TRUST_PROXY_HEADERS",
     "CHAT_WORKERS",
     "CHAT_HISTORY_CACHE_MB",
+    "CHAT_WS_MAX_QUEUED_BYTES",
+    "CHAT_MAX_SOCKETS_PER_USER",
+    "CHAT_MAX_CHATS_PER_USER",
+    "CHAT_RATE_MESSAGES",
+    "CHAT_WS_FRAME_RATE",
 ];
+
+/// Default of `CHAT_MAX_CHATS_PER_USER`.
+pub const DEFAULT_MAX_CHATS_PER_USER: i64 = 1000;
 
 /// Shortest JWT secret accepted in production (256 bits of HS256 key).
 pub const MIN_PROD_SECRET_BYTES: usize = 32;
@@ -219,6 +241,25 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     n.checked_mul(seconds)
         .map(Duration::from_secs)
         .ok_or_else(|| format!("'{raw}' is too long"))
+}
+
+/// Parses a size in bytes: `1048576`, `512KiB`, `1MiB` (also `k`, `KB`, `M`, `MB`:
+/// binary multiples).
+pub fn parse_bytes(raw: &str) -> Result<usize, String> {
+    let raw = raw.trim();
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (number, unit) = raw.split_at(split);
+    let n: usize = number
+        .parse()
+        .map_err(|_| format!("'{raw}' is not a size (e.g. 1048576, 512KiB, 1MiB)"))?;
+    let factor: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        other => return Err(format!("unknown unit '{other}' (use KiB or MiB)")),
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("'{raw}' is too large"))
 }
 
 fn parse_bool(raw: &str) -> Result<bool, String> {
@@ -386,6 +427,53 @@ impl Config {
                     "must be a number from 0 (off) to 65536",
                 )
             })?;
+        let ws_max_queued_bytes = parse_bytes(get("CHAT_WS_MAX_QUEUED_BYTES").unwrap_or("1MiB"))
+            .map_err(|m| invalid("CHAT_WS_MAX_QUEUED_BYTES", m))?;
+        if !(16 << 10..=1 << 30).contains(&ws_max_queued_bytes) {
+            return Err(invalid(
+                "CHAT_WS_MAX_QUEUED_BYTES",
+                "must be between 16KiB and 1024MiB",
+            ));
+        }
+        let max_sockets_per_user: usize = get("CHAT_MAX_SOCKETS_PER_USER")
+            .unwrap_or("32")
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| (1..=100_000).contains(n))
+            .ok_or_else(|| {
+                invalid(
+                    "CHAT_MAX_SOCKETS_PER_USER",
+                    "must be a number from 1 to 100000",
+                )
+            })?;
+        let max_chats_per_user: i64 = match get("CHAT_MAX_CHATS_PER_USER") {
+            None => DEFAULT_MAX_CHATS_PER_USER,
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| (1..=1_000_000).contains(n))
+                .ok_or_else(|| {
+                    invalid(
+                        "CHAT_MAX_CHATS_PER_USER",
+                        "must be a number from 1 to 1000000",
+                    )
+                })?,
+        };
+        let message_rate = get("CHAT_RATE_MESSAGES")
+            .map(|raw| rate_limit::parse_limit(rate_limit::MESSAGES.name, raw))
+            .transpose()
+            .map_err(|m| invalid("CHAT_RATE_MESSAGES", m))?;
+        let ws_frame_budget = match get("CHAT_WS_FRAME_RATE") {
+            None => FrameBudget::default(),
+            Some(raw) => rate_limit::parse_limit("ws_frames", raw)
+                .map(|l| FrameBudget {
+                    per_second: l.per_second,
+                    burst: l.burst,
+                })
+                .map_err(|m| invalid("CHAT_WS_FRAME_RATE", m))?,
+        };
         let jwt_secret = get("CHAT_JWT_SECRET").map(str::to_owned);
 
         if env == Environment::Prod {
@@ -405,6 +493,12 @@ impl Config {
                 return Err(invalid(
                     "CHAT_BCRYPT_COST",
                     format!("must be at least {MIN_PROD_BCRYPT_COST} when CHAT_ENV=prod"),
+                ));
+            }
+            if !rate_limits {
+                return Err(invalid(
+                    "CHAT_RATE_LIMITS",
+                    "'off' is refused when CHAT_ENV=prod",
                 ));
             }
             if allowed_origins.iter().any(|o| o == "*") {
@@ -435,7 +529,13 @@ impl Config {
             trust_proxy_headers,
             workers,
             history_cache_bytes: history_cache_mb << 20,
+            ws_max_queued_bytes,
+            max_sockets_per_user,
+            max_chats_per_user,
+            message_rate,
+            ws_frame_budget,
             handle_signals: true,
+            ws_before_register: None,
         })
     }
 }
@@ -493,6 +593,12 @@ mod tests {
             ("CHAT_WORKERS", "0"),
             ("CHAT_HISTORY_CACHE_MB", "-1"),
             ("CHAT_HISTORY_CACHE_MB", "lots"),
+            ("CHAT_WS_MAX_QUEUED_BYTES", "1GB!"),
+            ("CHAT_WS_MAX_QUEUED_BYTES", "100"),
+            ("CHAT_MAX_SOCKETS_PER_USER", "0"),
+            ("CHAT_MAX_CHATS_PER_USER", "many"),
+            ("CHAT_RATE_MESSAGES", "20"),
+            ("CHAT_WS_FRAME_RATE", "0/s"),
         ];
         for (key, value) in cases {
             let err = config(&[(key, value)]).err();
@@ -524,6 +630,39 @@ mod tests {
         .err();
         assert_eq!(cheap.map(|e| e.key), Some("CHAT_BCRYPT_COST".to_owned()));
         assert!(config(&[("CHAT_ENV", "prod"), ("CHAT_JWT_SECRET", &strong)]).is_ok());
+        let unlimited = config(&[
+            ("CHAT_ENV", "prod"),
+            ("CHAT_JWT_SECRET", &strong),
+            ("CHAT_RATE_LIMITS", "off"),
+        ])
+        .err();
+        assert_eq!(
+            unlimited.map(|e| e.key),
+            Some("CHAT_RATE_LIMITS".to_owned())
+        );
+    }
+
+    #[test]
+    fn abuse_caps_have_defaults_and_parse() -> Result<(), ConfigError> {
+        let c = config(&[])?;
+        assert_eq!(c.ws_max_queued_bytes, 1 << 20);
+        assert_eq!(
+            (c.max_sockets_per_user, c.max_chats_per_user),
+            (32, DEFAULT_MAX_CHATS_PER_USER)
+        );
+        assert_eq!(c.message_rate, None);
+        let c = config(&[
+            ("CHAT_WS_MAX_QUEUED_BYTES", "256KiB"),
+            ("CHAT_RATE_MESSAGES", "500/s:1000"),
+            ("CHAT_WS_FRAME_RATE", "600/s:100"),
+        ])?;
+        assert_eq!(c.ws_max_queued_bytes, 256 << 10);
+        assert_eq!(
+            c.message_rate.map(|l| (l.per_second, l.burst)),
+            Some((500.0, 1000.0))
+        );
+        assert_eq!(c.ws_frame_budget.per_second, 600.0);
+        Ok(())
     }
 
     #[test]

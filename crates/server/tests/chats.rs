@@ -397,7 +397,7 @@ async fn direct_chats_need_friendship_and_are_unique_per_pair(
     .expect_problem(403, "direct_chat")?;
     app.get(&format!("/api/v1/chats/{chat_id}"), Some(&cy.access_token))
         .await?
-        .expect_problem(403, "not_a_member")?;
+        .expect_problem(404, "not_found")?;
     app.shutdown().await;
     Ok(())
 }
@@ -503,7 +503,7 @@ async fn group_lifecycle_and_permission_matrix(backend: Backend) -> anyhow::Resu
         json!({}),
     )
     .await?
-    .expect_problem(403, "private_chat")?;
+    .expect_problem(404, "not_found")?;
     // Roles: only the owner changes them.
     let path = |user: &Session| format!("/api/v1/chats/{public}/members/{}", user.user_id);
     app.patch(
@@ -575,7 +575,7 @@ async fn group_lifecycle_and_permission_matrix(backend: Backend) -> anyhow::Resu
         None,
     )
     .await?
-    .expect_problem(403, "forbidden")?;
+    .expect_problem(404, "not_found")?;
     let added = app
         .request(
             actix_web::http::Method::PUT,
@@ -871,20 +871,20 @@ async fn a_removed_member_is_refused_on_the_very_next_request(
     )
     .await?
     .expect_status(204)?;
-    // … and the very next request is refused.
+    // … and the very next request is refused: the private group is now invisible to him.
     app.get(
         &format!("/api/v1/chats/{chat}/messages"),
         Some(&bob.access_token),
     )
     .await?
-    .expect_problem(403, "not_a_member")?;
+    .expect_problem(404, "not_found")?;
     app.post(
         &format!("/api/v1/chats/{chat}/messages"),
         Some(&bob.access_token),
         json!({"content": "still here?"}),
     )
     .await?
-    .expect_problem(403, "not_a_member")?;
+    .expect_problem(404, "not_found")?;
     // Added back: accepted at once.
     app.request(
         actix_web::http::Method::PUT,

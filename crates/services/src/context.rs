@@ -27,6 +27,8 @@ pub struct AuthSettings {
 pub struct ChatSettings {
     /// `CHAT_DIRECT_REQUIRES_FRIENDSHIP`: direct chats only between friends.
     pub direct_requires_friendship: bool,
+    /// `CHAT_MAX_CHATS_PER_USER`: chats one user may belong to.
+    pub max_chats_per_user: i64,
 }
 
 /// Shared state of the service layer.

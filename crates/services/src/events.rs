@@ -7,7 +7,7 @@
 //! event, whatever the number of sockets. Personal events go to `user.<id>`.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::AppContext;
 
@@ -153,18 +153,6 @@ pub enum ChatEvent {
         /// Their username.
         username: String,
     },
-    /// A member came online or went offline.
-    #[serde(rename = "presence")]
-    Presence {
-        /// A chat the user is in (presence is sent to each of them).
-        chat_id: i64,
-        /// Who.
-        user_id: i64,
-        /// Connected now.
-        online: bool,
-        /// When last seen (set when going offline).
-        last_seen_at: Option<DateTime<Utc>>,
-    },
     /// The chat is gone.
     #[serde(rename = "chat.deleted")]
     Deleted {
@@ -173,6 +161,57 @@ pub enum ChatEvent {
         /// Who deleted it.
         deleted_by: i64,
     },
+}
+
+/// A user came online or went offline: **one** event on the user's own topic, naming
+/// the chats and friends it concerns, whatever their number. Each instance's hub
+/// delivers it once to every local socket following one of those chats and to the
+/// friends' `/ws` sockets (`chats` and `friends` are routing, not sent to clients).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PresenceChange {
+    /// Who.
+    pub user_id: i64,
+    /// Connected now.
+    pub online: bool,
+    /// When last seen (set when going offline).
+    pub last_seen_at: Option<DateTime<Utc>>,
+    /// The user's chats.
+    pub chats: Vec<i64>,
+    /// The user's friends.
+    pub friends: Vec<i64>,
+}
+
+#[derive(Serialize)]
+struct PresenceEnvelope<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(flatten)]
+    change: &'a PresenceChange,
+}
+
+impl PresenceChange {
+    /// The bus payload (`type: presence`, on `user.<id>`).
+    pub fn to_payload(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(&PresenceEnvelope {
+            kind: "presence",
+            change: self,
+        })
+    }
+
+    /// The `presence` event a client receives: `{type, user_id, online, last_seen_at}`,
+    /// with the `chat_id` of a chat socket.
+    pub fn client_event(&self, chat_id: Option<i64>) -> String {
+        let mut event = serde_json::json!({
+            "type": "presence",
+            "user_id": self.user_id,
+            "online": self.online,
+            "last_seen_at": self.last_seen_at,
+        });
+        if let (Some(chat_id), Some(fields)) = (chat_id, event.as_object_mut()) {
+            fields.insert("chat_id".to_owned(), chat_id.into());
+        }
+        event.to_string()
+    }
 }
 
 /// What a personal notification is about.

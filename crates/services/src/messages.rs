@@ -251,12 +251,43 @@ async fn history_changed(ctx: &AppContext, chat_id: i64) {
 
 /// Stores a message and broadcasts it (`chat.message`). With a `client_id` already
 /// used by this sender in this chat, returns the original message (`false`) and
-/// stores nothing.
+/// stores nothing. Over the sender's message budget: 429 (`RateLimited`).
 pub async fn send_message(
     ctx: &AppContext,
     principal: &Principal,
     chat_id: i64,
     input: SendMessageInput,
+) -> Result<(MessageView, bool), ServiceError> {
+    send_message_with(ctx, principal, chat_id, input, Pacing::Refuse).await
+}
+
+/// [`send_message`] for a sender that can be slowed down (a WebSocket: its socket is not
+/// read while it waits): over the budget it waits for it instead of being refused, so
+/// nothing is dropped.
+pub async fn send_message_paced(
+    ctx: &AppContext,
+    principal: &Principal,
+    chat_id: i64,
+    input: SendMessageInput,
+) -> Result<(MessageView, bool), ServiceError> {
+    send_message_with(ctx, principal, chat_id, input, Pacing::Wait).await
+}
+
+/// What a send over the message budget does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pacing {
+    /// Refused with 429.
+    Refuse,
+    /// Waits for the budget.
+    Wait,
+}
+
+async fn send_message_with(
+    ctx: &AppContext,
+    principal: &Principal,
+    chat_id: i64,
+    input: SendMessageInput,
+    pacing: Pacing,
 ) -> Result<(MessageView, bool), ServiceError> {
     let (access, profile) = access_with(ctx, principal, chat_id, true).await?;
     permissions::post_in_chat(access.actor).map_err(denied)?;
@@ -269,8 +300,11 @@ pub async fn send_message(
     let body = errors
         .finish(|| body)?
         .ok_or_else(|| ServiceError::invalid("content", "is required"))?;
-    ctx.limits
-        .check(rate_limit::MESSAGES, &format!("user:{}", principal.user_id))?;
+    let budget = format!("user:{}", principal.user_id);
+    match pacing {
+        Pacing::Refuse => ctx.limits.check(rate_limit::MESSAGES, &budget)?,
+        Pacing::Wait => ctx.limits.acquire(rate_limit::MESSAGES, &budget).await,
+    }
     let sender = profile.map(|u| u.username);
     if let Some(reply_to) = input.reply_to {
         MessageRow::find(&ctx.store.db, chat_id, reply_to)

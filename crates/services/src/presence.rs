@@ -1,7 +1,8 @@
 //! Presence: is a user connected anywhere? A counter of the user's sockets over every
 //! instance (in Redis when configured) changes on each connect and disconnect; only
-//! the first connect and the last disconnect are announced — to each of the user's
-//! chats (`presence` on `chat.<id>`) and to each friend (`presence` on `user.<id>`).
+//! the first connect and the last disconnect are announced, as **one** event on the
+//! user's own topic ([`PresenceChange`]) naming their chats and friends — so a connect
+//! costs one bus message however many chats the user is in.
 //!
 //! An instance that dies without closing its sockets leaves the counter high until it
 //! expires ([`PRESENCE_TTL`] after the user's last connect or disconnect).
@@ -10,23 +11,13 @@ use std::time::Duration;
 
 use chat_db::models::{FriendshipRow, MembershipRow, UserRow};
 use chat_selectors::keys;
-use serde::Serialize;
 
-use crate::events::{ChatEvent, publish_chat, user_topic};
+use crate::events::{PresenceChange, user_topic};
 use crate::users::utc;
 use crate::{AppContext, ServiceError};
 
 /// How long a presence counter outlives its last change.
 pub const PRESENCE_TTL: Duration = Duration::from_secs(24 * 3600);
-
-#[derive(Serialize)]
-struct PersonalPresence {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    user_id: i64,
-    online: bool,
-    last_seen_at: Option<chrono::DateTime<chrono::Utc>>,
-}
 
 async fn announce(
     ctx: &AppContext,
@@ -34,39 +25,28 @@ async fn announce(
     online: bool,
     last_seen: Option<chrono::NaiveDateTime>,
 ) -> Result<(), ServiceError> {
-    let last_seen_at = last_seen.map(utc);
-    for chat_id in MembershipRow::chat_ids_of(&ctx.store.db, user_id).await? {
-        publish_chat(
-            ctx,
-            chat_id,
-            &ChatEvent::Presence {
-                chat_id,
-                user_id,
-                online,
-                last_seen_at,
-            },
-        )
-        .await;
-    }
-    let personal = serde_json::to_string(&PersonalPresence {
-        kind: "presence",
-        user_id,
-        online,
-        last_seen_at,
-    })
-    .map_err(|e| ServiceError::Internal(e.into()))?;
-    for friendship in FriendshipRow::of_user(
+    let chats = MembershipRow::chat_ids_of(&ctx.store.db, user_id).await?;
+    let friends = FriendshipRow::of_user(
         &ctx.store.db,
         user_id,
         "accepted",
         crate::friends::MAX_LISTED,
     )
     .await?
-    {
-        ctx.bus
-            .publish(&user_topic(friendship.other(user_id)), personal.clone())
-            .await;
-    }
+    .iter()
+    .map(|friendship| friendship.other(user_id))
+    .collect();
+    let change = PresenceChange {
+        user_id,
+        online,
+        last_seen_at: last_seen.map(utc),
+        chats,
+        friends,
+    };
+    let payload = change
+        .to_payload()
+        .map_err(|e| ServiceError::Internal(e.into()))?;
+    ctx.bus.publish(&user_topic(user_id), payload).await;
     Ok(())
 }
 

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::ServiceError;
 
@@ -52,6 +52,19 @@ pub const REFRESH: Limit = Limit {
     burst: 30.0,
 };
 
+/// Group creations per user: 10 a minute, 10 at once.
+pub const GROUP_CREATE: Limit = Limit {
+    name: "group_create",
+    per_second: 10.0 / 60.0,
+    burst: 10.0,
+};
+/// Joins of public groups per user: 30 a minute, 30 at once.
+pub const CHAT_JOIN: Limit = Limit {
+    name: "chat_join",
+    per_second: 30.0 / 60.0,
+    burst: 30.0,
+};
+
 /// Above this many buckets, full (idle) ones are dropped.
 const SWEEP_THRESHOLD: usize = 50_000;
 
@@ -71,6 +84,8 @@ impl Bucket {
 /// The budgets of one process.
 pub struct RateLimiter {
     enabled: bool,
+    /// Budgets configured instead of the built-in ones, by name.
+    overrides: Vec<Limit>,
     buckets: Mutex<HashMap<(&'static str, String), Bucket>>,
 }
 
@@ -79,15 +94,53 @@ impl RateLimiter {
     pub fn new(enabled: bool) -> Self {
         Self {
             enabled,
+            overrides: Vec::new(),
             buckets: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Takes one token from `key`'s bucket under `limit`, or says how long to wait.
+    /// Uses `limit` instead of the built-in budget of the same name (configuration).
+    pub fn with_override(mut self, limit: Limit) -> Self {
+        self.overrides.retain(|l| l.name != limit.name);
+        self.overrides.push(limit);
+        self
+    }
+
+    /// The budget in force for `limit`'s name.
+    pub fn effective(&self, limit: Limit) -> Limit {
+        self.overrides
+            .iter()
+            .find(|l| l.name == limit.name)
+            .copied()
+            .unwrap_or(limit)
+    }
+
+    /// Takes one token from `key`'s bucket under `limit`, or answers 429 with how long
+    /// to wait.
     pub fn check(&self, limit: Limit, key: &str) -> Result<(), ServiceError> {
+        self.try_take(limit, key).map_err(|wait| {
+            tracing::info!(limit = limit.name, "rate limit exceeded");
+            ServiceError::RateLimited {
+                retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+            }
+        })
+    }
+
+    /// Waits until `key`'s bucket under `limit` has a token, and takes it: the caller is
+    /// slowed to the budget instead of refused (a WebSocket sender, whose socket is not
+    /// read meanwhile).
+    pub async fn acquire(&self, limit: Limit, key: &str) {
+        while let Err(wait) = self.try_take(limit, key) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Takes one token, or says exactly how long until one is there.
+    pub fn try_take(&self, limit: Limit, key: &str) -> Result<(), Duration> {
         if !self.enabled {
             return Ok(());
         }
+        let limit = self.effective(limit);
         let now = Instant::now();
         // Each operation leaves the map consistent, so a poisoned lock is usable.
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
@@ -109,17 +162,47 @@ impl RateLimiter {
             });
         bucket.tokens = bucket.refilled(now);
         bucket.updated = now;
+        bucket.limit = limit;
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
             Ok(())
         } else {
             let wait = (1.0 - bucket.tokens) / limit.per_second;
-            tracing::info!(limit = limit.name, "rate limit exceeded");
-            Err(ServiceError::RateLimited {
-                retry_after_secs: wait.ceil().max(1.0) as u64,
-            })
+            Err(Duration::from_secs_f64(wait.clamp(0.0, 86_400.0)))
         }
     }
+}
+
+/// Parses a budget as configured: `RATE/UNIT[:BURST]`, e.g. `20/s:40`, `10/min:20`
+/// (no burst: the rate's one-second or one-minute worth, at least 1).
+pub fn parse_limit(name: &'static str, raw: &str) -> Result<Limit, String> {
+    let bad = || format!("'{raw}' is not a rate like 20/s:40 or 10/min:20");
+    let (rate, burst) = match raw.trim().split_once(':') {
+        Some((rate, burst)) => (rate, Some(burst)),
+        None => (raw.trim(), None),
+    };
+    let (count, unit) = rate.split_once('/').ok_or_else(bad)?;
+    let count: f64 = count.trim().parse().map_err(|_| bad())?;
+    let seconds = match unit.trim() {
+        "s" | "sec" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(bad()),
+    };
+    let burst = match burst {
+        Some(b) => b.trim().parse::<f64>().map_err(|_| bad())?,
+        None => count.max(1.0),
+    };
+    if !(count.is_finite() && count > 0.0 && burst.is_finite() && burst >= 1.0) {
+        return Err(format!(
+            "'{raw}': the rate must be above 0 and the burst at least 1"
+        ));
+    }
+    Ok(Limit {
+        name,
+        per_second: count / seconds,
+        burst,
+    })
 }
 
 #[cfg(test)]
@@ -144,6 +227,63 @@ mod tests {
         ));
         // Another client has its own bucket.
         assert!(limiter.check(TINY, "5.6.7.8").is_ok());
+    }
+
+    #[test]
+    fn overrides_replace_the_built_in_budget_by_name() {
+        let limiter = RateLimiter::new(true).with_override(Limit { burst: 1.0, ..TINY });
+        assert!(limiter.check(TINY, "k").is_ok());
+        assert!(limiter.check(TINY, "k").is_err(), "burst 1, not 3");
+        assert!(limiter.check(MESSAGES, "k").is_ok(), "others unchanged");
+    }
+
+    #[test]
+    fn the_wait_is_exact() {
+        let limiter = RateLimiter::new(true);
+        let fast = Limit {
+            name: "fast",
+            per_second: 100.0,
+            burst: 1.0,
+        };
+        assert!(limiter.try_take(fast, "k").is_ok());
+        let wait = limiter.try_take(fast, "k").err().unwrap_or_default();
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_millis(10),
+            "{wait:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn acquire_waits_for_a_token_instead_of_refusing() {
+        let limiter = RateLimiter::new(true);
+        let fast = Limit {
+            name: "fast",
+            per_second: 200.0,
+            burst: 2.0,
+        };
+        for _ in 0..10 {
+            limiter.acquire(fast, "k").await;
+        }
+        assert!(
+            limiter.try_take(fast, "k").is_err(),
+            "the bucket was used up"
+        );
+    }
+
+    #[test]
+    fn limits_parse_from_configuration() {
+        assert_eq!(
+            parse_limit("m", "20/s:40"),
+            Ok(Limit {
+                name: "m",
+                per_second: 20.0,
+                burst: 40.0
+            })
+        );
+        assert_eq!(parse_limit("m", "30/min").map(|l| l.burst), Ok(30.0));
+        for bad in ["", "20", "20/week", "0/s", "5/s:0", "x/s", "5/s:y"] {
+            assert!(parse_limit("m", bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

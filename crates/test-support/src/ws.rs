@@ -36,7 +36,32 @@ impl std::error::Error for Refused {}
 impl TestApp {
     /// Opens `path` (with its query) as a WebSocket, sending `headers`.
     pub async fn ws_with(&self, path: &str, headers: &[(&str, &str)]) -> anyhow::Result<WsClient> {
-        let url = format!("ws://127.0.0.1:{}{path}", self.port);
+        WsClient::connect(self.port, path, headers).await
+    }
+
+    /// Opens `path` authenticated with the bearer header.
+    pub async fn ws(&self, path: &str, token: &str) -> anyhow::Result<WsClient> {
+        self.ws_with(path, &[("Authorization", &format!("Bearer {token}"))])
+            .await
+    }
+
+    /// The status a refused handshake answered with (fails if it was accepted).
+    pub async fn ws_refused(&self, path: &str, headers: &[(&str, &str)]) -> anyhow::Result<u16> {
+        match self.ws_with(path, headers).await {
+            Ok(_) => anyhow::bail!("the handshake to {path} was accepted"),
+            Err(err) => match err.downcast_ref::<Refused>() {
+                Some(Refused(status)) => Ok(*status),
+                None => Err(err),
+            },
+        }
+    }
+}
+
+impl WsClient {
+    /// Opens `path` (with its query) on the server at `port` as a WebSocket, sending
+    /// `headers` (for tasks that hold no `TestApp`).
+    pub async fn connect(port: u16, path: &str, headers: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let url = format!("ws://127.0.0.1:{port}{path}");
         let mut request = awc::Client::builder()
             .max_http_version(awc::http::Version::HTTP_11)
             .finish()
@@ -65,25 +90,6 @@ impl TestApp {
         }
     }
 
-    /// Opens `path` authenticated with the bearer header.
-    pub async fn ws(&self, path: &str, token: &str) -> anyhow::Result<WsClient> {
-        self.ws_with(path, &[("Authorization", &format!("Bearer {token}"))])
-            .await
-    }
-
-    /// The status a refused handshake answered with (fails if it was accepted).
-    pub async fn ws_refused(&self, path: &str, headers: &[(&str, &str)]) -> anyhow::Result<u16> {
-        match self.ws_with(path, headers).await {
-            Ok(_) => anyhow::bail!("the handshake to {path} was accepted"),
-            Err(err) => match err.downcast_ref::<Refused>() {
-                Some(Refused(status)) => Ok(*status),
-                None => Err(err),
-            },
-        }
-    }
-}
-
-impl WsClient {
     /// Sends a JSON frame.
     pub async fn send(&mut self, value: Value) -> anyhow::Result<()> {
         self.send_text(&value.to_string()).await

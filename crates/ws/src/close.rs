@@ -14,8 +14,6 @@ pub enum Closing {
     RemovedFromChat,
     /// The socket's chat was deleted.
     ChatDeleted,
-    /// Frames arrived faster than allowed.
-    Flooding,
     /// A frame exceeded the size limit.
     TooLarge,
     /// No frame or pong for too long.
@@ -37,7 +35,6 @@ impl Closing {
             Closing::Reauthenticate => 4002,
             Closing::RemovedFromChat => 4003,
             Closing::ChatDeleted => 4004,
-            Closing::Flooding => 1008,
             Closing::TooLarge => 1009,
             Closing::Idle | Closing::GoingAway => 1001,
             Closing::ProtocolError => 1002,
@@ -53,7 +50,6 @@ impl Closing {
             Closing::Reauthenticate => "permissions changed: reconnect",
             Closing::RemovedFromChat => "removed from chat",
             Closing::ChatDeleted => "chat deleted",
-            Closing::Flooding => "rate limit exceeded",
             Closing::TooLarge => "frame too large",
             Closing::Idle => "idle timeout",
             Closing::GoingAway => "server going away",

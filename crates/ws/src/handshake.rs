@@ -2,6 +2,8 @@
 //! HTTP problem response before the upgrade (401, 403, 404, 422), never an accepted
 //! socket that closes silently.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use actix_web::body::{BodyStream, BoxBody};
@@ -14,19 +16,38 @@ use chat_services::{AppContext, ServiceError};
 use serde::Deserialize;
 
 use crate::frames::Inbound;
-use crate::hub::{Hub, Scope};
+use crate::hub::{Hub, Scope, TooManySockets};
 use crate::outbox::OutboundBody;
 use crate::protocol::{FrameError, MAX_FRAME_BYTES, MAX_RETRIEVE, service_error};
-use crate::session::Connection;
+use crate::session::{Connection, FrameBudget};
 
 /// The sub-protocol answered when a client offers `chat, <token>`.
 pub const SUBPROTOCOL: &str = "chat";
 
-/// Handshake policy from configuration.
-#[derive(Debug, Clone, Default)]
+/// Something a test runs inside a handshake, to force a race (see
+/// [`WsSettings::before_register`]).
+pub type HandshakeHook = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// Handshake and socket policy from configuration.
+#[derive(Clone, Default)]
 pub struct WsSettings {
     /// `CHAT_ALLOWED_ORIGINS`: browser origins allowed besides the server's own (`*`: any).
     pub allowed_origins: Vec<String>,
+    /// `CHAT_WS_FRAME_RATE`: how fast each socket's frames are read.
+    pub frame_budget: FrameBudget,
+    /// Tests only: awaited by `/ws` between reading the user's memberships and
+    /// registering the socket — the window a concurrent leave must not slip through.
+    pub before_register: Option<HandshakeHook>,
+}
+
+impl std::fmt::Debug for WsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsSettings")
+            .field("allowed_origins", &self.allowed_origins)
+            .field("frame_budget", &self.frame_budget)
+            .field("before_register", &self.before_register.is_some())
+            .finish()
+    }
 }
 
 /// Query parameters of the handshake.
@@ -158,6 +179,7 @@ async fn upgrade(
     body: web::Payload,
     ctx: web::Data<AppContext>,
     hub: web::Data<Hub>,
+    settings: &WsSettings,
     history: Option<i64>,
     accepted: Accepted,
 ) -> HttpResponse {
@@ -170,12 +192,23 @@ async fn upgrade(
     }
     let inbound = Inbound::new(body.into_inner(), MAX_FRAME_BYTES);
     let hub: Arc<Hub> = hub.into_inner();
-    let registration = hub.register(
+    let registration = match hub.register(
         accepted.principal.user_id,
         &accepted.principal.session_id,
         accepted.scope,
         &accepted.chats,
-    );
+    ) {
+        Ok(registration) => registration,
+        Err(TooManySockets { max }) => {
+            return refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_sockets",
+                &format!(
+                    "at most {max} open sockets per user (CHAT_MAX_SOCKETS_PER_USER); close one first"
+                ),
+            );
+        }
+    };
     let connection = Connection {
         ctx: ctx.into_inner(),
         hub,
@@ -183,6 +216,7 @@ async fn upgrade(
         scope: accepted.scope,
         registration,
         history,
+        frame_budget: settings.frame_budget,
     };
     let outbound = OutboundBody::new(connection.registration.outbound.clone());
     actix_web::rt::spawn(connection.run(inbound));
@@ -246,11 +280,15 @@ pub async fn ws_all(
         Ok(chats) => chats,
         Err(err) => return refuse_service(err),
     };
+    if let Some(hook) = &settings.before_register {
+        hook().await;
+    }
     upgrade(
         req,
         body,
         ctx,
         hub,
+        &settings,
         None,
         Accepted {
             principal,
@@ -286,7 +324,7 @@ pub async fn ws_chat(
         scope: Scope::Chat(chat),
         chats: vec![(chat, last_seq)],
     };
-    upgrade(req, body, ctx, hub, history, accepted).await
+    upgrade(req, body, ctx, hub, &settings, history, accepted).await
 }
 
 /// `GET /ws/direct/{user_id}`: the direct chat with that user, created if allowed
@@ -323,5 +361,5 @@ pub async fn ws_direct(
         scope: Scope::Chat(chat),
         chats: vec![(chat, last_seq)],
     };
-    upgrade(req, body, ctx, hub, history, accepted).await
+    upgrade(req, body, ctx, hub, &settings, history, accepted).await
 }

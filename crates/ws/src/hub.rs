@@ -8,11 +8,24 @@
 //! Membership changes are applied as their events pass: `chat.member_joined` adds the
 //! user's `/ws` sockets to the chat, `chat.member_left` removes them (and closes the
 //! user's sockets opened on that chat), `chat.deleted` drops the chat,
-//! `session.revoked` closes the session's sockets.
+//! `session.revoked` closes the session's sockets. A socket re-reading its memberships
+//! ([`Hub::begin_revalidation`] / [`Hub::finish_revalidation`]) has its followed set
+//! **replaced** by what it read, with the membership events that passed meanwhile
+//! applied on top — so a leave that raced the read is never lost.
+//!
+//! Presence is one event per connect or disconnect on the user's topic, whatever the
+//! number of their chats: the event names the chats and friends it concerns, and each
+//! hub delivers it once to every local socket following one of those chats or owned by
+//! one of those friends.
 //!
 //! `chat.message` events are delivered in `seq` order per chat: concurrent senders can
 //! publish out of order, so a message whose predecessor has not arrived waits (at most
-//! [`GAP_WAIT`]) for it.
+//! [`GAP_WAIT`]) for it; when it does not come, the chat's sockets get a `resync` hint
+//! with the seq to recover from.
+//!
+//! If the hub falls behind the event bus (or the broker reconnects), it cannot know which
+//! events it missed: every socket gets a `resync` hint and re-reads its access and
+//! memberships; none is closed for it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::web::Bytes;
-use chat_services::events::BusMessage;
+use chat_services::events::{BusMessage, PresenceChange};
 use serde::Deserialize;
 use tokio::sync::{Notify, broadcast};
 
@@ -28,8 +41,11 @@ use crate::close::Closing;
 use crate::frames;
 use crate::outbox::{Outbox, Refused};
 
-/// Outbound frames a socket may have queued before it counts as lagging.
-pub const OUTBOUND_QUEUE: usize = 1024;
+/// Default of `CHAT_WS_MAX_QUEUED_BYTES`: outbound bytes a socket may have queued
+/// before it counts as lagging.
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 1 << 20;
+/// Default of `CHAT_MAX_SOCKETS_PER_USER`: open sockets per user in one process.
+pub const DEFAULT_MAX_SOCKETS_PER_USER: usize = 32;
 /// How long a message waits for a missing predecessor before it is delivered anyway
 /// (the predecessor was lost, e.g. in a Redis outage; clients recover by seq).
 pub const GAP_WAIT: Duration = Duration::from_millis(250);
@@ -84,14 +100,43 @@ impl CloseSignal {
     }
 }
 
+/// What the hub bounds per socket and per user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HubLimits {
+    /// Bytes a socket's outbound queue may hold (`CHAT_WS_MAX_QUEUED_BYTES`).
+    pub max_queued_bytes: usize,
+    /// Sockets one user may hold open in this process (`CHAT_MAX_SOCKETS_PER_USER`).
+    pub max_sockets_per_user: usize,
+}
+
+impl Default for HubLimits {
+    fn default() -> Self {
+        HubLimits {
+            max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
+            max_sockets_per_user: DEFAULT_MAX_SOCKETS_PER_USER,
+        }
+    }
+}
+
+/// A registration refused: the user holds the most sockets allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooManySockets {
+    /// The cap.
+    pub max: usize,
+}
+
 struct Conn {
     user_id: i64,
     session_id: String,
     scope: Scope,
     /// The chats it follows (so unregistering touches only those).
     chats: HashSet<i64>,
+    /// While the socket re-reads its memberships: the membership changes applied to it
+    /// since (`true`: joined), replayed over what it read.
+    journal: Option<Vec<(i64, bool)>>,
     outbox: Arc<Outbox>,
     close: Arc<CloseSignal>,
+    revalidate: Arc<Notify>,
 }
 
 impl Conn {
@@ -130,6 +175,9 @@ pub struct Registration {
     pub outbound: Arc<Outbox>,
     /// Close requests.
     pub close: Arc<CloseSignal>,
+    /// Asks the socket task to re-check its session and re-read its memberships (events
+    /// may have been missed).
+    pub revalidate: Arc<Notify>,
 }
 
 /// The connection registry and fan-out of one process.
@@ -137,6 +185,7 @@ pub struct Registration {
 pub struct Hub {
     state: Mutex<State>,
     next_id: AtomicU64,
+    limits: HubLimits,
 }
 
 #[derive(Deserialize)]
@@ -150,10 +199,18 @@ struct Head {
 
 impl Hub {
     /// A hub fed by `events`; spawns the router task (call inside a tokio runtime).
-    pub fn start(events: broadcast::Receiver<Arc<BusMessage>>) -> Arc<Hub> {
-        let hub = Arc::new(Hub::default());
+    pub fn start(events: broadcast::Receiver<Arc<BusMessage>>, limits: HubLimits) -> Arc<Hub> {
+        let hub = Arc::new(Hub::with_limits(limits));
         tokio::spawn(route(hub.clone(), events));
         hub
+    }
+
+    /// A hub with these limits and no router (tests drive [`Hub::handle`] directly).
+    pub fn with_limits(limits: HubLimits) -> Hub {
+        Hub {
+            limits,
+            ..Hub::default()
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -162,18 +219,24 @@ impl Hub {
     }
 
     /// Registers a socket following `chats`, given as `(chat id, last seq)`: in-order
-    /// delivery of a chat nobody here followed yet starts after that seq.
+    /// delivery of a chat nobody here followed yet starts after that seq. Refused when
+    /// the user already holds [`HubLimits::max_sockets_per_user`] sockets here.
     pub fn register(
         &self,
         user_id: i64,
         session_id: &str,
         scope: Scope,
         chats: &[(i64, i64)],
-    ) -> Registration {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let outbound = Outbox::held(OUTBOUND_QUEUE);
-        let close = Arc::new(CloseSignal::default());
+    ) -> Result<Registration, TooManySockets> {
         let mut state = self.lock();
+        let max = self.limits.max_sockets_per_user;
+        if state.by_user.get(&user_id).map_or(0, HashSet::len) >= max {
+            return Err(TooManySockets { max });
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let outbound = Outbox::held(self.limits.max_queued_bytes);
+        let close = Arc::new(CloseSignal::default());
+        let revalidate = Arc::new(Notify::new());
         state.by_user.entry(user_id).or_default().insert(id);
         state.conns.insert(
             id,
@@ -182,22 +245,58 @@ impl Hub {
                 session_id: session_id.to_owned(),
                 scope,
                 chats: HashSet::new(),
+                journal: None,
                 outbox: outbound.clone(),
                 close: close.clone(),
+                revalidate: revalidate.clone(),
             },
         );
         state.add_chats(id, chats);
-        Registration {
+        Ok(Registration {
             id,
             outbound,
             close,
+            revalidate,
+        })
+    }
+
+    /// Starts recording the membership changes applied to socket `id`, before it
+    /// re-reads its memberships.
+    pub fn begin_revalidation(&self, id: ConnId) {
+        if let Some(conn) = self.lock().conns.get_mut(&id) {
+            conn.journal = Some(Vec::new());
         }
     }
 
-    /// Makes a registered socket follow more chats (a `/ws` socket re-reading its
-    /// memberships right after registering).
-    pub fn follow_chats(&self, id: ConnId, chats: &[(i64, i64)]) {
-        self.lock().add_chats(id, chats);
+    /// Replaces the chats socket `id` follows with `chats` (what it read after
+    /// [`Hub::begin_revalidation`]), then re-applies the membership changes that passed
+    /// since. `None` (the read failed) keeps what it follows.
+    pub fn finish_revalidation(&self, id: ConnId, chats: Option<&[(i64, i64)]>) {
+        let mut state = self.lock();
+        let Some(journal) = state.conns.get_mut(&id).and_then(|c| c.journal.take()) else {
+            return;
+        };
+        let Some(chats) = chats else { return };
+        let mut wanted: HashMap<i64, i64> = chats.iter().copied().collect();
+        for (chat, joined) in journal {
+            if joined {
+                wanted.entry(chat).or_insert(0);
+            } else {
+                wanted.remove(&chat);
+            }
+        }
+        let followed: Vec<i64> = state
+            .conns
+            .get(&id)
+            .map(|c| c.chats.iter().copied().collect())
+            .unwrap_or_default();
+        for chat in followed {
+            if !wanted.contains_key(&chat) {
+                state.stop_following(id, chat);
+            }
+        }
+        let added: Vec<(i64, i64)> = wanted.into_iter().collect();
+        state.add_chats(id, &added);
     }
 
     /// Forgets a socket.
@@ -214,6 +313,18 @@ impl Hub {
         }
     }
 
+    /// The chats socket `id` follows now (tests and diagnostics).
+    pub fn followed(&self, id: ConnId) -> Vec<i64> {
+        let mut chats: Vec<i64> = self
+            .lock()
+            .conns
+            .get(&id)
+            .map(|c| c.chats.iter().copied().collect())
+            .unwrap_or_default();
+        chats.sort_unstable();
+        chats
+    }
+
     /// Sockets open in this process.
     pub fn connections(&self) -> usize {
         self.lock().conns.len()
@@ -222,9 +333,9 @@ impl Hub {
     fn handle(&self, message: &BusMessage) {
         if message.topic == chat_services::events::GAP_TOPIC {
             tracing::warn!(
-                "events may have been missed (broker reconnected); closing sockets so they recover"
+                "events may have been missed (broker reconnected); sockets resynchronise"
             );
-            self.close_all(Closing::Lagging);
+            self.resync_all();
             return;
         }
         let payload = frames::text(&message.payload);
@@ -267,6 +378,13 @@ impl Hub {
             .and_then(|u| u.parse::<i64>().ok())
         {
             match head.as_ref().map(|h| h.kind.as_str()) {
+                Some("presence") => {
+                    match serde_json::from_str::<PresenceChange>(&message.payload) {
+                        Ok(change) if change.user_id == user => state.deliver_presence(&change),
+                        Ok(_) => {}
+                        Err(err) => tracing::warn!(error = %err, "malformed presence event"),
+                    }
+                }
                 Some("session.revoked") => {
                     let session = head.and_then(|h| h.session_id).unwrap_or_default();
                     state.close_session(user, &session);
@@ -303,6 +421,33 @@ impl Hub {
             conn.shut(reason);
         }
     }
+
+    /// Events may have been missed, nobody knows which: every socket is told to fetch
+    /// what it missed (`resync`) and re-checks its access and memberships.
+    fn resync_all(&self) {
+        let hint = frames::text(&resync_event(None));
+        let state = self.lock();
+        for (id, conn) in &state.conns {
+            state.send(*id, &hint);
+            conn.revalidate.notify_one();
+        }
+    }
+}
+
+/// `{"type": "resync", …}`: events may have been lost; fetch with `after_seq` (from
+/// `after_seq` for the one chat named, or for every chat).
+fn resync_event(chat: Option<(i64, i64)>) -> String {
+    match chat {
+        Some((chat_id, after_seq)) => serde_json::json!({
+            "type": "resync", "chat_id": chat_id, "after_seq": after_seq,
+            "detail": "messages may have been missed: fetch them with after_seq",
+        }),
+        None => serde_json::json!({
+            "type": "resync",
+            "detail": "events may have been missed: fetch your chats' messages with after_seq",
+        }),
+    }
+    .to_string()
 }
 
 fn remove_from(map: &mut HashMap<i64, HashSet<ConnId>>, key: i64, id: ConnId) {
@@ -415,13 +560,22 @@ impl State {
         }
     }
 
+    /// Delivers what waits for a missing predecessor. The skipped seqs are announced
+    /// first (a `resync` hint naming where to fetch from), so clients recover them.
     fn flush_held(&mut self, chat: i64) {
         let Some(order) = self.order.get_mut(&chat) else {
             return;
         };
+        let expected = order.next;
         let held = std::mem::take(&mut order.held);
         if let Some((last, _)) = held.last_key_value() {
             order.next = Some(last + 1);
+        }
+        if let (Some(expected), Some(first)) = (expected, held.keys().next())
+            && *first > expected
+        {
+            let hint = frames::text(&resync_event(Some((chat, expected - 1))));
+            self.deliver_to_chat(chat, &hint);
         }
         for (_, (payload, _)) in held {
             self.deliver_to_chat(chat, &payload);
@@ -444,8 +598,59 @@ impl State {
         for id in ids {
             if let Some(conn) = self.conns.get_mut(&id) {
                 conn.chats.insert(chat);
+                if let Some(journal) = &mut conn.journal {
+                    journal.push((chat, true));
+                }
             }
             self.by_chat.entry(chat).or_default().insert(id);
+        }
+    }
+
+    /// Socket `id` no longer follows `chat`.
+    fn stop_following(&mut self, id: ConnId, chat: i64) {
+        remove_from(&mut self.by_chat, chat, id);
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.chats.remove(&chat);
+        }
+        if !self.by_chat.contains_key(&chat) {
+            self.order.remove(&chat);
+        }
+    }
+
+    /// A user came online or went offline: each local socket following one of their
+    /// chats (but their own), and each `/ws` socket of one of their friends, hears it
+    /// once.
+    fn deliver_presence(&self, change: &PresenceChange) {
+        let mut targets: HashMap<ConnId, Option<i64>> = HashMap::new();
+        for chat in &change.chats {
+            for id in self.by_chat.get(chat).into_iter().flatten() {
+                // The user's own sockets are not told about themselves.
+                if let Some(conn) = self.conns.get(id).filter(|c| c.user_id != change.user_id) {
+                    targets.insert(*id, Some(*chat).filter(|_| conn.scope != Scope::AllChats));
+                }
+            }
+        }
+        for friend in &change.friends {
+            for id in self.by_user.get(friend).into_iter().flatten() {
+                if self
+                    .conns
+                    .get(id)
+                    .is_some_and(|c| c.scope == Scope::AllChats)
+                {
+                    targets.insert(*id, None);
+                }
+            }
+        }
+        if targets.is_empty() {
+            return;
+        }
+        // One frame for `/ws` sockets and one per chat for chat sockets (which name it).
+        let mut frames_by_chat: HashMap<Option<i64>, Bytes> = HashMap::new();
+        for (id, chat) in targets {
+            let frame = frames_by_chat
+                .entry(chat)
+                .or_insert_with(|| frames::text(&change.client_event(chat)));
+            self.send(id, frame);
         }
     }
 
@@ -461,6 +666,9 @@ impl State {
             remove_from(&mut self.by_chat, chat, id);
             if let Some(conn) = self.conns.get_mut(&id) {
                 conn.chats.remove(&chat);
+                if let Some(journal) = &mut conn.journal {
+                    journal.push((chat, false));
+                }
                 if conn.scope == Scope::Chat(chat) {
                     conn.shut(Closing::RemovedFromChat);
                 }
@@ -473,6 +681,9 @@ impl State {
             for id in ids {
                 if let Some(conn) = self.conns.get_mut(&id) {
                     conn.chats.remove(&chat);
+                    if let Some(journal) = &mut conn.journal {
+                        journal.push((chat, false));
+                    }
                     if conn.scope == Scope::Chat(chat) {
                         conn.shut(Closing::ChatDeleted);
                     }
@@ -499,9 +710,10 @@ async fn route(hub: Arc<Hub>, mut events: broadcast::Receiver<Arc<BusMessage>>) 
             event = events.recv() => match event {
                 Ok(message) => hub.handle(&message),
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    // Events were lost for every socket here: make them all recover.
-                    tracing::error!(missed, "websocket hub fell behind the event bus; closing sockets so they recover");
-                    hub.close_all(Closing::Lagging);
+                    // Events were lost, and which chats they were for is unknown: every
+                    // socket recovers (none is closed for it).
+                    tracing::error!(missed, "websocket hub fell behind the event bus; sockets resynchronise");
+                    hub.resync_all();
                 }
                 Err(broadcast::error::RecvError::Closed) => {
                     hub.close_all(Closing::GoingAway);
@@ -524,6 +736,21 @@ mod tests {
         }
     }
 
+    fn register(
+        hub: &Hub,
+        user: i64,
+        session: &str,
+        scope: Scope,
+        chats: &[(i64, i64)],
+    ) -> Registration {
+        hub.register(user, session, scope, chats)
+            .unwrap_or_else(|e| panic!("registration refused: {e:?}"))
+    }
+
+    fn reason(reg: &Registration) -> Option<Closing> {
+        *reg.close.reason.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn seqs(outbox: &Outbox) -> Vec<i64> {
         outbox
             .take_all()
@@ -539,7 +766,7 @@ mod tests {
     #[test]
     fn messages_are_delivered_in_seq_order() {
         let hub = Hub::default();
-        let reg = hub.register(1, "s", Scope::Chat(7), &[(7, 0)]);
+        let reg = register(&hub, 1, "s", Scope::Chat(7), &[(7, 0)]);
         for seq in [1, 3, 2, 5, 4] {
             hub.handle(&message(
                 "chat.7",
@@ -552,7 +779,7 @@ mod tests {
     #[test]
     fn a_gap_is_released_after_the_wait() {
         let hub = Hub::default();
-        let reg = hub.register(1, "s", Scope::AllChats, &[(7, 0)]);
+        let reg = register(&hub, 1, "s", Scope::AllChats, &[(7, 0)]);
         hub.handle(&message(
             "chat.7",
             serde_json::json!({"type": "chat.message", "seq": 1}),
@@ -564,7 +791,16 @@ mod tests {
         assert_eq!(seqs(&reg.outbound), [1]);
         std::thread::sleep(GAP_WAIT + Duration::from_millis(20));
         hub.release_held();
-        assert_eq!(seqs(&reg.outbound), [3]);
+        let frames = reg.outbound.take_all();
+        let hint: serde_json::Value =
+            serde_json::from_str(frames::text_payload(&frames[0]).unwrap_or_default())
+                .unwrap_or_default();
+        assert_eq!(
+            (hint["type"].as_str(), hint["after_seq"].as_i64()),
+            (Some("resync"), Some(1)),
+            "the skipped seq is announced before what follows it"
+        );
+        assert_eq!(frames.len(), 2);
         hub.handle(&message(
             "chat.7",
             serde_json::json!({"type": "chat.message", "seq": 4}),
@@ -575,8 +811,8 @@ mod tests {
     #[test]
     fn membership_events_change_who_follows() {
         let hub = Hub::default();
-        let all = hub.register(2, "s2", Scope::AllChats, &[]);
-        let one = hub.register(2, "s2b", Scope::Chat(9), &[(9, 0)]);
+        let all = register(&hub, 2, "s2", Scope::AllChats, &[]);
+        let one = register(&hub, 2, "s2b", Scope::Chat(9), &[(9, 0)]);
         hub.handle(&message(
             "chat.9",
             serde_json::json!({"type": "chat.member_joined", "user_id": 2}),
@@ -599,38 +835,33 @@ mod tests {
             [-1],
             "the leave event arrives, later messages do not"
         );
-        assert_eq!(
-            *one.close.reason.lock().unwrap_or_else(|p| p.into_inner()),
-            Some(Closing::RemovedFromChat)
-        );
+        assert_eq!(reason(&one), Some(Closing::RemovedFromChat));
     }
 
     #[test]
     fn a_full_queue_closes_only_that_socket_as_lagging() {
-        let hub = Hub::default();
-        let slow = hub.register(1, "a", Scope::Chat(5), &[(5, 0)]);
-        let fast = hub.register(2, "b", Scope::Chat(5), &[(5, 0)]);
-        for seq in 1..=(OUTBOUND_QUEUE as i64 + 1) {
+        let hub = Hub::with_limits(HubLimits {
+            max_queued_bytes: 10_000,
+            ..HubLimits::default()
+        });
+        let slow = register(&hub, 1, "a", Scope::Chat(5), &[(5, 0)]);
+        let fast = register(&hub, 2, "b", Scope::Chat(5), &[(5, 0)]);
+        // About 100 bytes a frame: 10 000 bytes hold about 100 of them.
+        for seq in 1..=200 {
             hub.handle(&message(
                 "chat.5",
                 serde_json::json!({"type": "chat.message", "seq": seq}),
             ));
             let _ = fast.outbound.take_all();
         }
-        assert_eq!(
-            *slow.close.reason.lock().unwrap_or_else(|p| p.into_inner()),
-            Some(Closing::Lagging)
-        );
-        assert_eq!(
-            *fast.close.reason.lock().unwrap_or_else(|p| p.into_inner()),
-            None
-        );
+        assert_eq!(reason(&slow), Some(Closing::Lagging));
+        assert_eq!(reason(&fast), None);
     }
 
     #[test]
     fn the_first_messages_of_a_chat_are_ordered_from_its_last_seq() {
         let hub = Hub::default();
-        let reg = hub.register(1, "s", Scope::Chat(7), &[(7, 10)]);
+        let reg = register(&hub, 1, "s", Scope::Chat(7), &[(7, 10)]);
         for seq in [12, 11] {
             hub.handle(&message(
                 "chat.7",
@@ -641,43 +872,126 @@ mod tests {
     }
 
     #[test]
-    fn typing_is_not_echoed_and_gaps_close_everything() {
+    fn typing_is_not_echoed_and_a_bus_gap_resyncs_without_closing() {
         let hub = Hub::default();
-        let typer = hub.register(1, "a", Scope::Chat(3), &[(3, 0)]);
-        let other = hub.register(2, "b", Scope::Chat(3), &[(3, 0)]);
+        let typer = register(&hub, 1, "a", Scope::Chat(3), &[(3, 0)]);
+        let other = register(&hub, 2, "b", Scope::Chat(3), &[(3, 0)]);
         hub.handle(&message(
             "chat.3",
             serde_json::json!({"type": "chat.typing", "user_id": 1}),
         ));
         assert!(typer.outbound.is_empty());
         assert!(!other.outbound.is_empty());
+        let _ = other.outbound.take_all();
         hub.handle(&BusMessage {
             topic: chat_services::events::GAP_TOPIC.to_owned(),
             payload: String::new(),
         });
+        for reg in [&typer, &other] {
+            assert_eq!(reason(reg), None, "a gap closes nothing");
+            let frames = reg.outbound.take_all();
+            assert_eq!(frames.len(), 1);
+            assert!(
+                frames::text_payload(&frames[0]).is_some_and(|t| t.contains("\"resync\"")),
+                "each socket is told to resynchronise"
+            );
+        }
+    }
+
+    #[test]
+    fn sockets_per_user_are_capped() {
+        let hub = Hub::with_limits(HubLimits {
+            max_sockets_per_user: 2,
+            ..HubLimits::default()
+        });
+        let first = register(&hub, 1, "s", Scope::AllChats, &[]);
+        let _second = register(&hub, 1, "s", Scope::AllChats, &[]);
         assert_eq!(
-            *typer.close.reason.lock().unwrap_or_else(|p| p.into_inner()),
-            Some(Closing::Lagging)
+            hub.register(1, "s", Scope::AllChats, &[]).err(),
+            Some(TooManySockets { max: 2 })
         );
+        assert!(
+            hub.register(2, "t", Scope::AllChats, &[]).is_ok(),
+            "per user"
+        );
+        hub.unregister(first.id);
+        assert!(hub.register(1, "s", Scope::AllChats, &[]).is_ok());
+    }
+
+    #[test]
+    fn presence_reaches_each_socket_sharing_a_chat_or_a_friendship_once() {
+        let hub = Hub::default();
+        let all = register(&hub, 2, "a", Scope::AllChats, &[(1, 0), (2, 0), (3, 0)]);
+        let chat_socket = register(&hub, 3, "b", Scope::Chat(2), &[(2, 0)]);
+        let friend = register(&hub, 4, "c", Scope::AllChats, &[]);
+        let stranger = register(&hub, 5, "d", Scope::AllChats, &[(9, 0)]);
+        let own = register(&hub, 7, "e", Scope::AllChats, &[(1, 0)]);
+        hub.handle(&message(
+            "user.7",
+            serde_json::json!({"type": "presence", "user_id": 7, "online": true,
+                "last_seen_at": null, "chats": [1, 2, 3], "friends": [4]}),
+        ));
+        let event = |reg: &Registration| -> Vec<serde_json::Value> {
+            reg.outbound
+                .take_all()
+                .iter()
+                .map(|f| {
+                    serde_json::from_str(frames::text_payload(f).unwrap_or_default())
+                        .unwrap_or_default()
+                })
+                .collect()
+        };
+        let seen = event(&all);
+        assert_eq!(seen.len(), 1, "once, however many chats are shared");
+        assert_eq!(
+            (seen[0]["user_id"].as_i64(), seen[0]["online"].as_bool()),
+            (Some(7), Some(true))
+        );
+        assert!(seen[0].get("chats").is_none() && seen[0].get("chat_id").is_none());
+        assert_eq!(
+            event(&chat_socket)[0]["chat_id"],
+            2,
+            "chat sockets get their chat"
+        );
+        assert_eq!(event(&friend).len(), 1);
+        assert!(event(&stranger).is_empty());
+        assert!(event(&own).is_empty(), "not told about oneself");
+    }
+
+    #[test]
+    fn revalidation_replaces_the_followed_set_and_keeps_changes_made_meanwhile() {
+        let hub = Hub::default();
+        let reg = register(&hub, 1, "s", Scope::AllChats, &[(1, 0), (2, 0), (3, 0)]);
+        hub.begin_revalidation(reg.id);
+        // While memberships are re-read: the user leaves 3 and joins 4.
+        hub.handle(&message(
+            "chat.3",
+            serde_json::json!({"type": "chat.member_left", "user_id": 1}),
+        ));
+        hub.handle(&message(
+            "chat.4",
+            serde_json::json!({"type": "chat.member_joined", "user_id": 1}),
+        ));
+        // The read saw 2 and 3 (before the leave), not 1 (left earlier), nor 4 (joined after).
+        hub.finish_revalidation(reg.id, Some(&[(2, 0), (3, 0)]));
+        assert_eq!(hub.followed(reg.id), [2, 4]);
+        // A failed read changes nothing.
+        hub.begin_revalidation(reg.id);
+        hub.finish_revalidation(reg.id, None);
+        assert_eq!(hub.followed(reg.id), [2, 4]);
     }
 
     #[test]
     fn revoking_a_session_closes_its_sockets_only() {
         let hub = Hub::default();
-        let mine = hub.register(1, "s1", Scope::AllChats, &[]);
-        let other = hub.register(1, "s2", Scope::AllChats, &[]);
+        let mine = register(&hub, 1, "s1", Scope::AllChats, &[]);
+        let other = register(&hub, 1, "s2", Scope::AllChats, &[]);
         hub.handle(&message(
             "user.1",
             serde_json::json!({"type": "session.revoked", "user_id": 1, "session_id": "s1"}),
         ));
-        assert_eq!(
-            *mine.close.reason.lock().unwrap_or_else(|p| p.into_inner()),
-            Some(Closing::SessionRevoked)
-        );
-        assert_eq!(
-            *other.close.reason.lock().unwrap_or_else(|p| p.into_inner()),
-            None
-        );
+        assert_eq!(reason(&mine), Some(Closing::SessionRevoked));
+        assert_eq!(reason(&other), None);
         hub.unregister(mine.id);
         assert_eq!(hub.connections(), 1);
     }
@@ -685,7 +999,7 @@ mod tests {
     #[test]
     fn a_revoked_session_gets_nothing_queued_or_published_later() {
         let hub = Hub::default();
-        let reg = hub.register(1, "s1", Scope::Chat(5), &[(5, 0)]);
+        let reg = register(&hub, 1, "s1", Scope::Chat(5), &[(5, 0)]);
         hub.handle(&message(
             "chat.5",
             serde_json::json!({"type": "chat.message", "seq": 1}),

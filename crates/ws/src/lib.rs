@@ -25,8 +25,9 @@ pub mod session;
 
 use actix_web::web;
 
-pub use handshake::WsSettings;
-pub use hub::Hub;
+pub use handshake::{HandshakeHook, WsSettings};
+pub use hub::{Hub, HubLimits};
+pub use session::FrameBudget;
 
 /// Registers the WebSocket routes. The app must carry `web::Data<AppContext>`,
 /// `web::Data<Hub>` and `web::Data<WsSettings>`.

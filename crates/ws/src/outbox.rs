@@ -6,6 +6,10 @@
 //! everything in one flush. So a delivered event costs no task hop, no allocation and no
 //! encoding per socket — only the copy into the connection's write buffer — and frames
 //! that queue up while the socket is busy leave in one write.
+//!
+//! The queue is bounded in **bytes**, checked on every push: a client that does not read
+//! (while it keeps asking for large replies, or while its chats are busy) holds at most
+//! its budget plus one frame, and is then closed as lagging.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -20,15 +24,21 @@ use futures_util::Stream;
 /// Why a frame was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
-    /// The queue holds its maximum: the client is not reading fast enough.
+    /// The queue holds its byte budget: the client is not reading fast enough.
     Full,
     /// The connection is gone or closing.
     Closed,
 }
 
+/// What a queued frame costs besides its bytes (its `Bytes` handle and queue slot), so
+/// that a flood of tiny frames is bounded too.
+pub const FRAME_OVERHEAD: usize = 64;
+
 #[derive(Default)]
 struct State {
     frames: VecDeque<Bytes>,
+    /// Bytes queued (frames plus [`FRAME_OVERHEAD`] each).
+    bytes: usize,
     waker: Option<Waker>,
     /// Set once the close frame is queued (or the connection is gone): nothing more.
     closed: bool,
@@ -46,21 +56,41 @@ struct State {
 /// The frames waiting for one socket.
 pub struct Outbox {
     state: Mutex<State>,
-    capacity: usize,
+    max_bytes: usize,
+}
+
+impl State {
+    /// Whether `frame` fits the budget. An empty queue takes any one frame (a reply may
+    /// be larger than the budget, and a reading client must still get it); after that,
+    /// what is queued may not pass `max_bytes`.
+    fn fits(&self, frame: &Bytes, max_bytes: usize) -> bool {
+        self.frames.is_empty() || self.bytes + frame.len() + FRAME_OVERHEAD <= max_bytes
+    }
+
+    fn pop(&mut self) -> Option<Bytes> {
+        let frame = self.frames.pop_front()?;
+        self.bytes = self.bytes.saturating_sub(frame.len() + FRAME_OVERHEAD);
+        Some(frame)
+    }
+
+    fn clear(&mut self) {
+        self.frames.clear();
+        self.bytes = 0;
+    }
 }
 
 impl Outbox {
-    /// A queue of at most `capacity` frames.
-    pub fn new(capacity: usize) -> Arc<Outbox> {
+    /// A queue of at most `max_bytes` (beyond its first frame).
+    pub fn new(max_bytes: usize) -> Arc<Outbox> {
         Arc::new(Outbox {
             state: Mutex::new(State::default()),
-            capacity,
+            max_bytes,
         })
     }
 
     /// A queue that keeps its frames until [`Outbox::release`].
-    pub fn held(capacity: usize) -> Arc<Outbox> {
-        let outbox = Outbox::new(capacity);
+    pub fn held(max_bytes: usize) -> Arc<Outbox> {
+        let outbox = Outbox::new(max_bytes);
         outbox.lock().held = true;
         outbox
     }
@@ -83,7 +113,7 @@ impl Outbox {
         let mut state = self.lock();
         state.sealed = true;
         if discard_queued {
-            state.frames.clear();
+            state.clear();
         }
     }
 
@@ -99,12 +129,13 @@ impl Outbox {
         if state.closed || state.sealed {
             return Err(Refused::Closed);
         }
-        if state.frames.len() >= self.capacity {
+        if !state.fits(&frame, self.max_bytes) {
             return Err(Refused::Full);
         }
         if state.frames.is_empty() {
             state.progress = Some(Instant::now());
         }
+        state.bytes += frame.len() + FRAME_OVERHEAD;
         state.frames.push_front(frame);
         Ok(())
     }
@@ -116,12 +147,13 @@ impl Outbox {
             if state.closed || state.sealed {
                 return Err(Refused::Closed);
             }
-            if state.frames.len() >= self.capacity {
+            if !state.fits(&frame, self.max_bytes) {
                 return Err(Refused::Full);
             }
             if state.frames.is_empty() {
                 state.progress = Some(Instant::now());
             }
+            state.bytes += frame.len() + FRAME_OVERHEAD;
             state.frames.push_back(frame);
             state.waker.take()
         };
@@ -140,8 +172,9 @@ impl Outbox {
                 return;
             }
             if discard_queued {
-                state.frames.clear();
+                state.clear();
             }
+            state.bytes += frame.len() + FRAME_OVERHEAD;
             state.frames.push_back(frame);
             state.closed = true;
             state.held = false;
@@ -167,6 +200,11 @@ impl Outbox {
         self.lock().frames.len()
     }
 
+    /// Bytes queued now (frames plus their overhead).
+    pub fn queued_bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
     /// Nothing queued.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -174,7 +212,9 @@ impl Outbox {
 
     /// Takes every queued frame (tests: what the socket would have been sent).
     pub fn take_all(&self) -> Vec<Bytes> {
-        self.lock().frames.drain(..).collect()
+        let mut state = self.lock();
+        state.bytes = 0;
+        state.frames.drain(..).collect()
     }
 
     fn poll_frame(&self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
@@ -189,7 +229,7 @@ impl Outbox {
             }
             return Poll::Pending;
         }
-        if let Some(frame) = state.frames.pop_front() {
+        if let Some(frame) = state.pop() {
             if state.frames.is_empty() {
                 state.progress = None;
                 if state.frames.capacity() > 64 {
@@ -218,6 +258,7 @@ impl Outbox {
         let mut state = self.lock();
         state.closed = true;
         state.frames = VecDeque::new();
+        state.bytes = 0;
         state.waker = None;
     }
 }
@@ -256,7 +297,7 @@ mod tests {
 
     #[tokio::test]
     async fn frames_leave_in_order_and_the_close_frame_ends_the_stream() {
-        let outbox = Outbox::new(4);
+        let outbox = Outbox::new(1024);
         let mut body = OutboundBody::new(outbox.clone());
         outbox.push(Bytes::from_static(b"a")).ok();
         outbox.push(Bytes::from_static(b"b")).ok();
@@ -274,7 +315,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_refuses_and_reports_the_stall() {
-        let outbox = Outbox::new(2);
+        let outbox = Outbox::new(2 * (1 + FRAME_OVERHEAD));
         assert_eq!(outbox.stalled_for(), None);
         assert!(outbox.push(Bytes::from_static(b"1")).is_ok());
         assert!(outbox.push(Bytes::from_static(b"2")).is_ok());
@@ -285,8 +326,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_budget_is_in_bytes_and_frees_as_frames_leave() {
+        let outbox = Outbox::new(1000);
+        let mut body = OutboundBody::new(outbox.clone());
+        let big = Bytes::from(vec![b'x'; 5000]);
+        assert!(
+            outbox.push(big.clone()).is_ok(),
+            "an empty queue takes one frame larger than the budget"
+        );
+        assert_eq!(outbox.queued_bytes(), 5000 + FRAME_OVERHEAD);
+        assert_eq!(
+            outbox.push(Bytes::from_static(b"small")),
+            Err(Refused::Full),
+            "nothing more while over the budget"
+        );
+        assert_eq!(body.next().await.and_then(Result::ok), Some(big));
+        assert_eq!(outbox.queued_bytes(), 0);
+        let frame = Bytes::from(vec![b'y'; 400]);
+        assert!(outbox.push(frame.clone()).is_ok());
+        assert!(outbox.push(frame.clone()).is_ok());
+        assert_eq!(
+            outbox.push(frame.clone()),
+            Err(Refused::Full),
+            "3 x (400 + overhead) > 1000"
+        );
+        assert_eq!(outbox.len(), 2);
+    }
+
+    #[tokio::test]
     async fn a_held_outbox_keeps_frames_and_a_sealed_one_takes_only_the_close_frame() {
-        let outbox = Outbox::held(4);
+        let outbox = Outbox::held(1024);
         let mut body = OutboundBody::new(outbox.clone());
         outbox.push(Bytes::from_static(b"event")).ok();
         let early = futures_util::FutureExt::now_or_never(body.next());
@@ -317,7 +386,7 @@ mod tests {
 
     #[test]
     fn a_dropped_body_refuses_pushes() {
-        let outbox = Outbox::new(2);
+        let outbox = Outbox::new(1024);
         drop(OutboundBody::new(outbox.clone()));
         assert_eq!(outbox.push(Bytes::from_static(b"x")), Err(Refused::Closed));
     }

@@ -15,6 +15,8 @@ pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 pub const MAX_RETRIEVE: i64 = 100;
 /// `retrieve_message`'s default `number`.
 pub const DEFAULT_RETRIEVE: i64 = 10;
+/// Longest `request_id` string echoed back (a number is accepted too).
+pub const MAX_REQUEST_ID_CHARS: usize = 128;
 
 /// A parsed client frame: every field any action uses.
 #[derive(Debug, Default, Deserialize)]
@@ -66,7 +68,25 @@ impl FrameError {
 pub fn parse(text: &str) -> Result<ClientFrame, (Option<Value>, FrameError)> {
     let value: Value = serde_json::from_str(text)
         .map_err(|e| (None, FrameError::new("bad_frame", format!("not JSON: {e}"))))?;
-    let request_id = value.get("request_id").cloned();
+    let request_id = match value.get("request_id") {
+        None | Some(Value::Null) => None,
+        Some(id @ Value::Number(_)) => Some(id.clone()),
+        Some(Value::String(id)) if id.chars().count() <= MAX_REQUEST_ID_CHARS => {
+            Some(Value::String(id.clone()))
+        }
+        // Not echoed: a client must not make the server repeat large values.
+        Some(_) => {
+            return Err((
+                None,
+                FrameError::new(
+                    "bad_frame",
+                    format!(
+                        "request_id must be a number or a string of at most {MAX_REQUEST_ID_CHARS} characters"
+                    ),
+                ),
+            ));
+        }
+    };
     if !value.is_object() {
         return Err((
             request_id,
@@ -202,6 +222,25 @@ mod tests {
             .ok()
             .unwrap_or_default();
         assert_eq!(frame.request_id, Some(json!(5)));
+    }
+
+    #[test]
+    fn request_ids_are_short_strings_or_numbers() {
+        let ok = "r".repeat(MAX_REQUEST_ID_CHARS);
+        let frame = parse(&json!({"action": "ping", "request_id": ok}).to_string());
+        assert_eq!(frame.ok().and_then(|f| f.request_id), Some(json!(ok)));
+        for bad in [
+            json!("r".repeat(MAX_REQUEST_ID_CHARS + 1)),
+            json!({"nested": [1, 2, 3]}),
+            json!([1]),
+            json!(true),
+        ] {
+            let refused = parse(&json!({"action": "ping", "request_id": bad}).to_string());
+            let (echo, err) = refused
+                .err()
+                .unwrap_or((Some(json!("accepted")), FrameError::new("x", "")));
+            assert_eq!((echo, err.code), (None, "bad_frame"), "{bad}");
+        }
     }
 
     #[test]

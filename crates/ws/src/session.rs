@@ -23,9 +23,11 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
 /// A socket whose queued frames wait this long without the connection taking any is
 /// closed as lagging.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Inbound frames per second a socket may send on average …
+/// Inbound frames per second a socket may send on average (default of
+/// `CHAT_WS_FRAME_RATE`) …
 pub const FRAMES_PER_SECOND: f64 = 30.0;
-/// … and at once. Past this the socket is closed (1008): flooding is abuse.
+/// … and at once. Past this the server stops reading the socket until the budget
+/// refills: the client is slowed down (TCP backpressure), never dropped.
 pub const FRAME_BURST: f64 = 60.0;
 /// Typing notices per socket are forwarded at most this often.
 pub const TYPING_INTERVAL: Duration = Duration::from_secs(1);
@@ -44,25 +46,62 @@ pub struct Connection {
     pub registration: Registration,
     /// Messages to push on connect (`?history=N`).
     pub history: Option<i64>,
+    /// The inbound frame budget.
+    pub frame_budget: FrameBudget,
+}
+
+/// How fast a socket's frames are read: a token bucket.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FrameBudget {
+    /// Frames per second on average.
+    pub per_second: f64,
+    /// Frames at once.
+    pub burst: f64,
+}
+
+impl Default for FrameBudget {
+    fn default() -> Self {
+        FrameBudget {
+            per_second: FRAMES_PER_SECOND,
+            burst: FRAME_BURST,
+        }
+    }
 }
 
 struct Flood {
+    budget: FrameBudget,
     tokens: f64,
     at: Instant,
 }
 
 impl Flood {
-    fn allow(&mut self) -> bool {
-        let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * FRAMES_PER_SECOND)
-            .min(FRAME_BURST);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
+    fn new(budget: FrameBudget) -> Self {
+        Flood {
+            budget,
+            tokens: budget.burst,
+            at: Instant::now(),
         }
+    }
+
+    fn refill(&mut self) {
+        let now = Instant::now();
+        self.tokens = (self.tokens
+            + now.duration_since(self.at).as_secs_f64() * self.budget.per_second)
+            .min(self.budget.burst);
+        self.at = now;
+    }
+
+    /// How long to leave the socket unread before its next frame is within budget.
+    fn delay(&mut self) -> Option<Duration> {
+        self.refill();
+        (self.tokens < 1.0)
+            .then(|| Duration::from_secs_f64((1.0 - self.tokens) / self.budget.per_second))
+    }
+
+    /// A frame was read.
+    fn take(&mut self) {
+        self.refill();
+        self.tokens -= 1.0;
     }
 }
 
@@ -122,12 +161,17 @@ impl Connection {
                 }
             }
             Scope::AllChats => {
-                match chat_services::chats::my_chat_positions(&self.ctx, self.principal.user_id)
-                    .await
-                {
-                    Ok(chats) => self.hub.follow_chats(self.registration.id, &chats),
-                    Err(err) => tracing::warn!(error = %err, "cannot re-read memberships"),
+                // What the socket follows becomes what is read now, with the joins and
+                // leaves that pass the hub during the read applied on top.
+                let id = self.registration.id;
+                self.hub.begin_revalidation(id);
+                let read =
+                    chat_services::chats::my_chat_positions(&self.ctx, self.principal.user_id)
+                        .await;
+                if let Err(err) = &read {
+                    tracing::warn!(error = %err, "cannot re-read memberships");
                 }
+                self.hub.finish_revalidation(id, read.as_deref().ok());
             }
         }
     }
@@ -152,11 +196,9 @@ impl Connection {
         let outbox = self.registration.outbound.clone();
         let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let revalidate = self.registration.revalidate.clone();
         let mut last_heard = Instant::now();
-        let mut flood = Flood {
-            tokens: FRAME_BURST,
-            at: Instant::now(),
-        };
+        let mut flood = Flood::new(self.frame_budget);
         let mut last_typing: Option<Instant> = None;
         let mut reason = None;
         // Ends the socket however this function ends (also by a panic): unregistered, and
@@ -185,16 +227,18 @@ impl Connection {
         // The socket's frames are written by the connection itself (see `outbox`); this
         // loop reads the client, answers, pings, and watches for a reason to close.
         while reason.is_none() {
+            // Over its frame budget the socket is not read until the budget refills: the
+            // client's writes back up in TCP, and nothing it sent is dropped.
+            let throttle = flood.delay();
             tokio::select! {
                 biased;
                 why = close.closed() => reason = Some(why),
-                incoming = inbound.recv() => {
+                () = revalidate.notified() => Box::pin(self.revalidate()).await,
+                () = tokio::time::sleep(throttle.unwrap_or_default()), if throttle.is_some() => {}
+                incoming = inbound.recv(), if throttle.is_none() => {
                     last_heard = Instant::now();
-                    if matches!(incoming, Some(Ok(Incoming::Text(_) | Incoming::Binary | Incoming::Ping(_))))
-                        && !flood.allow()
-                    {
-                        reason = Some(Closing::Flooding);
-                        continue;
+                    if matches!(incoming, Some(Ok(Incoming::Text(_) | Incoming::Binary | Incoming::Ping(_)))) {
+                        flood.take();
                     }
                     match incoming {
                         Some(Ok(Incoming::Text(text))) => {
@@ -281,7 +325,9 @@ impl Connection {
                     client_id: frame.client_id.clone(),
                     reply_to: frame.reply_to,
                 };
-                let (message, created) = messages::send_message(ctx, principal, chat, input)
+                // Over the message budget the send waits (the socket is not read
+                // meanwhile) rather than being refused.
+                let (message, created) = messages::send_message_paced(ctx, principal, chat, input)
                     .await
                     .map_err(protocol::service_error)?;
                 Ok(Some(ack(

@@ -242,6 +242,17 @@ impl MembershipRow {
         })
     }
 
+    /// How many chats `user_id` belongs to.
+    pub async fn count_of(pool: &DbPool, user_id: i64) -> Result<i64, DbError> {
+        with_conn!(pool, conn => {
+            Ok(memberships::table
+                .filter(memberships::user_id.eq(user_id))
+                .count()
+                .get_result(conn)
+                .await?)
+        })
+    }
+
     /// Every member's user id (event fan-out, notifications).
     pub async fn member_ids(pool: &DbPool, chat_id: i64) -> Result<Vec<i64>, DbError> {
         with_conn!(pool, conn => {

@@ -2,6 +2,7 @@
 //! both through the cache.
 
 use chat_domain::permissions::{Actor, Denied};
+use chat_domain::{ChatKind, Role, Visibility};
 use chat_selectors::chats::{AccessRead, ChatHeader, chat_access, session_and_chat_access};
 use chat_selectors::users::UserProfile;
 
@@ -66,14 +67,25 @@ pub(crate) async fn authenticated_access(
     Ok((access_from(&principal, chat_id, read)?.0, extra))
 }
 
+/// Whether the caller may know the chat exists: its members; anyone, for a public
+/// group; site admins, for any group. Everyone else is told "not found", exactly as for
+/// a chat that does not exist (SPEC §4, visibility).
+fn visible(header: &ChatHeader, role: Option<Role>, site_admin: bool) -> bool {
+    role.is_some()
+        || (header.kind == ChatKind::Group
+            && (header.visibility == Visibility::Public || site_admin))
+}
+
 fn access_from(
     principal: &Principal,
     chat_id: i64,
     read: AccessRead,
 ) -> Result<(ChatAccess, Option<UserProfile>), ServiceError> {
-    let header = read
-        .header
-        .ok_or_else(|| ServiceError::NotFound(format!("chat {chat_id} not found")))?;
+    let not_found = || ServiceError::NotFound(format!("chat {chat_id} not found"));
+    let header = read.header.ok_or_else(not_found)?;
+    if !visible(&header, read.role, principal.is_admin) {
+        return Err(not_found());
+    }
     Ok((
         ChatAccess {
             header,
@@ -84,4 +96,28 @@ fn access_from(
         },
         read.profile,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_public_groups_are_visible_to_outsiders() {
+        let header = |kind, visibility| ChatHeader {
+            id: 1,
+            kind,
+            visibility,
+            name: None,
+        };
+        let public = header(ChatKind::Group, Visibility::Public);
+        let private = header(ChatKind::Group, Visibility::Private);
+        let direct = header(ChatKind::Direct, Visibility::Private);
+        assert!(visible(&public, None, false));
+        assert!(!visible(&private, None, false));
+        assert!(!visible(&direct, None, false));
+        assert!(visible(&private, None, true), "site admins moderate groups");
+        assert!(!visible(&direct, None, true), "direct chats stay private");
+        assert!(visible(&direct, Some(Role::Member), false));
+    }
 }

@@ -46,6 +46,9 @@ pub async fn open_direct(
             ));
         }
     }
+    for member in [principal.user_id, user_id] {
+        crate::chats::groups::ensure_room_for_chat(ctx, member).await?;
+    }
     let now = chat_db::now();
     let new = NewChat {
         kind: "direct",

@@ -10,6 +10,7 @@ use crate::chats::views::{ChatView, GroupListing, MEMBER_PREVIEW_MAX, MemberView
 use crate::chats::{access, denied};
 use crate::events::{ChatEvent, LeftReason, publish_chat};
 use crate::pagination::{self, Page};
+use crate::rate_limit;
 use crate::{AppContext, ServiceError};
 
 /// A new group.
@@ -89,6 +90,11 @@ pub async fn create_group(
         .ok_or_else(|| ServiceError::invalid("name", "is required"))?;
     let description = description.and_then(Description::into_option);
     let visibility = visibility.unwrap_or(Visibility::Private);
+    ctx.limits.check(
+        rate_limit::GROUP_CREATE,
+        &format!("user:{}", principal.user_id),
+    )?;
+    ensure_room_for_chat(ctx, principal.user_id).await?;
     let now = chat_db::now();
     let new = NewChat {
         kind: "group",
@@ -232,12 +238,33 @@ pub async fn join_chat(
     let access = access(ctx, principal, chat_id).await?;
     permissions::join_chat(access.header.kind, access.header.visibility, access.actor)
         .map_err(denied)?;
+    ctx.limits.check(
+        rate_limit::CHAT_JOIN,
+        &format!("user:{}", principal.user_id),
+    )?;
     add_membership(ctx, chat_id, principal.user_id, Role::Member, None).await?;
     full_view(ctx, load_chat(ctx, chat_id).await?, principal.user_id).await
 }
 
+/// 409 `too_many_chats` when `user_id` already belongs to `CHAT_MAX_CHATS_PER_USER`
+/// chats. (Two concurrent joins may both pass the count: the cap can be passed by the
+/// number of requests in flight, which the per-user rate limits keep small.)
+pub(crate) async fn ensure_room_for_chat(
+    ctx: &AppContext,
+    user_id: i64,
+) -> Result<(), ServiceError> {
+    let max = ctx.chat.max_chats_per_user;
+    if MembershipRow::count_of(&ctx.store.db, user_id).await? >= max {
+        return Err(ServiceError::Conflict {
+            code: "too_many_chats",
+            detail: format!("a user may belong to at most {max} chats (CHAT_MAX_CHATS_PER_USER)"),
+        });
+    }
+    Ok(())
+}
+
 /// Stores a membership, records it in the cache and announces it. Already a member
-/// is a 409 `already_member`.
+/// is a 409 `already_member`; a user in too many chats a 409 `too_many_chats`.
 pub(crate) async fn add_membership(
     ctx: &AppContext,
     chat_id: i64,
@@ -245,6 +272,7 @@ pub(crate) async fn add_membership(
     role: Role,
     added_by: Option<i64>,
 ) -> Result<MembershipRow, ServiceError> {
+    ensure_room_for_chat(ctx, user_id).await?;
     let row = MembershipRow::add(
         &ctx.store.db,
         chat_id,

@@ -71,7 +71,10 @@ pub async fn add_member(
     match add_membership(ctx, chat_id, user_id, Role::Member, Some(principal.user_id)).await {
         Ok(_) => {}
         // Added concurrently by someone else: same outcome.
-        Err(ServiceError::Conflict { .. }) => {
+        Err(ServiceError::Conflict {
+            code: "already_member",
+            ..
+        }) => {
             return Ok((member_view(ctx, chat_id, user_id).await?, false));
         }
         Err(other) => return Err(other),

@@ -1,0 +1,681 @@
+//! No user can hurt others: presence without amplification, bounded socket queues,
+//! throttling instead of disconnects, caps, and no existence leaks. Both modes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_test_support::{Backend, Session, TestApp, WS_WAIT, both_backends};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+both_backends!(
+    presence_costs_one_bus_message_per_change_whatever_the_chat_count,
+    a_socket_that_never_reads_is_closed_and_costs_bounded_memory,
+    a_fast_sender_is_slowed_not_disconnected_and_loses_nothing,
+    a_leave_racing_the_handshake_is_not_followed,
+    invisible_chats_answer_exactly_like_missing_ones,
+    sockets_and_chats_per_user_are_capped,
+    group_creation_and_joins_are_rate_limited,
+    long_request_ids_are_refused_and_the_socket_stays_open,
+);
+
+async fn group(
+    app: &TestApp,
+    owner: &Session,
+    name: &str,
+    visibility: &str,
+) -> anyhow::Result<i64> {
+    let created = app
+        .post(
+            "/api/v1/chats",
+            Some(&owner.access_token),
+            json!({"name": name, "visibility": visibility}),
+        )
+        .await?;
+    created.expect_status(201)?;
+    created.json["id"]
+        .as_i64()
+        .ok_or_else(|| anyhow::anyhow!("no chat id in {}", created.text))
+}
+
+/// Groups of which `user` is the owner, written straight to the database (thousands
+/// over HTTP would take the test's time, not the server's).
+async fn many_groups(app: &TestApp, user: i64, count: usize) -> anyhow::Result<()> {
+    for i in 0..count {
+        let now = chat_db::now();
+        let name = format!("g{i}");
+        let new = chat_db::models::NewChat {
+            kind: "group",
+            name: Some(&name),
+            description: None,
+            visibility: "private",
+            direct_key: None,
+            created_by: Some(user),
+            created_at: now,
+            last_activity_at: now,
+            member_count: 1,
+        };
+        chat_db::models::ChatRow::create(&app.context.store.db, new, &[(user, "owner")]).await?;
+    }
+    Ok(())
+}
+
+async fn send_in(app: &TestApp, who: &Session, chat: i64, text: &str) -> anyhow::Result<()> {
+    app.post(
+        &format!("/api/v1/chats/{chat}/messages"),
+        Some(&who.access_token),
+        json!({"content": text}),
+    )
+    .await?
+    .expect_status(201)?;
+    Ok(())
+}
+
+async fn presence_costs_one_bus_message_per_change_whatever_the_chat_count(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let app = TestApp::spawn_with(backend, |c| c.max_chats_per_user = 10_000).await?;
+    let (ann, bob, chat) = app.two_in_a_group().await?;
+    let crowd = app.register("crowd").await?;
+    many_groups(&app, crowd.user_id, 2000).await?;
+    let mut anns = app
+        .ws(&format!("/ws/chats/{chat}"), &ann.access_token)
+        .await?;
+    let mut events = app.context.bus.subscribe();
+    let cycles = 10;
+    for round in 0..cycles {
+        let mut socket = app.ws("/ws", &crowd.access_token).await?;
+        socket.send(json!({"action": "ping"})).await?;
+        socket.recv_type("pong").await?;
+        drop(socket);
+        // The unrelated user's socket stays open and keeps receiving its own chat.
+        let text = format!("still here {round}");
+        send_in(&app, &bob, chat, &text).await?;
+        let event = anns.recv_type("chat.message").await?;
+        assert_eq!(event["message"], text.as_str());
+    }
+    // Every presence change of the crowd user reaches the bus, and each is one message.
+    let mut changes = 0;
+    let deadline = tokio::time::Instant::now() + WS_WAIT;
+    while changes < 2 * cycles {
+        let message = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .map_err(|_| anyhow::anyhow!("only {changes} presence changes were published"))??;
+        let value: Value = serde_json::from_str(&message.payload).unwrap_or_default();
+        if value["type"] == "presence" && value["user_id"] == crowd.user_id {
+            assert_eq!(message.topic, format!("user.{}", crowd.user_id));
+            assert_eq!(value["chats"].as_array().map(Vec::len), Some(2000));
+            changes += 1;
+        }
+    }
+    // And nothing more: no per-chat copies anywhere.
+    let extra = std::iter::from_fn(|| events.try_recv().ok())
+        .filter(|m| m.payload.contains("\"presence\""))
+        .count();
+    assert_eq!(extra, 0, "presence was published more than once per change");
+    app.shutdown().await;
+    Ok(())
+}
+
+/// Peak resident memory of this process (each test runs in its own process under
+/// nextest), after resetting the peak.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn peak_rss_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<usize>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// A WebSocket over a raw TCP socket with a small receive buffer (so loopback's
+/// autotuned buffers, which can take tens of MB, do not swallow what the server sends):
+/// the client that does not read.
+async fn raw_websocket(port: u16, path: &str, token: &str) -> anyhow::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_recv_buffer_size(16 * 1024)?;
+    let mut stream = socket.connect(([127, 0, 0, 1], port).into()).await?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).await?;
+        head.push(byte[0]);
+    }
+    anyhow::ensure!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    Ok(stream)
+}
+
+/// A client text frame (masked, with a zero key: the payload stays as is).
+fn masked_text(payload: &str) -> Vec<u8> {
+    let bytes = payload.as_bytes();
+    let mut frame = vec![0x81];
+    match u16::try_from(bytes.len()) {
+        Ok(len) if len < 126 => frame.push(0x80 | len as u8),
+        Ok(len) => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&len.to_be_bytes());
+        }
+        Err(_) => panic!("test frames are small"),
+    }
+    frame.extend_from_slice(&[0, 0, 0, 0]);
+    frame.extend_from_slice(bytes);
+    frame
+}
+
+async fn a_socket_that_never_reads_is_closed_and_costs_bounded_memory(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    // Frames are read fast here: the queue bound, not the frame budget, must stop it.
+    let app = TestApp::spawn_with(backend, |c| {
+        c.ws_frame_budget = chat_ws::FrameBudget {
+            per_second: 10_000.0,
+            burst: 1_000.0,
+        }
+    })
+    .await?;
+    let (ann, bob, chat) = app.two_in_a_group().await?;
+    // 100 messages of 4 000 two-byte characters: each page of them is ~800 KB.
+    let text = "é".repeat(4000);
+    for _ in 0..100 {
+        send_in(&app, &ann, chat, &text).await?;
+    }
+    let mut presence = app.context.bus.subscribe();
+    let mut socket =
+        raw_websocket(app.port, &format!("/ws/chats/{chat}"), &bob.access_token).await?;
+    reset_peak_rss();
+    let before = peak_rss_bytes();
+    // 100 pages (80 MB) asked for, none read …
+    for i in 0..100 {
+        let frame = json!({"action": "retrieve_message", "number": 100, "request_id": i});
+        socket.write_all(&masked_text(&frame.to_string())).await?;
+    }
+    // … until the server has closed the socket (Bob goes offline).
+    let deadline = tokio::time::Instant::now() + 2 * WS_WAIT;
+    loop {
+        let message = tokio::time::timeout_at(deadline, presence.recv())
+            .await
+            .map_err(|_| anyhow::anyhow!("the socket that does not read was never closed"))??;
+        let value: Value = serde_json::from_str(&message.payload).unwrap_or_default();
+        if value["type"] == "presence"
+            && value["user_id"] == bob.user_id
+            && value["online"] == false
+        {
+            break;
+        }
+    }
+    // Only now read: what the kernel held, then the close frame, then the end.
+    let mut received = Vec::new();
+    tokio::time::timeout(2 * WS_WAIT, socket.read_to_end(&mut received)).await??;
+    let grown = peak_rss_bytes().saturating_sub(before);
+    let reason = b"lagging: reconnect and recover with after_seq";
+    let mut close = vec![0x88, 2 + reason.len() as u8, 0x0F, 0xA0];
+    close.extend_from_slice(reason);
+    assert!(
+        received.ends_with(&close),
+        "closed with 4000 lagging after {} bytes",
+        received.len()
+    );
+    assert!(
+        received.len() < 20 << 20,
+        "most of the 80 MB was never sent ({} bytes were)",
+        received.len()
+    );
+    assert!(
+        grown < 24 << 20,
+        "the server held {} MiB for one socket that does not read",
+        grown >> 20
+    );
+    // Others are unaffected.
+    let mut anns = app
+        .ws(&format!("/ws/chats/{chat}"), &ann.access_token)
+        .await?;
+    anns.send(json!({"message": "fine"})).await?;
+    assert_eq!(anns.recv_type("chat.message").await?["message"], "fine");
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn a_fast_sender_is_slowed_not_disconnected_and_loses_nothing(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    // Rate limits on, with budgets a test can go past in seconds (the defaults, 20
+    // messages and 30 frames a second, would take minutes for 2 000 messages).
+    let app = TestApp::spawn_with(backend, |c| {
+        c.rate_limits = true;
+        c.message_rate = Some(chat_services::rate_limit::Limit {
+            name: chat_services::rate_limit::MESSAGES.name,
+            per_second: 400.0,
+            burst: 40.0,
+        });
+        c.ws_frame_budget = chat_ws::FrameBudget {
+            per_second: 500.0,
+            burst: 50.0,
+        };
+    })
+    .await?;
+    let (ann, bob, chat) = app.two_in_a_group().await?;
+    let (cyd, dan) = (app.register("cyd").await?, app.register("dan").await?);
+    let other = group(&app, &cyd, "other", "public").await?;
+    app.post(
+        &format!("/api/v1/chats/{other}/join"),
+        Some(&dan.access_token),
+        json!({}),
+    )
+    .await?
+    .expect_status(200)?;
+    let mut sender = app
+        .ws(&format!("/ws/chats/{chat}"), &ann.access_token)
+        .await?;
+    let mut reader = app
+        .ws(&format!("/ws/chats/{chat}"), &bob.access_token)
+        .await?;
+    let mut cyds = app
+        .ws(&format!("/ws/chats/{other}"), &cyd.access_token)
+        .await?;
+    let mut dans = app
+        .ws(&format!("/ws/chats/{other}"), &dan.access_token)
+        .await?;
+    let total = 2000;
+    let window = 100;
+    let mut acked = Vec::new();
+    let mut delivered = Vec::new();
+    for start in (0..total).step_by(window) {
+        // A window of frames at once: twice the burst of both budgets.
+        for i in start..start + window {
+            sender
+                .send(json!({"message": format!("m{i}"), "client_id": format!("c{i}"), "request_id": i}))
+                .await?;
+        }
+        // Meanwhile another pair chats as usual.
+        cyds.send(json!({"message": format!("hello {start}")}))
+            .await?;
+        assert_eq!(
+            dans.recv_type("chat.message").await?["message"],
+            format!("hello {start}").as_str()
+        );
+        for _ in start..start + window {
+            let ack = sender.recv_type("ack").await?;
+            acked.push(ack["request_id"].as_i64().unwrap_or(-1));
+        }
+        for _ in start..start + window {
+            let event = reader.recv_type("chat.message").await?;
+            delivered.push((
+                event["seq"].as_i64().unwrap_or(-1),
+                event["message"].clone(),
+            ));
+        }
+    }
+    sender
+        .expect_none(&["error"], Duration::from_millis(200))
+        .await?;
+    assert_eq!(
+        acked,
+        (0..total as i64).collect::<Vec<_>>(),
+        "every send acknowledged, in order"
+    );
+    let seqs: Vec<i64> = delivered.iter().map(|(seq, _)| *seq).collect();
+    let first = seqs.first().copied().unwrap_or_default();
+    assert_eq!(
+        seqs,
+        (first..first + total as i64).collect::<Vec<_>>(),
+        "delivered in seq order"
+    );
+    assert!(
+        delivered
+            .iter()
+            .enumerate()
+            .all(|(i, (_, m))| *m == format!("m{i}").as_str())
+    );
+    // The socket is still open.
+    sender.send(json!({"action": "ping"})).await?;
+    sender.recv_type("pong").await?;
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn a_leave_racing_the_handshake_is_not_followed(backend: Backend) -> anyhow::Result<()> {
+    // The hook holds `/ws` between reading the memberships and registering the socket.
+    let (reached_tx, reached_rx) = async_channel();
+    let (go_tx, go_rx) = async_channel();
+    let hook: chat_ws::HandshakeHook = Arc::new(move || {
+        let reached = reached_tx.clone();
+        let go = go_rx.clone();
+        Box::pin(async move {
+            let _ = reached.send(()).await;
+            let _ = go.recv().await;
+        })
+    });
+    let app = TestApp::spawn_with(backend, |c| c.ws_before_register = Some(hook)).await?;
+    // Bob owns the group, Ann is a member.
+    let (bob, ann, chat) = app.two_in_a_group().await?;
+    let kept = group(&app, &bob, "kept", "public").await?;
+    app.post(
+        &format!("/api/v1/chats/{kept}/join"),
+        Some(&ann.access_token),
+        json!({}),
+    )
+    .await?
+    .expect_status(200)?;
+    let connecting = {
+        let address = app.port;
+        let token = ann.access_token.clone();
+        actix_web::rt::spawn(async move { connect_all(address, &token).await })
+    };
+    reached_rx.recv().await?;
+    // Ann's memberships were read; she is removed before her socket registers.
+    let mut watch = app.context.bus.subscribe();
+    app.delete(
+        &format!("/api/v1/chats/{chat}/members/{}", ann.user_id),
+        Some(&bob.access_token),
+    )
+    .await?
+    .expect_status(204)?;
+    // The removal has passed the bus (and so the hub) before the socket registers.
+    loop {
+        let message = tokio::time::timeout(WS_WAIT, watch.recv()).await??;
+        if message.payload.contains("chat.member_left") {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    go_tx.send(()).await?;
+    let mut anns = connecting.await??;
+    anns.send(json!({"action": "ping"})).await?;
+    anns.recv_type("pong").await?;
+    send_in(&app, &bob, chat, "not for ann").await?;
+    send_in(&app, &bob, kept, "for ann").await?;
+    let event = anns.recv_type("chat.message").await?;
+    assert_eq!(
+        (event["chat_id"].as_i64(), event["message"].as_str()),
+        (Some(kept), Some("for ann")),
+        "the chat she left is not followed; the one she is in is"
+    );
+    anns.expect_none(&["chat.message"], Duration::from_millis(300))
+        .await?;
+    app.shutdown().await;
+    Ok(())
+}
+
+/// A bounded channel both ends of which are `Send + Sync` (the hook runs on a worker).
+fn async_channel() -> (ChannelTx, ChannelRx) {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    (
+        ChannelTx(tx),
+        ChannelRx(Arc::new(tokio::sync::Mutex::new(rx))),
+    )
+}
+
+#[derive(Clone)]
+struct ChannelTx(tokio::sync::mpsc::Sender<()>);
+
+impl ChannelTx {
+    async fn send(&self, value: ()) -> anyhow::Result<()> {
+        self.0
+            .send(value)
+            .await
+            .map_err(|_| anyhow::anyhow!("receiver gone"))
+    }
+}
+
+#[derive(Clone)]
+struct ChannelRx(Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<()>>>);
+
+impl ChannelRx {
+    async fn recv(&self) -> anyhow::Result<()> {
+        tokio::time::timeout(WS_WAIT, self.0.lock().await.recv())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("sender gone"))
+    }
+}
+
+/// Opens `/ws` on a server without a `TestApp` at hand (inside a spawned task).
+async fn connect_all(port: u16, token: &str) -> anyhow::Result<chat_test_support::WsClient> {
+    chat_test_support::WsClient::connect(
+        port,
+        "/ws",
+        &[("Authorization", &format!("Bearer {token}"))],
+    )
+    .await
+}
+
+async fn invisible_chats_answer_exactly_like_missing_ones(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn_with(backend, |c| c.direct_requires_friendship = false).await?;
+    let (ann, bob) = (app.register("ann").await?, app.register("bob").await?);
+    let outsider = app.register("outsider").await?;
+    let private = group(&app, &ann, "secret", "private").await?;
+    let public = group(&app, &ann, "open", "public").await?;
+    let direct = app
+        .post(
+            "/api/v1/chats/direct",
+            Some(&ann.access_token),
+            json!({"user_id": bob.user_id}),
+        )
+        .await?;
+    let direct = direct.json["id"].as_i64().unwrap_or_default();
+    let missing = public + private + direct + 1000;
+    let token = Some(outsider.access_token.as_str());
+    let client = &app;
+    let shape = |response: &chat_test_support::Response, id: i64| {
+        (
+            response.status.as_u16(),
+            response.code().to_owned(),
+            response.text.replace(&format!("chat {id} "), "chat ID "),
+        )
+    };
+    for hidden in [private, direct] {
+        for (method, route, body) in [
+            ("GET", "", None),
+            ("GET", "/messages", None),
+            ("GET", "/members", None),
+            ("POST", "/join", Some(json!({}))),
+            ("POST", "/messages", Some(json!({"content": "hi"}))),
+            ("POST", "/read", Some(json!({"seq": 1}))),
+            ("PATCH", "", Some(json!({"name": "x"}))),
+        ] {
+            let call = |id: i64| {
+                let path = format!("/api/v1/chats/{id}{route}");
+                let body = body.clone();
+                async move {
+                    match (method, body) {
+                        ("GET", _) => client.get(&path, token).await,
+                        ("POST", Some(b)) => client.post(&path, token, b).await,
+                        (_, b) => client.patch(&path, token, b.unwrap_or_default()).await,
+                    }
+                }
+            };
+            let seen = call(hidden).await?;
+            let absent = call(missing).await?;
+            assert_eq!(
+                shape(&seen, hidden),
+                shape(&absent, missing),
+                "{method} {route}"
+            );
+            seen.expect_problem(404, "not_found")?;
+        }
+        let header = format!("Bearer {}", outsider.access_token);
+        let refused = app
+            .ws_refused(
+                &format!("/ws/chats/{hidden}"),
+                &[("Authorization", &header)],
+            )
+            .await?;
+        let absent = app
+            .ws_refused(
+                &format!("/ws/chats/{missing}"),
+                &[("Authorization", &header)],
+            )
+            .await?;
+        assert_eq!((refused, absent), (404, 404));
+    }
+    // A public group is visible: not being a member there is a 403.
+    app.get(&format!("/api/v1/chats/{public}/messages"), token)
+        .await?
+        .expect_problem(403, "not_a_member")?;
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn sockets_and_chats_per_user_are_capped(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.max_sockets_per_user = 2;
+        c.max_chats_per_user = 2;
+        c.direct_requires_friendship = false;
+    })
+    .await?;
+    let (ann, bob) = (app.register("ann").await?, app.register("bob").await?);
+    let first = app.ws("/ws", &ann.access_token).await?;
+    let _second = app.ws("/ws", &ann.access_token).await?;
+    let header = format!("Bearer {}", ann.access_token);
+    assert_eq!(
+        app.ws_refused("/ws", &[("Authorization", &header)]).await?,
+        429
+    );
+    let _bobs = app.ws("/ws", &bob.access_token).await?;
+    drop(first);
+    let mut reopened = None;
+    for _ in 0..50 {
+        match app.ws("/ws", &ann.access_token).await {
+            Ok(socket) => {
+                reopened = Some(socket);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    assert!(reopened.is_some(), "a closed socket frees its place");
+    // Chats: two, then 409 on every way in.
+    let public = group(&app, &bob, "open", "public").await?;
+    group(&app, &ann, "one", "private").await?;
+    group(&app, &ann, "two", "private").await?;
+    app.post(
+        "/api/v1/chats",
+        Some(&ann.access_token),
+        json!({"name": "three"}),
+    )
+    .await?
+    .expect_problem(409, "too_many_chats")?;
+    app.post(
+        &format!("/api/v1/chats/{public}/join"),
+        Some(&ann.access_token),
+        json!({}),
+    )
+    .await?
+    .expect_problem(409, "too_many_chats")?;
+    app.request(
+        actix_web::http::Method::PUT,
+        &format!("/api/v1/chats/{public}/members/{}", ann.user_id),
+        Some(&bob.access_token),
+        None,
+    )
+    .await?
+    .expect_problem(409, "too_many_chats")?;
+    app.post(
+        "/api/v1/chats/direct",
+        Some(&bob.access_token),
+        json!({"user_id": ann.user_id}),
+    )
+    .await?
+    .expect_problem(409, "too_many_chats")?;
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn group_creation_and_joins_are_rate_limited(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn_with(backend, |c| c.rate_limits = true).await?;
+    let (ann, bob) = (app.register("ann").await?, app.register("bob").await?);
+    let burst = chat_services::rate_limit::GROUP_CREATE.burst as usize;
+    let mut groups = Vec::new();
+    for i in 0..burst {
+        groups.push(group(&app, &ann, &format!("g{i}"), "public").await?);
+    }
+    let refused = app
+        .post(
+            "/api/v1/chats",
+            Some(&ann.access_token),
+            json!({"name": "one more"}),
+        )
+        .await?;
+    refused.expect_problem(429, "rate_limited")?;
+    assert!(refused.header("retry-after").is_some());
+    // Another user has a budget of their own.
+    group(&app, &bob, "bobs", "public").await?;
+    for chat in &groups {
+        app.post(
+            &format!("/api/v1/chats/{chat}/join"),
+            Some(&bob.access_token),
+            json!({}),
+        )
+        .await?
+        .expect_status(200)?;
+    }
+    assert!(groups.len() < chat_services::rate_limit::CHAT_JOIN.burst as usize);
+    // Messages over REST past the budget (20/s, 40 at once): 429 with Retry-After.
+    let chat = groups[0];
+    let mut refused = None;
+    for i in 0..100 {
+        let response = app
+            .post(
+                &format!("/api/v1/chats/{chat}/messages"),
+                Some(&bob.access_token),
+                json!({"content": format!("rest {i}")}),
+            )
+            .await?;
+        if response.status.as_u16() == 429 {
+            refused = Some(response);
+            break;
+        }
+    }
+    let refused = refused.ok_or_else(|| anyhow::anyhow!("REST sends were never limited"))?;
+    refused.expect_problem(429, "rate_limited")?;
+    assert!(refused.header("retry-after").is_some());
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn long_request_ids_are_refused_and_the_socket_stays_open(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, _bob, chat) = app.two_in_a_group().await?;
+    let mut socket = app
+        .ws(&format!("/ws/chats/{chat}"), &ann.access_token)
+        .await?;
+    let long = "r".repeat(chat_ws::protocol::MAX_REQUEST_ID_CHARS + 1);
+    socket
+        .send(json!({"action": "ping", "request_id": long}))
+        .await?;
+    let error = socket.recv_type("error").await?;
+    assert_eq!(
+        (error["code"].as_str(), &error["request_id"]),
+        (Some("bad_frame"), &Value::Null)
+    );
+    socket
+        .send(json!({"action": "ping", "request_id": {"a": [1, 2]}}))
+        .await?;
+    assert_eq!(socket.recv_type("error").await?["code"], "bad_frame");
+    socket
+        .send(json!({"action": "ping", "request_id": "short"}))
+        .await?;
+    assert_eq!(socket.recv_type("pong").await?["request_id"], "short");
+    app.shutdown().await;
+    Ok(())
+}
