@@ -20,6 +20,7 @@ use chat_services::{AppContext, AuthSettings, ChatSettings};
 use chat_ws::{Hub, WsSettings};
 use tracing_actix_web::TracingLogger;
 
+use crate::telemetry::RequestSpan;
 use crate::{Config, secret};
 
 /// Builds the service context: database pool, cache and event bus for the
@@ -131,7 +132,7 @@ impl Application {
                 .wrap(from_fn(chat_api::run_to_completion))
                 .wrap(chat_api::error_handlers())
                 .wrap(from_fn(chat_api::metrics::observe))
-                .wrap(TracingLogger::default())
+                .wrap(TracingLogger::<RequestSpan>::new())
         })
         .workers(config.workers)
         // Chat frames are small and latency-bound: never hold them back for Nagle
