@@ -116,6 +116,7 @@ impl Application {
         });
         let ctx = web::Data::new(context.clone());
         let metrics = web::Data::new(Metrics::new());
+        let allowed_origins = config.allowed_origins.clone();
         let proxy = ProxyPolicy {
             trust_forwarded_headers: config.trust_proxy_headers,
         };
@@ -130,8 +131,13 @@ impl Application {
                 .configure(chat_ws::configure)
                 .default_service(web::to(chat_api::not_found))
                 .wrap(from_fn(chat_api::run_to_completion))
+                // Inside the error handlers, so a refused preflight becomes problem+json
+                // and the CORS headers survive that rewrite.
+                .wrap(chat_api::cors(&allowed_origins))
                 .wrap(chat_api::error_handlers())
                 .wrap(from_fn(chat_api::metrics::observe))
+                // Outside the error handlers: their rewritten answers get the headers too.
+                .wrap(from_fn(chat_api::security_headers))
                 .wrap(TracingLogger::<RequestSpan>::new())
         })
         .workers(config.workers)
