@@ -1,6 +1,7 @@
 //! Extractor error handlers and the catch-all that turns any other error response
 //! (unknown route, wrong method, oversize payload, …) into problem+json.
 
+use actix_cors::CorsError;
 use actix_web::body::MessageBody;
 use actix_web::dev::ServiceResponse;
 use actix_web::error::{PathError, QueryPayloadError};
@@ -75,7 +76,8 @@ pub fn path_config() -> web::PathConfig {
 }
 
 /// Rewrites error responses that are not already problem+json (actix's own plain
-/// 404/405/413/500s) into problem+json, keeping the `Allow` header of a 405.
+/// 404/405/413/500s, refused CORS preflights) into problem+json, keeping their other
+/// headers (the `Allow` of a 405, CORS headers).
 pub fn error_handlers<B: MessageBody + 'static>() -> ErrorHandlers<B> {
     ErrorHandlers::new().default_handler(problemize)
 }
@@ -91,11 +93,24 @@ fn problemize<B: MessageBody + 'static>(
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let status = res.status();
-    let allow = res.headers().get(header::ALLOW).cloned();
-    let (req, _) = res.into_parts();
-    let mut response = ApiError::from_status(status).error_response();
-    if let Some(allow) = allow {
-        response.headers_mut().insert(header::ALLOW, allow);
+    // A refused CORS preflight says why (the browser shows it in its console).
+    let error = match res
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<CorsError>())
+    {
+        Some(refusal) => ApiError::new(status, "cors_refused", refusal.to_string()),
+        None => ApiError::from_status(status),
+    };
+    let (req, original) = res.into_parts();
+    let mut response = error.error_response();
+    // Only the body changes: what other layers said stays (the `Allow` of a 405, CORS
+    // headers a cross-origin client needs to read the problem, `Vary`).
+    let own: Vec<_> = response.headers().keys().cloned().collect();
+    for (name, value) in original.headers() {
+        if !own.contains(name) && name != header::CONTENT_LENGTH {
+            response.headers_mut().append(name.clone(), value.clone());
+        }
     }
     Ok(ErrorHandlerResponse::Response(
         ServiceResponse::new(req, response).map_into_right_body(),

@@ -12,6 +12,7 @@ mod openapi;
 mod ops;
 mod problem;
 mod routes;
+mod security;
 
 use actix_web::web;
 
@@ -21,6 +22,7 @@ pub use extract::{ApiJson, AuthUser, ClientAddr, ProxyPolicy, VerifiedToken};
 pub use metrics::Metrics;
 pub use openapi::{ApiDoc, openapi_json};
 pub use problem::{ApiError, Problem};
+pub use security::{CORS_EXPOSED_HEADERS, CORS_MAX_AGE_SECS, HTML_CSP, cors, security_headers};
 
 /// Largest JSON body accepted (SPEC §6).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -20,6 +20,7 @@ use chat_services::{AppContext, AuthSettings, ChatSettings};
 use chat_ws::{Hub, HubLimits, WsSettings};
 use tracing_actix_web::TracingLogger;
 
+use crate::telemetry::RequestSpan;
 use crate::{Config, secret};
 
 /// Builds the service context: database pool, cache and event bus for the
@@ -127,6 +128,7 @@ impl Application {
         });
         let ctx = web::Data::new(context.clone());
         let metrics = web::Data::new(Metrics::new());
+        let allowed_origins = config.allowed_origins.clone();
         let proxy = ProxyPolicy {
             trust_forwarded_headers: config.trust_proxy_headers,
         };
@@ -141,9 +143,14 @@ impl Application {
                 .configure(chat_ws::configure)
                 .default_service(web::to(chat_api::not_found))
                 .wrap(from_fn(chat_api::run_to_completion))
+                // Inside the error handlers, so a refused preflight becomes problem+json
+                // and the CORS headers survive that rewrite.
+                .wrap(chat_api::cors(&allowed_origins))
                 .wrap(chat_api::error_handlers())
                 .wrap(from_fn(chat_api::metrics::observe))
-                .wrap(TracingLogger::default())
+                // Outside the error handlers: their rewritten answers get the headers too.
+                .wrap(from_fn(chat_api::security_headers))
+                .wrap(TracingLogger::<RequestSpan>::new())
         })
         .workers(config.workers)
         // Chat frames are small and latency-bound: never hold them back for Nagle

@@ -253,3 +253,178 @@ async fn serve_in_prod_mode_logs_json_and_answers() -> anyhow::Result<()> {
     let _ = child.wait();
     result
 }
+
+/// A `chat-server serve` child process whose stdout and stderr lines are collected.
+struct Served {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    port: u16,
+}
+
+impl Served {
+    /// Starts `serve` in `dir` on a free port and waits for its `listening` line.
+    fn start(dir: &Path, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        use std::io::{BufRead, BufReader, Read};
+        let mut command = Command::new(env!("CARGO_BIN_EXE_chat-server"));
+        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("CHAT_")) {
+            command.env_remove(key);
+        }
+        let mut child = command
+            .arg("serve")
+            .current_dir(dir)
+            .env("CHAT_BIND", "127.0.0.1:0")
+            .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        let (tx, lines) = std::sync::mpsc::channel();
+        let outputs: [Box<dyn Read + Send>; 2] = [
+            Box::new(
+                child
+                    .stdout
+                    .take()
+                    .ok_or_else(|| anyhow::anyhow!("no stdout"))?,
+            ),
+            Box::new(
+                child
+                    .stderr
+                    .take()
+                    .ok_or_else(|| anyhow::anyhow!("no stderr"))?,
+            ),
+        ];
+        for output in outputs {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(output).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        let mut served = Served {
+            child,
+            lines,
+            port: 0,
+        };
+        let mut seen = Vec::new();
+        while served.port == 0 {
+            let line = served
+                .lines
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .map_err(|e| anyhow::anyhow!("no listening line ({e}): {seen:?}"))?;
+            if line.contains("listening") {
+                served.port = line
+                    .split_once(" port=")
+                    .and_then(|(_, rest)| rest.split(' ').next())
+                    .and_then(|port| port.parse().ok())
+                    .ok_or_else(|| anyhow::anyhow!("no port in {line}"))?;
+            }
+            seen.push(line);
+        }
+        Ok(served)
+    }
+
+    /// Kills the server and returns everything it printed after `listening`.
+    fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.lines.iter().collect::<Vec<_>>().join("\n")
+    }
+}
+
+#[actix_web::test]
+async fn query_tokens_and_tickets_never_reach_the_logs() -> anyhow::Result<()> {
+    let scratch = Scratch::new()?;
+    let served = Served::start(
+        &scratch.0,
+        &[
+            ("CHAT_LOG", "debug"),
+            ("CHAT_BCRYPT_COST", "4"),
+            ("CHAT_RATE_LIMITS", "off"),
+        ],
+    )?;
+    let base = format!("http://127.0.0.1:{}", served.port);
+    let forged_token = "tok3n-SHOULD-NOT-BE-LOGGED-81726354";
+    let forged_ticket = "tick3t-SHOULD-NOT-BE-LOGGED-91827364";
+    let client = awc::Client::builder()
+        .max_http_version(awc::http::Version::HTTP_11)
+        .finish();
+    let result = async {
+        // A normal request that logs a line of its own (`account created`).
+        let mut registered = client
+            .post(format!("{base}/api/v1/auth/register?token={forged_token}"))
+            .send_json(&serde_json::json!({
+                "username": "logcheck", "email": "logcheck@example.com",
+                "password": "correct horse battery",
+            }))
+            .await
+            .map_err(|e| anyhow::anyhow!("register: {e}"))?;
+        assert_eq!(registered.status().as_u16(), 201);
+        let body: serde_json::Value = registered.json().await?;
+        let access = body["access_token"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("no access token in {body}"))?
+            .to_owned();
+        let mut issued = client
+            .post(format!("{base}/api/v1/ws/ticket"))
+            .bearer_auth(&access)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("ticket: {e}"))?;
+        assert_eq!(issued.status().as_u16(), 200);
+        let ticket = issued.json::<serde_json::Value>().await?["ticket"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("no ticket"))?
+            .to_owned();
+
+        // Failing handshakes: a forged ticket, a forged token.
+        let ws = |path: String| {
+            client
+                .ws(format!("ws://127.0.0.1:{}{path}", served.port))
+                .connect()
+        };
+        for path in [
+            format!("/ws?ticket={forged_ticket}"),
+            format!("/ws/chats/1?history=5&token={forged_token}"),
+        ] {
+            match ws(path.clone()).await {
+                Err(awc::error::WsClientError::InvalidResponseStatus(status)) => {
+                    assert_eq!(status.as_u16(), 401, "{path}");
+                }
+                other => anyhow::bail!("{path}: expected a 401 refusal, got {:?}", other.err()),
+            }
+        }
+        // Accepted handshakes with a real ticket and a real access token.
+        for path in [
+            format!("/ws?ticket={ticket}"),
+            format!("/ws/?token={access}"),
+        ] {
+            let (response, connection) = ws(path.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+            assert_eq!(response.status().as_u16(), 101);
+            drop(connection);
+        }
+        anyhow::Ok((access, ticket))
+    }
+    .await;
+    let logs = served.stop();
+    let (access, ticket) = result?;
+    for secret in [forged_token, forged_ticket, &access, &ticket] {
+        assert!(!logs.contains(secret), "{secret} reached the logs:\n{logs}");
+    }
+    // The requests were logged, with the secrets' places marked.
+    assert!(logs.contains("account created"), "{logs}");
+    for logged in [
+        "/api/v1/auth/register?token=REDACTED",
+        "/ws?ticket=REDACTED",
+        "/ws/chats/1?history=5&token=REDACTED",
+        "/ws/?token=REDACTED",
+    ] {
+        assert!(logs.contains(logged), "{logged} not logged:\n{logs}");
+    }
+    Ok(())
+}

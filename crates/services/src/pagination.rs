@@ -136,4 +136,50 @@ mod tests {
         let last = page(vec![1, 2], 2, |n| n.to_string(), |n| n);
         assert_eq!(last.next_cursor, None);
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn positions_without_control_characters_round_trip(position in "\\PC{0,80}") {
+                let cursor = encode_cursor(&position);
+                prop_assert_eq!(decode_cursor(&cursor).ok(), Some(position));
+                // Opaque and safe in a query string as is.
+                prop_assert!(cursor.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+            }
+
+            #[test]
+            fn positions_with_control_characters_are_refused(
+                before in "\\PC{0,10}",
+                control in "\\p{Cc}",
+                after in "\\PC{0,10}",
+            ) {
+                let cursor = encode_cursor(&format!("{before}{control}{after}"));
+                prop_assert!(decode_cursor(&cursor).is_err());
+            }
+
+            #[test]
+            fn id_cursors_round_trip(id in any::<i64>()) {
+                prop_assert_eq!(decode_id_cursor(&encode_cursor(&id.to_string())).ok(), Some(id));
+            }
+
+            /// Whatever a client sends as `cursor`: no panic, and what is accepted is
+            /// exactly a cursor this server would have issued for that position.
+            #[test]
+            fn any_cursor_text_is_decoded_or_refused_without_panicking(
+                cursor in prop_oneof!["\\PC{0,60}", "[A-Za-z0-9_=+/-]{0,60}"],
+            ) {
+                if let Ok(position) = decode_cursor(&cursor) {
+                    prop_assert!(!position.chars().any(char::is_control));
+                    prop_assert_eq!(encode_cursor(&position), cursor.clone());
+                }
+                let _ = decode_id_cursor(&cursor);
+            }
+        }
+    }
 }

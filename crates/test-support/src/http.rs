@@ -111,11 +111,27 @@ impl TestApp {
         token: Option<&str>,
         body: Option<(&str, Vec<u8>)>,
     ) -> anyhow::Result<Response> {
+        self.request_with_headers(method, path, token, &[], body)
+            .await
+    }
+
+    /// Like [`TestApp::request`], with extra request headers (a browser's `Origin`, …).
+    pub async fn request_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<(&str, Vec<u8>)>,
+    ) -> anyhow::Result<Response> {
         let mut request = self
             .client
             .request(method, format!("{}{path}", self.address));
         if let Some(token) = token {
             request = request.insert_header(("Authorization", format!("Bearer {token}")));
+        }
+        for (name, value) in headers {
+            request = request.append_header((*name, *value));
         }
         let mut response = match body {
             Some((content_type, bytes)) => {
