@@ -25,13 +25,12 @@ const LIMIT: usize = 256;
 const MAX_MESSAGES: usize = 10_000;
 
 /// Every reason the server closes a socket for.
-const CLOSINGS: [Closing; 11] = [
+const CLOSINGS: [Closing; 10] = [
     Closing::Lagging,
     Closing::SessionRevoked,
     Closing::Reauthenticate,
     Closing::RemovedFromChat,
     Closing::ChatDeleted,
-    Closing::Flooding,
     Closing::TooLarge,
     Closing::Idle,
     Closing::GoingAway,
