@@ -123,7 +123,8 @@ impl Application {
         ));
         let ws_settings = web::Data::new(WsSettings {
             allowed_origins: config.allowed_origins.clone(),
-            frame_budget: config.ws_frame_budget,
+            // CHAT_RATE_LIMITS=off lifts every budget, this one too.
+            frame_budget: config.rate_limits.then_some(config.ws_frame_budget),
             before_register: config.ws_before_register.clone(),
         });
         let ctx = web::Data::new(context.clone());

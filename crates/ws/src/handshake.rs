@@ -33,8 +33,9 @@ pub type HandshakeHook = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>
 pub struct WsSettings {
     /// `CHAT_ALLOWED_ORIGINS`: browser origins allowed besides the server's own (`*`: any).
     pub allowed_origins: Vec<String>,
-    /// `CHAT_WS_FRAME_RATE`: how fast each socket's frames are read.
-    pub frame_budget: FrameBudget,
+    /// `CHAT_WS_FRAME_RATE`: how fast each socket's frames are read (`None`: as fast as
+    /// they come, with `CHAT_RATE_LIMITS=off`).
+    pub frame_budget: Option<FrameBudget>,
     /// Tests only: awaited by `/ws` between reading the user's memberships and
     /// registering the socket — the window a concurrent leave must not slip through.
     pub before_register: Option<HandshakeHook>,

@@ -46,8 +46,8 @@ pub struct Connection {
     pub registration: Registration,
     /// Messages to push on connect (`?history=N`).
     pub history: Option<i64>,
-    /// The inbound frame budget.
-    pub frame_budget: FrameBudget,
+    /// The inbound frame budget (`None`: unlimited).
+    pub frame_budget: Option<FrameBudget>,
 }
 
 /// How fast a socket's frames are read: a token bucket.
@@ -69,39 +69,41 @@ impl Default for FrameBudget {
 }
 
 struct Flood {
-    budget: FrameBudget,
+    budget: Option<FrameBudget>,
     tokens: f64,
     at: Instant,
 }
 
 impl Flood {
-    fn new(budget: FrameBudget) -> Self {
+    fn new(budget: Option<FrameBudget>) -> Self {
         Flood {
             budget,
-            tokens: budget.burst,
+            tokens: budget.map_or(0.0, |b| b.burst),
             at: Instant::now(),
         }
     }
 
-    fn refill(&mut self) {
+    fn refill(&mut self, budget: FrameBudget) {
         let now = Instant::now();
-        self.tokens = (self.tokens
-            + now.duration_since(self.at).as_secs_f64() * self.budget.per_second)
-            .min(self.budget.burst);
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * budget.per_second)
+            .min(budget.burst);
         self.at = now;
     }
 
     /// How long to leave the socket unread before its next frame is within budget.
     fn delay(&mut self) -> Option<Duration> {
-        self.refill();
+        let budget = self.budget?;
+        self.refill(budget);
         (self.tokens < 1.0)
-            .then(|| Duration::from_secs_f64((1.0 - self.tokens) / self.budget.per_second))
+            .then(|| Duration::from_secs_f64((1.0 - self.tokens) / budget.per_second))
     }
 
     /// A frame was read.
     fn take(&mut self) {
-        self.refill();
-        self.tokens -= 1.0;
+        if let Some(budget) = self.budget {
+            self.refill(budget);
+            self.tokens -= 1.0;
+        }
     }
 }
 
