@@ -1,8 +1,6 @@
 //! A small key/value cache with expiry: Redis in production (shared by every
 //! instance), in-process in embedded mode. Callers treat every error as a miss.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -42,119 +40,191 @@ pub trait Cache: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
 }
 
-/// Above this many entries, a write first sweeps out the expired ones.
-const MEMORY_SWEEP_THRESHOLD: usize = 100_000;
+/// Default bytes the in-process cache may hold (keys, values and per-entry overhead)
+/// before it evicts: the least useful entries first (moka's TinyLFU over LRU), after
+/// the expired ones.
+pub const MEMORY_CACHE_BYTES: u64 = 64 << 20;
+/// Entries the pinned part may hold (presence counters and tickets: one per online
+/// user or per ticket issued in the last 30 s, both bounded by other limits).
+const PINNED_ENTRIES: u64 = 4_000_000;
+/// What each entry costs besides its key and value.
+const ENTRY_OVERHEAD: usize = 96;
 
-/// The in-process cache of the embedded mode.
-#[derive(Default)]
+/// A stored value and how long it lives from its last write.
+#[derive(Clone)]
+struct Stored {
+    value: String,
+    ttl: Duration,
+}
+
+/// Each entry expires `ttl` after its last write (reads do not extend it).
+struct WriteExpiry;
+
+impl moka::Expiry<String, Stored> for WriteExpiry {
+    fn expire_after_create(&self, _: &String, stored: &Stored, _: Instant) -> Option<Duration> {
+        Some(stored.ttl)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &String,
+        stored: &Stored,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(stored.ttl)
+    }
+}
+
+type Store = moka::sync::Cache<String, Stored>;
+
+/// The in-process cache of the embedded mode: bounded in bytes, evicting expired
+/// entries first and then the least useful ones — never everything at once. Keys under
+/// the pinned prefixes (presence counters, single-use tickets) live apart, so no flood
+/// of other keys can evict them.
 pub struct MemoryCache {
-    entries: Mutex<HashMap<String, (String, Instant)>>,
+    general: Store,
+    pinned: Store,
+    pinned_prefixes: Vec<String>,
+}
+
+impl Default for MemoryCache {
+    fn default() -> Self {
+        Self::new(MEMORY_CACHE_BYTES, &[])
+    }
 }
 
 impl MemoryCache {
-    /// An empty cache.
-    pub fn new() -> Self {
-        Self::default()
+    /// A cache of at most `max_bytes` for ordinary keys; keys starting with one of
+    /// `pinned_prefixes` are kept apart and evicted only by expiry.
+    pub fn new(max_bytes: u64, pinned_prefixes: &[&str]) -> Self {
+        let general = Store::builder()
+            .max_capacity(max_bytes)
+            .weigher(|key: &String, stored: &Stored| {
+                u32::try_from(key.len() + stored.value.len() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+            })
+            .expire_after(WriteExpiry)
+            .build();
+        let pinned = Store::builder()
+            .max_capacity(PINNED_ENTRIES)
+            .expire_after(WriteExpiry)
+            .build();
+        Self {
+            general,
+            pinned,
+            pinned_prefixes: pinned_prefixes.iter().map(|p| (*p).to_owned()).collect(),
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Instant)>> {
-        // A panic while holding the lock cannot leave the map half-updated (every
-        // operation is a single insert/remove), so a poisoned lock is still usable.
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    fn store(&self, key: &str) -> &Store {
+        if self.pinned_prefixes.iter().any(|p| key.starts_with(p)) {
+            &self.pinned
+        } else {
+            &self.general
+        }
+    }
+
+    /// Entries held now (after pending evictions are applied).
+    pub fn entry_count(&self) -> u64 {
+        self.general.run_pending_tasks();
+        self.pinned.run_pending_tasks();
+        self.general.entry_count() + self.pinned.entry_count()
+    }
+
+    /// Runs `f` over the live value of `key` (none if absent or expired) and stores what
+    /// it returns, atomically for that key. Returns `f`'s result (moka runs it once).
+    fn update<T>(
+        &self,
+        key: &str,
+        f: impl FnOnce(Option<&str>) -> (Option<Stored>, T),
+    ) -> Option<T> {
+        let mut out = None;
+        self.store(key)
+            .entry(key.to_owned())
+            .and_compute_with(|current| {
+                let (next, result) = f(current.as_ref().map(|e| e.value().value.as_str()));
+                out = Some(result);
+                match next {
+                    Some(stored) => moka::ops::compute::Op::Put(stored),
+                    None => moka::ops::compute::Op::Nop,
+                }
+            });
+        out
     }
 }
 
 #[async_trait]
 impl Cache for MemoryCache {
     async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
-        let mut entries = self.lock();
-        match entries.get(key) {
-            Some((value, expires)) if *expires > Instant::now() => Ok(Some(value.clone())),
-            Some(_) => {
-                entries.remove(key);
-                Ok(None)
-            }
-            None => Ok(None),
-        }
+        Ok(self.store(key).get(key).map(|stored| stored.value))
     }
 
     async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<String>>, CacheError> {
-        let entries = self.lock();
-        let now = Instant::now();
-        // Expired entries read as misses here; `get` and writes sweep them.
         Ok(keys
             .iter()
-            .map(|key| match entries.get(*key) {
-                Some((value, expires)) if *expires > now => Some(value.clone()),
-                _ => None,
-            })
+            .map(|key| self.store(key).get(*key).map(|stored| stored.value))
             .collect())
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
-        let mut entries = self.lock();
-        let now = Instant::now();
-        if entries.len() >= MEMORY_SWEEP_THRESHOLD {
-            entries.retain(|_, (_, expires)| *expires > now);
-            if entries.len() >= MEMORY_SWEEP_THRESHOLD {
-                entries.clear();
-            }
-        }
-        entries.insert(key.to_owned(), (value.to_owned(), now + ttl));
+        self.store(key).insert(
+            key.to_owned(),
+            Stored {
+                value: value.to_owned(),
+                ttl,
+            },
+        );
         Ok(())
     }
 
     async fn raise_many(&self, entries: &[(String, i64)], ttl: Duration) -> Result<(), CacheError> {
-        let now = Instant::now();
-        let mut entries_now = self.lock();
         for (key, n) in entries {
-            let current = entries_now
-                .get(key.as_str())
-                .filter(|(_, expires)| *expires > now)
-                .and_then(|(value, _)| value.parse::<i64>().ok());
-            if current.is_none_or(|current| current < *n) {
-                entries_now.insert(key.clone(), (n.to_string(), now + ttl));
-            }
+            self.update(key, |current| {
+                let current = current.and_then(|value| value.parse::<i64>().ok());
+                let next = current.is_none_or(|current| current < *n).then(|| Stored {
+                    value: n.to_string(),
+                    ttl,
+                });
+                (next, ())
+            });
         }
         Ok(())
     }
 
     async fn add(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
-        let now = Instant::now();
-        let mut entries = self.lock();
-        match entries.get(key) {
-            Some((_, expires)) if *expires > now => {}
-            _ => {
-                entries.insert(key.to_owned(), (value.to_owned(), now + ttl));
-            }
-        }
+        self.update(key, |current| {
+            let next = current.is_none().then(|| Stored {
+                value: value.to_owned(),
+                ttl,
+            });
+            (next, ())
+        });
         Ok(())
     }
 
     async fn incr(&self, key: &str, delta: i64, ttl: Duration) -> Result<i64, CacheError> {
-        let now = Instant::now();
-        let mut entries = self.lock();
-        let current = entries
-            .get(key)
-            .filter(|(_, expires)| *expires > now)
-            .and_then(|(value, _)| value.parse::<i64>().ok())
-            .unwrap_or(0);
-        let next = current + delta;
-        entries.insert(key.to_owned(), (next.to_string(), now + ttl));
-        Ok(next)
+        self.update(key, |current| {
+            let next = current
+                .and_then(|value| value.parse::<i64>().ok())
+                .unwrap_or(0)
+                + delta;
+            (
+                Some(Stored {
+                    value: next.to_string(),
+                    ttl,
+                }),
+                next,
+            )
+        })
+        .ok_or_else(|| CacheError("the counter was not updated".to_owned()))
     }
 
     async fn take(&self, key: &str) -> Result<Option<String>, CacheError> {
-        let now = Instant::now();
-        Ok(self
-            .lock()
-            .remove(key)
-            .filter(|(_, expires)| *expires > now)
-            .map(|(value, _)| value))
+        Ok(self.store(key).remove(key).map(|stored| stored.value))
     }
 
     async fn delete(&self, key: &str) -> Result<(), CacheError> {
-        self.lock().remove(key);
+        self.store(key).invalidate(key);
         Ok(())
     }
 
@@ -173,7 +243,7 @@ mod tests {
 
     #[tokio::test]
     async fn memory_cache_raise_many_only_ever_raises() -> anyhow::Result<()> {
-        let cache = MemoryCache::new();
+        let cache = MemoryCache::default();
         let ttl = Duration::from_secs(60);
         cache
             .raise_many(&[("a".to_owned(), 10), ("b".to_owned(), 3)], ttl)
@@ -204,7 +274,7 @@ mod tests {
 
     #[tokio::test]
     async fn memory_cache_expires_and_deletes() -> anyhow::Result<()> {
-        let cache = MemoryCache::new();
+        let cache = MemoryCache::default();
         cache.set("a", "1", Duration::from_secs(60)).await?;
         cache.set("b", "2", Duration::from_millis(1)).await?;
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -229,6 +299,66 @@ mod tests {
         cache.delete("a").await?;
         assert_eq!(cache.get("a").await?, None);
         assert_eq!(cache.get_many(&["a"]).await?, [None]);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod bounds {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_flood_of_keys_evicts_some_never_all_and_never_pinned_ones() -> anyhow::Result<()> {
+        let cache = MemoryCache::new(1 << 20, &["presence:", "ws_ticket:"]);
+        let ttl = Duration::from_secs(600);
+        cache.incr("presence:1", 1, ttl).await?;
+        cache.set("ws_ticket:t", "7", ttl).await?;
+        cache.set("session:keep", "v", ttl).await?;
+        for _ in 0..3 {
+            // Read often: the frequency sketch keeps it over one-hit wonders.
+            cache.get("session:keep").await?;
+        }
+        // ~20 MB of "not found" entries for random ids into a 1 MiB cache.
+        for i in 0..100_000 {
+            cache
+                .set(&format!("chat:{i}"), &"n".repeat(100), ttl)
+                .await?;
+        }
+        let held = cache.entry_count();
+        assert!(held > 1_000, "not cleared: {held} entries remain");
+        assert!(held < 20_000, "bounded: {held} entries");
+        assert_eq!(
+            cache.incr("presence:1", 1, ttl).await?,
+            2,
+            "counters survive"
+        );
+        assert_eq!(cache.take("ws_ticket:t").await?.as_deref(), Some("7"));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn increments_are_atomic_under_concurrency() -> anyhow::Result<()> {
+        let cache = std::sync::Arc::new(MemoryCache::default());
+        let ttl = Duration::from_secs(60);
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let cache = cache.clone();
+                std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+                    runtime.block_on(async {
+                        for _ in 0..1000 {
+                            cache.incr("n", 1, ttl).await?;
+                        }
+                        Ok::<_, anyhow::Error>(())
+                    })
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.join()
+                .map_err(|_| anyhow::anyhow!("thread panicked"))??;
+        }
+        assert_eq!(cache.get("n").await?.as_deref(), Some("8000"));
         Ok(())
     }
 }

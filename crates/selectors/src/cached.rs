@@ -14,6 +14,10 @@ use crate::Store;
 /// only bounds memory and the damage of a missed invalidation.
 pub const ENTITY_TTL: Duration = Duration::from_secs(300);
 
+/// How long a remembered absence filled by a read may be served: anyone can make the
+/// server look up ids that do not exist, so those entries leave soon.
+pub const ABSENT_TTL: Duration = Duration::from_secs(30);
+
 /// What the cache holds for one key: the value, or a remembered absence.
 #[derive(Serialize, serde::Deserialize)]
 #[serde(untagged)]
@@ -63,7 +67,12 @@ where
     }
     let loaded = load().await?;
     if let Ok(raw) = serde_json::to_string(&entry(loaded.as_ref())) {
-        store.cache_fill(key, &raw, ENTITY_TTL).await;
+        let ttl = if loaded.is_some() {
+            ENTITY_TTL
+        } else {
+            ABSENT_TTL
+        };
+        store.cache_fill(key, &raw, ttl).await;
     }
     Ok(loaded)
 }

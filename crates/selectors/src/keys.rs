@@ -1,5 +1,9 @@
 //! Cache key builders: one place decides every key's shape.
 
+/// Prefixes of keys the in-process cache must never evict for room (presence counters,
+/// single-use tickets): losing one is a wrong answer, not a miss.
+pub const PINNED_PREFIXES: &[&str] = &["presence:", "ws_ticket:"];
+
 /// The cached state of one login session.
 pub fn session(session_id: &str) -> String {
     format!("session:{session_id}")

@@ -44,7 +44,13 @@ pub async fn build_context(config: &Config) -> anyhow::Result<AppContext> {
                 Arc::new(bus),
             )
         }
-        None => (Arc::new(MemoryCache::new()), Arc::new(MemoryBus::new())),
+        None => (
+            Arc::new(MemoryCache::new(
+                chat_db::cache::MEMORY_CACHE_BYTES,
+                chat_selectors::keys::PINNED_PREFIXES,
+            )),
+            Arc::new(MemoryBus::new()),
+        ),
     };
     if let Err(err) = cache.ping().await {
         tracing::warn!(error = %err, "redis is not reachable; running degraded until it is");

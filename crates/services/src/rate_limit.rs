@@ -1,12 +1,20 @@
-//! Token-bucket request budgets, per client key (an IP, a user id).
+//! Request budgets per client key (an IP, a user id): governor's GCRA (a token bucket
+//! without timers), its per-key state in a bounded moka cache.
 //!
 //! Budgets are per process: with several instances behind a load balancer each
 //! grants its own budget (see docs/decisions.md). That bounds abuse per instance,
 //! which is what the login and sign-up limits are for.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use governor::Quota;
+use governor::clock::{Clock, MonotonicClock};
+use governor::nanos::Nanos;
+use governor::state::StateStore;
+use moka::ops::compute::Op;
 
 use crate::ServiceError;
 
@@ -65,20 +73,50 @@ pub const CHAT_JOIN: Limit = Limit {
     burst: 30.0,
 };
 
-/// Above this many buckets, full (idle) ones are dropped.
-const SWEEP_THRESHOLD: usize = 50_000;
+/// Clients whose budgets one limit tracks at most; past it the least useful are
+/// forgotten (an idle client's budget is full again anyway, and forgetting one only
+/// gives that client a fresh budget).
+pub const TRACKED_CLIENTS: u64 = 100_000;
 
-struct Bucket {
-    tokens: f64,
-    updated: Instant,
-    limit: Limit,
+/// governor's per-key GCRA state kept in a bounded moka cache: each entry lives as long
+/// as it differs from a fresh budget (`burst / rate` after its last change), and past
+/// [`TRACKED_CLIENTS`] the least useful are evicted — never the whole table.
+struct BoundedStore {
+    states: moka::sync::Cache<String, Nanos>,
 }
 
-impl Bucket {
-    fn refilled(&self, now: Instant) -> f64 {
-        (self.tokens + now.duration_since(self.updated).as_secs_f64() * self.limit.per_second)
-            .min(self.limit.burst)
+impl StateStore for BoundedStore {
+    type Key = String;
+
+    fn measure_and_replace<T, F, E>(&self, key: &String, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        let mut outcome = None;
+        self.states.entry(key.clone()).and_compute_with(|current| {
+            match f(current.map(|entry| entry.into_value())) {
+                Ok((value, next)) => {
+                    outcome = Some(Ok(value));
+                    Op::Put(next)
+                }
+                Err(refused) => {
+                    outcome = Some(Err(refused));
+                    Op::Nop
+                }
+            }
+        });
+        // moka runs the closure exactly once; measuring afresh is the safe fallback.
+        outcome.unwrap_or_else(|| f(None).map(|(value, _)| value))
     }
+}
+
+type Keyed = governor::RateLimiter<String, BoundedStore, MonotonicClock>;
+
+/// One limit's limiter and a handle on its states (to count them).
+#[derive(Clone)]
+struct Tracked {
+    limiter: Arc<Keyed>,
+    states: moka::sync::Cache<String, Nanos>,
 }
 
 /// The budgets of one process.
@@ -86,7 +124,8 @@ pub struct RateLimiter {
     enabled: bool,
     /// Budgets configured instead of the built-in ones, by name.
     overrides: Vec<Limit>,
-    buckets: Mutex<HashMap<(&'static str, String), Bucket>>,
+    limiters: Mutex<HashMap<&'static str, Tracked>>,
+    clock: MonotonicClock,
 }
 
 impl RateLimiter {
@@ -95,7 +134,8 @@ impl RateLimiter {
         Self {
             enabled,
             overrides: Vec::new(),
-            buckets: Mutex::new(HashMap::new()),
+            limiters: Mutex::new(HashMap::new()),
+            clock: MonotonicClock,
         }
     }
 
@@ -140,36 +180,47 @@ impl RateLimiter {
         if !self.enabled {
             return Ok(());
         }
-        let limit = self.effective(limit);
-        let now = Instant::now();
+        self.tracked(self.effective(limit))
+            .limiter
+            .check_key(&key.to_owned())
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
+
+    /// Clients `limit` tracks now (after pending evictions).
+    pub fn tracked_clients(&self, limit: Limit) -> u64 {
+        let states = self.tracked(self.effective(limit)).states;
+        states.run_pending_tasks();
+        states.entry_count()
+    }
+
+    /// The keyed limiter of `limit`, made on first use.
+    fn tracked(&self, limit: Limit) -> Tracked {
         // Each operation leaves the map consistent, so a poisoned lock is usable.
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() >= SWEEP_THRESHOLD {
-            // A full bucket is the same as no bucket: drop those. If an address flood
-            // keeps the map full even so, start over rather than grow without bound.
-            buckets.retain(|_, bucket| bucket.refilled(now) < bucket.limit.burst);
-            if buckets.len() >= SWEEP_THRESHOLD {
-                tracing::warn!("rate-limit table full; resetting it");
-                buckets.clear();
-            }
-        }
-        let bucket = buckets
-            .entry((limit.name, key.to_owned()))
-            .or_insert(Bucket {
-                tokens: limit.burst,
-                updated: now,
-                limit,
-            });
-        bucket.tokens = bucket.refilled(now);
-        bucket.updated = now;
-        bucket.limit = limit;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            let wait = (1.0 - bucket.tokens) / limit.per_second;
-            Err(Duration::from_secs_f64(wait.clamp(0.0, 86_400.0)))
-        }
+        let mut limiters = self.limiters.lock().unwrap_or_else(|p| p.into_inner());
+        limiters
+            .entry(limit.name)
+            .or_insert_with(|| {
+                let period = Duration::from_secs_f64(1.0 / limit.per_second.max(1e-9));
+                let burst = NonZeroU32::new(limit.burst.clamp(1.0, f64::from(u32::MAX)) as u32)
+                    .unwrap_or(NonZeroU32::MIN);
+                let quota = Quota::with_period(period)
+                    .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+                    .allow_burst(burst);
+                // A client's state differs from a fresh budget for at most this long.
+                let refill = period.saturating_mul(burst.get());
+                let states = moka::sync::Cache::builder()
+                    .max_capacity(TRACKED_CLIENTS)
+                    .time_to_live(refill.max(Duration::from_secs(1)))
+                    .build();
+                let store = BoundedStore {
+                    states: states.clone(),
+                };
+                Tracked {
+                    limiter: Arc::new(governor::RateLimiter::new(quota, store, MonotonicClock)),
+                    states,
+                }
+            })
+            .clone()
     }
 }
 
@@ -267,6 +318,38 @@ mod tests {
         assert!(
             limiter.try_take(fast, "k").is_err(),
             "the bucket was used up"
+        );
+    }
+
+    #[test]
+    fn a_flood_of_clients_is_bounded_and_touches_no_other_limit() {
+        let limiter = RateLimiter::new(true);
+        let slow = Limit {
+            name: "slow",
+            per_second: 0.001,
+            burst: 2.0,
+        };
+        let other = Limit {
+            name: "other",
+            ..slow
+        };
+        // A user spends their budget under one limit …
+        for _ in 0..2 {
+            assert!(limiter.check(other, "user:1").is_ok());
+        }
+        assert!(limiter.check(other, "user:1").is_err());
+        // … while a flood of client addresses hits another limit.
+        for i in 0..(TRACKED_CLIENTS + 20_000) {
+            let _ = limiter.try_take(slow, &format!("10.0.{i}"));
+        }
+        let tracked = limiter.tracked_clients(slow);
+        assert!(
+            (TRACKED_CLIENTS / 2..=TRACKED_CLIENTS).contains(&tracked),
+            "bounded, not cleared: {tracked}"
+        );
+        assert!(
+            limiter.check(other, "user:1").is_err(),
+            "the flood reset nobody's budget under another limit"
         );
     }
 
