@@ -20,7 +20,7 @@ mod time;
 
 pub use error::DbError;
 pub use migrate::run_migrations;
-pub use pool::{DatabaseUrl, DbPool, PgConn, PoolOptions, SqliteConn};
+pub use pool::{DatabaseUrl, DbPool, PgConn, PoolOptions, SqliteConn, SqliteSync};
 pub use time::StoredTime;
 
 /// The current time as stored in the database: UTC, microsecond precision (what

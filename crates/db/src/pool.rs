@@ -26,7 +26,28 @@ pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
 /// The busy timeout comes first: until it is set, a statement that meets a lock
 /// (switching to WAL while another connection is open) fails at once.
 pub(crate) const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
-     PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;";
+     PRAGMA foreign_keys = ON;";
+
+/// When a SQLite commit is on disk (`CHAT_SQLITE_SYNCHRONOUS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SqliteSync {
+    /// Every commit is synced before it returns (one fsync per group-commit batch): an
+    /// acknowledged message survives a power loss or an OS crash.
+    #[default]
+    Full,
+    /// The WAL is synced at checkpoints only: survives a crash of the process, but an
+    /// OS crash or power loss may roll back the last acknowledged commits.
+    Normal,
+}
+
+impl SqliteSync {
+    fn pragma(self) -> &'static str {
+        match self {
+            SqliteSync::Full => "PRAGMA synchronous = FULL;",
+            SqliteSync::Normal => "PRAGMA synchronous = NORMAL;",
+        }
+    }
+}
 
 /// A parsed `CHAT_DATABASE_URL`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +94,8 @@ pub struct PoolOptions {
     pub max_size: u32,
     /// How long a request waits for a connection before answering 503.
     pub timeout: Duration,
+    /// SQLite only: when a commit is durable.
+    pub sqlite_sync: SqliteSync,
 }
 
 /// A pool of connections to the configured backend.
@@ -110,11 +133,15 @@ impl DbPool {
                 ensure_parent_dir(path)?;
                 let mut config = ManagerConfig::<SqliteConn>::default();
                 config.recycling_method = check_without_round_trip();
-                config.custom_setup = Box::new(|url| {
+                let sync = options.sqlite_sync.pragma();
+                config.custom_setup = Box::new(move |url| {
                     let url = url.to_owned();
                     async move {
                         let mut conn = SqliteConn::establish(&url).await?;
                         conn.batch_execute(SQLITE_PRAGMAS)
+                            .await
+                            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                        conn.batch_execute(sync)
                             .await
                             .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
                         Ok(conn)

@@ -31,6 +31,7 @@ pub async fn build_context(config: &Config) -> anyhow::Result<AppContext> {
         PoolOptions {
             max_size: config.database_pool_size,
             timeout: config.database_timeout,
+            sqlite_sync: config.sqlite_sync,
         },
     )
     .await?;
@@ -66,6 +67,7 @@ pub async fn build_context(config: &Config) -> anyhow::Result<AppContext> {
                 PoolOptions {
                     max_size: POSTGRES_WRITERS,
                     timeout: config.database_timeout,
+                    sqlite_sync: config.sqlite_sync,
                 },
             )
             .await?

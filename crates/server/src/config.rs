@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use chat_db::DatabaseUrl;
+use chat_db::{DatabaseUrl, SqliteSync};
 use chat_services::rate_limit::{self, Limit};
 use chat_ws::{FrameBudget, HandshakeHook};
 
@@ -64,6 +64,8 @@ pub struct Config {
     pub workers: usize,
     /// `CHAT_HISTORY_CACHE_MB`: rendered history kept in memory, in bytes (0: none).
     pub history_cache_bytes: usize,
+    /// `CHAT_SQLITE_SYNCHRONOUS`: when a SQLite commit is durable.
+    pub sqlite_sync: SqliteSync,
     /// `CHAT_WS_MAX_QUEUED_BYTES`: outbound bytes a socket may have queued.
     pub ws_max_queued_bytes: usize,
     /// `CHAT_MAX_SOCKETS_PER_USER`: open sockets per user (per process).
@@ -131,6 +133,7 @@ pub const KEYS: &[&str] = &[
     "CHAT_WORKERS",
     "CHAT_HISTORY_CACHE_MB",
     "CHAT_WS_MAX_QUEUED_BYTES",
+    "CHAT_SQLITE_SYNCHRONOUS",
     "CHAT_MAX_SOCKETS_PER_USER",
     "CHAT_MAX_CHATS_PER_USER",
     "CHAT_RATE_MESSAGES",
@@ -427,6 +430,21 @@ impl Config {
                     "must be a number from 0 (off) to 65536",
                 )
             })?;
+        let sqlite_sync = match get("CHAT_SQLITE_SYNCHRONOUS")
+            .unwrap_or("full")
+            .trim()
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "full" => SqliteSync::Full,
+            "normal" => SqliteSync::Normal,
+            other => {
+                return Err(invalid(
+                    "CHAT_SQLITE_SYNCHRONOUS",
+                    format!("'{other}' is not one of full, normal"),
+                ));
+            }
+        };
         let ws_max_queued_bytes = parse_bytes(get("CHAT_WS_MAX_QUEUED_BYTES").unwrap_or("1MiB"))
             .map_err(|m| invalid("CHAT_WS_MAX_QUEUED_BYTES", m))?;
         if !(16 << 10..=1 << 30).contains(&ws_max_queued_bytes) {
@@ -529,6 +547,7 @@ impl Config {
             trust_proxy_headers,
             workers,
             history_cache_bytes: history_cache_mb << 20,
+            sqlite_sync,
             ws_max_queued_bytes,
             max_sockets_per_user,
             max_chats_per_user,
@@ -595,6 +614,7 @@ mod tests {
             ("CHAT_HISTORY_CACHE_MB", "lots"),
             ("CHAT_WS_MAX_QUEUED_BYTES", "1GB!"),
             ("CHAT_WS_MAX_QUEUED_BYTES", "100"),
+            ("CHAT_SQLITE_SYNCHRONOUS", "off"),
             ("CHAT_MAX_SOCKETS_PER_USER", "0"),
             ("CHAT_MAX_CHATS_PER_USER", "many"),
             ("CHAT_RATE_MESSAGES", "20"),
@@ -651,6 +671,11 @@ mod tests {
             (32, DEFAULT_MAX_CHATS_PER_USER)
         );
         assert_eq!(c.message_rate, None);
+        assert_eq!(
+            c.sqlite_sync,
+            SqliteSync::Full,
+            "acknowledged means durable"
+        );
         let c = config(&[
             ("CHAT_WS_MAX_QUEUED_BYTES", "256KiB"),
             ("CHAT_RATE_MESSAGES", "500/s:1000"),
