@@ -7,6 +7,8 @@
 //! * [`cache`]: a key/value cache with TTLs, Redis or in-process.
 //! * [`bus`]: the event bus that carries domain events to WebSocket fan-out, Redis
 //!   pub/sub or in-process.
+//! * [`presence`]: socket counters per user over every instance, reclaimed from
+//!   instances that die.
 
 pub mod bus;
 pub mod cache;
@@ -14,6 +16,7 @@ mod error;
 mod migrate;
 pub mod models;
 mod pool;
+pub mod presence;
 pub mod redis;
 pub mod schema;
 mod time;

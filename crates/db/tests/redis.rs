@@ -276,3 +276,42 @@ async fn a_killed_connection_is_replaced_and_costs_at_most_one_command() -> anyh
     cache.delete("k").await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_instances_sockets_are_reclaimed_once() -> anyhow::Result<()> {
+    use chat_db::presence::{PresenceRegistry, RedisPresence};
+    let prefix = prefix();
+    let lifetime = Duration::from_millis(300);
+    let open = || -> anyhow::Result<RedisPresence> {
+        Ok(RedisPresence::new(
+            open_connections(&url()).map_err(anyhow::Error::msg)?,
+            &prefix,
+            lifetime,
+        ))
+    };
+    let (live, dying, other) = (open()?, open()?, open()?);
+    for registry in [&live, &dying, &other] {
+        assert!(registry.heartbeat().await?.is_empty());
+    }
+    // User 1 has sockets on the live and the dying instance, user 2 only on the dying one.
+    assert_eq!(live.connected(1).await?, 1);
+    assert_eq!(dying.connected(1).await?, 2);
+    assert_eq!(dying.connected(2).await?, 1);
+    assert_eq!(dying.connected(2).await?, 2);
+    // The dying instance stops renewing; the others keep going.
+    tokio::time::sleep(lifetime + Duration::from_millis(100)).await;
+    let (first, second) = tokio::join!(live.heartbeat(), other.heartbeat());
+    let mut gone = first?;
+    gone.extend(second?);
+    assert_eq!(
+        gone,
+        [2],
+        "reclaimed once, by one instance; user 1 is still online"
+    );
+    assert_eq!(live.disconnected(1).await?, 0);
+    assert!(
+        live.heartbeat().await?.is_empty(),
+        "nothing left to reclaim"
+    );
+    Ok(())
+}

@@ -1,8 +1,8 @@
 //! Cache key builders: one place decides every key's shape.
 
-/// Prefixes of keys the in-process cache must never evict for room (presence counters,
-/// single-use tickets): losing one is a wrong answer, not a miss.
-pub const PINNED_PREFIXES: &[&str] = &["presence:", "ws_ticket:"];
+/// Prefixes of keys the in-process cache must never evict for room (single-use
+/// tickets): losing one is a wrong answer, not a miss.
+pub const PINNED_PREFIXES: &[&str] = &["ws_ticket:"];
 
 /// The cached state of one login session.
 pub fn session(session_id: &str) -> String {
@@ -17,11 +17,6 @@ pub fn membership(chat_id: i64, user_id: i64) -> String {
 /// A chat's header (kind, visibility, name), or "none".
 pub fn chat(chat_id: i64) -> String {
     format!("chat:{chat_id}")
-}
-
-/// How many sockets a user holds, over every instance.
-pub fn presence(user_id: i64) -> String {
-    format!("presence:{user_id}")
 }
 
 /// A single-use WebSocket ticket.

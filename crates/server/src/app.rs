@@ -9,6 +9,7 @@ use actix_web::{App, HttpServer, web};
 use chat_api::{Metrics, ProxyPolicy};
 use chat_db::bus::{EventBus, MemoryBus};
 use chat_db::cache::{Cache, MemoryCache};
+use chat_db::presence::{MemoryPresence, PresenceRegistry, RedisPresence};
 use chat_db::redis::{RedisBus, RedisCache, open_connections};
 use chat_db::{DbPool, PoolOptions, run_migrations};
 use chat_selectors::Store;
@@ -35,14 +36,21 @@ pub async fn build_context(config: &Config) -> anyhow::Result<AppContext> {
         },
     )
     .await?;
-    let (cache, bus): (Arc<dyn Cache>, Arc<dyn EventBus>) = match &config.redis_url {
+    type Adapters = (Arc<dyn Cache>, Arc<dyn EventBus>, Arc<dyn PresenceRegistry>);
+    let (cache, bus, presence): Adapters = match &config.redis_url {
         Some(url) => {
             let connections =
                 open_connections(url).map_err(|e| anyhow::anyhow!("CHAT_REDIS_URL: {e}"))?;
             let bus = RedisBus::start(connections.clone(), &config.redis_prefix);
+            let presence = RedisPresence::new(
+                connections.clone(),
+                &config.redis_prefix,
+                config.presence_heartbeat * 3,
+            );
             (
                 Arc::new(RedisCache::new(connections, &config.redis_prefix)),
                 Arc::new(bus),
+                Arc::new(presence),
             )
         }
         None => (
@@ -51,6 +59,7 @@ pub async fn build_context(config: &Config) -> anyhow::Result<AppContext> {
                 chat_selectors::keys::PINNED_PREFIXES,
             )),
             Arc::new(MemoryBus::new()),
+            Arc::new(MemoryPresence::default()),
         ),
     };
     if let Err(err) = cache.ping().await {
@@ -97,6 +106,7 @@ pub async fn build_context(config: &Config) -> anyhow::Result<AppContext> {
         },
         writer,
         history: Arc::new(HistoryCache::new(config.history_cache_bytes)),
+        presence,
     })
 }
 
@@ -119,6 +129,9 @@ impl Application {
             }
         }
         let context = build_context(&config).await?;
+        if config.redis_url.is_some() {
+            chat_services::presence::start_heartbeat(context.clone(), config.presence_heartbeat);
+        }
         let listener = TcpListener::bind(config.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {} (CHAT_BIND): {e}", config.bind))?;
         let port = listener.local_addr()?.port();

@@ -64,6 +64,9 @@ pub struct Config {
     pub workers: usize,
     /// `CHAT_HISTORY_CACHE_MB`: rendered history kept in memory, in bytes (0: none).
     pub history_cache_bytes: usize,
+    /// `CHAT_PRESENCE_HEARTBEAT`: how often this instance renews its presence (it counts
+    /// as dead three heartbeats after its last).
+    pub presence_heartbeat: Duration,
     /// `CHAT_SQLITE_SYNCHRONOUS`: when a SQLite commit is durable.
     pub sqlite_sync: SqliteSync,
     /// `CHAT_WS_MAX_QUEUED_BYTES`: outbound bytes a socket may have queued.
@@ -134,6 +137,7 @@ pub const KEYS: &[&str] = &[
     "CHAT_HISTORY_CACHE_MB",
     "CHAT_WS_MAX_QUEUED_BYTES",
     "CHAT_SQLITE_SYNCHRONOUS",
+    "CHAT_PRESENCE_HEARTBEAT",
     "CHAT_MAX_SOCKETS_PER_USER",
     "CHAT_MAX_CHATS_PER_USER",
     "CHAT_RATE_MESSAGES",
@@ -445,6 +449,14 @@ impl Config {
                 ));
             }
         };
+        let presence_heartbeat = parse_duration(get("CHAT_PRESENCE_HEARTBEAT").unwrap_or("10s"))
+            .map_err(|m| invalid("CHAT_PRESENCE_HEARTBEAT", m))?;
+        if !(Duration::from_millis(100)..=Duration::from_secs(600)).contains(&presence_heartbeat) {
+            return Err(invalid(
+                "CHAT_PRESENCE_HEARTBEAT",
+                "must be between 100ms and 10m",
+            ));
+        }
         let ws_max_queued_bytes = parse_bytes(get("CHAT_WS_MAX_QUEUED_BYTES").unwrap_or("1MiB"))
             .map_err(|m| invalid("CHAT_WS_MAX_QUEUED_BYTES", m))?;
         if !(16 << 10..=1 << 30).contains(&ws_max_queued_bytes) {
@@ -548,6 +560,7 @@ impl Config {
             workers,
             history_cache_bytes: history_cache_mb << 20,
             sqlite_sync,
+            presence_heartbeat,
             ws_max_queued_bytes,
             max_sockets_per_user,
             max_chats_per_user,
@@ -615,6 +628,7 @@ mod tests {
             ("CHAT_WS_MAX_QUEUED_BYTES", "1GB!"),
             ("CHAT_WS_MAX_QUEUED_BYTES", "100"),
             ("CHAT_SQLITE_SYNCHRONOUS", "off"),
+            ("CHAT_PRESENCE_HEARTBEAT", "0"),
             ("CHAT_MAX_SOCKETS_PER_USER", "0"),
             ("CHAT_MAX_CHATS_PER_USER", "many"),
             ("CHAT_RATE_MESSAGES", "20"),

@@ -689,3 +689,96 @@ async fn long_request_ids_are_refused_and_the_socket_stays_open(
     app.shutdown().await;
     Ok(())
 }
+
+mod crash {
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+
+    use chat_test_support::{Backend, TEST_JWT_SECRET, TestApp, WS_WAIT, WsClient, redis_url};
+    use serde_json::json;
+
+    fn free_port() -> anyhow::Result<u16> {
+        Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port())
+    }
+
+    async fn presence_of(socket: &mut WsClient, user_id: i64) -> anyhow::Result<bool> {
+        loop {
+            let event = socket.recv_type("presence").await?;
+            if event["user_id"] == user_id {
+                return Ok(event["online"] == true);
+            }
+        }
+    }
+
+    /// A second instance, the real binary, killed with SIGKILL: its users are shown
+    /// offline by the instance that stays, within a few heartbeats.
+    #[actix_web::test]
+    async fn users_of_a_killed_instance_go_offline() -> anyhow::Result<()> {
+        let heartbeat = "300ms";
+        let a = TestApp::spawn_with(Backend::Postgres, |c| {
+            c.presence_heartbeat = Duration::from_millis(300);
+        })
+        .await?;
+        let (ann, bob, _chat) = a.two_in_a_group().await?;
+        let mut watch = a.ws("/ws", &ann.access_token).await?;
+        let port = free_port()?;
+        let mut command = Command::new(env!("CARGO_BIN_EXE_chat-server"));
+        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("CHAT_")) {
+            command.env_remove(key);
+        }
+        let redis = redis_url();
+        let mut b = command
+            .arg("serve")
+            .envs([
+                ("CHAT_BIND", format!("127.0.0.1:{port}").as_str()),
+                ("CHAT_ENV", "test"),
+                ("CHAT_DATABASE_URL", a.database.url()),
+                ("CHAT_REDIS_URL", redis.as_str()),
+                ("CHAT_REDIS_PREFIX", a.config.redis_prefix.as_str()),
+                ("CHAT_JWT_SECRET", TEST_JWT_SECRET),
+                ("CHAT_AUTO_MIGRATE", "false"),
+                ("CHAT_RATE_LIMITS", "off"),
+                ("CHAT_PRESENCE_HEARTBEAT", heartbeat),
+                ("CHAT_LOG", "warn"),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let header = format!("Bearer {}", bob.access_token);
+        let mut bobs = None;
+        for _ in 0..100 {
+            match WsClient::connect(port, "/ws", &[("Authorization", &header)]).await {
+                Ok(socket) => {
+                    bobs = Some(socket);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        let mut bobs = bobs.ok_or_else(|| anyhow::anyhow!("the second instance never came up"))?;
+        bobs.send(json!({"action": "ping"})).await?;
+        bobs.recv_type("pong").await?;
+        assert!(
+            presence_of(&mut watch, bob.user_id).await?,
+            "online on the other instance"
+        );
+        b.kill()?;
+        b.wait()?;
+        // Within a few heartbeats (and well within the wait), not after a day.
+        let deadline = tokio::time::Instant::now() + WS_WAIT;
+        loop {
+            let online = tokio::time::timeout_at(deadline, presence_of(&mut watch, bob.user_id))
+                .await
+                .map_err(|_| anyhow::anyhow!("still online after the instance was killed"))??;
+            if !online {
+                break;
+            }
+        }
+        drop(bobs);
+        a.shutdown().await;
+        Ok(())
+    }
+}

@@ -48,4 +48,6 @@ pub struct AppContext {
     pub writer: crate::writer::MessageWriter,
     /// Rendered history kept in this process (`CHAT_HISTORY_CACHE_MB`).
     pub history: Arc<crate::history_cache::HistoryCache>,
+    /// Socket counters behind presence, over every instance.
+    pub presence: Arc<dyn chat_db::presence::PresenceRegistry>,
 }

@@ -1,23 +1,24 @@
 //! Presence: is a user connected anywhere? A counter of the user's sockets over every
-//! instance (in Redis when configured) changes on each connect and disconnect; only
-//! the first connect and the last disconnect are announced, as **one** event on the
-//! user's own topic ([`PresenceChange`]) naming their chats and friends — so a connect
-//! costs one bus message however many chats the user is in.
+//! instance ([`chat_db::presence`]) changes on each connect and disconnect; only the
+//! first connect and the last disconnect are announced, as **one** event on the user's
+//! own topic ([`PresenceChange`]) naming their chats and friends — so a connect costs
+//! one bus message however many chats the user is in.
 //!
-//! An instance that dies without closing its sockets leaves the counter high until it
-//! expires ([`PRESENCE_TTL`] after the user's last connect or disconnect).
+//! An instance that dies without closing its sockets stops renewing its heartbeat; the
+//! next live instance takes its sockets off the counters and announces the users left
+//! with none as offline ([`start_heartbeat`]).
 
 use std::time::Duration;
 
 use chat_db::models::{FriendshipRow, MembershipRow, UserRow};
-use chat_selectors::keys;
 
 use crate::events::{PresenceChange, user_topic};
 use crate::users::utc;
 use crate::{AppContext, ServiceError};
 
-/// How long a presence counter outlives its last change.
-pub const PRESENCE_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Default of `CHAT_PRESENCE_HEARTBEAT`: how often an instance renews its presence
+/// (it counts as dead three heartbeats after its last).
+pub const HEARTBEAT: Duration = Duration::from_secs(10);
 
 async fn announce(
     ctx: &AppContext,
@@ -50,12 +51,11 @@ async fn announce(
     Ok(())
 }
 
-/// A socket of `user_id` opened. Announces "online" if it is the user's first.
+/// A socket of `user_id` opened. Announces "online" if it is the user's first anywhere.
 pub async fn connected(ctx: &AppContext, user_id: i64) -> Result<(), ServiceError> {
     let sockets = ctx
-        .store
-        .cache
-        .incr(&keys::presence(user_id), 1, PRESENCE_TTL)
+        .presence
+        .connected(user_id)
         .await
         .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
     if sockets == 1 {
@@ -67,21 +67,42 @@ pub async fn connected(ctx: &AppContext, user_id: i64) -> Result<(), ServiceErro
 /// A socket of `user_id` closed. Announces "offline" (and records `last_seen_at`) if
 /// it was the user's last.
 pub async fn disconnected(ctx: &AppContext, user_id: i64) -> Result<(), ServiceError> {
-    let key = keys::presence(user_id);
     let sockets = ctx
-        .store
-        .cache
-        .incr(&key, -1, PRESENCE_TTL)
+        .presence
+        .disconnected(user_id)
         .await
         .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
-    if sockets <= 0 {
-        if sockets < 0 {
-            // A counter that expired or was lost meanwhile: start again from zero.
-            let _ = ctx.store.cache.incr(&key, -sockets, PRESENCE_TTL).await;
-        }
-        let now = chat_db::now();
-        UserRow::touch(&ctx.store.db, user_id, now).await?;
-        announce(ctx, user_id, false, Some(now)).await?;
+    if sockets == 0 {
+        went_offline(ctx, user_id).await?;
     }
     Ok(())
+}
+
+async fn went_offline(ctx: &AppContext, user_id: i64) -> Result<(), ServiceError> {
+    let now = chat_db::now();
+    UserRow::touch(&ctx.store.db, user_id, now).await?;
+    announce(ctx, user_id, false, Some(now)).await
+}
+
+/// Renews this instance's presence every `every` and announces "offline" for the users
+/// of instances that stopped renewing theirs (killed without closing their sockets).
+/// Runs until the process ends; call inside a tokio runtime.
+pub fn start_heartbeat(ctx: AppContext, every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match ctx.presence.heartbeat().await {
+                Ok(gone) => {
+                    for user_id in gone {
+                        if let Err(err) = went_offline(&ctx, user_id).await {
+                            tracing::warn!(error = %err, "cannot announce a reclaimed user offline");
+                        }
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "cannot renew presence"),
+            }
+        }
+    });
 }
