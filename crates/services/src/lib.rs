@@ -20,5 +20,5 @@ pub mod rate_limit;
 pub mod users;
 pub mod writer;
 
-pub use context::{AppContext, AuthSettings, ChatSettings};
+pub use context::{AppContext, AuthSettings, ChatSettings, TestHook};
 pub use error::{ServiceError, ServiceResult};
