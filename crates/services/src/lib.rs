@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod auth;
 pub mod chats;
+pub mod client;
 mod context;
 mod error;
 pub mod events;
