@@ -3,8 +3,14 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use chat_test_support::{Backend, Session, TEST_PASSWORD, TestApp, WS_WAIT, both_backends};
+use chat_services::rate_limit::{
+    FRIEND_REQUEST, MESSAGE_EDIT, WS_HANDSHAKE_ADDRESS, WS_HANDSHAKE_USER, WS_TICKET,
+};
+use chat_test_support::{
+    Backend, Response, Session, TEST_PASSWORD, TestApp, WS_WAIT, both_backends,
+};
 use serde_json::json;
 use tokio::sync::Notify;
 
@@ -13,6 +19,9 @@ both_backends!(
     a_rights_change_overwrites_the_cached_sessions,
     a_password_change_wins_against_a_login_that_checked_the_old_password,
     a_deactivation_wins_against_a_login_that_checked_the_password,
+    websocket_handshakes_are_rate_limited_per_user_and_address,
+    ws_tickets_and_message_edits_are_rate_limited_per_user,
+    friend_requests_are_rate_limited_and_a_declined_sender_waits,
 );
 
 /// Registers `username` and makes them a site admin (straight in the database, as
@@ -153,7 +162,7 @@ impl LoginGate {
         username: &str,
         password: &str,
         meanwhile: impl Future<Output = anyhow::Result<()>>,
-    ) -> anyhow::Result<chat_test_support::Response> {
+    ) -> anyhow::Result<Response> {
         self.armed.store(true, Ordering::SeqCst);
         let login = app.post(
             "/api/v1/auth/login",
@@ -243,4 +252,241 @@ async fn a_deactivation_wins_against_a_login_that_checked_the_password(
     assert_eq!(live_sessions(&app, ann.user_id).await?, 0);
     app.shutdown().await;
     Ok(())
+}
+
+/// Fails unless `response` is a 429 problem with a `Retry-After` of at least a second.
+fn expect_limited(response: &Response) -> anyhow::Result<()> {
+    response.expect_problem(429, "rate_limited")?;
+    let retry_after = response
+        .header("retry-after")
+        .and_then(|s| s.parse::<u64>().ok());
+    anyhow::ensure!(
+        retry_after.is_some_and(|s| s >= 1),
+        "Retry-After: {retry_after:?}"
+    );
+    Ok(())
+}
+
+/// Sends requests with `attempt` until one answers 429 (at most `max`); fails unless the
+/// first `burst` were let through (answered `allowed`). Returns the refusal.
+async fn until_limited<F, Fut>(
+    burst: f64,
+    max: usize,
+    allowed: u16,
+    mut attempt: F,
+) -> anyhow::Result<Response>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: Future<Output = anyhow::Result<Response>>,
+{
+    for i in 0..max {
+        let response = attempt(i).await?;
+        if response.status.as_u16() == 429 {
+            // Budgets refill while the loop runs, so more than the burst may pass.
+            anyhow::ensure!(i as f64 >= burst, "refused after only {i} requests");
+            expect_limited(&response)?;
+            return Ok(response);
+        }
+        response.expect_status(allowed)?;
+    }
+    anyhow::bail!("{max} requests were never rate-limited")
+}
+
+async fn websocket_handshakes_are_rate_limited_per_user_and_address(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    // No socket cap in the way: only the handshake budget refuses.
+    let app = TestApp::spawn_with(backend, |c| {
+        c.rate_limits = true;
+        c.max_sockets_per_user = 1000;
+    })
+    .await?;
+    let (ann, bob) = (app.register("ann").await?, app.register("bob").await?);
+    let bearer = format!("Bearer {}", ann.access_token);
+    // Real handshakes use up Ann's budget; then she is refused before the upgrade, with
+    // a problem body and Retry-After like any other 429.
+    let mut sockets = Vec::new();
+    let mut refused = None;
+    for _ in 0..WS_HANDSHAKE_USER.burst as usize + 10 {
+        match app.ws("/ws", &ann.access_token).await {
+            Ok(socket) => sockets.push(socket),
+            Err(err) => {
+                refused = Some(err.to_string());
+                break;
+            }
+        }
+    }
+    assert_eq!(refused.as_deref(), Some("handshake refused with 429"));
+    assert!(sockets.len() >= WS_HANDSHAKE_USER.burst as usize);
+    // Every handshake from this address counted, the refused ones too.
+    let mut from_here = sockets.len() + 1;
+    let refusal = app
+        .request_with_headers(
+            actix_web::http::Method::GET,
+            "/ws",
+            None,
+            &[
+                ("Authorization", &bearer),
+                ("Connection", "Upgrade"),
+                ("Upgrade", "websocket"),
+                ("Sec-WebSocket-Version", "13"),
+                ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ],
+            None,
+        )
+        .await?;
+    expect_limited(&refusal)?;
+    drop(sockets);
+    // Bob has a budget of his own.
+    app.ws("/ws", &bob.access_token).await?;
+    from_here += 2;
+    // Per address, counted before authentication: handshakes with no credentials are
+    // refused (401) until the address's budget is gone; then everyone from it waits.
+    until_limited(
+        WS_HANDSHAKE_ADDRESS.burst - from_here as f64,
+        300,
+        401,
+        |_| app.get("/ws", None),
+    )
+    .await?;
+    assert_eq!(
+        app.ws_refused(
+            "/ws",
+            &[("Authorization", &format!("Bearer {}", bob.access_token))]
+        )
+        .await?,
+        429
+    );
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn ws_tickets_and_message_edits_are_rate_limited_per_user(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let app = TestApp::spawn_with(backend, |c| c.rate_limits = true).await?;
+    let (ann, bob, chat) = app.two_in_a_group().await?;
+    until_limited(WS_TICKET.burst, 100, 200, |_| {
+        app.post("/api/v1/ws/ticket", Some(&ann.access_token), json!({}))
+    })
+    .await?;
+    app.post("/api/v1/ws/ticket", Some(&bob.access_token), json!({}))
+        .await?
+        .expect_status(200)?;
+    // Edits, over REST and WebSocket together.
+    let sent = app
+        .post(
+            &format!("/api/v1/chats/{chat}/messages"),
+            Some(&ann.access_token),
+            json!({"content": "first"}),
+        )
+        .await?;
+    sent.expect_status(201)?;
+    let message = sent.json["id"].as_i64().unwrap_or_default();
+    let path = format!("/api/v1/chats/{chat}/messages/{message}");
+    until_limited(MESSAGE_EDIT.burst, 100, 200, |i| {
+        app.patch(
+            &path,
+            Some(&ann.access_token),
+            json!({"content": format!("edit {i}")}),
+        )
+    })
+    .await?;
+    let mut socket = app
+        .ws(&format!("/ws/chats/{chat}"), &ann.access_token)
+        .await?;
+    socket
+        .send(json!({"action": "edit_message", "message_id": message, "message": "again", "request_id": "e1"}))
+        .await?;
+    let error = socket.recv_type("error").await?;
+    assert_eq!(
+        (error["code"].as_str(), error["request_id"].as_str()),
+        (Some("rate_limited"), Some("e1"))
+    );
+    // The socket stays open.
+    socket.send(json!({"action": "ping"})).await?;
+    socket.recv_type("pong").await?;
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn friend_requests_are_rate_limited_and_a_declined_sender_waits(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let app = TestApp::spawn_with(backend, |c| c.rate_limits = true).await?;
+    let (ann, bob, cat) = (
+        app.register("ann").await?,
+        app.register("bob").await?,
+        app.register("cat").await?,
+    );
+    let mut bobs = app.ws("/ws", &bob.access_token).await?;
+    let asked = ask(&app, &ann, &bob).await?;
+    asked.expect_status(201)?;
+    let request = asked.json["id"].as_i64().unwrap_or_default();
+    assert_eq!(
+        bobs.recv_type("notification").await?["kind"],
+        "friend_request"
+    );
+    // Asking again while it is pending changes nothing and notifies nobody.
+    ask(&app, &ann, &bob).await?.expect_status(200)?;
+    bobs.expect_none(&["notification"], Duration::from_millis(300))
+        .await?;
+    app.post(
+        &format!("/api/v1/friends/requests/{request}/decline"),
+        Some(&bob.access_token),
+        json!({}),
+    )
+    .await?
+    .expect_status(200)?;
+    // The declined sender waits before asking again, and Bob hears nothing.
+    ask(&app, &ann, &bob)
+        .await?
+        .expect_problem(409, "recently_declined")?;
+    bobs.expect_none(&["notification"], Duration::from_millis(300))
+        .await?;
+    // Once the cooldown is over (the decline moved back in time) Ann may ask again.
+    let long_ago = chat_db::now() - chat_services::friends::DECLINED_COOLDOWN * 2;
+    chat_db::models::FriendshipRow::transition(
+        &app.context.store.db,
+        request,
+        "declined",
+        "declined",
+        ann.user_id,
+        long_ago,
+    )
+    .await?;
+    ask(&app, &ann, &bob).await?.expect_status(201)?;
+    assert_eq!(
+        bobs.recv_type("notification").await?["kind"],
+        "friend_request"
+    );
+    // Who declined may change their mind at once.
+    let from_cat = ask(&app, &cat, &ann).await?;
+    app.post(
+        &format!("/api/v1/friends/requests/{}/decline", from_cat.json["id"]),
+        Some(&ann.access_token),
+        json!({}),
+    )
+    .await?
+    .expect_status(200)?;
+    ask(&app, &ann, &cat).await?.expect_status(201)?;
+    // Ann has asked 5 times so far: repeats and refusals count too.
+    until_limited(FRIEND_REQUEST.burst - 5.0, 100, 200, |_| {
+        ask(&app, &ann, &cat)
+    })
+    .await?;
+    // Bob has a budget of his own.
+    ask(&app, &bob, &cat).await?.expect_status(201)?;
+    app.shutdown().await;
+    Ok(())
+}
+
+/// `who` asks `whom` to be friends.
+async fn ask(app: &TestApp, who: &Session, whom: &Session) -> anyhow::Result<Response> {
+    app.post(
+        "/api/v1/friends/requests",
+        Some(&who.access_token),
+        json!({"user_id": whom.user_id}),
+    )
+    .await
 }
