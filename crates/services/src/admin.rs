@@ -85,9 +85,9 @@ pub async fn update_user(
             sessions_ended = ended,
             "account deactivated"
         );
-    } else {
-        write_through(ctx, user.clone()).await?;
+        return Ok(user.into());
     }
+    write_through(ctx, user.clone()).await?;
     if before.is_admin != user.is_admin {
         // Open sockets hold the old flag: they are closed and reconnect with the new one.
         let event = serde_json::json!({"type": "user.permissions_changed", "user_id": user_id});

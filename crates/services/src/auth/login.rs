@@ -30,7 +30,7 @@ fn account_disabled() -> ServiceError {
 /// Checks the credentials and opens a session. Unknown user and wrong password get
 /// the same answer, in the same time (a dummy hash is verified for unknown users). A
 /// password change or deactivation that commits while the password is being checked
-/// wins: the log-in then fails as with a wrong password.
+/// wins: the log-in then fails as if the change had come first.
 pub async fn login(
     ctx: &AppContext,
     client: &str,
