@@ -13,6 +13,8 @@ use futures_util::future::LocalBoxFuture;
 use crate::ApiError;
 use crate::errors::parse_json;
 
+pub use chat_services::client::ProxyPolicy;
+
 /// A JSON request body (at most [`crate::MAX_BODY_BYTES`]). Unlike `web::Json`, it
 /// tells broken JSON (400) from JSON of the wrong shape (422) reliably, and accepts
 /// a missing content type. Any other content type is a 415.
@@ -125,38 +127,6 @@ fn missing_token() -> ApiError {
     )
 }
 
-/// Whether to believe `Forwarded` / `X-Forwarded-For` (only behind a trusted proxy;
-/// otherwise any client could pick its own address and dodge per-IP limits).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ProxyPolicy {
-    /// Trust the proxy headers.
-    pub trust_forwarded_headers: bool,
-}
-
-/// The address our proxy appended to `X-Forwarded-For`: the last entry. Entries to its
-/// left were sent by the client and prove nothing.
-fn last_forwarded_for(req: &HttpRequest) -> Option<std::net::IpAddr> {
-    let header = req
-        .headers()
-        .get_all("x-forwarded-for")
-        .last()?
-        .to_str()
-        .ok()?;
-    header.rsplit(',').next()?.trim().parse().ok()
-}
-
-/// IPv4 addresses as they are; IPv6 by /64 — one host usually owns a whole /64,
-/// so keying single v6 addresses would hand it 2^64 budgets.
-fn rate_limit_key(ip: std::net::IpAddr) -> String {
-    match ip {
-        std::net::IpAddr::V4(v4) => v4.to_string(),
-        std::net::IpAddr::V6(v6) => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-    }
-}
-
 /// The client's IP address (IPv6: its /64), for per-address rate limits.
 #[derive(Debug, Clone)]
 pub struct ClientAddr(pub String);
@@ -166,13 +136,14 @@ impl FromRequest for ClientAddr {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let trust = req
-            .app_data::<ProxyPolicy>()
-            .is_some_and(|p| p.trust_forwarded_headers);
-        let forwarded = trust.then(|| last_forwarded_for(req)).flatten();
-        let ip = forwarded.or_else(|| req.peer_addr().map(|a| a.ip()));
+        let policy = req.app_data::<ProxyPolicy>().copied().unwrap_or_default();
+        let forwarded_for = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .last()
+            .and_then(|v| v.to_str().ok());
         ready(Ok(ClientAddr(
-            ip.map_or_else(|| "unknown".to_owned(), rate_limit_key),
+            policy.client_key(req.peer_addr().map(|a| a.ip()), forwarded_for),
         )))
     }
 }

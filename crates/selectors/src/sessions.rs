@@ -76,25 +76,30 @@ pub async fn resolve_session(
 /// Tried twice: if the marker cannot be written, a cached "live" entry could outlive
 /// the logout by up to [`SESSION_TTL`] (logged as an error; the database stays right).
 pub async fn invalidate_session(store: &Store, session_id: &str) {
-    let Ok(raw) = serde_json::to_string(&Cached::Revoked) else {
-        return;
-    };
-    let key = keys::session(session_id);
-    for attempt in 1..=2 {
-        match store.cache.set(&key, &raw, REVOKED_TTL).await {
-            Ok(()) => return,
-            Err(err) if attempt == 2 => {
-                tracing::error!(error = %err, "cannot mark a revoked session in the cache; other instances may accept it until the entry expires");
-            }
-            Err(_) => {}
-        }
+    if let Ok(raw) = serde_json::to_string(&Cached::Revoked) {
+        overwrite(store, session_id, &raw, REVOKED_TTL).await;
     }
 }
 
-/// Drops the cached state without marking it revoked (e.g. the user's admin flag
-/// changed): the next request reads the database again.
-pub async fn refresh_session(store: &Store, session_id: &str) {
-    if let Err(err) = store.cache.delete(&keys::session(session_id)).await {
-        tracing::warn!(error = %err, "cache delete failed");
+/// Overwrites the cached state of a live session with what the database says after a
+/// change (the user's admin flag). Written, never deleted: a request that read the old
+/// state just before the change fills only an empty key, so it cannot bring the old
+/// flag back for [`SESSION_TTL`]. Tried twice, like [`invalidate_session`].
+pub async fn put_session(store: &Store, session_id: &str, session: &LiveSession) {
+    if let Ok(raw) = serde_json::to_string(&Cached::Live(session.clone())) {
+        overwrite(store, session_id, &raw, SESSION_TTL).await;
+    }
+}
+
+async fn overwrite(store: &Store, session_id: &str, raw: &str, ttl: Duration) {
+    let key = keys::session(session_id);
+    for attempt in 1..=2 {
+        match store.cache.set(&key, raw, ttl).await {
+            Ok(()) => return,
+            Err(err) if attempt == 2 => {
+                tracing::error!(error = %err, "cannot overwrite a session's cached state; other instances may use the old one until the entry expires");
+            }
+            Err(_) => {}
+        }
     }
 }

@@ -95,6 +95,7 @@ pub async fn build_context(config: &Config) -> anyhow::Result<AppContext> {
             access_ttl: config.access_ttl,
             refresh_ttl: config.refresh_ttl,
             bcrypt_cost: config.bcrypt_cost,
+            after_password_check: config.login_after_password_check.clone(),
         },
         limits: Arc::new(match config.message_rate {
             Some(limit) => RateLimiter::new(config.rate_limits).with_override(limit),

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use chat_db::{DatabaseUrl, SqliteSync};
+use chat_services::TestHook;
 use chat_services::rate_limit::{self, Limit};
 use chat_ws::{FrameBudget, HandshakeHook};
 
@@ -83,6 +84,9 @@ pub struct Config {
     pub handle_signals: bool,
     /// Tests only (not a `CHAT_` key): see [`chat_ws::WsSettings::before_register`].
     pub ws_before_register: Option<HandshakeHook>,
+    /// Tests only (not a `CHAT_` key): see
+    /// [`chat_services::AuthSettings::after_password_check`].
+    pub login_after_password_check: Option<TestHook>,
 }
 
 impl std::fmt::Debug for Config {
@@ -568,6 +572,7 @@ impl Config {
             ws_frame_budget,
             handle_signals: true,
             ws_before_register: None,
+            login_after_password_check: None,
         })
     }
 }

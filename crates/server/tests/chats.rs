@@ -215,10 +215,18 @@ async fn friend_requests_accept_decline_and_remove(backend: Backend) -> anyhow::
         )
         .await?;
     assert_eq!(declined.json["status"], "declined");
+    // The sender waits a day (hardening_auth.rs tests the wait); who declined may ask.
     app.post(
         "/api/v1/friends/requests",
         Some(&ann.access_token),
         json!({"user_id": cy.user_id}),
+    )
+    .await?
+    .expect_problem(409, "recently_declined")?;
+    app.post(
+        "/api/v1/friends/requests",
+        Some(&cy.access_token),
+        json!({"user_id": ann.user_id}),
     )
     .await?
     .expect_status(201)?;

@@ -1,5 +1,7 @@
 //! Everything a service call needs, built once by the server and shared.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,6 +10,10 @@ use chat_selectors::Store;
 
 use crate::auth::tokens::JwtKeys;
 use crate::rate_limit::RateLimiter;
+
+/// Something a test runs inside a service call to force a race deterministically
+/// (never set outside tests).
+pub type TestHook = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// Token and password settings.
 #[derive(Clone)]
@@ -20,6 +26,9 @@ pub struct AuthSettings {
     pub refresh_ttl: Duration,
     /// bcrypt cost for new hashes.
     pub bcrypt_cost: u32,
+    /// Tests only: awaited by a log-in between verifying the password and opening the
+    /// session — the window a concurrent password change must not slip through.
+    pub after_password_check: Option<TestHook>,
 }
 
 /// Chat rules that are configuration.

@@ -13,10 +13,14 @@ use utoipa::ToSchema;
 use crate::auth::Principal;
 use crate::events::{Notification, notify};
 use crate::users::{PublicUser, utc};
-use crate::{AppContext, ServiceError};
+use crate::{AppContext, ServiceError, rate_limit};
 
 /// Most friends or requests listed (the lists are not paginated).
 pub const MAX_LISTED: i64 = 1000;
+
+/// How long the sender of a declined request waits before asking the same user again
+/// (the user who declined may ask any time): no decline, ask, notify loop.
+pub const DECLINED_COOLDOWN: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
 /// A friend request (or the friendship it became).
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -176,7 +180,9 @@ async fn accept_row(
 }
 
 /// Asks `user_id` to be friends. If they already asked me, this accepts their
-/// request. Returns the request and whether a new one was created.
+/// request. Returns the request and whether a new one was created (only then is the
+/// other user notified: asking again while a request is pending changes nothing).
+/// After they declined, the same sender may ask again only after [`DECLINED_COOLDOWN`].
 pub async fn send_request(
     ctx: &AppContext,
     principal: &Principal,
@@ -188,6 +194,11 @@ pub async fn send_request(
             "you cannot befriend yourself",
         ));
     }
+    // Each request may notify someone else: a budget per sender.
+    ctx.limits.check(
+        rate_limit::FRIEND_REQUEST,
+        &format!("user:{}", principal.user_id),
+    )?;
     user_profile(&ctx.store, user_id)
         .await?
         .filter(|u| u.is_active)
@@ -219,19 +230,32 @@ pub async fn send_request(
             Some(row) if row.status == "pending" => {
                 return Ok((accept_row(ctx, principal, &row).await?, false));
             }
-            Some(row) => match FriendshipRow::transition(
-                &ctx.store.db,
-                row.id,
-                "declined",
-                "pending",
-                principal.user_id,
-                now,
-            )
-            .await?
-            {
-                Some(row) => row,
-                None => continue,
-            },
+            Some(row) => {
+                // Declined: `updated_at` is when, and `requester_id` still who asked.
+                let again = row.updated_at + DECLINED_COOLDOWN;
+                if row.requester_id == principal.user_id && now < again {
+                    return Err(ServiceError::Conflict {
+                        code: "recently_declined",
+                        detail: format!(
+                            "this user declined your request; you may ask again after {}",
+                            utc(again).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                        ),
+                    });
+                }
+                match FriendshipRow::transition(
+                    &ctx.store.db,
+                    row.id,
+                    "declined",
+                    "pending",
+                    principal.user_id,
+                    now,
+                )
+                .await?
+                {
+                    Some(row) => row,
+                    None => continue,
+                }
+            }
         };
         let me = user_profile(&ctx.store, principal.user_id)
             .await?

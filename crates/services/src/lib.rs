@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod auth;
 pub mod chats;
+pub mod client;
 mod context;
 mod error;
 pub mod events;
@@ -20,5 +21,5 @@ pub mod rate_limit;
 pub mod users;
 pub mod writer;
 
-pub use context::{AppContext, AuthSettings, ChatSettings};
+pub use context::{AppContext, AuthSettings, ChatSettings, TestHook};
 pub use error::{ServiceError, ServiceResult};

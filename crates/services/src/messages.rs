@@ -369,6 +369,11 @@ pub async fn edit_message(
     let message = load_message(ctx, chat_id, message_id).await?;
     permissions::edit_message(principal.user_id, message.sender_id).map_err(denied)?;
     let body = MessageBody::parse(content).map_err(|m| ServiceError::invalid("content", m))?;
+    // Each edit is a write, a broadcast to the chat and a reload of its cached history.
+    ctx.limits.check(
+        rate_limit::MESSAGE_EDIT,
+        &format!("user:{}", principal.user_id),
+    )?;
     let edited = MessageRow::edit(&ctx.store.db, message_id, body.as_str(), chat_db::now())
         .await?
         .ok_or_else(|| ServiceError::Conflict {

@@ -72,6 +72,37 @@ pub const CHAT_JOIN: Limit = Limit {
     per_second: 30.0 / 60.0,
     burst: 30.0,
 };
+/// WebSocket handshakes per user: 1 a second, 30 at once (a reconnect of every tab).
+pub const WS_HANDSHAKE_USER: Limit = Limit {
+    name: "ws_handshake_user",
+    per_second: 1.0,
+    burst: 30.0,
+};
+/// WebSocket handshakes per client address, counted before authentication: 5 a
+/// second, 100 at once (many users may share an address behind a NAT).
+pub const WS_HANDSHAKE_ADDRESS: Limit = Limit {
+    name: "ws_handshake_address",
+    per_second: 5.0,
+    burst: 100.0,
+};
+/// WebSocket tickets per user: 1 a second, 30 at once (one per browser handshake).
+pub const WS_TICKET: Limit = Limit {
+    name: "ws_ticket",
+    per_second: 1.0,
+    burst: 30.0,
+};
+/// Message edits per user (REST and WebSocket together): 1 a second, 20 at once.
+pub const MESSAGE_EDIT: Limit = Limit {
+    name: "message_edit",
+    per_second: 1.0,
+    burst: 20.0,
+};
+/// Friend requests per user: 30 an hour, 20 at once.
+pub const FRIEND_REQUEST: Limit = Limit {
+    name: "friend_request",
+    per_second: 30.0 / 3600.0,
+    burst: 20.0,
+};
 
 /// Clients whose budgets one limit tracks at most; past it the least useful are
 /// forgotten (an idle client's budget is full again anyway, and forgetting one only

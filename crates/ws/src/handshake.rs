@@ -12,7 +12,8 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chat_services::auth::{Principal, authenticate, redeem_ws_ticket};
 use chat_services::chats::{authorize_socket, my_chat_positions, open_direct};
-use chat_services::{AppContext, ServiceError};
+use chat_services::client::ProxyPolicy;
+use chat_services::{AppContext, ServiceError, rate_limit};
 use serde::Deserialize;
 
 use crate::frames::Inbound;
@@ -82,6 +83,10 @@ fn refuse(status: StatusCode, code: &str, detail: &str) -> HttpResponse {
 }
 
 fn refuse_service(err: ServiceError) -> HttpResponse {
+    let retry_after = match &err {
+        ServiceError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+        _ => None,
+    };
     let status = match &err {
         ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
         ServiceError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
@@ -93,7 +98,13 @@ fn refuse_service(err: ServiceError) -> HttpResponse {
         ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let FrameError { code, detail } = service_error(err);
-    refuse(status, code, &detail)
+    let mut response = refuse(status, code, &detail);
+    if let Some(seconds) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
 }
 
 /// Browsers send `Origin`; it must be the server's own or an allowed one. Clients that
@@ -242,8 +253,26 @@ async fn checked(
     settings: &WsSettings,
     query: &HandshakeQuery,
 ) -> Result<Principal, HttpResponse> {
+    // Each handshake costs a token check and database reads: budgets per client address
+    // (before authentication, so guessing pays too) and per user.
+    let forwarded_for = req.headers().get_all("x-forwarded-for").last();
+    let address = req
+        .app_data::<ProxyPolicy>()
+        .copied()
+        .unwrap_or_default()
+        .client_key(
+            req.peer_addr().map(|a| a.ip()),
+            forwarded_for.and_then(|v| v.to_str().ok()),
+        );
+    ctx.limits
+        .check(rate_limit::WS_HANDSHAKE_ADDRESS, &address)
+        .map_err(refuse_service)?;
     // Who first: an unauthenticated request learns nothing else.
     let principal = principal(req, ctx, query).await?;
+    let user = format!("user:{}", principal.user_id);
+    ctx.limits
+        .check(rate_limit::WS_HANDSHAKE_USER, &user)
+        .map_err(refuse_service)?;
     if !origin_allowed(req, settings) {
         return Err(refuse(
             StatusCode::FORBIDDEN,

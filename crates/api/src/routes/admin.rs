@@ -63,7 +63,7 @@ pub struct UpdateUser {
 #[utoipa::path(patch, path = "/api/v1/admin/users/{user_id}", tag = "admin", security(("bearer" = []), ("oauth2" = [])),
     params(("user_id" = i64, Path, description = "User id")), request_body = UpdateUser,
     responses((status = 200, body = UserView), (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not a site admin, or locking yourself out", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not a site admin (`admin_only`), or changing your own rights or deactivating yourself (`cannot_change_self`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn update_user(

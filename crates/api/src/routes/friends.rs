@@ -66,8 +66,9 @@ pub struct SendFriendRequest {
         (status = 200, description = "Already requested, or their pending request was accepted", body = FriendRequestView),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Already friends (`already_friends`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already friends (`already_friends`), or they declined your request less than 24 hours ago (`recently_declined`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Yourself, or bad body", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many friend requests", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn send_request(
     ctx: web::Data<AppContext>,

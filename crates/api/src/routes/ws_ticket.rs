@@ -14,7 +14,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
 /// session. Browsers cannot set headers on a WebSocket handshake; this keeps the
 /// access token out of URLs (and logs).
 #[utoipa::path(post, path = "/api/v1/ws/ticket", tag = "realtime", security(("bearer" = []), ("oauth2" = [])),
-    responses((status = 200, body = WsTicket), (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = WsTicket), (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many tickets for this user", body = Problem, content_type = "application/problem+json")))]
 pub async fn create_ticket(
     ctx: web::Data<AppContext>,
     user: AuthUser,

@@ -6,7 +6,7 @@ use diesel_async::RunQueryDsl;
 
 use crate::models::UserRow;
 use crate::schema::{sessions, users};
-use crate::{DbError, DbPool, with_conn};
+use crate::{DbError, DbPool, with_conn, with_tx};
 
 /// A stored login session.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
@@ -40,6 +40,40 @@ impl SessionRow {
             diesel::insert_into(sessions::table).values(new).execute(conn).await?;
         });
         Ok(())
+    }
+
+    /// Stores a new log-in session only if its user is active and their password hash is
+    /// still `password_hash` — the one the caller verified the password against — and
+    /// records the log-in as their `last_seen_at`. Returns the user as updated, or `None`
+    /// (nothing stored) when the password changed or the account was deactivated since.
+    ///
+    /// The check is an `UPDATE` of the user row in the session's transaction, so it locks
+    /// that row: a password change either commits first (PostgreSQL re-checks the
+    /// condition against the new row once it may go on; SQLite has one writer at a time)
+    /// and nothing is stored, or waits for this commit and then finds, and revokes, the
+    /// new session with the others.
+    pub async fn insert_if_credentials_unchanged(
+        pool: &DbPool,
+        new: &NewSession,
+        password_hash: &str,
+    ) -> Result<Option<UserRow>, DbError> {
+        Ok(with_tx!(pool, conn => {
+            let user = diesel::update(
+                users::table
+                    .find(new.user_id)
+                    .filter(users::password_hash.eq(password_hash))
+                    .filter(users::is_active.eq(true)),
+            )
+            .set(users::last_seen_at.eq(new.created_at))
+            .returning(UserRow::as_returning())
+            .get_result(conn)
+            .await
+            .optional()?;
+            if user.is_some() {
+                diesel::insert_into(sessions::table).values(new).execute(conn).await?;
+            }
+            Ok::<_, diesel::result::Error>(user)
+        })?)
     }
 
     /// The session with its user, whatever their state.

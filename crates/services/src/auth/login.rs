@@ -3,7 +3,7 @@
 use chat_db::models::UserRow;
 
 use crate::auth::passwords;
-use crate::auth::session::{TokenPair, open_session};
+use crate::auth::session::{TokenPair, open_verified_session};
 use crate::rate_limit;
 use crate::{AppContext, ServiceError};
 
@@ -23,8 +23,14 @@ fn bad_credentials() -> ServiceError {
     ServiceError::unauthorized("invalid_credentials", "invalid username or password")
 }
 
+fn account_disabled() -> ServiceError {
+    ServiceError::forbidden("account_disabled", "this account has been deactivated")
+}
+
 /// Checks the credentials and opens a session. Unknown user and wrong password get
-/// the same answer, in the same time (a dummy hash is verified for unknown users).
+/// the same answer, in the same time (a dummy hash is verified for unknown users). A
+/// password change or deactivation that commits while the password is being checked
+/// wins: the log-in then fails as if the change had come first.
 pub async fn login(
     ctx: &AppContext,
     client: &str,
@@ -64,10 +70,27 @@ pub async fn login(
         _ => return Err(bad_credentials()),
     };
     if !user.is_active {
-        return Err(ServiceError::forbidden(
-            "account_disabled",
-            "this account has been deactivated",
-        ));
+        return Err(account_disabled());
     }
-    open_session(ctx, &user).await
+    if let Some(hook) = &ctx.auth.after_password_check {
+        hook().await;
+    }
+    // bcrypt took a while: the password may have been changed (and every other session
+    // ended) meanwhile. The session is stored only if the verified hash is still current.
+    if let Some(pair) = open_verified_session(ctx, &user).await? {
+        return Ok(pair);
+    }
+    tracing::info!(
+        user.id = user.id,
+        "log-in refused: the account changed while its password was checked"
+    );
+    // The same answer as if the change had come first.
+    let deactivated = UserRow::find(&ctx.store.db, user.id)
+        .await?
+        .is_some_and(|now| now.password_hash == user.password_hash && !now.is_active);
+    Err(if deactivated {
+        account_disabled()
+    } else {
+        bad_credentials()
+    })
 }

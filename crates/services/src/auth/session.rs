@@ -45,6 +45,17 @@ pub(crate) async fn token_pair(
     }
     let mut user = user.clone();
     user.last_seen_at = Some(seen);
+    signed_pair(ctx, user, session_id, nonce, generation)
+}
+
+/// Signs an access token for the session and assembles the answer for `user` as it is.
+fn signed_pair(
+    ctx: &AppContext,
+    user: UserRow,
+    session_id: &str,
+    nonce: &str,
+    generation: i64,
+) -> Result<TokenPair, ServiceError> {
     let now = chrono::Utc::now().timestamp();
     let expires_in = ttl_secs(ctx.auth.access_ttl);
     let access_token =
@@ -58,26 +69,48 @@ pub(crate) async fn token_pair(
     })
 }
 
-/// Creates a session for `user` and returns its first token pair.
-pub(crate) async fn open_session(
-    ctx: &AppContext,
-    user: &UserRow,
-) -> Result<TokenPair, ServiceError> {
+/// A new session row for `user`, with a fresh id and refresh nonce.
+fn new_session(ctx: &AppContext, user_id: i64) -> SessionRow {
     let now = chat_db::now();
-    let session_id = tokens::new_session_id();
-    let nonce = tokens::random_token();
     let refresh_ttl = chrono::Duration::seconds(ttl_secs(ctx.auth.refresh_ttl));
-    let row = SessionRow {
-        id: session_id.clone(),
-        user_id: user.id,
-        refresh_nonce: nonce.clone(),
+    SessionRow {
+        id: tokens::new_session_id(),
+        user_id,
+        refresh_nonce: tokens::random_token(),
         refresh_gen: 0,
         created_at: now,
         refreshed_at: now,
         expires_at: now + refresh_ttl,
         revoked_at: None,
-    };
+    }
+}
+
+/// Creates a session for `user` (just signed up) and returns its first token pair.
+pub(crate) async fn open_session(
+    ctx: &AppContext,
+    user: &UserRow,
+) -> Result<TokenPair, ServiceError> {
+    let row = new_session(ctx, user.id);
     SessionRow::insert(&ctx.store.db, &row).await?;
     tracing::info!(user.id = user.id, "session opened");
-    token_pair(ctx, user, &session_id, &nonce, 0).await
+    token_pair(ctx, user, &row.id, &row.refresh_nonce, 0).await
+}
+
+/// Creates a session for `user`, whose password was verified against the hash in
+/// `user` — only if that is still their hash and the account is still active when the
+/// session is stored. `None`: the password changed (or the account was deactivated)
+/// while the password was being checked, and no session exists.
+pub(crate) async fn open_verified_session(
+    ctx: &AppContext,
+    user: &UserRow,
+) -> Result<Option<TokenPair>, ServiceError> {
+    let row = new_session(ctx, user.id);
+    let Some(user) =
+        SessionRow::insert_if_credentials_unchanged(&ctx.store.db, &row, &user.password_hash)
+            .await?
+    else {
+        return Ok(None);
+    };
+    tracing::info!(user.id = user.id, "session opened");
+    signed_pair(ctx, user, &row.id, &row.refresh_nonce, 0).map(Some)
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::{Principal, tokens};
-use crate::{AppContext, ServiceError};
+use crate::{AppContext, ServiceError, rate_limit};
 
 /// How long a ticket stays valid.
 pub const TICKET_TTL: Duration = Duration::from_secs(30);
@@ -29,11 +29,16 @@ struct TicketData {
     session_id: String,
 }
 
-/// Issues a ticket bound to the caller's session.
+/// Issues a ticket bound to the caller's session (within the per-user budget: each
+/// ticket is a cache entry).
 pub async fn issue_ws_ticket(
     ctx: &AppContext,
     principal: &Principal,
 ) -> Result<WsTicket, ServiceError> {
+    ctx.limits.check(
+        rate_limit::WS_TICKET,
+        &format!("user:{}", principal.user_id),
+    )?;
     let ticket = tokens::random_token();
     let data = serde_json::to_string(&TicketData {
         user_id: principal.user_id,

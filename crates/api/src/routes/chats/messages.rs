@@ -107,7 +107,8 @@ pub struct EditMessage {
         (status = 403, description = "Not the author", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Deleted (`message_deleted`)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many edits", body = Problem, content_type = "application/problem+json")))]
 pub async fn edit_message(
     ctx: web::Data<AppContext>,
     user: AuthUser,
