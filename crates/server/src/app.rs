@@ -97,10 +97,15 @@ pub async fn build_context(config: &Config) -> anyhow::Result<AppContext> {
             bcrypt_cost: config.bcrypt_cost,
             after_password_check: config.login_after_password_check.clone(),
         },
-        limits: Arc::new(match config.message_rate {
-            Some(limit) => RateLimiter::new(config.rate_limits).with_override(limit),
-            None => RateLimiter::new(config.rate_limits),
-        }),
+        limits: Arc::new(
+            config
+                .message_rate
+                .iter()
+                .chain(&config.rate_overrides)
+                .fold(RateLimiter::new(config.rate_limits), |limiter, limit| {
+                    limiter.with_override(*limit)
+                }),
+        ),
         chat: ChatSettings {
             direct_requires_friendship: config.direct_requires_friendship,
             max_chats_per_user: config.max_chats_per_user,

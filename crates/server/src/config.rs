@@ -78,6 +78,9 @@ pub struct Config {
     pub max_chats_per_user: i64,
     /// `CHAT_RATE_MESSAGES`: the per-user message budget, when not the built-in one.
     pub message_rate: Option<Limit>,
+    /// `CHAT_RATE_GROUP_CREATE`, `CHAT_RATE_CHAT_JOIN`: other per-user budgets, when not
+    /// the built-in ones.
+    pub rate_overrides: Vec<Limit>,
     /// `CHAT_WS_FRAME_RATE`: how fast each socket's frames are read.
     pub ws_frame_budget: FrameBudget,
     /// Whether `serve` handles SIGINT/SIGTERM (tests turn it off; not a `CHAT_` key).
@@ -145,6 +148,8 @@ pub const KEYS: &[&str] = &[
     "CHAT_MAX_SOCKETS_PER_USER",
     "CHAT_MAX_CHATS_PER_USER",
     "CHAT_RATE_MESSAGES",
+    "CHAT_RATE_GROUP_CREATE",
+    "CHAT_RATE_CHAT_JOIN",
     "CHAT_WS_FRAME_RATE",
 ];
 
@@ -495,10 +500,20 @@ impl Config {
                     )
                 })?,
         };
-        let message_rate = get("CHAT_RATE_MESSAGES")
-            .map(|raw| rate_limit::parse_limit(rate_limit::MESSAGES.name, raw))
-            .transpose()
-            .map_err(|m| invalid("CHAT_RATE_MESSAGES", m))?;
+        let rate = |key: &str, limit: Limit| {
+            get(key)
+                .map(|raw| rate_limit::parse_limit(limit.name, raw))
+                .transpose()
+                .map_err(|m| invalid(key, m))
+        };
+        let message_rate = rate("CHAT_RATE_MESSAGES", rate_limit::MESSAGES)?;
+        let rate_overrides = [
+            rate("CHAT_RATE_GROUP_CREATE", rate_limit::GROUP_CREATE)?,
+            rate("CHAT_RATE_CHAT_JOIN", rate_limit::CHAT_JOIN)?,
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         let ws_frame_budget = match get("CHAT_WS_FRAME_RATE") {
             None => FrameBudget::default(),
             Some(raw) => rate_limit::parse_limit("ws_frames", raw)
@@ -569,6 +584,7 @@ impl Config {
             max_sockets_per_user,
             max_chats_per_user,
             message_rate,
+            rate_overrides,
             ws_frame_budget,
             handle_signals: true,
             ws_before_register: None,
@@ -637,6 +653,8 @@ mod tests {
             ("CHAT_MAX_SOCKETS_PER_USER", "0"),
             ("CHAT_MAX_CHATS_PER_USER", "many"),
             ("CHAT_RATE_MESSAGES", "20"),
+            ("CHAT_RATE_GROUP_CREATE", "fast"),
+            ("CHAT_RATE_CHAT_JOIN", "1/week"),
             ("CHAT_WS_FRAME_RATE", "0/s"),
         ];
         for (key, value) in cases {
@@ -698,6 +716,7 @@ mod tests {
         let c = config(&[
             ("CHAT_WS_MAX_QUEUED_BYTES", "256KiB"),
             ("CHAT_RATE_MESSAGES", "500/s:1000"),
+            ("CHAT_RATE_GROUP_CREATE", "2/min:3"),
             ("CHAT_WS_FRAME_RATE", "600/s:100"),
         ])?;
         assert_eq!(c.ws_max_queued_bytes, 256 << 10);
@@ -706,6 +725,13 @@ mod tests {
             Some((500.0, 1000.0))
         );
         assert_eq!(c.ws_frame_budget.per_second, 600.0);
+        assert_eq!(
+            c.rate_overrides
+                .iter()
+                .map(|l| (l.name, l.burst))
+                .collect::<Vec<_>>(),
+            [(rate_limit::GROUP_CREATE.name, 3.0)]
+        );
         Ok(())
     }
 

@@ -628,6 +628,26 @@ async fn group_creation_and_joins_are_rate_limited(backend: Backend) -> anyhow::
     assert!(refused.header("retry-after").is_some());
     // Another user has a budget of their own.
     group(&app, &bob, "bobs", "public").await?;
+    // The budget is configuration.
+    let strict = app
+        .spawn_peer_with(|c| {
+            c.rate_overrides = vec![chat_services::rate_limit::Limit {
+                burst: 1.0,
+                ..chat_services::rate_limit::GROUP_CREATE
+            }];
+        })
+        .await?;
+    let cyd = strict.register("cyd").await?;
+    group(&strict, &cyd, "one", "public").await?;
+    strict
+        .post(
+            "/api/v1/chats",
+            Some(&cyd.access_token),
+            json!({"name": "two"}),
+        )
+        .await?
+        .expect_problem(429, "rate_limited")?;
+    strict.shutdown().await;
     for chat in &groups {
         app.post(
             &format!("/api/v1/chats/{chat}/join"),

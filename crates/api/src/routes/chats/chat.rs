@@ -50,7 +50,9 @@ pub struct CreateGroup {
 /// Create a group; you are its owner.
 #[utoipa::path(post, path = "/api/v1/chats", tag = "chats", security(("bearer" = []), ("oauth2" = [])), request_body = CreateGroup,
     responses((status = 201, body = ChatView), (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "In too many chats (`too_many_chats`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many groups created (`rate_limited`, `Retry-After`)", body = Problem, content_type = "application/problem+json")))]
 pub async fn create_group(
     ctx: web::Data<AppContext>,
     user: AuthUser,
@@ -80,6 +82,7 @@ pub struct OpenDirect {
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Friendship required (`friendship_required`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "One of the two is in too many chats (`too_many_chats`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Yourself, or bad body", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn open_direct(
@@ -164,8 +167,10 @@ pub async fn delete_chat(
 #[utoipa::path(post, path = "/api/v1/chats/{chat_id}/join", tag = "chats", security(("bearer" = []), ("oauth2" = [])),
     params(("chat_id" = i64, Path, description = "Chat id")),
     responses((status = 200, body = ChatView), (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Private group or direct chat, or already a member", body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        (status = 403, description = "Already a member", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such chat, or one you may not see (private group, direct chat)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "In too many chats (`too_many_chats`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many joins (`rate_limited`, `Retry-After`)", body = Problem, content_type = "application/problem+json")))]
 pub async fn join_chat(
     ctx: web::Data<AppContext>,
     user: AuthUser,

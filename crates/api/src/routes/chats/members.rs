@@ -46,7 +46,8 @@ pub async fn list_members(
     params(("chat_id" = i64, Path, description = "Chat id"), ("user_id" = i64, Path, description = "User to add")),
     responses((status = 201, description = "Added", body = MemberView), (status = 200, description = "Already a member", body = MemberView),
         (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such chat or user", body = Problem, content_type = "application/problem+json")))]
+        (status = 404, description = "No such chat or user", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The user is in too many chats (`too_many_chats`)", body = Problem, content_type = "application/problem+json")))]
 pub async fn add_member(
     ctx: web::Data<AppContext>,
     user: AuthUser,
