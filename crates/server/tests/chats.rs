@@ -23,7 +23,7 @@ async fn probing_the_next_ids_does_not_hide_new_chats_or_users(
 ) -> anyhow::Result<()> {
     let app = TestApp::spawn(backend).await?;
     let (ann, prober) = (app.register("ann").await?, app.register("prober").await?);
-    let first = group(&app, &ann, "First", "public").await?;
+    let first = app.create_group(&ann, "First", "public").await?;
     // The next chat and user ids do not exist yet: asking caches their absence …
     app.get(
         &format!("/api/v1/chats/{}", first + 1),
@@ -39,7 +39,7 @@ async fn probing_the_next_ids_does_not_hide_new_chats_or_users(
     .await?
     .expect_problem(404, "not_found")?;
     // … which must not hide them once they are created.
-    let second = group(&app, &ann, "Second", "public").await?;
+    let second = app.create_group(&ann, "Second", "public").await?;
     assert_eq!(second, first + 1);
     app.get(&format!("/api/v1/chats/{second}"), Some(&ann.access_token))
         .await?
@@ -82,25 +82,6 @@ async fn befriend(app: &TestApp, a: &Session, b: &Session) -> anyhow::Result<()>
     .await?
     .expect_status(200)?;
     Ok(())
-}
-
-async fn group(
-    app: &TestApp,
-    owner: &Session,
-    name: &str,
-    visibility: &str,
-) -> anyhow::Result<i64> {
-    let created = app
-        .post(
-            "/api/v1/chats",
-            Some(&owner.access_token),
-            json!({"name": name, "visibility": visibility}),
-        )
-        .await?;
-    created.expect_status(201)?;
-    created.json["id"]
-        .as_i64()
-        .ok_or_else(|| anyhow::anyhow!("no chat id: {}", created.text))
 }
 
 fn ids(list: &Value, field: &str) -> Vec<i64> {
@@ -464,8 +445,8 @@ async fn group_lifecycle_and_permission_matrix(backend: Backend) -> anyhow::Resu
         app.register("member").await?,
         app.register("outsider").await?,
     );
-    let public = group(&app, &owner, "Rustaceans", "public").await?;
-    let private = group(&app, &owner, "Secret club", "private").await?;
+    let public = app.create_group(&owner, "Rustaceans", "public").await?;
+    let private = app.create_group(&owner, "Secret club", "private").await?;
     let view = app
         .get(
             &format!("/api/v1/chats/{public}"),
@@ -734,7 +715,7 @@ async fn group_lifecycle_and_permission_matrix(backend: Backend) -> anyhow::Resu
 async fn ownership_can_be_handed_over(backend: Backend) -> anyhow::Result<()> {
     let app = TestApp::spawn(backend).await?;
     let (ann, bob) = (app.register("ann").await?, app.register("bob").await?);
-    let chat = group(&app, &ann, "Club", "public").await?;
+    let chat = app.create_group(&ann, "Club", "public").await?;
     app.post(
         &format!("/api/v1/chats/{chat}/join"),
         Some(&bob.access_token),
@@ -796,7 +777,7 @@ async fn site_admins_manage_any_groups_members(backend: Backend) -> anyhow::Resu
     let app = TestApp::spawn(backend).await?;
     let root = make_admin(&app, "root").await?;
     let (ann, bob) = (app.register("ann").await?, app.register("bob").await?);
-    let chat = group(&app, &ann, "Closed", "private").await?;
+    let chat = app.create_group(&ann, "Closed", "private").await?;
     // Seed 001's closed chats: a site admin adds members to a group they are not in.
     app.request(
         actix_web::http::Method::PUT,
@@ -855,7 +836,7 @@ async fn a_removed_member_is_refused_on_the_very_next_request(
 ) -> anyhow::Result<()> {
     let app = TestApp::spawn(backend).await?;
     let (ann, bob) = (app.register("ann").await?, app.register("bob").await?);
-    let chat = group(&app, &ann, "Club", "private").await?;
+    let chat = app.create_group(&ann, "Club", "private").await?;
     app.request(
         actix_web::http::Method::PUT,
         &format!("/api/v1/chats/{chat}/members/{}", bob.user_id),
@@ -918,9 +899,9 @@ async fn chat_list_is_ordered_by_activity_with_unread_counts(
 ) -> anyhow::Result<()> {
     let app = TestApp::spawn(backend).await?;
     let (ann, bob) = (app.register("ann").await?, app.register("bob").await?);
-    let first = group(&app, &ann, "First", "public").await?;
-    let second = group(&app, &ann, "Second", "public").await?;
-    let third = group(&app, &ann, "Third", "public").await?;
+    let first = app.create_group(&ann, "First", "public").await?;
+    let second = app.create_group(&ann, "Second", "public").await?;
+    let third = app.create_group(&ann, "Third", "public").await?;
     for chat in [first, second, third] {
         app.post(
             &format!("/api/v1/chats/{chat}/join"),
@@ -1042,7 +1023,7 @@ async fn admin_endpoints_list_and_deactivate(backend: Backend) -> anyhow::Result
         .await?;
     users.expect_status(200)?;
     assert!(users.json["items"][0]["email"].is_string() && users.json["next_cursor"].is_string());
-    group(&app, &ann, "Club", "private").await?;
+    app.create_group(&ann, "Club", "private").await?;
     let chats = app
         .get("/api/v1/admin/chats", Some(&root.access_token))
         .await?;

@@ -20,25 +20,6 @@ both_backends!(
     long_request_ids_are_refused_and_the_socket_stays_open,
 );
 
-async fn group(
-    app: &TestApp,
-    owner: &Session,
-    name: &str,
-    visibility: &str,
-) -> anyhow::Result<i64> {
-    let created = app
-        .post(
-            "/api/v1/chats",
-            Some(&owner.access_token),
-            json!({"name": name, "visibility": visibility}),
-        )
-        .await?;
-    created.expect_status(201)?;
-    created.json["id"]
-        .as_i64()
-        .ok_or_else(|| anyhow::anyhow!("no chat id in {}", created.text))
-}
-
 /// Groups of which `user` is the owner, written straight to the database (thousands
 /// over HTTP would take the test's time, not the server's).
 async fn many_groups(app: &TestApp, user: i64, count: usize) -> anyhow::Result<()> {
@@ -284,7 +265,7 @@ async fn a_fast_sender_is_slowed_not_disconnected_and_loses_nothing(
     .await?;
     let (ann, bob, chat) = app.two_in_a_group().await?;
     let (cyd, dan) = (app.register("cyd").await?, app.register("dan").await?);
-    let other = group(&app, &cyd, "other", "public").await?;
+    let other = app.create_group(&cyd, "other", "public").await?;
     app.post(
         &format!("/api/v1/chats/{other}/join"),
         Some(&dan.access_token),
@@ -377,7 +358,7 @@ async fn a_leave_racing_the_handshake_is_not_followed(backend: Backend) -> anyho
     let app = TestApp::spawn_with(backend, |c| c.ws_before_register = Some(hook)).await?;
     // Bob owns the group, Ann is a member.
     let (bob, ann, chat) = app.two_in_a_group().await?;
-    let kept = group(&app, &bob, "kept", "public").await?;
+    let kept = app.create_group(&bob, "kept", "public").await?;
     app.post(
         &format!("/api/v1/chats/{kept}/join"),
         Some(&ann.access_token),
@@ -471,8 +452,8 @@ async fn invisible_chats_answer_exactly_like_missing_ones(backend: Backend) -> a
     let app = TestApp::spawn_with(backend, |c| c.direct_requires_friendship = false).await?;
     let (ann, bob) = (app.register("ann").await?, app.register("bob").await?);
     let outsider = app.register("outsider").await?;
-    let private = group(&app, &ann, "secret", "private").await?;
-    let public = group(&app, &ann, "open", "public").await?;
+    let private = app.create_group(&ann, "secret", "private").await?;
+    let public = app.create_group(&ann, "open", "public").await?;
     let direct = app
         .post(
             "/api/v1/chats/direct",
@@ -573,9 +554,9 @@ async fn sockets_and_chats_per_user_are_capped(backend: Backend) -> anyhow::Resu
     }
     assert!(reopened.is_some(), "a closed socket frees its place");
     // Chats: two, then 409 on every way in.
-    let public = group(&app, &bob, "open", "public").await?;
-    group(&app, &ann, "one", "private").await?;
-    group(&app, &ann, "two", "private").await?;
+    let public = app.create_group(&bob, "open", "public").await?;
+    app.create_group(&ann, "one", "private").await?;
+    app.create_group(&ann, "two", "private").await?;
     app.post(
         "/api/v1/chats",
         Some(&ann.access_token),
@@ -615,7 +596,7 @@ async fn group_creation_and_joins_are_rate_limited(backend: Backend) -> anyhow::
     let burst = chat_services::rate_limit::GROUP_CREATE.burst as usize;
     let mut groups = Vec::new();
     for i in 0..burst {
-        groups.push(group(&app, &ann, &format!("g{i}"), "public").await?);
+        groups.push(app.create_group(&ann, &format!("g{i}"), "public").await?);
     }
     let refused = app
         .post(
@@ -627,7 +608,7 @@ async fn group_creation_and_joins_are_rate_limited(backend: Backend) -> anyhow::
     refused.expect_problem(429, "rate_limited")?;
     assert!(refused.header("retry-after").is_some());
     // Another user has a budget of their own.
-    group(&app, &bob, "bobs", "public").await?;
+    app.create_group(&bob, "bobs", "public").await?;
     // The budget is configuration.
     let strict = app
         .spawn_peer_with(|c| {
@@ -638,7 +619,7 @@ async fn group_creation_and_joins_are_rate_limited(backend: Backend) -> anyhow::
         })
         .await?;
     let cyd = strict.register("cyd").await?;
-    group(&strict, &cyd, "one", "public").await?;
+    strict.create_group(&cyd, "one", "public").await?;
     strict
         .post(
             "/api/v1/chats",

@@ -233,6 +233,26 @@ impl TestApp {
         Session::from_pair(&response.json)
     }
 
+    /// Creates a group `owner` owns (`public` or `private`) and returns its id.
+    pub async fn create_group(
+        &self,
+        owner: &Session,
+        name: &str,
+        visibility: &str,
+    ) -> anyhow::Result<i64> {
+        let created = self
+            .post(
+                "/api/v1/chats",
+                Some(&owner.access_token),
+                json!({"name": name, "visibility": visibility}),
+            )
+            .await?;
+        created.expect_status(201)?;
+        created.json["id"]
+            .as_i64()
+            .ok_or_else(|| anyhow::anyhow!("no chat id: {}", created.text))
+    }
+
     /// Two users, `ann` and `bob`, in a public group `ann` owns: the usual stage of
     /// message and WebSocket tests. Returns both and the chat id.
     pub async fn two_in_a_group(&self) -> anyhow::Result<(Session, Session, i64)> {
