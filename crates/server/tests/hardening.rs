@@ -18,6 +18,8 @@ both_backends!(
     sockets_and_chats_per_user_are_capped,
     group_creation_and_joins_are_rate_limited,
     long_request_ids_are_refused_and_the_socket_stays_open,
+    nobody_can_fill_another_users_chat_cap,
+    a_send_waiting_for_its_budget_is_dropped_when_the_sender_is_removed,
 );
 
 /// Groups of which `user` is the owner, written straight to the database (thousands
@@ -782,4 +784,91 @@ mod crash {
         a.shutdown().await;
         Ok(())
     }
+}
+
+async fn nobody_can_fill_another_users_chat_cap(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.rate_limits = true;
+        c.rate_overrides = vec![chat_services::rate_limit::Limit {
+            burst: 100.0,
+            ..chat_services::rate_limit::GROUP_CREATE
+        }];
+    })
+    .await?;
+    let (owner, victim) = (app.register("owner").await?, app.register("victim").await?);
+    let added = chat_services::rate_limit::MEMBER_ADDED.burst as usize;
+    let mut refused = None;
+    for i in 0..=added {
+        let chat = app
+            .create_group(&owner, &format!("g{i}"), "private")
+            .await?;
+        let response = app
+            .request(
+                actix_web::http::Method::PUT,
+                &format!("/api/v1/chats/{chat}/members/{}", victim.user_id),
+                Some(&owner.access_token),
+                None,
+            )
+            .await?;
+        if response.status.as_u16() != 201 {
+            refused = Some((i, response));
+            break;
+        }
+    }
+    let (at, response) = refused.ok_or_else(|| anyhow::anyhow!("additions were never limited"))?;
+    assert_eq!(at, added, "the first {added} additions pass");
+    response.expect_problem(429, "rate_limited")?;
+    // The victim can still make chats of their own.
+    app.create_group(&victim, "mine", "private").await?;
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn a_send_waiting_for_its_budget_is_dropped_when_the_sender_is_removed(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.rate_limits = true;
+        c.message_rate = Some(chat_services::rate_limit::Limit {
+            name: chat_services::rate_limit::MESSAGES.name,
+            per_second: 1.0,
+            burst: 1.0,
+        });
+    })
+    .await?;
+    let (owner, member, chat) = app.two_in_a_group().await?;
+    let mut socket = app
+        .ws(&format!("/ws/chats/{chat}"), &member.access_token)
+        .await?;
+    socket
+        .send(json!({"message": "first", "request_id": 1}))
+        .await?;
+    socket.recv_type("ack").await?;
+    // Over the budget: this one waits about a second …
+    socket
+        .send(json!({"message": "second", "request_id": 2}))
+        .await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // … and the sender is removed meanwhile.
+    app.delete(
+        &format!("/api/v1/chats/{chat}/members/{}", member.user_id),
+        Some(&owner.access_token),
+    )
+    .await?
+    .expect_status(204)?;
+    assert_eq!(socket.closed().await?.0, 4003);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let history = app
+        .get(
+            &format!("/api/v1/chats/{chat}/messages"),
+            Some(&owner.access_token),
+        )
+        .await?;
+    let texts: Vec<&str> = history.json["items"]
+        .as_array()
+        .map(|items| items.iter().filter_map(|m| m["content"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(texts, ["first"], "the waiting send was not stored");
+    app.shutdown().await;
+    Ok(())
 }

@@ -289,6 +289,12 @@ async fn send_message_with(
     input: SendMessageInput,
     pacing: Pacing,
 ) -> Result<(MessageView, bool), ServiceError> {
+    let budget = format!("user:{}", principal.user_id);
+    // A paced send waits first, so access is checked as it stands when the message is
+    // stored (a member removed during the wait is refused).
+    if pacing == Pacing::Wait {
+        ctx.limits.acquire(rate_limit::MESSAGES, &budget).await;
+    }
     let (access, profile) = access_with(ctx, principal, chat_id, true).await?;
     permissions::post_in_chat(access.actor).map_err(denied)?;
     let mut errors = FieldErrors::new();
@@ -300,10 +306,8 @@ async fn send_message_with(
     let body = errors
         .finish(|| body)?
         .ok_or_else(|| ServiceError::invalid("content", "is required"))?;
-    let budget = format!("user:{}", principal.user_id);
-    match pacing {
-        Pacing::Refuse => ctx.limits.check(rate_limit::MESSAGES, &budget)?,
-        Pacing::Wait => ctx.limits.acquire(rate_limit::MESSAGES, &budget).await,
+    if pacing == Pacing::Refuse {
+        ctx.limits.check(rate_limit::MESSAGES, &budget)?;
     }
     let sender = profile.map(|u| u.username);
     if let Some(reply_to) = input.reply_to {

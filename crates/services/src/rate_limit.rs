@@ -66,6 +66,19 @@ pub const GROUP_CREATE: Limit = Limit {
     per_second: 10.0 / 60.0,
     burst: 10.0,
 };
+/// Members added to chats, per user adding them: 60 a minute, 60 at once.
+pub const MEMBER_ADD: Limit = Limit {
+    name: "member_add",
+    per_second: 1.0,
+    burst: 60.0,
+};
+/// Times a user is added to chats by others: 30 an hour, 30 at once — so nobody can
+/// fill another user's `CHAT_MAX_CHATS_PER_USER` with groups of their own.
+pub const MEMBER_ADDED: Limit = Limit {
+    name: "member_added",
+    per_second: 30.0 / 3600.0,
+    burst: 30.0,
+};
 /// Joins of public groups per user: 30 a minute, 30 at once.
 pub const CHAT_JOIN: Limit = Limit {
     name: "chat_join",

@@ -180,12 +180,27 @@ pub struct Registration {
     pub revalidate: Arc<Notify>,
 }
 
+/// Sockets re-reading their access at once after a bus lag: the rest wait their turn,
+/// so a lag costs the database a steady trickle, not one query per socket at once.
+pub const CONCURRENT_REVALIDATIONS: usize = 8;
+
 /// The connection registry and fan-out of one process.
-#[derive(Default)]
 pub struct Hub {
     state: Mutex<State>,
     next_id: AtomicU64,
     limits: HubLimits,
+    revalidations: tokio::sync::Semaphore,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub {
+            state: Mutex::default(),
+            next_id: AtomicU64::default(),
+            limits: HubLimits::default(),
+            revalidations: tokio::sync::Semaphore::new(CONCURRENT_REVALIDATIONS),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -258,6 +273,12 @@ impl Hub {
             close,
             revalidate,
         })
+    }
+
+    /// A turn to re-read a socket's access after a bus lag (at most
+    /// [`CONCURRENT_REVALIDATIONS`] at once).
+    pub async fn revalidation_turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.revalidations.acquire().await.ok()
     }
 
     /// Starts recording the membership changes applied to socket `id`, before it

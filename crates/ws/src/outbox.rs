@@ -9,7 +9,9 @@
 //!
 //! The queue is bounded in **bytes**, checked on every push: a client that does not read
 //! (while it keeps asking for large replies, or while its chats are busy) holds at most
-//! its budget plus one frame, and is then closed as lagging.
+//! its budget plus one frame, and is then closed as lagging. A frame larger than the
+//! budget is still taken while the queue is under it, so a client that reads gets every
+//! reply.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -60,11 +62,11 @@ pub struct Outbox {
 }
 
 impl State {
-    /// Whether `frame` fits the budget. An empty queue takes any one frame (a reply may
-    /// be larger than the budget, and a reading client must still get it); after that,
-    /// what is queued may not pass `max_bytes`.
-    fn fits(&self, frame: &Bytes, max_bytes: usize) -> bool {
-        self.frames.is_empty() || self.bytes + frame.len() + FRAME_OVERHEAD <= max_bytes
+    /// Whether another frame may be queued: while what is queued is under the budget,
+    /// any one frame is taken (a reply may be larger than the budget, and a client that
+    /// reads must still get it), so a queue holds at most its budget plus one frame.
+    fn fits(&self, max_bytes: usize) -> bool {
+        self.bytes < max_bytes
     }
 
     fn pop(&mut self) -> Option<Bytes> {
@@ -129,7 +131,7 @@ impl Outbox {
         if state.closed || state.sealed {
             return Err(Refused::Closed);
         }
-        if !state.fits(&frame, self.max_bytes) {
+        if !state.fits(self.max_bytes) {
             return Err(Refused::Full);
         }
         if state.frames.is_empty() {
@@ -147,7 +149,7 @@ impl Outbox {
             if state.closed || state.sealed {
                 return Err(Refused::Closed);
             }
-            if !state.fits(&frame, self.max_bytes) {
+            if !state.fits(self.max_bytes) {
                 return Err(Refused::Full);
             }
             if state.frames.is_empty() {
@@ -315,7 +317,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_refuses_and_reports_the_stall() {
-        let outbox = Outbox::new(2 * (1 + FRAME_OVERHEAD));
+        let outbox = Outbox::new(1 + FRAME_OVERHEAD + 1);
         assert_eq!(outbox.stalled_for(), None);
         assert!(outbox.push(Bytes::from_static(b"1")).is_ok());
         assert!(outbox.push(Bytes::from_static(b"2")).is_ok());
@@ -332,7 +334,7 @@ mod tests {
         let big = Bytes::from(vec![b'x'; 5000]);
         assert!(
             outbox.push(big.clone()).is_ok(),
-            "an empty queue takes one frame larger than the budget"
+            "a queue under its budget takes one frame larger than the budget"
         );
         assert_eq!(outbox.queued_bytes(), 5000 + FRAME_OVERHEAD);
         assert_eq!(
@@ -340,17 +342,21 @@ mod tests {
             Err(Refused::Full),
             "nothing more while over the budget"
         );
-        assert_eq!(body.next().await.and_then(Result::ok), Some(big));
+        assert_eq!(body.next().await.and_then(Result::ok), Some(big.clone()));
         assert_eq!(outbox.queued_bytes(), 0);
         let frame = Bytes::from(vec![b'y'; 400]);
         assert!(outbox.push(frame.clone()).is_ok());
         assert!(outbox.push(frame.clone()).is_ok());
+        assert!(
+            outbox.push(big.clone()).is_ok(),
+            "928 bytes queued: under the budget, so even a big reply is taken"
+        );
         assert_eq!(
             outbox.push(frame.clone()),
             Err(Refused::Full),
-            "3 x (400 + overhead) > 1000"
+            "over the budget now"
         );
-        assert_eq!(outbox.len(), 2);
+        assert_eq!(outbox.len(), 3);
     }
 
     #[tokio::test]

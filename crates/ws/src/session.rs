@@ -142,9 +142,10 @@ impl Connection {
         }
     }
 
-    /// Checks again, now that hub events reach this socket, what the handshake checked
-    /// before registering it: a logout, permission change or removal that passed the hub
-    /// in between would otherwise be missed.
+    /// Checks again what the handshake checked before registering the socket: a logout,
+    /// permission change or removal that passed the hub in between (or was lost in a bus
+    /// lag) would otherwise be missed. Fails closed: a socket whose access cannot be
+    /// re-read is closed as lagging (reconnect and recover) rather than kept on trust.
     async fn revalidate(&self) {
         match chat_services::auth::current_principal(&self.ctx, &self.principal).await {
             Ok(None) => return self.shut(Closing::SessionRevoked),
@@ -152,14 +153,23 @@ impl Connection {
                 return self.shut(Closing::Reauthenticate);
             }
             Ok(Some(_)) => {}
-            Err(err) => tracing::warn!(error = %err, "cannot re-check the session"),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot re-check the session; closing the socket");
+                return self.shut(Closing::Lagging);
+            }
         }
         match self.scope {
             Scope::Chat(chat) => {
-                if let Err(ServiceError::Forbidden { .. } | ServiceError::NotFound(_)) =
-                    chat_services::chats::authorize_socket(&self.ctx, &self.principal, chat).await
+                match chat_services::chats::authorize_socket(&self.ctx, &self.principal, chat).await
                 {
-                    self.shut(Closing::RemovedFromChat);
+                    Ok(_) => {}
+                    Err(ServiceError::Forbidden { .. } | ServiceError::NotFound(_)) => {
+                        self.shut(Closing::RemovedFromChat);
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot re-check membership; closing the socket");
+                        self.shut(Closing::Lagging);
+                    }
                 }
             }
             Scope::AllChats => {
@@ -170,10 +180,11 @@ impl Connection {
                 let read =
                     chat_services::chats::my_chat_positions(&self.ctx, self.principal.user_id)
                         .await;
-                if let Err(err) = &read {
-                    tracing::warn!(error = %err, "cannot re-read memberships");
-                }
                 self.hub.finish_revalidation(id, read.as_deref().ok());
+                if let Err(err) = &read {
+                    tracing::warn!(error = %err, "cannot re-read memberships; closing the socket");
+                    self.shut(Closing::Lagging);
+                }
             }
         }
     }
@@ -235,7 +246,10 @@ impl Connection {
             tokio::select! {
                 biased;
                 why = close.closed() => reason = Some(why),
-                () = revalidate.notified() => Box::pin(self.revalidate()).await,
+                () = revalidate.notified() => {
+                    let _turn = self.hub.revalidation_turn().await;
+                    Box::pin(self.revalidate()).await;
+                }
                 () = tokio::time::sleep(throttle.unwrap_or_default()), if throttle.is_some() => {}
                 incoming = inbound.recv(), if throttle.is_none() => {
                     last_heard = Instant::now();
@@ -244,9 +258,19 @@ impl Connection {
                     }
                     match incoming {
                         Some(Ok(Incoming::Text(text))) => {
-                            if let Some(reply) = Box::pin(self.on_text(&text, &mut last_typing)).await {
-                                reason = self.reply(&reply).err();
+                            // An action may wait (a send over the budget): a close decided
+                            // meanwhile (revoked, removed) wins over it.
+                            tokio::select! {
+                                biased;
+                                why = close.closed() => reason = Some(why),
+                                reply = Box::pin(self.on_text(&text, &mut last_typing)) => {
+                                    if let Some(reply) = reply {
+                                        reason = self.reply(&reply).err();
+                                    }
+                                }
                             }
+                            // The client was active; time spent answering is not silence.
+                            last_heard = Instant::now();
                         }
                         Some(Ok(Incoming::Binary)) => {
                             let err = FrameError::new("bad_frame", "binary frames are not supported; send JSON text");

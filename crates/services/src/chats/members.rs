@@ -68,6 +68,12 @@ pub async fn add_member(
     {
         return Ok((member_view(ctx, chat_id, user_id).await?, false));
     }
+    ctx.limits.check(
+        crate::rate_limit::MEMBER_ADD,
+        &format!("user:{}", principal.user_id),
+    )?;
+    ctx.limits
+        .check(crate::rate_limit::MEMBER_ADDED, &format!("user:{user_id}"))?;
     match add_membership(ctx, chat_id, user_id, Role::Member, Some(principal.user_id)).await {
         Ok(_) => {}
         // Added concurrently by someone else: same outcome.
