@@ -2,12 +2,15 @@
 //! closing its sockets.
 //!
 //! Each user has one counter of open sockets over all instances. In production mode each
-//! instance also keeps, in Redis, how many sockets it holds per user, and renews a
-//! short-lived liveness key on a heartbeat. An instance that finds another's liveness
-//! key gone (killed, or cut off from Redis for longer than its lifetime) claims its
-//! table once, takes its sockets off the users' counters, and reports the users left
-//! with none — so they are shown offline within about three heartbeats instead of when a
-//! day-long counter expires.
+//! instance also keeps, in Redis, how many sockets it holds per user (its table), and on
+//! each heartbeat renews a short-lived liveness key and brings its table and the users'
+//! counters back in line with what it really holds (its local count is the truth: a
+//! Redis call that failed or timed out, or a table reclaimed while the instance was
+//! cut off, is corrected there). An instance that finds another's liveness key gone
+//! (killed, or cut off from Redis for longer than its lifetime) empties its table in one
+//! atomic step, takes its sockets off the users' counters, and reports the users left with none — so
+//! they are shown offline within about three heartbeats instead of when a day-long
+//! counter expires.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -18,16 +21,27 @@ use async_trait::async_trait;
 use crate::cache::CacheError;
 use crate::redis::RedisConnections;
 
+/// Users whose presence a heartbeat changed: counters that crossed zero.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Changed {
+    /// Now counted online (their sockets here were missing from the counters).
+    pub online: Vec<i64>,
+    /// Now counted offline (sockets of a dead instance, or counted twice).
+    pub offline: Vec<i64>,
+}
+
 /// The socket counters behind presence.
 #[async_trait]
 pub trait PresenceRegistry: Send + Sync + 'static {
     /// A socket of `user_id` opened here: the user's open sockets over every instance.
     async fn connected(&self, user_id: i64) -> Result<i64, CacheError>;
-    /// A socket of `user_id` closed here: the user's open sockets left (never below 0).
+    /// A socket of `user_id` closed here: the user's open sockets left (never below 0),
+    /// or `-1` when this socket was no longer counted (its instance was reclaimed): then
+    /// there is nothing to announce.
     async fn disconnected(&self, user_id: i64) -> Result<i64, CacheError>;
-    /// Renews this instance's liveness and reclaims the sockets of instances whose
-    /// liveness expired; returns the users left with no socket anywhere.
-    async fn heartbeat(&self) -> Result<Vec<i64>, CacheError>;
+    /// Renews this instance's liveness, corrects its own counts, and reclaims the
+    /// sockets of instances whose liveness expired.
+    async fn heartbeat(&self) -> Result<Changed, CacheError>;
 }
 
 /// The embedded mode's registry: one process, so one table and nothing to reclaim.
@@ -60,8 +74,8 @@ impl PresenceRegistry for MemoryPresence {
         Ok(self.change(user_id, -1))
     }
 
-    async fn heartbeat(&self) -> Result<Vec<i64>, CacheError> {
-        Ok(Vec::new())
+    async fn heartbeat(&self) -> Result<Changed, CacheError> {
+        Ok(Changed::default())
     }
 }
 
@@ -76,16 +90,48 @@ const CONNECT: &str = "local total = redis.call('INCRBY', KEYS[1], 1) \
     return total";
 
 /// KEYS: the user's counter, this instance's table. ARGV: user id, counter TTL (s).
-const DISCONNECT: &str = "local total = redis.call('INCRBY', KEYS[1], -1) \
+/// A socket the table no longer holds (reclaimed) leaves the counter alone: -1.
+const DISCONNECT: &str = "local mine = redis.call('HINCRBY', KEYS[2], ARGV[1], -1) \
+    if mine <= 0 then redis.call('HDEL', KEYS[2], ARGV[1]) end \
+    if mine < 0 then return -1 end \
+    local total = redis.call('INCRBY', KEYS[1], -1) \
     if total <= 0 then redis.call('DEL', KEYS[1]) total = 0 \
     else redis.call('EXPIRE', KEYS[1], ARGV[2]) end \
-    if redis.call('HINCRBY', KEYS[2], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[2], ARGV[1]) end \
     return total";
 
-/// KEYS: the dead instance's table, the instance set. ARGV: key prefix, instance id.
-/// Takes the dead instance's sockets off each user's counter; returns the users left
-/// with none.
-const RECLAIM: &str = "local rows = redis.call('HGETALL', KEYS[1]) local gone = {} \
+/// KEYS: this instance's liveness key, its table, the instance set. ARGV: lifetime (ms),
+/// instance id, key prefix, counter TTL (s), then `user, sockets` pairs of what this
+/// instance holds. Renews the liveness, then moves table and counters to those numbers;
+/// returns the users whose counter crossed zero upwards, then downwards.
+const SYNC: &str = "redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) \
+    redis.call('SADD', KEYS[3], ARGV[2]) \
+    local want = {} for i = 5, #ARGV, 2 do want[ARGV[i]] = tonumber(ARGV[i + 1]) end \
+    local have = {} local rows = redis.call('HGETALL', KEYS[2]) \
+    for i = 1, #rows, 2 do have[rows[i]] = tonumber(rows[i + 1]) end \
+    local up, down = {}, {} \
+    local function adjust(user, delta) \
+      local key = ARGV[3] .. ':presence:' .. user \
+      local before = tonumber(redis.call('GET', key) or '0') \
+      local after = before + delta \
+      if after <= 0 then redis.call('DEL', key) after = 0 \
+      else redis.call('SET', key, after, 'EX', ARGV[4]) end \
+      if before <= 0 and after > 0 then table.insert(up, user) end \
+      if before > 0 and after <= 0 then table.insert(down, user) end \
+    end \
+    for user, n in pairs(want) do \
+      local d = n - (have[user] or 0) \
+      if d ~= 0 then adjust(user, d) redis.call('HSET', KEYS[2], user, n) end \
+    end \
+    for user, n in pairs(have) do \
+      if want[user] == nil then adjust(user, -n) redis.call('HDEL', KEYS[2], user) end \
+    end \
+    return {up, down}";
+
+/// KEYS: the dead instance's table, the instance set, its liveness key. ARGV: key
+/// prefix, instance id. Unless it renewed meanwhile, takes the dead instance's sockets
+/// off each user's counter; returns the users left with none.
+const RECLAIM: &str = "if redis.call('EXISTS', KEYS[3]) == 1 then return {} end \
+    local rows = redis.call('HGETALL', KEYS[1]) local gone = {} \
     for i = 1, #rows, 2 do \
       local key = ARGV[1] .. ':presence:' .. rows[i] \
       local total = redis.call('INCRBY', key, -tonumber(rows[i + 1])) \
@@ -100,6 +146,9 @@ pub struct RedisPresence {
     prefix: String,
     instance: String,
     lifetime: Duration,
+    /// What this instance really holds, per user: the truth each heartbeat restores.
+    /// Held across each Redis update, so a heartbeat never sees one half-applied.
+    local: tokio::sync::Mutex<HashMap<i64, i64>>,
 }
 
 impl RedisPresence {
@@ -111,6 +160,7 @@ impl RedisPresence {
             prefix: prefix.to_owned(),
             instance: format!("{:016x}", rand_id()),
             lifetime,
+            local: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -133,22 +183,6 @@ impl RedisPresence {
         self.connections
             .run(|mut conn| async move { exists.query_async(&mut conn).await })
             .await
-    }
-
-    /// Whether this instance is the one to reclaim `instance` (one claimant per death).
-    async fn claim(&self, instance: &str) -> Result<bool, CacheError> {
-        let mut claim = redis::cmd("SET");
-        claim
-            .arg(self.key(&format!("instance_reclaim:{instance}")))
-            .arg(&self.instance)
-            .arg("NX")
-            .arg("PX")
-            .arg(u64::try_from(self.lifetime.as_millis().saturating_mul(2)).unwrap_or(u64::MAX));
-        let claimed: Option<String> = self
-            .connections
-            .run(|mut conn| async move { claim.query_async(&mut conn).await })
-            .await?;
-        Ok(claimed.is_some())
     }
 
     async fn count(&self, script: &'static str, user_id: i64) -> Result<i64, CacheError> {
@@ -182,47 +216,73 @@ fn rand_id() -> u64 {
 #[async_trait]
 impl PresenceRegistry for RedisPresence {
     async fn connected(&self, user_id: i64) -> Result<i64, CacheError> {
+        let mut local = self.local.lock().await;
+        *local.entry(user_id).or_insert(0) += 1;
         self.count(CONNECT, user_id).await
     }
 
     async fn disconnected(&self, user_id: i64) -> Result<i64, CacheError> {
+        let mut local = self.local.lock().await;
+        if let Some(count) = local.get_mut(&user_id) {
+            *count -= 1;
+            if *count <= 0 {
+                local.remove(&user_id);
+            }
+        }
         self.count(DISCONNECT, user_id).await
     }
 
-    async fn heartbeat(&self) -> Result<Vec<i64>, CacheError> {
+    async fn heartbeat(&self) -> Result<Changed, CacheError> {
         let instances = self.key("presence_instances");
         let lifetime = u64::try_from(self.lifetime.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
-        let mut renew = redis::pipe();
-        renew
-            .cmd("SET")
+        let mut sync = redis::cmd("EVAL");
+        sync.arg(SYNC)
+            .arg(3)
             .arg(self.key(&format!("instance_alive:{}", self.instance)))
-            .arg(1)
-            .arg("PX")
-            .arg(lifetime)
-            .ignore()
-            .cmd("SADD")
+            .arg(self.table(&self.instance))
             .arg(&instances)
+            .arg(lifetime)
             .arg(&self.instance)
-            .ignore()
-            .cmd("SMEMBERS")
-            .arg(&instances);
-        let (known,): (Vec<String>,) = self
+            .arg(&self.prefix)
+            .arg(COUNTER_TTL.as_secs());
+        let (up, down): (Vec<String>, Vec<String>) = {
+            let local = self.local.lock().await;
+            for (user, sockets) in local.iter() {
+                sync.arg(*user).arg(*sockets);
+            }
+            self.connections
+                .run(|mut conn| async move { sync.query_async(&mut conn).await })
+                .await?
+        };
+        let ids = |users: Vec<String>| -> Vec<i64> {
+            users.iter().filter_map(|u| u.parse::<i64>().ok()).collect()
+        };
+        let mut changed = Changed {
+            online: ids(up),
+            offline: ids(down),
+        };
+        let mut members = redis::cmd("SMEMBERS");
+        members.arg(&instances);
+        let known: Vec<String> = self
             .connections
-            .run(|mut conn| async move { renew.query_async(&mut conn).await })
+            .run(|mut conn| async move { members.query_async(&mut conn).await })
             .await?;
         let mut gone = Vec::new();
         for other in known.iter().filter(|id| **id != self.instance) {
-            if self.is_alive(other).await? || !self.claim(other).await? {
+            // RECLAIM checks liveness again and empties the table in one step: two
+            // instances reclaiming the same one announce its users once.
+            if self.is_alive(other).await? {
                 continue;
             }
             let mut reclaim = redis::cmd("EVAL");
             reclaim
                 .arg(RECLAIM)
-                .arg(2)
+                .arg(3)
                 .arg(self.table(other))
                 .arg(&instances)
+                .arg(self.key(&format!("instance_alive:{other}")))
                 .arg(&self.prefix)
                 .arg(other);
             let users: Vec<String> = self
@@ -236,7 +296,8 @@ impl PresenceRegistry for RedisPresence {
             );
             gone.extend(users.iter().filter_map(|u| u.parse::<i64>().ok()));
         }
-        Ok(gone)
+        changed.offline.extend(gone);
+        Ok(changed)
     }
 }
 
@@ -253,7 +314,7 @@ mod tests {
         assert_eq!(registry.disconnected(1).await?, 0);
         assert_eq!(registry.disconnected(1).await?, 0);
         assert_eq!(registry.connected(1).await?, 1);
-        assert!(registry.heartbeat().await?.is_empty());
+        assert_eq!(registry.heartbeat().await?, Changed::default());
         Ok(())
     }
 }

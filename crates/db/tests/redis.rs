@@ -279,7 +279,7 @@ async fn a_killed_connection_is_replaced_and_costs_at_most_one_command() -> anyh
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_instances_sockets_are_reclaimed_once() -> anyhow::Result<()> {
-    use chat_db::presence::{PresenceRegistry, RedisPresence};
+    use chat_db::presence::{Changed, PresenceRegistry, RedisPresence};
     let prefix = prefix();
     let lifetime = Duration::from_millis(300);
     let open = || -> anyhow::Result<RedisPresence> {
@@ -291,7 +291,7 @@ async fn a_dead_instances_sockets_are_reclaimed_once() -> anyhow::Result<()> {
     };
     let (live, dying, other) = (open()?, open()?, open()?);
     for registry in [&live, &dying, &other] {
-        assert!(registry.heartbeat().await?.is_empty());
+        assert_eq!(registry.heartbeat().await?, Changed::default());
     }
     // User 1 has sockets on the live and the dying instance, user 2 only on the dying one.
     assert_eq!(live.connected(1).await?, 1);
@@ -301,17 +301,59 @@ async fn a_dead_instances_sockets_are_reclaimed_once() -> anyhow::Result<()> {
     // The dying instance stops renewing; the others keep going.
     tokio::time::sleep(lifetime + Duration::from_millis(100)).await;
     let (first, second) = tokio::join!(live.heartbeat(), other.heartbeat());
-    let mut gone = first?;
-    gone.extend(second?);
+    let mut gone = first?.offline;
+    gone.extend(second?.offline);
     assert_eq!(
         gone,
         [2],
         "reclaimed once, by one instance; user 1 is still online"
     );
     assert_eq!(live.disconnected(1).await?, 0);
-    assert!(
-        live.heartbeat().await?.is_empty(),
+    assert_eq!(
+        live.heartbeat().await?,
+        Changed::default(),
         "nothing left to reclaim"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_reclaimed_while_alive_restores_its_sockets() -> anyhow::Result<()> {
+    use chat_db::presence::{Changed, PresenceRegistry, RedisPresence};
+    let prefix = prefix();
+    let lifetime = Duration::from_millis(300);
+    let open = || -> anyhow::Result<RedisPresence> {
+        Ok(RedisPresence::new(
+            open_connections(&url()).map_err(anyhow::Error::msg)?,
+            &prefix,
+            lifetime,
+        ))
+    };
+    let (a, b) = (open()?, open()?);
+    a.heartbeat().await?;
+    b.heartbeat().await?;
+    assert_eq!(b.connected(7).await?, 1);
+    // B is cut off for longer than its lifetime: A takes its sockets off.
+    tokio::time::sleep(lifetime + Duration::from_millis(100)).await;
+    assert_eq!(a.heartbeat().await?.offline, [7]);
+    // U opens a socket on A meanwhile.
+    assert_eq!(a.connected(7).await?, 1);
+    // B comes back: its next heartbeat counts its socket again (no announcement, the
+    // user is online through A already).
+    assert_eq!(b.heartbeat().await?, Changed::default());
+    // Closing the socket on B leaves the one on A counted.
+    assert_eq!(b.disconnected(7).await?, 1);
+    assert_eq!(a.disconnected(7).await?, 0);
+    // A socket closed while its table was reclaimed leaves the counter alone.
+    assert_eq!(b.connected(8).await?, 1);
+    tokio::time::sleep(lifetime + Duration::from_millis(100)).await;
+    assert_eq!(a.heartbeat().await?.offline, [8]);
+    assert_eq!(
+        b.disconnected(8).await?,
+        -1,
+        "no longer counted: nothing to announce"
+    );
+    assert_eq!(b.heartbeat().await?, Changed::default());
+    assert_eq!(a.heartbeat().await?, Changed::default());
     Ok(())
 }

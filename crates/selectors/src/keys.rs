@@ -1,8 +1,9 @@
 //! Cache key builders: one place decides every key's shape.
 
-/// Prefixes of keys the in-process cache must never evict for room (single-use
-/// tickets): losing one is a wrong answer, not a miss.
-pub const PINNED_PREFIXES: &[&str] = &["ws_ticket:"];
+/// Prefixes of keys the in-process cache must never evict for room: a session's entry
+/// (its revocation marker, or the rights last written through) and single-use tickets.
+/// Losing one of those is a wrong answer, not a miss.
+pub const PINNED_PREFIXES: &[&str] = &["session:", "ws_ticket:"];
 
 /// The cached state of one login session.
 pub fn session(session_id: &str) -> String {

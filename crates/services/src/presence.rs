@@ -84,9 +84,12 @@ async fn went_offline(ctx: &AppContext, user_id: i64) -> Result<(), ServiceError
     announce(ctx, user_id, false, Some(now)).await
 }
 
-/// Renews this instance's presence every `every` and announces "offline" for the users
-/// of instances that stopped renewing theirs (killed without closing their sockets).
-/// Runs until the process ends; call inside a tokio runtime.
+/// Renews this instance's presence every `every` (correcting its own counts) and
+/// announces the users whose presence that changed: "offline" for the users of
+/// instances that stopped renewing theirs (killed without closing their sockets),
+/// "online" for users whose sockets here had gone uncounted. Announcements run apart
+/// from the renewal, so a long list never delays the next heartbeat. Runs until the
+/// process ends; call inside a tokio runtime.
 pub fn start_heartbeat(ctx: AppContext, every: Duration) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
@@ -94,12 +97,21 @@ pub fn start_heartbeat(ctx: AppContext, every: Duration) {
         loop {
             tick.tick().await;
             match ctx.presence.heartbeat().await {
-                Ok(gone) => {
-                    for user_id in gone {
-                        if let Err(err) = went_offline(&ctx, user_id).await {
-                            tracing::warn!(error = %err, "cannot announce a reclaimed user offline");
+                Ok(changed) if changed.online.is_empty() && changed.offline.is_empty() => {}
+                Ok(changed) => {
+                    let ctx = ctx.clone();
+                    tokio::spawn(async move {
+                        for user_id in changed.offline {
+                            if let Err(err) = went_offline(&ctx, user_id).await {
+                                tracing::warn!(error = %err, "cannot announce a user offline");
+                            }
                         }
-                    }
+                        for user_id in changed.online {
+                            if let Err(err) = announce(&ctx, user_id, true, None).await {
+                                tracing::warn!(error = %err, "cannot announce a user online");
+                            }
+                        }
+                    });
                 }
                 Err(err) => tracing::warn!(error = %err, "cannot renew presence"),
             }

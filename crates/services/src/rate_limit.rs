@@ -117,14 +117,14 @@ pub const FRIEND_REQUEST: Limit = Limit {
     burst: 20.0,
 };
 
-/// Clients whose budgets one limit tracks at most; past it the least useful are
+/// Clients whose budgets one limit tracks at most; past it the least recently used are
 /// forgotten (an idle client's budget is full again anyway, and forgetting one only
 /// gives that client a fresh budget).
 pub const TRACKED_CLIENTS: u64 = 100_000;
 
 /// governor's per-key GCRA state kept in a bounded moka cache: each entry lives as long
 /// as it differs from a fresh budget (`burst / rate` after its last change), and past
-/// [`TRACKED_CLIENTS`] the least useful are evicted — never the whole table.
+/// [`TRACKED_CLIENTS`] the least recently used are evicted — never the whole table.
 struct BoundedStore {
     states: moka::sync::Cache<String, Nanos>,
 }
@@ -253,6 +253,7 @@ impl RateLimiter {
                 // A client's state differs from a fresh budget for at most this long.
                 let refill = period.saturating_mul(burst.get());
                 let states = moka::sync::Cache::builder()
+                    .eviction_policy(moka::policy::EvictionPolicy::lru())
                     .max_capacity(TRACKED_CLIENTS)
                     .time_to_live(refill.max(Duration::from_secs(1)))
                     .build();
