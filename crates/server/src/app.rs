@@ -91,7 +91,10 @@ pub async fn build_context(config: &Config) -> anyhow::Result<AppContext> {
         },
         bus,
         auth: AuthSettings {
-            keys: JwtKeys::from_secret(&secret),
+            keys: match &config.jwt_secret_previous {
+                Some(previous) => JwtKeys::from_secret(&secret).with_previous(previous.as_bytes()),
+                None => JwtKeys::from_secret(&secret),
+            },
             access_ttl: config.access_ttl,
             refresh_ttl: config.refresh_ttl,
             bcrypt_cost: config.bcrypt_cost,

@@ -39,6 +39,8 @@ pub struct Config {
     pub rate_limits: bool,
     /// `CHAT_JWT_SECRET`: when unset outside prod, a generated secret is kept in a file.
     pub jwt_secret: Option<String>,
+    /// `CHAT_JWT_SECRET_PREVIOUS`: the secret being rotated out (verifies, never signs).
+    pub jwt_secret_previous: Option<String>,
     /// `CHAT_ACCESS_TTL`.
     pub access_ttl: Duration,
     /// `CHAT_REFRESH_TTL`.
@@ -129,6 +131,7 @@ pub const KEYS: &[&str] = &[
     "CHAT_REDIS_PREFIX",
     "CHAT_RATE_LIMITS",
     "CHAT_JWT_SECRET",
+    "CHAT_JWT_SECRET_PREVIOUS",
     "CHAT_ACCESS_TTL",
     "CHAT_REFRESH_TTL",
     "CHAT_BCRYPT_COST",
@@ -524,6 +527,13 @@ impl Config {
                 .map_err(|m| invalid("CHAT_WS_FRAME_RATE", m))?,
         };
         let jwt_secret = get("CHAT_JWT_SECRET").map(str::to_owned);
+        let jwt_secret_previous = get("CHAT_JWT_SECRET_PREVIOUS").map(str::to_owned);
+        if jwt_secret_previous.is_some() && jwt_secret.is_none() {
+            return Err(invalid(
+                "CHAT_JWT_SECRET_PREVIOUS",
+                "needs CHAT_JWT_SECRET (the new secret) set too",
+            ));
+        }
 
         if env == Environment::Prod {
             match &jwt_secret {
@@ -537,6 +547,15 @@ impl Config {
                     ));
                 }
                 Some(_) => {}
+            }
+            if jwt_secret_previous
+                .as_ref()
+                .is_some_and(|s| s.len() < MIN_PROD_SECRET_BYTES)
+            {
+                return Err(invalid(
+                    "CHAT_JWT_SECRET_PREVIOUS",
+                    format!("must be at least {MIN_PROD_SECRET_BYTES} bytes when CHAT_ENV=prod"),
+                ));
             }
             if bcrypt_cost < MIN_PROD_BCRYPT_COST {
                 return Err(invalid(
@@ -565,6 +584,7 @@ impl Config {
             redis_prefix,
             rate_limits,
             jwt_secret,
+            jwt_secret_previous,
             access_ttl,
             refresh_ttl,
             bcrypt_cost,
@@ -653,6 +673,7 @@ mod tests {
             ("CHAT_MAX_SOCKETS_PER_USER", "0"),
             ("CHAT_MAX_CHATS_PER_USER", "many"),
             ("CHAT_RATE_MESSAGES", "20"),
+            ("CHAT_JWT_SECRET_PREVIOUS", "previous-without-a-current-one"),
             ("CHAT_RATE_GROUP_CREATE", "fast"),
             ("CHAT_RATE_CHAT_JOIN", "1/week"),
             ("CHAT_WS_FRAME_RATE", "0/s"),

@@ -28,6 +28,9 @@ pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     refresh: Vec<u8>,
+    /// The secret being rotated out (`CHAT_JWT_SECRET_PREVIOUS`): what it signed is
+    /// still accepted; nothing new is signed with it.
+    previous: Option<(DecodingKey, Vec<u8>)>,
 }
 
 impl JwtKeys {
@@ -37,7 +40,15 @@ impl JwtKeys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             refresh: secret.to_vec(),
+            previous: None,
         }
+    }
+
+    /// Also accepts tokens signed with `previous` (a rotation window), never signing
+    /// with it.
+    pub fn with_previous(mut self, previous: &[u8]) -> Self {
+        self.previous = Some((DecodingKey::from_secret(previous), previous.to_vec()));
+        self
     }
 }
 
@@ -82,16 +93,18 @@ pub fn verify_access(keys: &JwtKeys, token: &str) -> Result<AccessClaims, Servic
     // Instances share one clock source in practice; a token is expired when it says so.
     validation.leeway = 0;
     validation.set_required_spec_claims(&["exp", "sub"]);
-    let data =
-        jsonwebtoken::decode::<AccessClaims>(token, &keys.decoding, &validation).map_err(|e| {
-            match e.kind() {
-                ErrorKind::ExpiredSignature => ServiceError::unauthorized(
-                    "token_expired",
-                    "the access token has expired; refresh it",
-                ),
-                _ => ServiceError::unauthorized("invalid_token", "the access token is invalid"),
-            }
-        })?;
+    let mut decoded = jsonwebtoken::decode::<AccessClaims>(token, &keys.decoding, &validation);
+    if let (Err(err), Some((previous, _))) = (&decoded, &keys.previous)
+        && *err.kind() == ErrorKind::InvalidSignature
+    {
+        decoded = jsonwebtoken::decode::<AccessClaims>(token, previous, &validation);
+    }
+    let data = decoded.map_err(|e| match e.kind() {
+        ErrorKind::ExpiredSignature => {
+            ServiceError::unauthorized("token_expired", "the access token has expired; refresh it")
+        }
+        _ => ServiceError::unauthorized("invalid_token", "the access token is invalid"),
+    })?;
     if data.claims.typ != ACCESS_TYPE {
         return Err(ServiceError::unauthorized(
             "invalid_token",
@@ -126,12 +139,12 @@ pub struct RefreshToken<'a> {
 }
 
 fn refresh_mac(
-    keys: &JwtKeys,
+    secret: &[u8],
     session_id: &str,
     generation: i64,
     nonce: &str,
 ) -> Option<Hmac<Sha256>> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(&keys.refresh).ok()?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).ok()?;
     mac.update(b"refresh\0");
     mac.update(format!("{session_id}.{generation}.{nonce}").as_bytes());
     Some(mac)
@@ -171,7 +184,7 @@ impl<'a> RefreshToken<'a> {
         generation: i64,
         nonce: &str,
     ) -> Result<String, ServiceError> {
-        let mac = refresh_mac(keys, session_id, generation, nonce)
+        let mac = refresh_mac(&keys.refresh, session_id, generation, nonce)
             .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("refresh key unusable")))?;
         Ok(format!(
             "{session_id}.{generation}.{}",
@@ -180,13 +193,18 @@ impl<'a> RefreshToken<'a> {
     }
 
     /// Whether this token was issued by this server for a session with `nonce`
-    /// (constant-time comparison).
+    /// (constant-time comparison), with the current secret or the one being rotated out.
     pub fn verify(&self, keys: &JwtKeys, nonce: &str) -> bool {
         let Ok(presented) = URL_SAFE_NO_PAD.decode(self.mac) else {
             return false;
         };
-        refresh_mac(keys, self.session_id, self.generation, nonce)
-            .is_some_and(|mac| mac.verify_slice(&presented).is_ok())
+        let previous = keys.previous.as_ref().map(|(_, secret)| secret.as_slice());
+        std::iter::once(keys.refresh.as_slice())
+            .chain(previous)
+            .any(|secret| {
+                refresh_mac(secret, self.session_id, self.generation, nonce)
+                    .is_some_and(|mac| mac.verify_slice(&presented).is_ok())
+            })
     }
 }
 
@@ -204,6 +222,30 @@ mod tests {
         let token = issue_access(&keys(), 7, "s1", now, now + 60)?;
         let claims = verify_access(&keys(), &token)?;
         assert_eq!((claims.sub.as_str(), claims.sid.as_str()), ("7", "s1"));
+        Ok(())
+    }
+
+    #[test]
+    fn a_rotated_out_secret_still_verifies_but_never_signs() -> anyhow::Result<()> {
+        let now = chrono::Utc::now().timestamp();
+        let old = b"the old secret, rotated out now!";
+        let signed_before = issue_access(&JwtKeys::from_secret(old), 7, "s1", now, now + 60)?;
+        let rotating = keys().with_previous(old);
+        assert_eq!(verify_access(&rotating, &signed_before)?.sub, "7");
+        let signed_now = issue_access(&rotating, 7, "s1", now, now + 60)?;
+        assert!(
+            verify_access(&JwtKeys::from_secret(old), &signed_now).is_err(),
+            "new tokens are signed with the current secret"
+        );
+        assert!(verify_access(&keys(), &signed_now).is_ok());
+        assert!(
+            verify_access(&keys(), &signed_before).is_err(),
+            "after the window"
+        );
+        let refresh = RefreshToken::issue(&JwtKeys::from_secret(old), &"a".repeat(32), 1, "n")?;
+        let parsed = RefreshToken::parse(&refresh)?;
+        assert!(parsed.verify(&rotating, "n"));
+        assert!(!parsed.verify(&keys(), "n"));
         Ok(())
     }
 
