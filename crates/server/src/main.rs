@@ -37,6 +37,43 @@ enum Command {
         #[arg(long, env = "CHAT_ADMIN_PASSWORD", hide_env_values = true)]
         password: Option<String>,
     },
+    /// Probe the running server's `/readyz` (for container health checks: no curl
+    /// needed). Exits 0 when it answers 200, 1 otherwise.
+    Healthcheck {
+        /// The server's address (default: CHAT_BIND; an unspecified address such as
+        /// 0.0.0.0 is probed on the loopback).
+        #[arg(long)]
+        addr: Option<std::net::SocketAddr>,
+        /// How long to wait for the answer, in seconds.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
+    },
+}
+
+/// `GET /readyz` over plain HTTP/1.1 (no client library: the runtime image has only this
+/// binary); the status code of the answer.
+fn probe_readyz(addr: std::net::SocketAddr, timeout: std::time::Duration) -> anyhow::Result<u16> {
+    use std::io::Read;
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head)?;
+    // "HTTP/1.1 200"
+    std::str::from_utf8(&head[9..12])?
+        .parse::<u16>()
+        .map_err(|_| anyhow::anyhow!("not an HTTP answer"))
 }
 
 fn prompt(label: &str) -> anyhow::Result<String> {
@@ -85,6 +122,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let applied =
                 tokio::task::spawn_blocking(move || chat_db::run_migrations(&url)).await??;
             println!("{} migration(s) applied", applied.len());
+        }
+        Command::Healthcheck { addr, timeout } => {
+            let addr = addr.unwrap_or(config.bind);
+            match probe_readyz(addr, std::time::Duration::from_secs(timeout)) {
+                Ok(200) => println!("ready ({addr})"),
+                Ok(status) => {
+                    eprintln!("not ready: /readyz answered {status} ({addr})");
+                    std::process::exit(1);
+                }
+                Err(err) => {
+                    eprintln!("not ready: {err} ({addr})");
+                    std::process::exit(1);
+                }
+            }
         }
         Command::CreateAdmin {
             username,

@@ -428,3 +428,34 @@ async fn query_tokens_and_tickets_never_reach_the_logs() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn healthcheck_probes_readyz_without_curl() -> anyhow::Result<()> {
+    let scratch = Scratch::new()?;
+    let served = Served::start(&scratch.0, &[("CHAT_LOG", "info")])?;
+    let addr = format!("127.0.0.1:{}", served.port);
+    let ready = run(&scratch.0, &["healthcheck", "--addr", &addr], &[])?;
+    assert_eq!(
+        ready.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ready.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ready.stdout).starts_with("ready"));
+    // CHAT_BIND is the default address (0.0.0.0 is probed on the loopback).
+    let by_config = run(
+        &scratch.0,
+        &["healthcheck"],
+        &[("CHAT_BIND", &format!("0.0.0.0:{}", served.port))],
+    )?;
+    assert_eq!(by_config.status.code(), Some(0));
+    served.stop();
+    let down = run(
+        &scratch.0,
+        &["healthcheck", "--addr", &addr, "--timeout", "1"],
+        &[],
+    )?;
+    assert_eq!(down.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&down.stderr).starts_with("not ready"));
+    Ok(())
+}
