@@ -215,10 +215,16 @@ async fn a_socket_that_never_reads_is_closed_and_costs_bounded_memory(
             break;
         }
     }
+    // The server's part is over (the client's buffer below is not the server's).
+    let grown = peak_rss_bytes().saturating_sub(before);
     // Only now read: what the kernel held, then the close frame, then the end.
     let mut received = Vec::new();
     tokio::time::timeout(2 * WS_WAIT, socket.read_to_end(&mut received)).await??;
-    let grown = peak_rss_bytes().saturating_sub(before);
+    eprintln!(
+        "peak RSS grew {} KiB; {} bytes reached the client",
+        grown >> 10,
+        received.len()
+    );
     let reason = b"lagging: reconnect and recover with after_seq";
     let mut close = vec![0x88, 2 + reason.len() as u8, 0x0F, 0xA0];
     close.extend_from_slice(reason);
@@ -233,7 +239,9 @@ async fn a_socket_that_never_reads_is_closed_and_costs_bounded_memory(
         received.len()
     );
     assert!(
-        grown < 24 << 20,
+        // Measured 4–8 MiB (a page rendered at a time, one queued, one in the write
+        // buffer); without the byte bound it is 80 MB.
+        grown < 16 << 20,
         "the server held {} MiB for one socket that does not read",
         grown >> 20
     );
