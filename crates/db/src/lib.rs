@@ -10,6 +10,7 @@
 //! * [`presence`]: socket counters per user over every instance, reclaimed from
 //!   instances that die.
 
+mod backup;
 pub mod bus;
 pub mod cache;
 mod error;
@@ -21,6 +22,7 @@ pub mod redis;
 pub mod schema;
 mod time;
 
+pub use backup::backup_sqlite;
 pub use error::DbError;
 pub use migrate::run_migrations;
 pub use pool::{DatabaseUrl, DbPool, PgConn, PoolOptions, SqliteConn, SqliteSync};

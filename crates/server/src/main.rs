@@ -37,6 +37,13 @@ enum Command {
         #[arg(long, env = "CHAT_ADMIN_PASSWORD", hide_env_values = true)]
         password: Option<String>,
     },
+    /// Write a consistent copy of the embedded SQLite database to FILE, safe while the
+    /// server runs (restore: stop the server, put the copy in place of the database
+    /// file). PostgreSQL is backed up with pg_dump.
+    Backup {
+        /// Where to write the copy (must not exist).
+        file: PathBuf,
+    },
     /// Probe the running server's `/readyz` (for container health checks: no curl
     /// needed). Exits 0 when it answers 200, 1 otherwise.
     Healthcheck {
@@ -122,6 +129,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let applied =
                 tokio::task::spawn_blocking(move || chat_db::run_migrations(&url)).await??;
             println!("{} migration(s) applied", applied.len());
+        }
+        Command::Backup { file } => {
+            let url = config.database_url.clone();
+            let target = file.clone();
+            tokio::task::spawn_blocking(move || chat_db::backup_sqlite(&url, &target)).await??;
+            println!("backed up to {}", file.display());
         }
         Command::Healthcheck { addr, timeout } => {
             let addr = addr.unwrap_or(config.bind);

@@ -459,3 +459,68 @@ fn healthcheck_probes_readyz_without_curl() -> anyhow::Result<()> {
     assert!(String::from_utf8_lossy(&down.stderr).starts_with("not ready"));
     Ok(())
 }
+
+#[actix_web::test]
+async fn backup_copies_the_live_database_and_the_copy_serves() -> anyhow::Result<()> {
+    let scratch = Scratch::new()?;
+    let served = Served::start(
+        &scratch.0,
+        &[("CHAT_BCRYPT_COST", "4"), ("CHAT_RATE_LIMITS", "off")],
+    )?;
+    let client = awc::Client::default();
+    let register = client
+        .post(format!(
+            "http://127.0.0.1:{}/api/v1/auth/register",
+            served.port
+        ))
+        .send_json(&serde_json::json!({
+            "username": "kept", "email": "kept@example.com", "password": "correct horse battery",
+        }))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert_eq!(register.status().as_u16(), 201);
+    // While the server runs.
+    let copy = scratch.0.join("copy.db");
+    let backup = run(&scratch.0, &["backup", "copy.db"], &[])?;
+    assert_eq!(
+        backup.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&backup.stderr)
+    );
+    assert!(copy.exists());
+    let again = run(&scratch.0, &["backup", "copy.db"], &[])?;
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "an existing file is never overwritten"
+    );
+    served.stop();
+    // A server on the copy has the account.
+    let restored = Served::start(
+        &scratch.0,
+        &[
+            ("CHAT_DATABASE_URL", "sqlite://copy.db"),
+            ("CHAT_BCRYPT_COST", "4"),
+            ("CHAT_RATE_LIMITS", "off"),
+        ],
+    )?;
+    let login = client
+        .post(format!(
+            "http://127.0.0.1:{}/api/v1/auth/login",
+            restored.port
+        ))
+        .send_json(&serde_json::json!({"username": "kept", "password": "correct horse battery"}))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert_eq!(login.status().as_u16(), 200);
+    restored.stop();
+    let postgres = run(
+        &scratch.0,
+        &["backup", "pg.db"],
+        &[("CHAT_DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")],
+    )?;
+    assert_eq!(postgres.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&postgres.stderr).contains("pg_dump"));
+    Ok(())
+}
