@@ -277,18 +277,24 @@ async fn a_killed_connection_is_replaced_and_costs_at_most_one_command() -> anyh
     Ok(())
 }
 
+/// An instance's presence registry under `prefix`.
+fn presence_registry(
+    prefix: &str,
+    lifetime: Duration,
+) -> anyhow::Result<chat_db::presence::RedisPresence> {
+    Ok(chat_db::presence::RedisPresence::new(
+        open_connections(&url()).map_err(anyhow::Error::msg)?,
+        prefix,
+        lifetime,
+    ))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_instances_sockets_are_reclaimed_once() -> anyhow::Result<()> {
-    use chat_db::presence::{Changed, PresenceRegistry, RedisPresence};
+    use chat_db::presence::{Changed, PresenceRegistry};
     let prefix = prefix();
     let lifetime = Duration::from_millis(300);
-    let open = || -> anyhow::Result<RedisPresence> {
-        Ok(RedisPresence::new(
-            open_connections(&url()).map_err(anyhow::Error::msg)?,
-            &prefix,
-            lifetime,
-        ))
-    };
+    let open = || presence_registry(&prefix, lifetime);
     let (live, dying, other) = (open()?, open()?, open()?);
     for registry in [&live, &dying, &other] {
         assert_eq!(registry.heartbeat().await?, Changed::default());
@@ -319,16 +325,10 @@ async fn a_dead_instances_sockets_are_reclaimed_once() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_reclaimed_while_alive_restores_its_sockets() -> anyhow::Result<()> {
-    use chat_db::presence::{Changed, PresenceRegistry, RedisPresence};
+    use chat_db::presence::{Changed, PresenceRegistry};
     let prefix = prefix();
     let lifetime = Duration::from_millis(300);
-    let open = || -> anyhow::Result<RedisPresence> {
-        Ok(RedisPresence::new(
-            open_connections(&url()).map_err(anyhow::Error::msg)?,
-            &prefix,
-            lifetime,
-        ))
-    };
+    let open = || presence_registry(&prefix, lifetime);
     let (a, b) = (open()?, open()?);
     a.heartbeat().await?;
     b.heartbeat().await?;

@@ -262,11 +262,7 @@ async fn a_fast_sender_is_slowed_not_disconnected_and_loses_nothing(
     // messages and 30 frames a second, would take minutes for 2 000 messages).
     let app = TestApp::spawn_with(backend, |c| {
         c.rate_limits = true;
-        c.message_rate = Some(chat_services::rate_limit::Limit {
-            name: chat_services::rate_limit::MESSAGES.name,
-            per_second: 400.0,
-            burst: 40.0,
-        });
+        c.message_rate = Some(message_budget(400.0, 40.0));
         c.ws_frame_budget = chat_ws::FrameBudget {
             per_second: 500.0,
             burst: 50.0,
@@ -581,14 +577,9 @@ async fn sockets_and_chats_per_user_are_capped(backend: Backend) -> anyhow::Resu
     )
     .await?
     .expect_problem(409, "too_many_chats")?;
-    app.request(
-        actix_web::http::Method::PUT,
-        &format!("/api/v1/chats/{public}/members/{}", ann.user_id),
-        Some(&bob.access_token),
-        None,
-    )
-    .await?
-    .expect_problem(409, "too_many_chats")?;
+    app.add_member(public, ann.user_id, &bob.access_token)
+        .await?
+        .expect_problem(409, "too_many_chats")?;
     app.post(
         "/api/v1/chats/direct",
         Some(&bob.access_token),
@@ -598,6 +589,15 @@ async fn sockets_and_chats_per_user_are_capped(backend: Backend) -> anyhow::Resu
     .expect_problem(409, "too_many_chats")?;
     app.shutdown().await;
     Ok(())
+}
+
+/// The per-user message budget at `per_second`, `burst` at once.
+fn message_budget(per_second: f64, burst: f64) -> chat_services::rate_limit::Limit {
+    chat_services::rate_limit::Limit {
+        per_second,
+        burst,
+        ..chat_services::rate_limit::MESSAGES
+    }
 }
 
 async fn group_creation_and_joins_are_rate_limited(backend: Backend) -> anyhow::Result<()> {
@@ -811,12 +811,7 @@ async fn nobody_can_fill_another_users_chat_cap(backend: Backend) -> anyhow::Res
             .create_group(&owner, &format!("g{i}"), "private")
             .await?;
         let response = app
-            .request(
-                actix_web::http::Method::PUT,
-                &format!("/api/v1/chats/{chat}/members/{}", victim.user_id),
-                Some(&owner.access_token),
-                None,
-            )
+            .add_member(chat, victim.user_id, &owner.access_token)
             .await?;
         if response.status.as_u16() != 201 {
             refused = Some((i, response));
@@ -837,11 +832,7 @@ async fn a_send_waiting_for_its_budget_is_dropped_when_the_sender_is_removed(
 ) -> anyhow::Result<()> {
     let app = TestApp::spawn_with(backend, |c| {
         c.rate_limits = true;
-        c.message_rate = Some(chat_services::rate_limit::Limit {
-            name: chat_services::rate_limit::MESSAGES.name,
-            per_second: 1.0,
-            burst: 1.0,
-        });
+        c.message_rate = Some(message_budget(1.0, 1.0));
     })
     .await?;
     let (owner, member, chat) = app.two_in_a_group().await?;

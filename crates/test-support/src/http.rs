@@ -233,6 +233,22 @@ impl TestApp {
         Session::from_pair(&response.json)
     }
 
+    /// `PUT /api/v1/chats/{chat}/members/{user_id}` as the holder of `token`.
+    pub async fn add_member(
+        &self,
+        chat: i64,
+        user_id: i64,
+        token: &str,
+    ) -> anyhow::Result<Response> {
+        self.request(
+            Method::PUT,
+            &format!("/api/v1/chats/{chat}/members/{user_id}"),
+            Some(token),
+            None,
+        )
+        .await
+    }
+
     /// Creates a group `owner` owns (`public` or `private`) and returns its id.
     pub async fn create_group(
         &self,

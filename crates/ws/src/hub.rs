@@ -359,7 +359,8 @@ impl Hub {
             self.resync_all();
             return;
         }
-        let payload = frames::text(&message.payload);
+        // Encoded once per event, only for events some socket may receive as they are.
+        let payload = || frames::text(&message.payload);
         let head: Option<Head> = serde_json::from_str(&message.payload).ok();
         let mut state = self.lock();
         if let Some(chat) = message
@@ -370,28 +371,28 @@ impl Hub {
             let Some(head) = head else { return };
             match head.kind.as_str() {
                 "chat.message" => match head.seq {
-                    Some(seq) => state.deliver_in_order(chat, seq, payload),
-                    None => state.deliver_to_chat(chat, &payload),
+                    Some(seq) => state.deliver_in_order(chat, seq, payload()),
+                    None => state.deliver_to_chat(chat, &payload()),
                 },
                 "chat.member_joined" => {
                     if let Some(user) = head.user_id {
                         state.follow(chat, user);
                     }
-                    state.deliver_to_chat(chat, &payload);
+                    state.deliver_to_chat(chat, &payload());
                 }
                 "chat.member_left" => {
-                    state.deliver_to_chat(chat, &payload);
+                    state.deliver_to_chat(chat, &payload());
                     if let Some(user) = head.user_id {
                         state.unfollow(chat, user);
                     }
                 }
-                "chat.typing" => state.deliver_to_chat_except(chat, &payload, head.user_id),
+                "chat.typing" => state.deliver_to_chat_except(chat, &payload(), head.user_id),
                 "chat.deleted" => {
                     state.flush_held(chat);
-                    state.deliver_to_chat(chat, &payload);
+                    state.deliver_to_chat(chat, &payload());
                     state.drop_chat(chat);
                 }
-                _ => state.deliver_to_chat(chat, &payload),
+                _ => state.deliver_to_chat(chat, &payload()),
             }
         } else if let Some(user) = message
             .topic
@@ -411,7 +412,7 @@ impl Hub {
                     state.close_session(user, &session);
                 }
                 Some("user.permissions_changed") => state.close_user(user, Closing::Reauthenticate),
-                Some(_) => state.deliver_to_user(user, &payload),
+                Some(_) => state.deliver_to_user(user, &payload()),
                 None => {}
             }
         }
