@@ -10,7 +10,8 @@ use crate::Metrics;
 /// Readiness of each dependency.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Readiness {
-    /// `ready` or `unavailable`.
+    /// `ready`, `unavailable`, or `draining` (the process is stopping: send it no
+    /// more work).
     pub status: &'static str,
     /// `ok`, or what failed.
     pub database: String,
@@ -29,7 +30,7 @@ pub async fn healthz() -> HttpResponse {
     get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready", body = Readiness),
-        (status = 503, description = "A dependency is down", body = Readiness),
+        (status = 503, description = "A dependency is down, or the process is stopping", body = Readiness),
     )
 )]
 pub async fn readyz(ctx: web::Data<AppContext>) -> HttpResponse {
@@ -37,9 +38,15 @@ pub async fn readyz(ctx: web::Data<AppContext>) -> HttpResponse {
         futures_util::future::join(ctx.store.db.ping(), ctx.store.cache.ping()).await;
     let database = database.map_or_else(|e| e.to_string(), |()| "ok".to_owned());
     let cache = cache.map_or_else(|e| e.to_string(), |()| "ok".to_owned());
-    let ready = database == "ok" && cache == "ok";
+    // Read after the checks: a stop that began meanwhile must not be answered 200.
+    let draining = ctx.lifecycle.is_draining();
+    let ready = database == "ok" && cache == "ok" && !draining;
     let body = Readiness {
-        status: if ready { "ready" } else { "unavailable" },
+        status: match (ready, draining) {
+            (true, _) => "ready",
+            (false, true) => "draining",
+            (false, false) => "unavailable",
+        },
         database,
         cache,
     };

@@ -170,6 +170,14 @@ impl From<ServiceError> for ApiError {
                     "the service is temporarily unavailable; retry shortly",
                 )
             }
+            ServiceError::ShuttingDown => ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "shutting_down",
+                    "the server is shutting down; retry (another instance will answer)",
+                )
+            },
             ServiceError::Internal(err) => {
                 // Logged once, here, with the whole cause chain; the client sees none of it.
                 tracing::error!(error = ?err, "internal error");

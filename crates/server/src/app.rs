@@ -2,6 +2,7 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
@@ -15,6 +16,7 @@ use chat_db::{DbPool, PoolOptions, run_migrations};
 use chat_selectors::Store;
 use chat_services::auth::tokens::JwtKeys;
 use chat_services::history_cache::HistoryCache;
+use chat_services::lifecycle::Lifecycle;
 use chat_services::rate_limit::RateLimiter;
 use chat_services::writer::{MessageWriter, POSTGRES_WRITERS};
 use chat_services::{AppContext, AuthSettings, ChatSettings};
@@ -116,6 +118,7 @@ pub async fn build_context(config: &Config) -> anyhow::Result<AppContext> {
         writer,
         history: Arc::new(HistoryCache::new(config.history_cache_bytes)),
         presence,
+        lifecycle: Arc::new(Lifecycle::default()),
     })
 }
 
@@ -124,6 +127,23 @@ pub struct Application {
     port: u16,
     server: Server,
     context: AppContext,
+    hub: Arc<Hub>,
+    stop: Stopper,
+    shutdown_grace: Duration,
+    shutdown_delay: Duration,
+    handle_signals: bool,
+}
+
+/// Asks a running [`Application`] to stop gracefully, as SIGTERM does.
+#[derive(Clone, Default)]
+pub struct Stopper(Arc<tokio::sync::Notify>);
+
+impl Stopper {
+    /// Begins the graceful stop (see [`Application::run_until_stopped`]).
+    pub fn stop(&self) {
+        // A stored permit: a stop asked before the server awaits it is not lost.
+        self.0.notify_one();
+    }
 }
 
 impl Application {
@@ -144,13 +164,14 @@ impl Application {
         let listener = TcpListener::bind(config.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {} (CHAT_BIND): {e}", config.bind))?;
         let port = listener.local_addr()?.port();
-        let hub = web::Data::from(Hub::start(
+        let hub_arc = Hub::start(
             context.bus.subscribe(),
             HubLimits {
                 max_queued_bytes: config.ws_max_queued_bytes,
                 max_sockets_per_user: config.max_sockets_per_user,
             },
-        ));
+        );
+        let hub = web::Data::from(hub_arc.clone());
         let ws_settings = web::Data::new(WsSettings {
             allowed_origins: config.allowed_origins.clone(),
             // CHAT_RATE_LIMITS=off lifts every budget, this one too.
@@ -163,7 +184,7 @@ impl Application {
         let proxy = ProxyPolicy {
             trust_forwarded_headers: config.trust_proxy_headers,
         };
-        let mut server = HttpServer::new(move || {
+        let server = HttpServer::new(move || {
             App::new()
                 .app_data(ctx.clone())
                 .app_data(metrics.clone())
@@ -187,10 +208,10 @@ impl Application {
         // Chat frames are small and latency-bound: never hold them back for Nagle
         // (with delayed ACKs that added a flat ~40 ms to deliveries).
         .tcp_nodelay(true)
+        // Signals are handled by `run_until_stopped` (sockets and writers drain first).
+        .disable_signals()
+        .shutdown_timeout(config.shutdown_grace.as_secs().max(1))
         .listen(listener)?;
-        if !config.handle_signals {
-            server = server.disable_signals();
-        }
         tracing::info!(
             addr = %config.bind, port, database = config.database_url.backend(),
             cache = context.store.cache.backend(), "listening"
@@ -199,6 +220,11 @@ impl Application {
             port,
             server: server.run(),
             context,
+            hub: hub_arc,
+            stop: Stopper::default(),
+            shutdown_grace: config.shutdown_grace,
+            shutdown_delay: config.shutdown_delay,
+            handle_signals: config.handle_signals,
         })
     }
 
@@ -212,13 +238,95 @@ impl Application {
         &self.context
     }
 
-    /// A handle to stop the server.
+    /// A handle to stop the server at once (no draining).
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
     }
 
-    /// Serves until stopped (signal or handle).
+    /// Asks for the graceful stop that SIGTERM starts.
+    pub fn stopper(&self) -> Stopper {
+        self.stop.clone()
+    }
+
+    /// Serves until stopped. SIGTERM, SIGINT (when signals are handled) or
+    /// [`Stopper::stop`] start a graceful stop: `/readyz` answers 503 and sends and
+    /// handshakes are refused (`shutting_down`) at once, sockets close with 1001 after
+    /// answering what they were doing; after `CHAT_SHUTDOWN_DELAY` no connection is
+    /// accepted any more; every send already handed to the writers is committed and
+    /// acknowledged — all within `CHAT_SHUTDOWN_GRACE`, after which the process stops
+    /// anyway. [`Application::handle`] stops at once.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let handle = self.server.handle();
+        let mut server = self.server;
+        tokio::select! {
+            result = &mut server => return result,
+            () = stop_requested(&self.stop, self.handle_signals) => {}
+        }
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.shutdown_grace;
+        tracing::info!(
+            grace_secs = self.shutdown_grace.as_secs(),
+            sockets = self.hub.connections(),
+            "stopping: draining sockets and queued messages"
+        );
+        self.context.lifecycle.begin_drain();
+        self.hub.shutdown();
+        // Still listening meanwhile (readiness 503, new work refused with a clear error):
+        // a proxy that polls readiness moves traffic away before connections fail.
+        tokio::time::sleep_until((started + self.shutdown_delay).min(deadline)).await;
+        // Stops accepting now (open keep-alive connections are closed); open
+        // connections get until the grace runs out.
+        let stopping = handle.stop(true);
+        let result = match tokio::time::timeout_at(deadline, &mut server).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::warn!("connections still open when the grace ran out; closing them");
+                handle.stop(false).await;
+                Ok(())
+            }
+        };
+        drop(stopping);
+        if !self.context.writer.drained(deadline).await {
+            tracing::error!(
+                unanswered = self.context.writer.in_flight(),
+                "sends still uncommitted when the grace ran out"
+            );
+        }
+        tracing::info!(took_ms = started.elapsed().as_millis() as u64, "stopped");
+        result
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT (when `signals`) or on [`Stopper::stop`].
+async fn stop_requested(stop: &Stopper, signals: bool) {
+    if !signals {
+        return stop.0.notified().await;
+    }
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = int.recv() => tracing::info!("SIGINT received"),
+                    () = stop.0.notified() => {}
+                }
+            }
+            _ => {
+                tracing::warn!("cannot listen for signals; stop with the process manager");
+                stop.0.notified().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C received"),
+            () = stop.0.notified() => {}
+        }
     }
 }

@@ -85,6 +85,13 @@ pub struct Config {
     pub rate_overrides: Vec<Limit>,
     /// `CHAT_WS_FRAME_RATE`: how fast each socket's frames are read.
     pub ws_frame_budget: FrameBudget,
+    /// `CHAT_SHUTDOWN_GRACE`: how long a stop may take (drain sockets, commit queued
+    /// messages) before the process exits anyway.
+    pub shutdown_grace: Duration,
+    /// `CHAT_SHUTDOWN_DELAY`: how long a stopping server keeps its listener open,
+    /// answering `/readyz` 503 and refusing new work, so a proxy or orchestrator moves
+    /// traffic away before connections are refused (part of the grace).
+    pub shutdown_delay: Duration,
     /// Whether `serve` handles SIGINT/SIGTERM (tests turn it off; not a `CHAT_` key).
     pub handle_signals: bool,
     /// Tests only (not a `CHAT_` key): see [`chat_ws::WsSettings::before_register`].
@@ -154,6 +161,8 @@ pub const KEYS: &[&str] = &[
     "CHAT_RATE_GROUP_CREATE",
     "CHAT_RATE_CHAT_JOIN",
     "CHAT_WS_FRAME_RATE",
+    "CHAT_SHUTDOWN_GRACE",
+    "CHAT_SHUTDOWN_DELAY",
 ];
 
 /// Default of `CHAT_MAX_CHATS_PER_USER`.
@@ -469,6 +478,19 @@ impl Config {
                 "must be between 100ms and 10m",
             ));
         }
+        let shutdown_grace = parse_duration(get("CHAT_SHUTDOWN_GRACE").unwrap_or("10s"))
+            .map_err(|m| invalid("CHAT_SHUTDOWN_GRACE", m))?;
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&shutdown_grace) {
+            return Err(invalid("CHAT_SHUTDOWN_GRACE", "must be between 1s and 1h"));
+        }
+        let shutdown_delay = parse_duration(get("CHAT_SHUTDOWN_DELAY").unwrap_or("1s"))
+            .map_err(|m| invalid("CHAT_SHUTDOWN_DELAY", m))?;
+        if shutdown_delay >= shutdown_grace {
+            return Err(invalid(
+                "CHAT_SHUTDOWN_DELAY",
+                "must be shorter than CHAT_SHUTDOWN_GRACE",
+            ));
+        }
         let ws_max_queued_bytes = parse_bytes(get("CHAT_WS_MAX_QUEUED_BYTES").unwrap_or("1MiB"))
             .map_err(|m| invalid("CHAT_WS_MAX_QUEUED_BYTES", m))?;
         if !(16 << 10..=1 << 30).contains(&ws_max_queued_bytes) {
@@ -606,6 +628,8 @@ impl Config {
             message_rate,
             rate_overrides,
             ws_frame_budget,
+            shutdown_grace,
+            shutdown_delay,
             handle_signals: true,
             ws_before_register: None,
             login_after_password_check: None,

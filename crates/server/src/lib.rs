@@ -3,8 +3,9 @@
 
 mod app;
 pub mod config;
+pub mod demo;
 mod secret;
 pub mod telemetry;
 
-pub use app::{Application, build_context};
+pub use app::{Application, Stopper, build_context};
 pub use config::{Config, ConfigError, Environment};

@@ -44,6 +44,14 @@ enum Command {
         /// Where to write the copy (must not exist).
         file: PathBuf,
     },
+    /// Fill a fresh database with demo accounts (alice, bob, carol, dave: one printed
+    /// password), friendships, a public and a private group and a direct chat with some
+    /// history. Refused in production and when a demo username is taken.
+    SeedDemo {
+        /// The demo accounts' password (default: a random one, printed).
+        #[arg(long, env = "CHAT_DEMO_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
     /// Probe the running server's `/readyz` (for container health checks: no curl
     /// needed). Exits 0 when it answers 200, 1 otherwise.
     Healthcheck {
@@ -135,6 +143,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let target = file.clone();
             tokio::task::spawn_blocking(move || chat_db::backup_sqlite(&url, &target)).await??;
             println!("backed up to {}", file.display());
+        }
+        Command::SeedDemo { password } => {
+            if config.env == chat_server::Environment::Prod {
+                anyhow::bail!("seed-demo is refused when CHAT_ENV=prod (known demo passwords)");
+            }
+            let url = config.database_url.clone();
+            tokio::task::spawn_blocking(move || chat_db::run_migrations(&url)).await??;
+            // Seeding registers several accounts from one "client" in a second.
+            let mut config = config.clone();
+            config.rate_limits = false;
+            let ctx = build_context(&config).await?;
+            let password = password.unwrap_or_else(chat_server::demo::random_password);
+            let seeded = chat_server::demo::seed(&ctx, &password).await?;
+            println!("demo data created ({} messages)", seeded.messages);
+            for (username, id) in &seeded.users {
+                println!("  user  {username:<8} id {id}");
+            }
+            for (name, id) in &seeded.chats {
+                println!("  chat  {name:<12} id {id}");
+            }
+            println!("password of every demo account: {password}");
         }
         Command::Healthcheck { addr, timeout } => {
             let addr = addr.unwrap_or(config.bind);

@@ -524,3 +524,114 @@ async fn backup_copies_the_live_database_and_the_copy_serves() -> anyhow::Result
     assert!(String::from_utf8_lossy(&postgres.stderr).contains("pg_dump"));
     Ok(())
 }
+
+#[actix_web::test]
+async fn seed_demo_fills_a_fresh_database_that_serves() -> anyhow::Result<()> {
+    let scratch = Scratch::new()?;
+    let password = "demo-password-1";
+    let seeded = run(&scratch.0, &["seed-demo", "--password", password], &[])?;
+    let stdout = String::from_utf8_lossy(&seeded.stdout);
+    assert!(
+        seeded.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&seeded.stderr)
+    );
+    assert!(stdout.contains(&format!("password of every demo account: {password}")));
+    // Once per database.
+    let again = run(&scratch.0, &["seed-demo"], &[])?;
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    // Never in production (known passwords).
+    let prod = run(
+        &scratch.0,
+        &["seed-demo"],
+        &[
+            ("CHAT_ENV", "prod"),
+            (
+                "CHAT_JWT_SECRET",
+                "a-production-secret-of-more-than-32-bytes",
+            ),
+        ],
+    )?;
+    assert!(!prod.status.success());
+    assert!(String::from_utf8_lossy(&prod.stderr).contains("CHAT_ENV=prod"));
+
+    let served = Served::start(&scratch.0, &[])?;
+    let base = format!("http://127.0.0.1:{}/api/v1", served.port);
+    let result = async {
+        let client = awc::Client::default();
+        let mut login = client
+            .post(format!("{base}/auth/login"))
+            .send_json(&serde_json::json!({"username": "alice", "password": password}))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        assert_eq!(login.status().as_u16(), 200);
+        let token = login.json::<serde_json::Value>().await?["access_token"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("no token"))?;
+        let bearer = format!("Bearer {token}");
+        let mut chats = client
+            .get(format!("{base}/chats"))
+            .insert_header(("authorization", bearer.as_str()))
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let chats: serde_json::Value = chats.json().await?;
+        let items = chats["items"].as_array().cloned().unwrap_or_default();
+        assert_eq!(items.len(), 3, "{chats}");
+        assert!(
+            items.iter().all(|c| !c["last_message"].is_null()),
+            "{chats}"
+        );
+        let mut friends = client
+            .get(format!("{base}/friends"))
+            .insert_header(("authorization", bearer.as_str()))
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let friends: serde_json::Value = friends.json().await?;
+        assert_eq!(
+            friends["items"].as_array().map(Vec::len),
+            Some(2),
+            "{friends}"
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    served.stop();
+    result
+}
+
+#[actix_web::test]
+async fn sigterm_stops_the_binary_gracefully_and_promptly() -> anyhow::Result<()> {
+    let scratch = Scratch::new()?;
+    let mut served = Served::start(&scratch.0, &[("CHAT_LOG", "info")])?;
+    let mut socket_client = awc::Client::default()
+        .get(format!("http://127.0.0.1:{}/healthz", served.port))
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert_eq!(socket_client.status().as_u16(), 200);
+    let _ = socket_client.body().await;
+    let started = std::time::Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &served.child.id().to_string()])
+        .status()?;
+    assert!(killed.success());
+    let status = loop {
+        if let Some(status) = served.child.try_wait()? {
+            break status;
+        }
+        anyhow::ensure!(
+            started.elapsed() < std::time::Duration::from_secs(12),
+            "still running 12 s after SIGTERM (grace is 10 s)"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit status {status}");
+    let output = served.stop();
+    assert!(output.contains("SIGTERM received"), "{output}");
+    assert!(output.contains("stopped"), "{output}");
+    Ok(())
+}

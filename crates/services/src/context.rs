@@ -59,4 +59,6 @@ pub struct AppContext {
     pub history: Arc<crate::history_cache::HistoryCache>,
     /// Socket counters behind presence, over every instance.
     pub presence: Arc<dyn chat_db::presence::PresenceRegistry>,
+    /// Serving or draining towards a stop.
+    pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
 }

@@ -45,6 +45,10 @@ pub enum ServiceError {
     /// A dependency (the database) is unreachable; retry later.
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// The process is stopping: the work was not done; retry (another instance, or
+    /// this one after its restart, will take it).
+    #[error("the server is shutting down")]
+    ShuttingDown,
     /// A bug or broken invariant; logged with its cause, never shown to clients.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),

@@ -14,6 +14,7 @@ mod error;
 pub mod events;
 pub mod friends;
 pub mod history_cache;
+pub mod lifecycle;
 pub mod messages;
 pub mod pagination;
 pub mod presence;

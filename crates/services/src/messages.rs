@@ -315,6 +315,9 @@ async fn send_message_with(
             .await?
             .ok_or_else(|| ServiceError::invalid("reply_to", "is not a message of this chat"))?;
     }
+    // Checked last, just before the writer takes it: a send accepted from here on is
+    // committed before the process exits; one refused here was never stored.
+    ctx.lifecycle.accepting()?;
     let pending = PendingMessage {
         chat_id,
         sender_id: principal.user_id,

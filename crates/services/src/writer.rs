@@ -80,6 +80,25 @@ type Stored = Result<Option<MessageRow>, DbError>;
 struct Job {
     message: PendingMessage,
     reply: oneshot::Sender<Stored>,
+    /// Counts the send as in flight until the writer has answered it (dropped with
+    /// the job).
+    _in_flight: InFlight,
+}
+
+/// One send not yet answered by a writer (see [`MessageWriter::drained`]).
+struct InFlight(Arc<Counters>);
+
+impl InFlight {
+    fn new(counters: &Arc<Counters>) -> Self {
+        counters.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(counters.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Handle to the writer tasks.
@@ -112,6 +131,7 @@ struct Counters {
     stored: AtomicU64,
     commit_micros: AtomicU64,
     publish_micros: AtomicU64,
+    in_flight: AtomicU64,
 }
 
 fn add_micros(counter: &AtomicU64, since: Instant) {
@@ -159,6 +179,26 @@ impl MessageWriter {
         }
     }
 
+    /// Sends handed to the writers and not yet answered.
+    pub fn in_flight(&self) -> u64 {
+        self.stats.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Waits until every send handed to the writers has been committed (or failed) and
+    /// answered, or until `deadline`; `true` when nothing is left. A stopping process
+    /// calls it after refusing new sends, so none it acknowledged is lost.
+    pub async fn drained(&self, deadline: tokio::time::Instant) -> bool {
+        loop {
+            if self.in_flight() == 0 {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Stores a message with its chat's next seq and publishes it; returns once it is
     /// committed. `Ok(None)`: the chat no longer exists.
     pub async fn store(&self, message: PendingMessage) -> Stored {
@@ -166,9 +206,14 @@ impl MessageWriter {
         let writers = i64::try_from(self.queues.len()).map_err(|_| stopped())?;
         let index = usize::try_from(message.chat_id.rem_euclid(writers)).map_err(|_| stopped())?;
         let queue = self.queues.get(index).ok_or_else(stopped)?;
+        let in_flight = InFlight::new(&self.stats);
         let (reply, stored) = oneshot::channel();
         queue
-            .send(Job { message, reply })
+            .send(Job {
+                message,
+                reply,
+                _in_flight: in_flight,
+            })
             .await
             .map_err(|_| stopped())?;
         stored.await.map_err(|_| stopped())?
@@ -202,16 +247,24 @@ async fn run(
                 let publishing = Instant::now();
                 let stored = results.iter().filter(|r| matches!(r, Ok(Some(_)))).count();
                 let mut events = Vec::with_capacity(jobs.len());
+                // Held until the batch is published: a stopping process waits for that too.
+                let mut answered = Vec::with_capacity(jobs.len());
                 for (job, result) in jobs.drain(..).zip(results) {
+                    let Job {
+                        message,
+                        reply,
+                        _in_flight: guard,
+                    } = job;
+                    answered.push(guard);
                     if let Ok(Some(row)) = &result {
-                        match serde_json::to_string(&ChatEvent::stored(row, job.message.sender)) {
+                        match serde_json::to_string(&ChatEvent::stored(row, message.sender)) {
                             Ok(payload) => events.push((chat_topic(row.chat_id), payload)),
                             Err(err) => {
                                 tracing::error!(error = %err, "cannot serialize chat event")
                             }
                         }
                     }
-                    let _ = job.reply.send(result);
+                    let _ = reply.send(result);
                 }
                 stats.batches.fetch_add(1, Ordering::Relaxed);
                 stats.stored.fetch_add(stored as u64, Ordering::Relaxed);
@@ -219,6 +272,7 @@ async fn run(
                 // in seq order on the bus.
                 bus.publish_many(events).await;
                 add_micros(&stats.publish_micros, publishing);
+                drop(answered);
             }
             Err(err) => {
                 stats.failed_batches.fetch_add(1, Ordering::Relaxed);

@@ -24,7 +24,7 @@ use chat_services::AppContext;
 
 pub use database::{TestDatabase, WriteLock};
 pub use http::{Response, Session, TEST_PASSWORD};
-pub use ws::{Refused, WS_WAIT, WsClient};
+pub use ws::{Received, Refused, WS_WAIT, WsClient};
 
 /// PostgreSQL server the tests use (`CHAT_TEST_POSTGRES_URL`, default local trust auth).
 pub fn postgres_admin_url() -> String {
@@ -130,6 +130,8 @@ pub struct TestApp {
     pub database: Arc<TestDatabase>,
     client: awc::Client,
     handle: ServerHandle,
+    stopper: chat_server::Stopper,
+    running: Option<actix_web::rt::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl TestApp {
@@ -194,8 +196,9 @@ impl TestApp {
         let app = Application::build(config.clone()).await?;
         let port = app.port();
         let handle = app.handle();
+        let stopper = app.stopper();
         let context = app.context().clone();
-        actix_web::rt::spawn(app.run_until_stopped());
+        let running = actix_web::rt::spawn(app.run_until_stopped());
         // Redis subscribes asynchronously: a test must not publish before it listens.
         let mut probe = context.bus.subscribe();
         await_bus_ready(&context.bus, &mut probe).await?;
@@ -212,7 +215,24 @@ impl TestApp {
             database,
             client,
             handle,
+            stopper,
+            running: Some(running),
         })
+    }
+
+    /// Starts the graceful stop SIGTERM starts, and returns at once.
+    pub fn begin_graceful_stop(&self) {
+        self.stopper.stop();
+    }
+
+    /// Waits until the server has stopped (after [`TestApp::begin_graceful_stop`]);
+    /// its result.
+    pub async fn stopped(&mut self) -> anyhow::Result<()> {
+        let running = self
+            .running
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("already awaited"))?;
+        Ok(running.await??)
     }
 
     /// Stops the server and removes its Redis keys (the database goes on drop).

@@ -21,6 +21,15 @@ pub struct WsClient {
     pub protocol: Option<String>,
 }
 
+/// What [`WsClient::next_frame`] read.
+#[derive(Debug)]
+pub enum Received {
+    /// A text frame, parsed.
+    Json(Value),
+    /// The close frame (1005 when it had no code, or the socket just ended).
+    Closed(u16, String),
+}
+
 /// A refused handshake: the HTTP status.
 #[derive(Debug)]
 pub struct Refused(pub u16);
@@ -144,6 +153,37 @@ impl WsClient {
                 return Ok(value);
             }
             self.pending.push_back(value);
+        }
+    }
+
+    /// The next text frame or the close, in arrival order (pings answered on the way).
+    pub async fn next_frame(&mut self) -> anyhow::Result<Received> {
+        if let Some(value) = self.pending.pop_front() {
+            return Ok(Received::Json(value));
+        }
+        loop {
+            let frame = tokio::time::timeout(WS_WAIT, self.framed.next())
+                .await
+                .map_err(|_| anyhow::anyhow!("no frame within {WS_WAIT:?}"))?;
+            match frame {
+                Some(Ok(Frame::Text(bytes))) => {
+                    return Ok(Received::Json(serde_json::from_slice(&bytes)?));
+                }
+                Some(Ok(Frame::Ping(bytes))) => {
+                    let _ = self.framed.send(Message::Pong(bytes)).await;
+                }
+                Some(Ok(Frame::Close(Some(reason)))) => {
+                    return Ok(Received::Closed(
+                        reason.code.into(),
+                        reason.description.unwrap_or_default(),
+                    ));
+                }
+                Some(Ok(Frame::Close(None))) | None => {
+                    return Ok(Received::Closed(1005, String::new()));
+                }
+                Some(Ok(_)) => {}
+                Some(Err(err)) => anyhow::bail!("protocol error: {err}"),
+            }
         }
     }
 

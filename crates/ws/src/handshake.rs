@@ -85,6 +85,7 @@ fn refuse(status: StatusCode, code: &str, detail: &str) -> HttpResponse {
 fn refuse_service(err: ServiceError) -> HttpResponse {
     let retry_after = match &err {
         ServiceError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+        ServiceError::ShuttingDown => Some(1),
         _ => None,
     };
     let status = match &err {
@@ -94,7 +95,9 @@ fn refuse_service(err: ServiceError) -> HttpResponse {
         ServiceError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
         ServiceError::Conflict { .. } => StatusCode::CONFLICT,
         ServiceError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-        ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        ServiceError::Unavailable(_) | ServiceError::ShuttingDown => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let FrameError { code, detail } = service_error(err);
@@ -253,6 +256,8 @@ async fn checked(
     settings: &WsSettings,
     query: &HandshakeQuery,
 ) -> Result<Principal, HttpResponse> {
+    // A stopping process takes no new socket: the client goes to another instance.
+    ctx.lifecycle.accepting().map_err(refuse_service)?;
     // Each handshake costs a token check and database reads: budgets per client address
     // (before authentication, so guessing pays too) and per user.
     let forwarded_for = req.headers().get_all("x-forwarded-for").last();

@@ -28,7 +28,7 @@
 //! memberships; none is closed for it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -190,6 +190,8 @@ pub struct Hub {
     next_id: AtomicU64,
     limits: HubLimits,
     revalidations: tokio::sync::Semaphore,
+    /// The process is stopping: every socket, a late one too, closes with 1001.
+    stopping: AtomicBool,
 }
 
 impl Default for Hub {
@@ -199,6 +201,7 @@ impl Default for Hub {
             next_id: AtomicU64::default(),
             limits: HubLimits::default(),
             revalidations: tokio::sync::Semaphore::new(CONCURRENT_REVALIDATIONS),
+            stopping: AtomicBool::new(false),
         }
     }
 }
@@ -267,6 +270,12 @@ impl Hub {
             },
         );
         state.add_chats(id, chats);
+        drop(state);
+        // Registered after the stop began (its handshake was already under way): it
+        // closes like the others rather than keep the process waiting.
+        if self.stopping.load(Ordering::SeqCst) {
+            close.close(Closing::GoingAway);
+        }
         Ok(Registration {
             id,
             outbound,
@@ -344,6 +353,16 @@ impl Hub {
             .unwrap_or_default();
         chats.sort_unstable();
         chats
+    }
+
+    /// The process is stopping: every socket (and any registered from now on) is asked
+    /// to close with 1001 "going away" once its current action has been answered. What
+    /// is queued for it is still written before the close frame.
+    pub fn shutdown(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        for conn in self.lock().conns.values() {
+            conn.close.close(Closing::GoingAway);
+        }
     }
 
     /// Sockets open in this process.

@@ -148,6 +148,10 @@ pub fn service_error(err: ServiceError) -> FrameError {
             "unavailable",
             "the service is temporarily unavailable; retry shortly",
         ),
+        ServiceError::ShuttingDown => FrameError::new(
+            "shutting_down",
+            "the server is shutting down; reconnect and resend (with the same client_id)",
+        ),
         ServiceError::Internal(err) => {
             tracing::error!(error = ?err, "internal error in a websocket action");
             FrameError::new("internal_error", "an internal error occurred")

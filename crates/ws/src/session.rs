@@ -29,6 +29,10 @@ pub const FRAMES_PER_SECOND: f64 = 30.0;
 /// … and at once. Past this the server stops reading the socket until the budget
 /// refills: the client is slowed down (TCP backpressure), never dropped.
 pub const FRAME_BURST: f64 = 60.0;
+/// On a stop, how long a socket's current action may still take to be answered.
+pub const DRAIN_ACTION_TIMEOUT: Duration = Duration::from_secs(5);
+/// On a stop, how many frames already received are answered (refused) before closing.
+const DRAIN_BUFFERED_FRAMES: usize = 256;
 /// Typing notices per socket are forwarded at most this often.
 pub const TYPING_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -260,15 +264,27 @@ impl Connection {
                         Some(Ok(Incoming::Text(text))) => {
                             // An action may wait (a send over the budget): a close decided
                             // meanwhile (revoked, removed) wins over it.
+                            let mut action = Box::pin(self.on_text(&text, &mut last_typing));
                             tokio::select! {
                                 biased;
-                                why = close.closed() => reason = Some(why),
-                                reply = Box::pin(self.on_text(&text, &mut last_typing)) => {
+                                why = close.closed() => {
+                                    // A stop lets the action finish and answers it (a send
+                                    // already queued for the writer is committed: its ack
+                                    // must reach the client); any other close cancels it.
+                                    if why == Closing::GoingAway
+                                        && let Ok(Some(reply)) = tokio::time::timeout(DRAIN_ACTION_TIMEOUT, &mut action).await
+                                    {
+                                        let _ = self.reply(&reply);
+                                    }
+                                    reason = Some(why);
+                                }
+                                reply = &mut action => {
                                     if let Some(reply) = reply {
                                         reason = self.reply(&reply).err();
                                     }
                                 }
                             }
+                            drop(action);
                             // The client was active; time spent answering is not silence.
                             last_heard = Instant::now();
                         }
@@ -307,6 +323,9 @@ impl Connection {
                 },
             }
         }
+        if reason == Some(Closing::GoingAway) {
+            self.refuse_buffered(&mut inbound, &mut last_typing).await;
+        }
         let (code, text) = match reason {
             Some(why) => (why.code(), why.reason()),
             None => (1000, ""),
@@ -314,6 +333,25 @@ impl Connection {
         guard.frame = Some(frames::close(code, text));
         // A client that does not read gets the close frame instead of its backlog.
         guard.discard = reason == Some(Closing::Lagging);
+    }
+
+    /// On a stop: answers the frames the client has already sent (they are in the
+    /// socket's buffers) before the close frame goes out, so each send is told plainly
+    /// that it was not stored (`shutting_down`) rather than left without an answer.
+    async fn refuse_buffered(&self, inbound: &mut Inbound, last_typing: &mut Option<Instant>) {
+        use futures_util::FutureExt;
+        for _ in 0..DRAIN_BUFFERED_FRAMES {
+            let Some(Some(Ok(Incoming::Text(text)))) = inbound.recv().now_or_never() else {
+                return;
+            };
+            let reply =
+                tokio::time::timeout(DRAIN_ACTION_TIMEOUT, self.on_text(&text, last_typing));
+            if let Ok(Some(reply)) = reply.await
+                && self.reply(&reply).is_err()
+            {
+                return;
+            }
+        }
     }
 
     async fn on_text(&self, text: &str, last_typing: &mut Option<Instant>) -> Option<String> {
