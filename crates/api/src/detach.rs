@@ -26,7 +26,7 @@ use actix_web::middleware::Next;
 use actix_web::web;
 use tracing::Instrument;
 
-use crate::Metrics;
+use chat_services::AppContext;
 
 /// Middleware (`from_fn`): the rest of the chain, finished even if the connection
 /// drops it.
@@ -34,7 +34,9 @@ pub fn run_to_completion<B: MessageBody + 'static>(
     req: ServiceRequest,
     next: Next<B>,
 ) -> Finish<impl Future<Output = Result<ServiceResponse<B>, Error>>> {
-    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
+    let metrics = req
+        .app_data::<web::Data<AppContext>>()
+        .map(|ctx| ctx.metrics.clone());
     Finish {
         future: Some(Box::pin(async move { next.call(req).await })),
         span: tracing::Span::current(),
@@ -47,7 +49,7 @@ pub struct Finish<F: Future + 'static> {
     future: Option<Pin<Box<F>>>,
     span: tracing::Span,
     /// Counts abandoned requests (`http_requests_abandoned_total`), if registered.
-    metrics: Option<web::Data<Metrics>>,
+    metrics: Option<std::sync::Arc<chat_services::metrics::Metrics>>,
 }
 
 impl<F: Future + 'static> Future for Finish<F> {
@@ -72,7 +74,7 @@ impl<F: Future + 'static> Drop for Finish<F> {
         }
         if let Some(future) = self.future.take() {
             if let Some(metrics) = &self.metrics {
-                metrics.abandoned();
+                metrics.http_abandoned.inc();
             }
             let span = std::mem::replace(&mut self.span, tracing::Span::none());
             actix_web::rt::spawn(

@@ -19,7 +19,6 @@ use actix_web::web;
 pub use detach::{Finish, run_to_completion};
 pub use errors::{error_handlers, path_config, payload_config, query_config};
 pub use extract::{ApiJson, AuthUser, ClientAddr, ProxyPolicy, VerifiedToken};
-pub use metrics::Metrics;
 pub use openapi::{ApiDoc, openapi_json};
 pub use problem::{ApiError, Problem};
 pub use security::{CORS_EXPOSED_HEADERS, CORS_MAX_AGE_SECS, HTML_CSP, cors, security_headers};
@@ -29,7 +28,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Registers every HTTP route: `/api/v1/*`, the OpenAPI document, Swagger UI and the
 /// operations endpoints. The caller adds app data ([`chat_services::AppContext`],
-/// [`Metrics`], [`ProxyPolicy`]) and the middleware.
+/// [`ProxyPolicy`]) and the middleware.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(query_config())
         .app_data(path_config())

@@ -5,8 +5,6 @@ use chat_services::AppContext;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::Metrics;
-
 /// Readiness of each dependency.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Readiness {
@@ -59,10 +57,8 @@ pub async fn readyz(ctx: web::Data<AppContext>) -> HttpResponse {
 
 /// Prometheus text exposition of request counts and latencies.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub async fn metrics(metrics: web::Data<Metrics>, ctx: web::Data<AppContext>) -> HttpResponse {
-    let mut text = metrics.render();
-    crate::metrics::render_writer(&mut text, ctx.writer.stats());
-    crate::metrics::render_history_cache(&mut text, ctx.history.stats());
+pub async fn metrics(ctx: web::Data<AppContext>) -> HttpResponse {
+    let text = chat_services::metrics::render(&ctx).await;
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text)

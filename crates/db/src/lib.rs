@@ -25,7 +25,7 @@ mod time;
 pub use backup::backup_sqlite;
 pub use error::DbError;
 pub use migrate::run_migrations;
-pub use pool::{DatabaseUrl, DbPool, PgConn, PoolOptions, SqliteConn, SqliteSync};
+pub use pool::{DatabaseUrl, DbPool, PgConn, PoolOptions, PoolStats, SqliteConn, SqliteSync};
 pub use time::StoredTime;
 
 /// The current time as stored in the database: UTC, microsecond precision (what

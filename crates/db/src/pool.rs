@@ -113,7 +113,40 @@ impl std::fmt::Debug for DbPool {
     }
 }
 
+/// What a pool holds and how its callers fare (for `/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Connections open now.
+    pub connections: u32,
+    /// Of which idle.
+    pub idle: u32,
+    /// Callers asking for a connection right now (waiting, or about to be served).
+    pub waiting: u64,
+    /// Callers that gave up waiting (answered 503) since start.
+    pub timed_out: u64,
+    /// Time callers spent waiting for a connection since start.
+    pub wait_time: Duration,
+}
+
 impl DbPool {
+    /// Open and idle connections, waiting callers.
+    pub fn stats(&self) -> PoolStats {
+        let state = match self {
+            DbPool::Postgres(pool) => pool.state(),
+            DbPool::Sqlite(pool) => pool.state(),
+        };
+        let s = state.statistics;
+        PoolStats {
+            connections: state.connections,
+            idle: state.idle_connections,
+            waiting: s
+                .get_started
+                .saturating_sub(s.get_direct + s.get_waited + s.get_timed_out),
+            timed_out: s.get_timed_out,
+            wait_time: s.get_wait_time,
+        }
+    }
+
     /// Builds the pool. Connections are opened lazily, so an unreachable database
     /// shows up as 503 answers and a failing `/readyz`, not as a crash.
     pub async fn connect(url: &DatabaseUrl, options: PoolOptions) -> Result<Self, DbError> {

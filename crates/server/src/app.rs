@@ -7,7 +7,7 @@ use std::time::Duration;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
-use chat_api::{Metrics, ProxyPolicy};
+use chat_api::ProxyPolicy;
 use chat_db::bus::{EventBus, MemoryBus};
 use chat_db::cache::{Cache, MemoryCache};
 use chat_db::presence::{MemoryPresence, PresenceRegistry, RedisPresence};
@@ -119,6 +119,10 @@ pub async fn build_context(config: &Config) -> anyhow::Result<AppContext> {
         history: Arc::new(HistoryCache::new(config.history_cache_bytes)),
         presence,
         lifecycle: Arc::new(Lifecycle::default()),
+        metrics: Arc::new(
+            chat_services::metrics::Metrics::new(config.redis_url.is_some())
+                .map_err(|e| anyhow::anyhow!("metrics registry: {e}"))?,
+        ),
     })
 }
 
@@ -170,6 +174,7 @@ impl Application {
                 max_queued_bytes: config.ws_max_queued_bytes,
                 max_sockets_per_user: config.max_sockets_per_user,
             },
+            context.metrics.clone(),
         );
         let hub = web::Data::from(hub_arc.clone());
         let ws_settings = web::Data::new(WsSettings {
@@ -179,7 +184,6 @@ impl Application {
             before_register: config.ws_before_register.clone(),
         });
         let ctx = web::Data::new(context.clone());
-        let metrics = web::Data::new(Metrics::new());
         let allowed_origins = config.allowed_origins.clone();
         let proxy = ProxyPolicy {
             trust_forwarded_headers: config.trust_proxy_headers,
@@ -187,7 +191,6 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(ctx.clone())
-                .app_data(metrics.clone())
                 .app_data(proxy)
                 .app_data(hub.clone())
                 .app_data(ws_settings.clone())

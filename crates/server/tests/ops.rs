@@ -9,6 +9,7 @@ both_backends!(
     metrics_count_what_the_message_writers_stored,
     unknown_routes_and_wrong_methods_are_problems,
     every_response_carries_a_request_id,
+    metrics_show_sockets_deliveries_the_pool_and_redis,
 );
 
 async fn health_and_readiness_answer(backend: Backend) -> anyhow::Result<()> {
@@ -293,6 +294,56 @@ async fn swagger_ui_is_served_from_the_binary() -> anyhow::Result<()> {
         "{}",
         initializer.text
     );
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn metrics_show_sockets_deliveries_the_pool_and_redis(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, bob, chat) = app.two_in_a_group().await?;
+    let mut ann_socket = app
+        .ws(&format!("/ws/chats/{chat}"), &ann.access_token)
+        .await?;
+    let mut bob_socket = app.ws("/ws", &bob.access_token).await?;
+    for n in 0..3 {
+        ann_socket
+            .send(json!({"action": "send_message", "message": format!("m{n}"), "request_id": n}))
+            .await?;
+        ann_socket.recv_type("ack").await?;
+        bob_socket.recv_type("chat.message").await?;
+    }
+    let text = app.get("/metrics", None).await?.text;
+    assert_eq!(series(&text, "chat_ws_connections")?, 2.0);
+    assert_eq!(series(&text, "chat_ws_opened_total")?, 2.0);
+    // Each message reached both sockets (plus presence and acks are not events).
+    assert!(
+        series(&text, "chat_events_delivered_total")? >= 6.0,
+        "{text}"
+    );
+    assert_eq!(series(&text, "chat_delivery_latency_seconds_count")?, 3.0);
+    assert!(series(&text, "chat_delivery_latency_seconds_sum")? < 30.0);
+    assert_eq!(series(&text, "chat_bus_lagged_total")?, 0.0);
+    assert!(series(&text, r#"chat_db_pool_connections{state="idle"}"#)? >= 1.0);
+    assert_eq!(series(&text, "chat_db_pool_waiting")?, 0.0);
+    assert_eq!(series(&text, "chat_messages_in_flight")?, 0.0);
+    match backend {
+        Backend::Postgres => assert_eq!(series(&text, "chat_redis_up")?, 1.0),
+        Backend::Sqlite => assert!(!text.contains("chat_redis_up")),
+    }
+    bob_socket.close().await?;
+    let mut closed = 0.0;
+    for _ in 0..100 {
+        let text = app.get("/metrics", None).await?.text;
+        closed = series(&text, r#"chat_ws_closed_total{code="1000"}"#).unwrap_or(0.0);
+        if closed == 1.0 {
+            assert_eq!(series(&text, "chat_ws_connections")?, 1.0);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(closed, 1.0);
     app.shutdown().await;
     Ok(())
 }

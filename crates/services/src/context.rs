@@ -61,4 +61,6 @@ pub struct AppContext {
     pub presence: Arc<dyn chat_db::presence::PresenceRegistry>,
     /// Serving or draining towards a stop.
     pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
+    /// What operators watch (`/metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }

@@ -16,6 +16,7 @@ pub mod friends;
 pub mod history_cache;
 pub mod lifecycle;
 pub mod messages;
+pub mod metrics;
 pub mod pagination;
 pub mod presence;
 pub mod rate_limit;

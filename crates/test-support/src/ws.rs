@@ -187,6 +187,15 @@ impl WsClient {
         }
     }
 
+    /// Closes the socket from the client's side (1000) and waits for the server's answer.
+    pub async fn close(mut self) -> anyhow::Result<()> {
+        self.framed
+            .send(Message::Close(Some(awc::ws::CloseCode::Normal.into())))
+            .await
+            .map_err(|e| anyhow::anyhow!("close: {e}"))?;
+        self.closed().await.map(|_| ())
+    }
+
     /// Waits for the server's close frame: its code and reason.
     pub async fn closed(&mut self) -> anyhow::Result<(u16, String)> {
         loop {

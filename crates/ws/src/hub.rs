@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::web::Bytes;
 use chat_services::events::{BusMessage, PresenceChange};
+use chat_services::metrics::Metrics;
 use serde::Deserialize;
 use tokio::sync::{Notify, broadcast};
 
@@ -165,6 +166,10 @@ struct State {
     by_chat: HashMap<i64, HashSet<ConnId>>,
     by_user: HashMap<i64, HashSet<ConnId>>,
     order: HashMap<i64, ChatOrder>,
+    /// Frames queued to sockets since [`Hub::count`] last ran.
+    delivered: std::cell::Cell<u64>,
+    /// Unfilled seq gaps announced since [`Hub::count`] last ran.
+    gaps: u64,
 }
 
 /// A registered socket's ends.
@@ -192,6 +197,8 @@ pub struct Hub {
     revalidations: tokio::sync::Semaphore,
     /// The process is stopping: every socket, a late one too, closes with 1001.
     stopping: AtomicBool,
+    /// Where deliveries, latencies and lags are counted (none in unit tests).
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Default for Hub {
@@ -202,6 +209,7 @@ impl Default for Hub {
             limits: HubLimits::default(),
             revalidations: tokio::sync::Semaphore::new(CONCURRENT_REVALIDATIONS),
             stopping: AtomicBool::new(false),
+            metrics: None,
         }
     }
 }
@@ -213,12 +221,21 @@ struct Head {
     seq: Option<i64>,
     user_id: Option<i64>,
     session_id: Option<String>,
+    /// When the message was accepted (`chat.message`), for the delivery latency.
+    created_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Hub {
     /// A hub fed by `events`; spawns the router task (call inside a tokio runtime).
-    pub fn start(events: broadcast::Receiver<Arc<BusMessage>>, limits: HubLimits) -> Arc<Hub> {
-        let hub = Arc::new(Hub::with_limits(limits));
+    pub fn start(
+        events: broadcast::Receiver<Arc<BusMessage>>,
+        limits: HubLimits,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Hub> {
+        let hub = Arc::new(Hub {
+            metrics: Some(metrics),
+            ..Hub::with_limits(limits)
+        });
         tokio::spawn(route(hub.clone(), events));
         hub
     }
@@ -370,11 +387,23 @@ impl Hub {
         self.lock().conns.len()
     }
 
+    /// Adds what the state counted since the last call to the metrics.
+    fn count(&self, state: &mut State) {
+        let (delivered, gaps) = (state.delivered.take(), std::mem::take(&mut state.gaps));
+        if let Some(metrics) = &self.metrics {
+            metrics.events_delivered.inc_by(delivered);
+            metrics.bus_gaps.inc_by(gaps);
+        }
+    }
+
     fn handle(&self, message: &BusMessage) {
         if message.topic == chat_services::events::GAP_TOPIC {
             tracing::warn!(
                 "events may have been missed (broker reconnected); sockets resynchronise"
             );
+            if let Some(metrics) = &self.metrics {
+                metrics.bus_gaps.inc();
+            }
             self.resync_all();
             return;
         }
@@ -382,6 +411,17 @@ impl Hub {
         let payload = || frames::text(&message.payload);
         let head: Option<Head> = serde_json::from_str(&message.payload).ok();
         let mut state = self.lock();
+        self.handle_locked(&mut state, message, head, payload);
+        self.count(&mut state);
+    }
+
+    fn handle_locked(
+        &self,
+        state: &mut State,
+        message: &BusMessage,
+        head: Option<Head>,
+        payload: impl Fn() -> Bytes,
+    ) {
         if let Some(chat) = message
             .topic
             .strip_prefix("chat.")
@@ -389,10 +429,22 @@ impl Hub {
         {
             let Some(head) = head else { return };
             match head.kind.as_str() {
-                "chat.message" => match head.seq {
-                    Some(seq) => state.deliver_in_order(chat, seq, payload()),
-                    None => state.deliver_to_chat(chat, &payload()),
-                },
+                "chat.message" => {
+                    if let (Some(metrics), Some(at), true) = (
+                        &self.metrics,
+                        head.created_at,
+                        state.by_chat.contains_key(&chat),
+                    ) {
+                        let waited = chrono::Utc::now().signed_duration_since(at);
+                        metrics
+                            .delivery_latency
+                            .observe(waited.as_seconds_f64().max(0.0));
+                    }
+                    match head.seq {
+                        Some(seq) => state.deliver_in_order(chat, seq, payload()),
+                        None => state.deliver_to_chat(chat, &payload()),
+                    }
+                }
                 "chat.member_joined" => {
                     if let Some(user) = head.user_id {
                         state.follow(chat, user);
@@ -455,6 +507,7 @@ impl Hub {
         for chat in overdue {
             state.flush_held(chat);
         }
+        self.count(&mut state);
     }
 
     fn close_all(&self, reason: Closing) {
@@ -504,7 +557,7 @@ impl State {
     fn send(&self, id: ConnId, payload: &Bytes) {
         if let Some(conn) = self.conns.get(&id) {
             match conn.outbox.push(payload.clone()) {
-                Ok(()) => {}
+                Ok(()) => self.delivered.set(self.delivered.get() + 1),
                 Err(Refused::Full) => conn.shut(Closing::Lagging),
                 // The socket is ending; its task unregisters it.
                 Err(Refused::Closed) => {}
@@ -616,6 +669,7 @@ impl State {
             && *first > expected
         {
             let hint = frames::text(&resync_event(Some((chat, expected - 1))));
+            self.gaps += 1;
             self.deliver_to_chat(chat, &hint);
         }
         for (_, (payload, _)) in held {
@@ -751,6 +805,9 @@ async fn route(hub: Arc<Hub>, mut events: broadcast::Receiver<Arc<BusMessage>>) 
             event = events.recv() => match event {
                 Ok(message) => hub.handle(&message),
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    if let Some(metrics) = &hub.metrics {
+                        metrics.bus_lagged.inc_by(missed);
+                    }
                     // Events were lost, and which chats they were for is unknown: every
                     // socket recovers (none is closed for it).
                     tracing::error!(missed, "websocket hub fell behind the event bus; sockets resynchronise");

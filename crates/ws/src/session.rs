@@ -137,8 +137,10 @@ impl Connection {
                 let _ = counted_tx.send(result.is_ok());
             }
         });
+        ctx.metrics.socket_opened();
         Box::pin(self.revalidate()).await;
-        self.serve(inbound).await;
+        let code = self.serve(inbound).await;
+        ctx.metrics.socket_closed(code);
         if let Ok(true) = counted.await
             && let Err(err) = chat_services::presence::disconnected(&ctx, user_id).await
         {
@@ -208,7 +210,8 @@ impl Connection {
         }
     }
 
-    async fn serve(self, mut inbound: Inbound) {
+    /// Serves the socket; the close code it ended with (1000: the client closed).
+    async fn serve(self, mut inbound: Inbound) -> u16 {
         let close = self.registration.close.clone();
         let outbox = self.registration.outbound.clone();
         let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
@@ -333,6 +336,7 @@ impl Connection {
         guard.frame = Some(frames::close(code, text));
         // A client that does not read gets the close frame instead of its backlog.
         guard.discard = reason == Some(Closing::Lagging);
+        code
     }
 
     /// On a stop: answers the frames the client has already sent (they are in the
