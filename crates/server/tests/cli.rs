@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use chat_test_support::{Backend, TestApp, random_suffix};
+use chat_test_support::{Backend, ServerProcess, TestApp, random_suffix};
 
 /// A scratch working directory (the binary reads `.env` and writes `data/` there).
 struct Scratch(PathBuf);
@@ -254,84 +254,12 @@ async fn serve_in_prod_mode_logs_json_and_answers() -> anyhow::Result<()> {
     result
 }
 
-/// A `chat-server serve` child process whose stdout and stderr lines are collected.
-struct Served {
-    child: std::process::Child,
-    lines: std::sync::mpsc::Receiver<String>,
-    port: u16,
-}
+/// `chat-server serve` in `dir`, its output collected.
+struct Served;
 
 impl Served {
-    /// Starts `serve` in `dir` on a free port and waits for its `listening` line.
-    fn start(dir: &Path, env: &[(&str, &str)]) -> anyhow::Result<Self> {
-        use std::io::{BufRead, BufReader, Read};
-        let mut command = Command::new(env!("CARGO_BIN_EXE_chat-server"));
-        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("CHAT_")) {
-            command.env_remove(key);
-        }
-        let mut child = command
-            .arg("serve")
-            .current_dir(dir)
-            .env("CHAT_BIND", "127.0.0.1:0")
-            .env("NO_COLOR", "1")
-            .envs(env.iter().copied())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()?;
-        let (tx, lines) = std::sync::mpsc::channel();
-        let outputs: [Box<dyn Read + Send>; 2] = [
-            Box::new(
-                child
-                    .stdout
-                    .take()
-                    .ok_or_else(|| anyhow::anyhow!("no stdout"))?,
-            ),
-            Box::new(
-                child
-                    .stderr
-                    .take()
-                    .ok_or_else(|| anyhow::anyhow!("no stderr"))?,
-            ),
-        ];
-        for output in outputs {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(output).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        let mut served = Served {
-            child,
-            lines,
-            port: 0,
-        };
-        let mut seen = Vec::new();
-        while served.port == 0 {
-            let line = served
-                .lines
-                .recv_timeout(std::time::Duration::from_secs(60))
-                .map_err(|e| anyhow::anyhow!("no listening line ({e}): {seen:?}"))?;
-            if line.contains("listening") {
-                served.port = line
-                    .split_once(" port=")
-                    .and_then(|(_, rest)| rest.split(' ').next())
-                    .and_then(|port| port.parse().ok())
-                    .ok_or_else(|| anyhow::anyhow!("no port in {line}"))?;
-            }
-            seen.push(line);
-        }
-        Ok(served)
-    }
-
-    /// Kills the server and returns everything it printed after `listening`.
-    fn stop(mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.lines.iter().collect::<Vec<_>>().join("\n")
+    fn start(dir: &Path, env: &[(&str, &str)]) -> anyhow::Result<ServerProcess> {
+        ServerProcess::start(Path::new(env!("CARGO_BIN_EXE_chat-server")), dir, env)
     }
 }
 
@@ -614,21 +542,11 @@ async fn sigterm_stops_the_binary_gracefully_and_promptly() -> anyhow::Result<()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     assert_eq!(socket_client.status().as_u16(), 200);
     let _ = socket_client.body().await;
-    let started = std::time::Instant::now();
-    let killed = Command::new("kill")
-        .args(["-TERM", &served.child.id().to_string()])
-        .status()?;
-    assert!(killed.success());
-    let status = loop {
-        if let Some(status) = served.child.try_wait()? {
-            break status;
-        }
-        anyhow::ensure!(
-            started.elapsed() < std::time::Duration::from_secs(12),
-            "still running 12 s after SIGTERM (grace is 10 s)"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    served.terminate()?;
+    // The grace is 10 s; nothing is open, so it takes about CHAT_SHUTDOWN_DELAY (1 s).
+    let status = served
+        .exited_within(std::time::Duration::from_secs(12))
+        .await?;
     assert!(status.success(), "exit status {status}");
     let output = served.stop();
     assert!(output.contains("SIGTERM received"), "{output}");

@@ -705,14 +705,10 @@ mod crash {
     use std::process::{Command, Stdio};
     use std::time::Duration;
 
-    use chat_test_support::{Backend, TEST_JWT_SECRET, TestApp, WS_WAIT, WsClient, redis_url};
+    use chat_test_support::{
+        Backend, TEST_JWT_SECRET, TestApp, WS_WAIT, WsClient, free_port, redis_url,
+    };
     use serde_json::json;
-
-    fn free_port() -> anyhow::Result<u16> {
-        Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port())
-    }
 
     async fn presence_of(socket: &mut WsClient, user_id: i64) -> anyhow::Result<bool> {
         loop {

@@ -12,6 +12,7 @@
 mod database;
 mod http;
 mod macros;
+mod process;
 mod ws;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use chat_services::AppContext;
 
 pub use database::{TestDatabase, WriteLock};
 pub use http::{Response, Session, TEST_PASSWORD};
+pub use process::{ServerProcess, free_port};
 pub use ws::{Received, Refused, WS_WAIT, WsClient};
 
 /// PostgreSQL server the tests use (`CHAT_TEST_POSTGRES_URL`, default local trust auth).
