@@ -2,8 +2,14 @@
 # needs PostgreSQL and Redis (started by scripts/test-services.sh when installed).
 
 CARGO ?= cargo
+# `docker compose` (v2 plugin) when there is one, else docker-compose (v1).
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+# Fixed project names: the two stacks live in one directory and must not share one.
+DEV_COMPOSE = $(COMPOSE) -p chat-dev -f docker-compose.dev.yml
+PROD_COMPOSE = $(COMPOSE) -p chat -f docker-compose.prod.yml
 
-.PHONY: run run-release test test-services lint fmt migrate create-admin docs clean-test-dbs bench
+.PHONY: run run-release test test-services check-deploy lint fmt migrate create-admin docs clean-test-dbs bench \
+	dev-up down logs prod-up prod-down
 
 ## Run the server in embedded mode (SQLite in ./data, in-process cache) on 127.0.0.1:8080.
 run:
@@ -13,9 +19,9 @@ run:
 run-release:
 	$(CARGO) run --release -p chat-server --bin chat-server -- serve
 
-## The whole test suite: unit tests, and integration tests in both modes
-## (SQLite + in-process, PostgreSQL + Redis).
-test: test-services
+## The whole test suite: the deployment files' checks, unit tests, and integration
+## tests in both modes (SQLite + in-process, PostgreSQL + Redis).
+test: test-services check-deploy
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
@@ -25,6 +31,11 @@ test: test-services
 ## Make sure PostgreSQL and Redis answer on 127.0.0.1 (start them if installed but stopped).
 test-services:
 	@scripts/test-services.sh
+
+## Check the Dockerfile, compose files, nginx.conf (nginx -t) and secrets checks without
+## a container engine (needs docker-compose, nginx, python3-yaml; see docs/deployment.md).
+check-deploy:
+	@scripts/check-deploy.sh
 
 ## The benchmarks of docs/benchmarks.md (release build; both modes; a few minutes).
 bench:
@@ -65,3 +76,28 @@ clean-test-dbs:
 	@psql "$${CHAT_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}" -Atc \
 		"SELECT 'DROP DATABASE \"' || datname || '\" WITH (FORCE);' FROM pg_database WHERE datname LIKE 'chat_test_%'" \
 		| psql "$${CHAT_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}" -q
+
+## Development stack in containers: PostgreSQL, Redis and the server built from this
+## checkout, on http://127.0.0.1:8080 (docs/deployment.md).
+dev-up:
+	$(DEV_COMPOSE) up -d --build
+	@echo "chat-server on http://127.0.0.1:$${DEV_HTTP_PORT:-8080} (API docs: /docs); make logs, make down"
+
+## Stop the development stack (its volumes stay; add `-v` to a compose down to drop them).
+down:
+	$(DEV_COMPOSE) down
+
+## Follow the development stack's logs.
+logs:
+	$(DEV_COMPOSE) logs -f --tail=100
+
+## Production stack from .env: nginx, two replicas, PostgreSQL, Redis; MONITORING=1 adds
+## Prometheus and Grafana. Refuses a missing .env or placeholder secrets.
+prod-up:
+	@test -f .env || { echo "no .env: cp .env.example .env and replace every change-me value (docs/deployment.md)" >&2; exit 1; }
+	@sh docker/check-env.sh .env
+	$(PROD_COMPOSE) $(if $(MONITORING),--profile monitoring) up -d --build
+
+## Stop the production stack, monitoring included (volumes stay).
+prod-down:
+	$(PROD_COMPOSE) --profile monitoring down
