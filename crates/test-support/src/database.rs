@@ -340,7 +340,7 @@ impl Drop for TestDatabase {
 }
 
 /// Deletes every Redis key under `prefix:`.
-pub(crate) async fn delete_redis_prefix(prefix: &str) -> anyhow::Result<()> {
+pub async fn delete_redis_prefix(prefix: &str) -> anyhow::Result<()> {
     let client = redis::Client::open(redis_url())?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     let keys: Vec<String> = redis::cmd("KEYS")

@@ -23,7 +23,7 @@ use chat_server::config::Sources;
 use chat_server::{Application, Config};
 use chat_services::AppContext;
 
-pub use database::{TestDatabase, WriteLock};
+pub use database::{TestDatabase, WriteLock, delete_redis_prefix};
 pub use http::{Response, Session, TEST_PASSWORD};
 pub use process::{ServerProcess, free_port};
 pub use ws::{Received, Refused, WS_WAIT, WsClient};
