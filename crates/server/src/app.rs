@@ -196,6 +196,8 @@ impl Application {
                 .app_data(ws_settings.clone())
                 .configure(chat_api::configure)
                 .configure(chat_ws::configure)
+                // `/` and `/app/…` only: registered last, it shadows none of the above.
+                .configure(chat_web::configure)
                 .default_service(web::to(chat_api::not_found))
                 .wrap(from_fn(chat_api::run_to_completion))
                 // Inside the error handlers, so a refused preflight becomes problem+json

@@ -1,0 +1,314 @@
+//! The web client at `/`, used as people use it: two headless Chromium browsers against
+//! the real server (embedded mode). Ann and Ben sign up through the page, become
+//! friends, open a direct chat and talk live both ways (typing notice, read marker,
+//! reply, edit, delete, a link, and HTML that must stay text); Ben reloads and sees the
+//! history once; the server restarts while Ann sends, messages are stored meanwhile,
+//! and both pages reconnect and show everything exactly once. No console errors
+//! besides the refused connections of the restart.
+
+mod driver;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use chat_test_support::{Backend, TEST_PASSWORD, TestApp};
+use driver::{Chromedriver, Page};
+use serde_json::json;
+
+const XSS: &str = "<img src=x onerror=\"window.__xss=1\"><script>window.__xss=2</script> \
+                   see https://example.com/a?b=1.";
+
+async fn sign_up(page: &Page, username: &str) -> anyhow::Result<()> {
+    page.click("#show-signup").await?;
+    page.fill("#signup-form input[name=username]", username)
+        .await?;
+    page.fill(
+        "#signup-form input[name=email]",
+        &format!("{username}@example.com"),
+    )
+    .await?;
+    page.fill("#signup-form input[name=password]", TEST_PASSWORD)
+        .await?;
+    page.click("#signup-form button[type=submit]").await?;
+    page.wait_for("#shell").await?;
+    page.wait_until(
+        "document.querySelector('#connection').dataset.state === 'open'",
+        "the socket is connected",
+    )
+    .await
+}
+
+/// Types into the composer and sends with Enter (the keyboard path).
+async fn send(page: &Page, text: &str) -> anyhow::Result<()> {
+    page.fill("#composer-input", text).await?;
+    page.wait_for("#composer-input")
+        .await?
+        .send_keys("\u{E007}")
+        .await?;
+    page.wait_for_text("#message-list .message[data-seq] .text", text)
+        .await
+}
+
+/// The seqs of the messages shown, in order.
+async fn shown_seqs(page: &Page) -> anyhow::Result<Vec<i64>> {
+    let value = page
+        .eval(
+            "return [...document.querySelectorAll('#message-list .message[data-seq]')]\
+             .map(e => Number(e.dataset.seq));",
+            vec![],
+        )
+        .await?;
+    Ok(serde_json::from_value(value)?)
+}
+
+/// Every message 1..=last shown exactly once, in order, and nothing still pending.
+async fn assert_complete(page: &Page, who: &str, last: i64) -> anyhow::Result<()> {
+    page.wait_until(
+        &format!(
+            "document.querySelectorAll('#message-list .message[data-seq]').length === {last} \
+             && !document.querySelector('#message-list .pending')"
+        ),
+        &format!("{who} shows {last} messages"),
+    )
+    .await?;
+    let seqs = shown_seqs(page).await?;
+    assert_eq!(seqs, (1..=last).collect::<Vec<_>>(), "{who}");
+    Ok(())
+}
+
+/// Fails on console errors, except those `allowed` (substrings).
+async fn assert_no_console_errors(page: &Page, who: &str, allowed: &[&str]) -> anyhow::Result<()> {
+    let errors: Vec<String> = page
+        .console_errors()
+        .await?
+        .into_iter()
+        .filter(|e| !allowed.iter().any(|a| e.contains(a)))
+        .collect();
+    assert!(errors.is_empty(), "{who}'s console: {errors:#?}");
+    Ok(())
+}
+
+async fn chat_id(page: &Page) -> anyhow::Result<i64> {
+    let hash = page.eval("return location.hash;", vec![]).await?;
+    hash.as_str()
+        .and_then(|h| h.strip_prefix("#/chats/"))
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no open chat in {hash}"))
+}
+
+#[actix_web::test]
+async fn two_people_chat_live_through_the_page_and_survive_a_reload_and_a_restart()
+-> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut app = TestApp::spawn_with(Backend::Sqlite, |config| {
+        // The restart below need not wait for a load balancer to notice.
+        config.shutdown_delay = Duration::from_millis(50);
+    })
+    .await?;
+    let port = app.port;
+    let driver = Chromedriver::start()?;
+    let profiles = std::env::temp_dir().join(format!(
+        "chat-browser-{}",
+        chat_test_support::random_suffix()
+    ));
+    let url = format!("{}/", app.address);
+    let ann = driver.open(&url, &profiles.join("ann")).await?;
+    let ben = driver.open(&url, &profiles.join("ben")).await?;
+
+    // Sign up; both sockets connect.
+    sign_up(&ann, "ann").await?;
+    sign_up(&ben, "ben").await?;
+
+    // Ann finds Ben and asks; Ben accepts and opens the direct chat.
+    ann.click("#tab-friends").await?;
+    ann.fill("#user-search", "ben").await?;
+    ann.click("#user-search-form button[type=submit]").await?;
+    ann.click("#user-results li[data-user-id] button").await?;
+    ann.wait_for_text("#outgoing-requests", "@ben").await?;
+    ben.click("#tab-friends").await?;
+    ben.click("#incoming-requests li[data-request-id] button.primary")
+        .await?;
+    ben.wait_for_text("#friend-list", "@ann").await?;
+    // Ann's list follows the acceptance live (friend_accepted notification).
+    ann.wait_for_text("#friend-list", "@ben").await?;
+    ben.click("#friend-list li[data-user-id] button.primary")
+        .await?;
+    ben.wait_for("#composer-input").await?;
+    let chat = chat_id(&ben).await?;
+
+    // Ben writes first; Ann's chat list shows the new chat with an unread badge.
+    send(&ben, "hello ann").await?;
+    ann.click("#tab-chats").await?;
+    ann.wait_for_text(&format!("[data-chat-id='{chat}'] .badge"), "1")
+        .await?;
+    ann.wait_for_text(&format!("[data-chat-id='{chat}'] .chat-preview"), "ben: hello ann")
+        .await?;
+    ann.click(&format!("#chat-list [data-chat-id='{chat}']"))
+        .await?;
+    ann.wait_for_text("#message-list .text", "hello ann").await?;
+    // Ann has seen it: her read marker reaches Ben's page, and her badge is gone.
+    ben.wait_for_text("#message-list .seen", "Seen").await?;
+    ann.wait_until(
+        &format!("!document.querySelector(\"[data-chat-id='{chat}'] .badge\")"),
+        "Ann's unread badge clears",
+    )
+    .await?;
+
+    // Typing notice, then Ann's answer arrives live.
+    ann.fill("#composer-input", "hi b").await?;
+    ben.wait_for_text("#typing", "ann is typing").await?;
+    send(&ann, "hi ben").await?;
+    ben.wait_for_text("#message-list .text", "hi ben").await?;
+
+    // Ben replies to it; Ann sees the quote.
+    ben.click("#message-list .message:not(.mine) button[aria-label^='Reply']")
+        .await?;
+    send(&ben, "a reply").await?;
+    ann.wait_for_text("#message-list .reply-quote", "hi ben")
+        .await?;
+
+    // Ann edits her message and deletes another one; Ben sees both.
+    ann.click("#message-list .message.mine button[aria-label='Edit your message']")
+        .await?;
+    ann.fill("#composer-input", "hi ben, edited").await?;
+    ann.click("#send").await?;
+    ben.wait_for_text("#message-list .message", "hi ben, edited")
+        .await?;
+    ben.wait_for_text("#message-list .edited", "edited").await?;
+    send(&ann, "oops").await?;
+    ben.wait_for_text("#message-list .text", "oops").await?;
+    ann.click("#message-list .message.mine:last-child button[aria-label='Delete your message']")
+        .await?;
+    ann.click("#message-list .message.mine:last-child .actions button.danger")
+        .await?;
+    ben.wait_for_text("#message-list .message.deleted .text", "Message deleted")
+        .await?;
+
+    // Markup in a message is text: shown as typed, nothing runs, nothing is parsed.
+    send(&ann, XSS).await?;
+    ben.wait_for_text("#message-list .text", "window.__xss=2")
+        .await?;
+    for (page, who) in [(&ann, "ann"), (&ben, "ben")] {
+        let found = page
+            .eval(
+                "const texts = [...document.querySelectorAll('#message-list .message[data-seq] .text')];\
+                 const last = texts[texts.length - 1];\
+                 return {text: last.textContent, markup: last.querySelectorAll('img, script').length,\
+                   images: document.querySelectorAll('img').length, xss: window.__xss ?? null,\
+                   links: [...last.querySelectorAll('a')].map(a => [a.href, a.rel, a.target])};",
+                vec![],
+            )
+            .await?;
+        let expected = json!({
+            "text": XSS, "markup": 0, "images": 0, "xss": null,
+            "links": [["https://example.com/a?b=1", "noopener noreferrer nofollow", "_blank"]],
+        });
+        assert_eq!(found, expected, "{who}");
+    }
+    let before_reload = 6;
+    assert_complete(&ann, "ann", before_reload).await?;
+    assert_complete(&ben, "ben", before_reload).await?;
+    assert_no_console_errors(&ann, "ann", &[]).await?;
+    assert_no_console_errors(&ben, "ben", &[]).await?;
+
+    // Ben reloads: still logged in (the tab kept its session), the chat reopens from
+    // the URL, the history is there once.
+    ben.client.refresh().await?;
+    ben.wait_for("#shell").await?;
+    assert_complete(&ben, "ben after reload", before_reload).await?;
+    ben.wait_until(
+        "document.querySelector('#connection').dataset.state === 'open'",
+        "Ben's socket is back",
+    )
+    .await?;
+    assert_no_console_errors(&ben, "ben", &[]).await?;
+
+    // The server stops. Both pages say so; Ann sends meanwhile (it waits, pending).
+    app.begin_graceful_stop();
+    app.stopped().await?;
+    for page in [&ann, &ben] {
+        page.wait_until(
+            "document.querySelector('#connection').dataset.state === 'reconnecting'",
+            "the page shows the connection is lost",
+        )
+        .await?;
+    }
+    ann.fill("#composer-input", "sent while the server was down")
+        .await?;
+    ann.click("#send").await?;
+    ann.wait_for_text("#message-list .pending", "sent while the server was down")
+        .await?;
+
+    // Meanwhile Ben (from another device) writes twice through another instance on the
+    // same database: the pages miss these events and must recover them.
+    let other = app.spawn_peer().await?;
+    let ben_api = other.login("ben", TEST_PASSWORD).await?;
+    for (i, text) in ["missed one", "missed two"].iter().enumerate() {
+        other
+            .post(
+                &format!("/api/v1/chats/{chat}/messages"),
+                Some(&ben_api.access_token),
+                json!({"content": text, "client_id": format!("other-device-{i}")}),
+            )
+            .await?
+            .expect_status(201)?;
+    }
+    other.shutdown().await;
+
+    // The server is back on its port: both pages reconnect and catch up, no gap, no
+    // duplicate; Ann's pending message is delivered once.
+    let back = app
+        .spawn_peer_with(|config| config.bind = SocketAddr::from(([127, 0, 0, 1], port)))
+        .await?;
+    for page in [&ann, &ben] {
+        page.wait_until(
+            "document.querySelector('#connection').dataset.state === 'open'",
+            "the page reconnects",
+        )
+        .await?;
+    }
+    let after_restart = before_reload + 3;
+    assert_complete(&ann, "ann after restart", after_restart).await?;
+    assert_complete(&ben, "ben after restart", after_restart).await?;
+    for page in [&ann, &ben] {
+        for text in ["missed one", "missed two", "sent while the server was down"] {
+            let copies = page
+                .texts("#message-list .message[data-seq] .text")
+                .await?
+                .iter()
+                .filter(|t| t.as_str() == text)
+                .count();
+            assert_eq!(copies, 1, "{text}");
+        }
+    }
+    let stored = back
+        .get(&format!("/api/v1/chats/{chat}"), Some(&ben_api.access_token))
+        .await?;
+    assert_eq!(stored.json["last_seq"], after_restart, "{}", stored.text);
+
+    // And live again, both ways.
+    send(&ben, "back again").await?;
+    ann.wait_for_text("#message-list .text", "back again").await?;
+    send(&ann, "welcome back").await?;
+    ben.wait_for_text("#message-list .text", "welcome back")
+        .await?;
+    assert_complete(&ann, "ann", after_restart + 2).await?;
+    assert_complete(&ben, "ben", after_restart + 2).await?;
+
+    // The only errors: requests refused while the server was away.
+    let restart_noise = [
+        "ERR_CONNECTION_REFUSED",
+        "status of 503",
+        "WebSocket connection to",
+    ];
+    assert_no_console_errors(&ann, "ann", &restart_noise).await?;
+    assert_no_console_errors(&ben, "ben", &restart_noise).await?;
+
+    ann.close().await?;
+    ben.close().await?;
+    drop(driver);
+    back.shutdown().await;
+    let _ = std::fs::remove_dir_all(&profiles);
+    eprintln!("browser scenario took {:?}", started.elapsed());
+    Ok(())
+}

@@ -1,0 +1,81 @@
+// Building the page. Every piece of user text reaches the DOM as a text node (or
+// textContent), never as markup: names, messages and server details cannot inject HTML.
+
+/**
+ * Creates an element: `h("button", { class: "primary", on: { click } }, "Send")`.
+ * Props are attributes (`true` → empty attribute, `false`/null/undefined → absent),
+ * except `class`, `text` (textContent), `dataset` and `on` (event listeners).
+ * Children are nodes, strings (text) or arrays of them.
+ */
+export function h(tag, props = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(props ?? {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") el.className = value;
+    else if (key === "text") el.textContent = String(value);
+    else if (key === "dataset") Object.assign(el.dataset, value);
+    else if (key === "on") {
+      for (const [event, handler] of Object.entries(value)) el.addEventListener(event, handler);
+    } else if (key.toLowerCase().startsWith("on")) {
+      // Inline handlers are code in attributes: the CSP forbids them, and so do we.
+      throw new Error(`use the "on" prop, not the attribute ${key}`);
+    } else el.setAttribute(key, value === true ? "" : String(value));
+  }
+  append(el, children);
+  return el;
+}
+
+/** Appends nodes, strings (as text) and nested arrays; skips null, undefined and false. */
+export function append(parent, children) {
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    parent.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return parent;
+}
+
+/** Replaces every child of `el`. */
+export function replace(el, ...children) {
+  el.replaceChildren();
+  return append(el, children);
+}
+
+// http(s) links in message text; trailing punctuation is left out of the link.
+const URL_PATTERN = /\bhttps?:\/\/[^\s<>"']+/gi;
+const TRAILING = /[.,;:!?'"]+$/;
+
+/** Message text as nodes: plain text, with http(s) URLs as links that open apart. */
+export function linkify(text) {
+  const fragment = document.createDocumentFragment();
+  let last = 0;
+  for (const match of text.matchAll(URL_PATTERN)) {
+    let raw = match[0].replace(TRAILING, "");
+    // "(see https://x.y/z)": the closing parenthesis belongs to the sentence.
+    if (raw.endsWith(")") && !raw.includes("(")) raw = raw.slice(0, -1);
+    let url;
+    try {
+      url = new URL(raw);
+    } catch {
+      continue;
+    }
+    if (url.protocol !== "http:" && url.protocol !== "https:") continue;
+    fragment.append(text.slice(last, match.index));
+    fragment.append(
+      h("a", { href: url.href, target: "_blank", rel: "noopener noreferrer nofollow" }, raw),
+    );
+    last = match.index + raw.length;
+  }
+  fragment.append(text.slice(last));
+  return fragment;
+}
+
+/** Announces `text` to screen readers through the page's polite live region. */
+export function announce(text) {
+  const region = document.getElementById("announcer");
+  if (!region) return;
+  region.textContent = "";
+  // A new text node after a tick is read even when the text repeats.
+  setTimeout(() => {
+    region.textContent = text;
+  }, 50);
+}

@@ -1,0 +1,286 @@
+// What the page knows: chats, the loaded part of each chat's history, presence, typing
+// and read markers of others, and messages still being sent. Views listen for
+// `change` events ({kind, chatId}) and redraw what they show.
+
+import { millis } from "./format.js";
+
+/** One message shape for both sources: REST says `content`, WebSocket events `message`. */
+export function normalizeMessage(m) {
+  return {
+    id: m.id,
+    chat_id: m.chat_id,
+    seq: m.seq,
+    sender_id: m.sender_id ?? null,
+    sender: m.sender ?? null,
+    content: m.content ?? m.message ?? "",
+    client_id: m.client_id ?? null,
+    reply_to: m.reply_to ?? null,
+    created_at: m.created_at,
+    edited_at: m.edited_at ?? null,
+    deleted_at: m.deleted_at ?? null,
+  };
+}
+
+// Which of two copies of one message is the later state: deletion wins, then the
+// latest edit (a history page fetched before an edit may arrive after its event).
+function revision(m) {
+  return m.deleted_at ? Infinity : millis(m.edited_at);
+}
+
+/**
+ * The loaded part of one chat's history: a contiguous run of seqs, extended downwards
+ * by older pages and upwards by live events and `after_seq` recovery. Keyed by seq,
+ * so a message that arrives twice (live and recovered) is kept once.
+ */
+export class Timeline {
+  messages = new Map();
+  /** Whether older messages may exist below the oldest loaded one. */
+  hasOlder = true;
+  /** Whether the first page has been loaded. */
+  loaded = false;
+
+  get oldest() {
+    let low = Infinity;
+    for (const seq of this.messages.keys()) low = Math.min(low, seq);
+    return low === Infinity ? null : low;
+  }
+
+  /**
+   * The highest seq up to which nothing is missing (from the oldest loaded one): what
+   * `after_seq` asks from. A live message beyond a hole does not count, so the hole is
+   * fetched too. 0 when nothing is loaded.
+   */
+  get newest() {
+    const oldest = this.oldest;
+    if (oldest === null) return 0;
+    let seq = oldest;
+    while (this.messages.has(seq + 1)) seq += 1;
+    return seq;
+  }
+
+  /** Adds or updates messages; true when anything changed. */
+  merge(list) {
+    let changed = false;
+    for (const message of list) {
+      const current = this.messages.get(message.seq);
+      if (!current || (current.id === message.id && revision(message) > revision(current))) {
+        this.messages.set(message.seq, message);
+        changed = true;
+      }
+    }
+    return changed;
+  }
+
+  /** Changes fields of a loaded message (edits, deletions); true when it was loaded. */
+  patch(seq, fields) {
+    const current = this.messages.get(seq);
+    if (!current) return false;
+    this.messages.set(seq, { ...current, ...fields });
+    return true;
+  }
+
+  byId(id) {
+    for (const message of this.messages.values()) if (message.id === id) return message;
+    return null;
+  }
+
+  sorted() {
+    return [...this.messages.values()].sort((a, b) => a.seq - b.seq);
+  }
+}
+
+const TYPING_SHOWN_MS = 4000;
+
+export class Store extends EventTarget {
+  /** The logged-in user. */
+  me = null;
+  /** Chat views from `GET /chats`, by id, kept current by events. */
+  chats = new Map();
+  /** Whether the chat list has been loaded once. */
+  chatsLoaded = false;
+  timelines = new Map();
+  /** user id → {online, last_seen_at}: from `presence` events since the socket opened. */
+  presence = new Map();
+  /** chat id → Map(user id → {username, until}). */
+  typing = new Map();
+  /** chat id → Map(user id → highest seq they have read): from `chat.read` events. */
+  readBy = new Map();
+  /** chat id → messages being sent: [{client_id, content, reply_to, state, error}]. */
+  pending = new Map();
+
+  changed(kind, chatId = null) {
+    this.dispatchEvent(new CustomEvent("change", { detail: { kind, chatId } }));
+  }
+
+  reset() {
+    this.me = null;
+    this.chats.clear();
+    this.chatsLoaded = false;
+    this.timelines.clear();
+    this.presence.clear();
+    this.typing.clear();
+    this.readBy.clear();
+    this.pending.clear();
+    this.changed("reset");
+  }
+
+  setChats(list) {
+    this.chats = new Map(list.map((chat) => [chat.id, chat]));
+    this.chatsLoaded = true;
+    for (const id of this.timelines.keys()) if (!this.chats.has(id)) this.timelines.delete(id);
+    this.changed("chats");
+  }
+
+  upsertChat(chat) {
+    this.chats.set(chat.id, chat);
+    this.changed("chats", chat.id);
+  }
+
+  removeChat(id) {
+    this.chats.delete(id);
+    this.timelines.delete(id);
+    this.pending.delete(id);
+    this.changed("chats", id);
+  }
+
+  /** Latest activity first. */
+  sortedChats() {
+    return [...this.chats.values()].sort(
+      (a, b) => millis(b.last_activity_at) - millis(a.last_activity_at) || b.id - a.id,
+    );
+  }
+
+  timeline(chatId) {
+    let timeline = this.timelines.get(chatId);
+    if (!timeline) {
+      timeline = new Timeline();
+      this.timelines.set(chatId, timeline);
+    }
+    return timeline;
+  }
+
+  /** The other member of a direct chat (from the inline member list). */
+  partner(chat) {
+    if (chat?.kind !== "direct") return null;
+    return chat.members?.find((m) => m.user_id !== this.me?.id) ?? null;
+  }
+
+  /** What a chat is called here: the group's name, or the other person's. */
+  title(chat) {
+    if (!chat) return "";
+    if (chat.kind === "direct") {
+      const other = this.partner(chat);
+      return other ? other.display_name || other.username : "Direct chat";
+    }
+    return chat.name || `Group ${chat.id}`;
+  }
+
+  /**
+   * Messages (normalized) arrived for a chat, live or fetched: merged into its timeline,
+   * and the chat's summary (last message, seq, unread count, activity) moved forward.
+   * Returns false when the chat is not known here (the caller reloads the list).
+   */
+  addMessages(chatId, messages) {
+    const chat = this.chats.get(chatId);
+    if (this.timelines.has(chatId)) {
+      if (this.timeline(chatId).merge(messages)) this.changed("messages", chatId);
+    }
+    const mine = new Set(messages.filter((m) => m.sender_id === this.me?.id).map((m) => m.client_id));
+    const pending = this.pending.get(chatId);
+    if (pending?.some((p) => mine.has(p.client_id))) {
+      this.pending.set(chatId, pending.filter((p) => !mine.has(p.client_id)));
+      this.changed("pending", chatId);
+    }
+    if (!chat) return false;
+    let newest = chat.last_message;
+    for (const message of messages) {
+      if (!newest || message.seq >= newest.seq) newest = message;
+      // Someone who sent a message has stopped typing it.
+      this.typing.get(chatId)?.delete(message.sender_id);
+    }
+    if (newest && newest !== chat.last_message) {
+      const lastSeq = Math.max(chat.last_seq, newest.seq);
+      const lastRead = chat.last_read_seq ?? 0;
+      this.chats.set(chatId, {
+        ...chat,
+        last_message: newest,
+        last_seq: lastSeq,
+        unread_count: Math.max(0, lastSeq - lastRead),
+        last_activity_at:
+          millis(newest.created_at) > millis(chat.last_activity_at) ? newest.created_at : chat.last_activity_at,
+      });
+      this.changed("chats", chatId);
+      this.changed("typing", chatId);
+    }
+    return true;
+  }
+
+  /** An edit or deletion event: the loaded copy and the list's preview change. */
+  patchMessage(chatId, seq, fields) {
+    if (this.timelines.get(chatId)?.patch(seq, fields)) this.changed("messages", chatId);
+    const chat = this.chats.get(chatId);
+    if (chat?.last_message?.seq === seq) {
+      this.chats.set(chatId, { ...chat, last_message: { ...chat.last_message, ...fields } });
+      this.changed("chats", chatId);
+    }
+  }
+
+  /** My read marker moved (here or in another tab). */
+  markedRead(chatId, seq) {
+    const chat = this.chats.get(chatId);
+    if (!chat || seq <= (chat.last_read_seq ?? 0)) return;
+    this.chats.set(chatId, {
+      ...chat,
+      last_read_seq: seq,
+      unread_count: Math.max(0, chat.last_seq - seq),
+    });
+    this.changed("chats", chatId);
+  }
+
+  /** Someone else read up to `seq`. */
+  readByOther(chatId, userId, seq) {
+    let marks = this.readBy.get(chatId);
+    if (!marks) {
+      marks = new Map();
+      this.readBy.set(chatId, marks);
+    }
+    if (seq > (marks.get(userId) ?? 0)) {
+      marks.set(userId, seq);
+      this.changed("read", chatId);
+    }
+  }
+
+  setPresence(userId, online, lastSeenAt) {
+    this.presence.set(userId, { online, last_seen_at: lastSeenAt ?? null });
+    this.changed("presence");
+  }
+
+  /** Someone is typing in a chat: shown for a few seconds unless renewed. */
+  setTyping(chatId, userId, username) {
+    let typing = this.typing.get(chatId);
+    if (!typing) {
+      typing = new Map();
+      this.typing.set(chatId, typing);
+    }
+    typing.set(userId, { username, until: Date.now() + TYPING_SHOWN_MS });
+    this.changed("typing", chatId);
+    setTimeout(() => this.changed("typing", chatId), TYPING_SHOWN_MS + 50);
+  }
+
+  /** Usernames typing in a chat now. */
+  typingIn(chatId) {
+    const now = Date.now();
+    return [...(this.typing.get(chatId)?.values() ?? [])]
+      .filter((t) => t.until > now)
+      .map((t) => t.username);
+  }
+
+  pendingIn(chatId) {
+    return this.pending.get(chatId) ?? [];
+  }
+
+  setPending(chatId, items) {
+    this.pending.set(chatId, items);
+    this.changed("pending", chatId);
+  }
+}

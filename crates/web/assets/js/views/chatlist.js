@@ -1,0 +1,109 @@
+// The chat list: latest activity first, unread badges, last message, presence dots.
+
+import { h, replace } from "../dom.js";
+import { shortWhen } from "../format.js";
+
+function preview(store, chat) {
+  const last = chat.last_message;
+  if (!last) return chat.kind === "group" ? chat.description || "No messages yet" : "No messages yet";
+  const who = last.sender_id === store.me?.id ? "You" : last.sender ?? "Someone";
+  const text = last.deleted_at ? "message deleted" : last.content;
+  return `${who}: ${text}`;
+}
+
+/** A presence dot for a user: online, offline, or unknown (not heard of yet). */
+export function presenceDot(store, userId) {
+  const known = store.presence.get(userId);
+  const state = known ? (known.online ? "online" : "offline") : "unknown";
+  const label = { online: "online", offline: "offline", unknown: "presence unknown" }[state];
+  return h("span", { class: `presence ${state}`, role: "img", "aria-label": label, title: label });
+}
+
+function item(store, chat, selected) {
+  const partner = store.partner(chat);
+  const unread = chat.unread_count ?? 0;
+  const title = store.title(chat);
+  return h(
+    "li",
+    {},
+    h(
+      "a",
+      {
+        class: `chat-item${unread ? " has-unread" : ""}`,
+        href: `#/chats/${chat.id}`,
+        dataset: { chatId: chat.id },
+        "aria-current": selected ? "page" : null,
+      },
+      h(
+        "span",
+        { class: "avatar", "aria-hidden": "true" },
+        (title[0] ?? "?").toUpperCase(),
+      ),
+      partner ? presenceDot(store, partner.user_id) : null,
+      h(
+        "span",
+        { class: "chat-item-body" },
+        h(
+          "span",
+          { class: "chat-item-top" },
+          h("span", { class: "chat-title" }, title),
+          chat.kind === "group" ? h("span", { class: "kind" }, chat.visibility === "public" ? "public group" : "group") : null,
+          chat.last_activity_at
+            ? h("time", { class: "when", datetime: chat.last_activity_at }, shortWhen(chat.last_activity_at))
+            : null,
+        ),
+        h("span", { class: "chat-preview" }, preview(store, chat)),
+      ),
+      unread
+        ? h(
+            "span",
+            { class: "badge", "aria-label": `${unread} unread message${unread === 1 ? "" : "s"}` },
+            unread > 99 ? "99+" : String(unread),
+          )
+        : null,
+    ),
+  );
+}
+
+export class ChatList {
+  constructor(client) {
+    this.client = client;
+    this.selected = null;
+    this.list = h("ul", { class: "chat-list", id: "chat-list", "aria-label": "Your chats" });
+    this.empty = h(
+      "p",
+      { class: "empty" },
+      "No chats yet. Find friends or join a group to start one.",
+    );
+    this.el = h("section", { class: "panel chats-panel", "aria-labelledby": "chats-title" },
+      h("h2", { id: "chats-title", class: "visually-hidden" }, "Chats"),
+      this.list,
+      this.empty,
+    );
+    this.onChange = (event) => {
+      const kind = event.detail.kind;
+      if (kind === "chats" || kind === "presence" || kind === "reset") this.render();
+    };
+    client.store.addEventListener("change", this.onChange);
+    this.render();
+  }
+
+  select(chatId) {
+    this.selected = chatId;
+    this.render();
+  }
+
+  render() {
+    const store = this.client.store;
+    const chats = store.sortedChats();
+    // Keep keyboard focus on the same chat across redraws.
+    const focused = document.activeElement?.closest?.(".chat-item")?.dataset.chatId;
+    replace(this.list, chats.map((chat) => item(store, chat, chat.id === this.selected)));
+    this.empty.hidden = !store.chatsLoaded || chats.length > 0;
+    if (focused) this.list.querySelector(`[data-chat-id="${focused}"]`)?.focus();
+  }
+
+  destroy() {
+    this.client.store.removeEventListener("change", this.onChange);
+  }
+}

@@ -1,0 +1,375 @@
+// One open chat: its history (older pages load as you scroll up), live messages, the
+// composer (send, reply, edit), typing notices and read markers.
+
+import { h, replace } from "../dom.js";
+import { dayKey, fullTime } from "../format.js";
+import { presenceDot } from "./chatlist.js";
+import { daySeparator, messageItem, messageKey, pendingItem } from "./message.js";
+
+// Closer than this to the top loads older messages; to the bottom counts as "at the end".
+const NEAR_TOP_PX = 150;
+const NEAR_BOTTOM_PX = 60;
+const MAX_CHARS = 4000;
+
+function typingText(names) {
+  if (names.length === 0) return "";
+  if (names.length === 1) return `${names[0]} is typing…`;
+  if (names.length === 2) return `${names[0]} and ${names[1]} are typing…`;
+  return "Several people are typing…";
+}
+
+export class Conversation {
+  /** key → element of the message list, reused across redraws. */
+  #nodes = new Map();
+  /** What the composer is doing besides sending: {kind: "reply" | "edit", message}. */
+  #mode = null;
+  #listeners = [];
+
+  constructor(client, chatId) {
+    this.client = client;
+    this.store = client.store;
+    this.chatId = chatId;
+
+    this.title = h("h2", { id: "conversation-title" });
+    this.subtitle = h("p", { class: "conv-sub" });
+    this.leaveButton = h("button", { type: "button", class: "secondary", id: "leave-group", on: { click: () => this.#leave() } }, "Leave group");
+    this.header = h(
+      "header",
+      { class: "conv-head" },
+      h("a", { class: "back", href: "#/chats", "aria-label": "Back to chats" }, "←"),
+      h("div", { class: "conv-titles" }, this.title, this.subtitle),
+      this.leaveButton,
+    );
+    this.olderButton = h("button", { type: "button", class: "link load-older", on: { click: () => this.#loadOlder() } }, "Load older messages");
+    this.historyStart = h("p", { class: "history-start" }, "This is the beginning of the conversation.");
+    this.list = h("ol", { class: "message-list", id: "message-list" });
+    this.scroller = h(
+      "div",
+      { class: "messages", role: "log", "aria-labelledby": "conversation-title", tabindex: "0" },
+      this.olderButton,
+      this.historyStart,
+      this.list,
+    );
+    this.error = h("p", { class: "conv-error", role: "alert" });
+    this.typingLine = h("p", { class: "typing", id: "typing", "aria-live": "polite" });
+
+    this.banner = h("div", { class: "composer-banner", hidden: true });
+    this.input = h("textarea", {
+      id: "composer-input",
+      name: "message",
+      rows: "1",
+      maxlength: String(MAX_CHARS),
+      placeholder: "Write a message",
+      autocomplete: "off",
+      "aria-describedby": "composer-help",
+    });
+    this.sendButton = h("button", { type: "submit", class: "primary", id: "send" }, "Send");
+    this.composer = h(
+      "form",
+      { class: "composer", id: "composer" },
+      this.banner,
+      h(
+        "div",
+        { class: "composer-row" },
+        h("label", { for: "composer-input", class: "visually-hidden" }, "Message"),
+        this.input,
+        this.sendButton,
+      ),
+      h("p", { id: "composer-help", class: "visually-hidden" }, "Enter sends, Shift+Enter starts a new line, Escape cancels a reply or an edit."),
+    );
+
+    this.el = h(
+      "section",
+      { class: "conversation", id: "conversation", dataset: { chatId }, "aria-labelledby": "conversation-title" },
+      this.header,
+      this.scroller,
+      this.error,
+      this.typingLine,
+      this.composer,
+    );
+
+    this.#listen(this.composer, "submit", (e) => {
+      e.preventDefault();
+      this.#submit();
+    });
+    this.#listen(this.input, "keydown", (e) => this.#onKey(e));
+    this.#listen(this.input, "input", () => {
+      this.#autosize();
+      if (this.#mode?.kind !== "edit" && this.input.value.trim()) client.typing(chatId);
+    });
+    this.#listen(this.scroller, "scroll", () => {
+      if (this.scroller.scrollTop < NEAR_TOP_PX) this.#loadOlder();
+      this.#markRead();
+    });
+    this.#listen(document, "visibilitychange", () => this.#markRead());
+    this.#listen(this.store, "change", (e) => this.#onChange(e.detail));
+
+    this.renderHeader();
+    this.renderMessages();
+    client
+      .openChat(chatId)
+      .then(() => {
+        this.renderMessages({ toBottom: true });
+        this.#fill();
+      })
+      .catch((error) => replace(this.error, error.message));
+  }
+
+  #listen(target, event, handler) {
+    target.addEventListener(event, handler);
+    this.#listeners.push(() => target.removeEventListener(event, handler));
+  }
+
+  destroy() {
+    for (const off of this.#listeners) off();
+  }
+
+  focus() {
+    this.input.focus();
+  }
+
+  #onChange({ kind, chatId }) {
+    if (kind === "presence" || (kind === "chats" && (chatId === null || chatId === this.chatId))) {
+      this.renderHeader();
+    }
+    if (chatId !== this.chatId) return;
+    if (kind === "messages" || kind === "pending" || kind === "read") this.renderMessages();
+    if (kind === "typing") this.renderTyping();
+  }
+
+  renderHeader() {
+    const chat = this.store.chats.get(this.chatId);
+    replace(this.title, chat ? this.store.title(chat) : "Chat");
+    const partner = this.store.partner(chat);
+    if (partner) {
+      const presence = this.store.presence.get(partner.user_id);
+      replace(
+        this.subtitle,
+        presenceDot(this.store, partner.user_id),
+        ` @${partner.username}`,
+        presence ? (presence.online ? " · online" : presence.last_seen_at ? ` · last seen ${fullTime(presence.last_seen_at)}` : " · offline") : "",
+      );
+    } else if (chat) {
+      const members = `${chat.member_count} member${chat.member_count === 1 ? "" : "s"}`;
+      replace(this.subtitle, `${members} · ${chat.visibility}${chat.description ? ` · ${chat.description}` : ""}`);
+    }
+    this.leaveButton.hidden = !chat || chat.kind !== "group" || chat.role === "owner";
+  }
+
+  renderTyping() {
+    replace(this.typingLine, typingText(this.store.typingIn(this.chatId)));
+  }
+
+  /** The read line under my newest message that others have read. */
+  #seen(messages) {
+    const marks = this.store.readBy.get(this.chatId);
+    if (!marks || marks.size === 0) return { seq: null, label: null };
+    const me = this.store.me?.id;
+    const highest = Math.max(...marks.values());
+    const mine = messages.filter((m) => m.sender_id === me && m.seq <= highest && !m.deleted_at);
+    const last = mine[mine.length - 1];
+    if (!last) return { seq: null, label: null };
+    const chat = this.store.chats.get(this.chatId);
+    if (chat?.kind === "direct") return { seq: last.seq, label: "Seen" };
+    const names = [...marks.entries()]
+      .filter(([, seq]) => seq >= last.seq)
+      .map(([userId]) => chat?.members?.find((m) => m.user_id === userId)?.username ?? `user ${userId}`);
+    return { seq: last.seq, label: `Seen by ${names.join(", ")}` };
+  }
+
+  renderMessages({ toBottom = false } = {}) {
+    const timeline = this.store.timelines.get(this.chatId);
+    const messages = timeline?.sorted() ?? [];
+    const scroller = this.scroller;
+    const wasAtBottom = toBottom || this.#atBottom();
+    const firstSeqBefore = Number(this.list.querySelector(".message[data-seq]")?.dataset.seq ?? 0);
+    const fromBottom = scroller.scrollHeight - scroller.scrollTop;
+
+    const me = this.store.me?.id;
+    const seen = this.#seen(messages);
+    const actions = {
+      reply: (m) => this.#setMode({ kind: "reply", message: m }),
+      edit: (m) => this.#setMode({ kind: "edit", message: m }),
+      remove: (m) =>
+        this.client.remove(this.chatId, m).catch((error) => replace(this.error, error.message)),
+    };
+    const desired = [];
+    let day = null;
+    for (const message of messages) {
+      const thisDay = dayKey(message.created_at);
+      if (thisDay !== day) {
+        day = thisDay;
+        desired.push([`day:${thisDay}`, () => daySeparator(message.created_at)]);
+      }
+      const original = message.reply_to ? timeline.byId(message.reply_to) : null;
+      const seenLabel = seen.seq === message.seq ? seen.label : null;
+      desired.push([
+        `m:${messageKey(message, original, seenLabel)}`,
+        () => messageItem(message, { mine: message.sender_id === me, original, seen: seenLabel, actions }),
+      ]);
+    }
+    for (const item of this.store.pendingIn(this.chatId)) {
+      desired.push([
+        `p:${item.client_id}:${item.state}:${item.error ?? ""}`,
+        () =>
+          pendingItem(item, {
+            retry: (p) => this.client.retry(this.chatId, p.client_id),
+            discard: (p) => this.client.discard(this.chatId, p.client_id),
+          }),
+      ]);
+    }
+    this.#reconcile(desired);
+
+    const loaded = Boolean(timeline?.loaded);
+    this.olderButton.hidden = !loaded || !timeline.hasOlder;
+    this.olderButton.disabled = Boolean(timeline?.loadingOlder);
+    this.historyStart.hidden = !loaded || timeline.hasOlder;
+
+    const firstSeqAfter = messages[0]?.seq ?? 0;
+    if (wasAtBottom) {
+      scroller.scrollTop = scroller.scrollHeight;
+    } else if (firstSeqBefore && firstSeqAfter < firstSeqBefore) {
+      // Older messages went in above: keep what was on screen where it was.
+      scroller.scrollTop = scroller.scrollHeight - fromBottom;
+    }
+    this.#markRead();
+  }
+
+  /** Puts the desired elements in order, reusing those whose key did not change. */
+  #reconcile(desired) {
+    const next = new Map();
+    let cursor = this.list.firstChild;
+    for (const [key, make] of desired) {
+      const el = this.#nodes.get(key) ?? make();
+      next.set(key, el);
+      if (el === cursor) cursor = cursor.nextSibling;
+      else this.list.insertBefore(el, cursor);
+    }
+    while (cursor) {
+      const following = cursor.nextSibling;
+      cursor.remove();
+      cursor = following;
+    }
+    this.#nodes = next;
+  }
+
+  #atBottom() {
+    const s = this.scroller;
+    return s.scrollHeight - s.scrollTop - s.clientHeight < NEAR_BOTTOM_PX;
+  }
+
+  async #loadOlder() {
+    const timeline = this.store.timelines.get(this.chatId);
+    if (!timeline?.loaded || !timeline.hasOlder || timeline.loadingOlder) return;
+    try {
+      await this.client.loadOlder(this.chatId);
+      this.#fill();
+    } catch (error) {
+      replace(this.error, error.message);
+    }
+  }
+
+  /** Loads older pages until the list fills the screen (a short page shows no scrollbar). */
+  #fill() {
+    const s = this.scroller;
+    if (s.scrollHeight <= s.clientHeight + NEAR_TOP_PX) this.#loadOlder();
+  }
+
+  /** Reading is seeing the end of the conversation in a visible page. */
+  #markRead() {
+    if (document.visibilityState !== "visible" || !this.#atBottom()) return;
+    const chat = this.store.chats.get(this.chatId);
+    const timeline = this.store.timelines.get(this.chatId);
+    if (!chat || !timeline?.loaded) return;
+    const newest = timeline.newest;
+    if (newest > (chat.last_read_seq ?? 0)) this.client.markRead(this.chatId, newest);
+  }
+
+  #setMode(mode) {
+    this.#mode = mode;
+    if (!mode) {
+      this.banner.hidden = true;
+      replace(this.banner);
+      replace(this.sendButton, "Send");
+      return;
+    }
+    const { kind, message } = mode;
+    const cancel = h("button", { type: "button", class: "link", "aria-label": kind === "edit" ? "Cancel editing" : "Cancel reply", on: { click: () => this.#cancel() } }, "Cancel");
+    const what =
+      kind === "edit"
+        ? "Editing your message"
+        : `Replying to ${message.sender ?? "someone"}: ${message.content.slice(0, 80)}`;
+    replace(this.banner, h("span", { class: "banner-text" }, what), " ", cancel);
+    this.banner.hidden = false;
+    if (kind === "edit") {
+      this.input.value = message.content;
+      replace(this.sendButton, "Save");
+    } else {
+      replace(this.sendButton, "Send");
+    }
+    this.#autosize();
+    this.input.focus();
+  }
+
+  #cancel() {
+    if (this.#mode?.kind === "edit") this.input.value = "";
+    this.#setMode(null);
+    this.input.focus();
+  }
+
+  #onKey(event) {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      this.composer.requestSubmit();
+    } else if (event.key === "Escape" && this.#mode) {
+      event.preventDefault();
+      this.#cancel();
+    }
+  }
+
+  #autosize() {
+    this.input.style.height = "auto";
+    this.input.style.height = `${Math.min(this.input.scrollHeight, 160)}px`;
+  }
+
+  async #submit() {
+    const text = this.input.value.trim();
+    if (!text) return;
+    replace(this.error);
+    const mode = this.#mode;
+    if (mode?.kind === "edit") {
+      if (text === mode.message.content) return this.#cancel();
+      try {
+        this.sendButton.disabled = true;
+        await this.client.edit(this.chatId, mode.message.id, text);
+        this.input.value = "";
+        this.#setMode(null);
+      } catch (error) {
+        replace(this.error, error.message);
+      } finally {
+        this.sendButton.disabled = false;
+      }
+    } else {
+      this.client.send(this.chatId, text, mode?.kind === "reply" ? mode.message.id : null);
+      this.input.value = "";
+      this.#setMode(null);
+      this.scroller.scrollTop = this.scroller.scrollHeight;
+    }
+    this.#autosize();
+    this.input.focus();
+  }
+
+  async #leave() {
+    const chat = this.store.chats.get(this.chatId);
+    this.leaveButton.disabled = true;
+    try {
+      await this.client.leaveGroup(this.chatId);
+      location.hash = "#/chats";
+      this.client.dispatchEvent(new CustomEvent("toast", { detail: `You left ${this.store.title(chat)}.` }));
+    } catch (error) {
+      replace(this.error, error.message);
+    } finally {
+      this.leaveButton.disabled = false;
+    }
+  }
+}

@@ -1,0 +1,129 @@
+// One message of a conversation, and the date separators between them.
+
+import { h, linkify } from "../dom.js";
+import { dayLabel, fullTime, timeOf } from "../format.js";
+
+const QUOTE_CHARS = 120;
+
+function excerpt(text) {
+  return text.length > QUOTE_CHARS ? `${text.slice(0, QUOTE_CHARS)}…` : text;
+}
+
+/** The quoted message a reply answers (if it is loaded). */
+function quote(original) {
+  if (!original) return h("p", { class: "reply-quote" }, "↪ in reply to an earlier message");
+  return h(
+    "p",
+    { class: "reply-quote" },
+    h("span", { class: "quote-sender" }, `↪ ${original.sender ?? "someone"}: `),
+    original.deleted_at ? "message deleted" : excerpt(original.content),
+  );
+}
+
+/**
+ * A key that changes whenever the element must be redrawn: the message's state, the
+ * quoted message's, and the read line under it.
+ */
+export function messageKey(message, original, seen) {
+  return [
+    message.seq,
+    message.id,
+    message.edited_at,
+    message.deleted_at,
+    original ? `${original.id}:${original.edited_at}:${original.deleted_at}` : "",
+    seen ?? "",
+  ].join("|");
+}
+
+/**
+ * Draws a message. `actions` has `reply`, `edit`, `remove` callbacks; edit and delete
+ * are offered on one's own messages only.
+ */
+export function messageItem(message, { mine, original, seen, actions }) {
+  const deleted = Boolean(message.deleted_at);
+  const sender = message.sender ?? "deleted account";
+  const controls = [];
+  if (!deleted) {
+    controls.push(
+      h("button", { type: "button", class: "link", "aria-label": `Reply to ${sender}`, on: { click: () => actions.reply(message) } }, "Reply"),
+    );
+    if (mine) {
+      controls.push(
+        h("button", { type: "button", class: "link", "aria-label": "Edit your message", on: { click: () => actions.edit(message) } }, "Edit"),
+        h("button", { type: "button", class: "link danger", "aria-label": "Delete your message", on: { click: (e) => confirmDelete(e.currentTarget, message, actions) } }, "Delete"),
+      );
+    }
+  }
+  return h(
+    "li",
+    {
+      class: `message${mine ? " mine" : ""}${deleted ? " deleted" : ""}`,
+      id: `message-${message.id}`,
+      dataset: { seq: message.seq, id: message.id },
+    },
+    h(
+      "div",
+      { class: "bubble" },
+      h(
+        "p",
+        { class: "meta" },
+        h("span", { class: "sender" }, mine ? "You" : sender),
+        " ",
+        h("time", { datetime: message.created_at, title: fullTime(message.created_at) }, timeOf(message.created_at)),
+        message.edited_at && !deleted ? h("span", { class: "edited" }, " (edited)") : null,
+      ),
+      message.reply_to ? quote(original) : null,
+      deleted
+        ? h("p", { class: "text" }, "Message deleted")
+        : h("p", { class: "text" }, linkify(message.content)),
+      controls.length ? h("div", { class: "actions" }, controls) : null,
+    ),
+    seen ? h("p", { class: "seen" }, seen) : null,
+  );
+}
+
+// Deleting asks once more, in place (a dialog would steal focus and block the page).
+function confirmDelete(button, message, actions) {
+  const bar = button.parentElement;
+  const saved = [...bar.childNodes];
+  const restore = () => {
+    bar.replaceChildren(...saved);
+    button.focus();
+  };
+  const yes = h("button", { type: "button", class: "link danger", on: { click: () => actions.remove(message) } }, "Yes, delete");
+  bar.replaceChildren(
+    h("span", {}, "Delete this message? "),
+    yes,
+    h("button", { type: "button", class: "link", on: { click: restore } }, "Cancel"),
+  );
+  yes.focus();
+}
+
+/** A date separator. */
+export function daySeparator(iso) {
+  return h("li", { class: "day", role: "separator" }, h("span", {}, dayLabel(iso)));
+}
+
+/** A message still being sent (or that failed), mine, at the end of the list. */
+export function pendingItem(item, { retry, discard }) {
+  const failed = item.state === "failed";
+  return h(
+    "li",
+    { class: `message mine pending${failed ? " failed" : ""}`, dataset: { clientId: item.client_id } },
+    h(
+      "div",
+      { class: "bubble" },
+      h("p", { class: "meta" }, h("span", { class: "sender" }, "You"), " ", h("span", { class: "sending" }, failed ? "not sent" : "sending…")),
+      h("p", { class: "text" }, linkify(item.content)),
+      item.error ? h("p", { class: "send-error", role: failed ? "alert" : null }, item.error) : null,
+      failed
+        ? h(
+            "div",
+            { class: "actions visible" },
+            h("button", { type: "button", class: "link", on: { click: () => retry(item) } }, "Retry"),
+            h("button", { type: "button", class: "link danger", on: { click: () => discard(item) } }, "Discard"),
+          )
+        : null,
+    ),
+  );
+}

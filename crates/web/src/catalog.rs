@@ -1,0 +1,206 @@
+//! The embedded files, their content types and validators, and the page that names them.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use sha2::{Digest, Sha256};
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/assets.rs"));
+}
+
+/// The page template; every other file is served under `/app/<version>/`.
+const INDEX: &str = "index.html";
+
+/// One embedded file.
+#[derive(Debug)]
+pub struct Asset {
+    /// Its bytes.
+    pub body: &'static [u8],
+    /// `Content-Type`.
+    pub content_type: &'static str,
+    /// A strong `ETag` (quoted), from the contents.
+    pub etag: String,
+}
+
+/// The embedded client: files by path, the version naming them, and the rendered page.
+#[derive(Debug)]
+pub struct Catalog {
+    /// Hash of every file: the path segment that makes asset URLs change with them.
+    pub version: String,
+    /// Files by path relative to `assets/` (`js/main.js`), the page template excluded.
+    pub files: HashMap<&'static str, Asset>,
+    /// `index.html` with its placeholders filled in.
+    pub index: Vec<u8>,
+    /// `ETag` of [`Catalog::index`].
+    pub index_etag: String,
+}
+
+impl Catalog {
+    /// Where the files of this build are served: `/app/<version>`.
+    pub fn base(&self) -> String {
+        format!("/app/{}", self.version)
+    }
+}
+
+/// The content type of a file by its extension, or `None` for an extension the
+/// client does not use (a unit test keeps every embedded file known).
+pub fn content_type(path: &str) -> Option<&'static str> {
+    let extension = path.rsplit_once('.')?.1;
+    Some(match extension {
+        "html" => "text/html; charset=utf-8",
+        // Module scripts must be served with a JavaScript MIME type (HTML spec).
+        "js" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "json" => "application/json",
+        "txt" | "md" => "text/plain; charset=utf-8",
+        _ => return None,
+    })
+}
+
+fn digest_hex(parts: &[&[u8]], chars: usize) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        // Length-prefixed, so ("ab", "c") and ("a", "bc") differ.
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .flat_map(|b| [b >> 4, b & 0xf])
+        .take(chars)
+        .map(|nibble| char::from_digit(u32::from(nibble), 16).unwrap_or('0'))
+        .collect()
+}
+
+fn etag_of(body: &[u8]) -> String {
+    format!("\"{}\"", digest_hex(&[body], 32))
+}
+
+/// Fills the page template: `{{base}}` with the asset folder of this build and
+/// `{{modulepreload}}` with a `<link rel="modulepreload">` per script, so the browser
+/// fetches every module in parallel instead of discovering imports one level at a time.
+fn render_index(template: &str, base: &str, files: &HashMap<&'static str, Asset>) -> String {
+    let mut scripts: Vec<&str> = files
+        .keys()
+        .copied()
+        .filter(|path| path.ends_with(".js"))
+        .collect();
+    scripts.sort_unstable();
+    let preload: String = scripts
+        .iter()
+        .map(|path| format!("<link rel=\"modulepreload\" href=\"{base}/{path}\">\n"))
+        .collect();
+    template
+        .replace("{{modulepreload}}\n", &preload)
+        .replace("{{modulepreload}}", &preload)
+        .replace("{{base}}", base)
+}
+
+fn build() -> Catalog {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for (path, body) in embedded::FILES {
+        parts.push(path.as_bytes());
+        parts.push(body);
+    }
+    let version = digest_hex(&parts, 12);
+    let mut template = "";
+    let mut files = HashMap::new();
+    for &(path, body) in embedded::FILES {
+        if path == INDEX {
+            template = std::str::from_utf8(body).unwrap_or_default();
+            continue;
+        }
+        files.insert(
+            path,
+            Asset {
+                body,
+                content_type: content_type(path).unwrap_or("application/octet-stream"),
+                etag: etag_of(body),
+            },
+        );
+    }
+    let index = render_index(template, &format!("/app/{version}"), &files).into_bytes();
+    let index_etag = etag_of(&index);
+    Catalog {
+        version,
+        files,
+        index,
+        index_etag,
+    }
+}
+
+/// The catalog of this build (built once, on first use).
+pub fn catalog() -> &'static Catalog {
+    static CATALOG: LazyLock<Catalog> = LazyLock::new(build);
+    &CATALOG
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_embedded_file_has_a_known_content_type() {
+        for (path, _) in embedded::FILES {
+            assert!(content_type(path).is_some(), "{path}: unknown extension");
+        }
+    }
+
+    #[test]
+    fn the_page_names_every_script_under_the_versioned_base_and_no_placeholder() {
+        let catalog = catalog();
+        let page = String::from_utf8_lossy(&catalog.index);
+        assert!(!page.contains("{{"), "{page}");
+        assert!(page.contains(&format!("{}/js/main.js", catalog.base())));
+        for path in catalog.files.keys().filter(|p| p.ends_with(".js")) {
+            assert!(
+                page.contains(&format!("href=\"{}/{path}\"", catalog.base())),
+                "{path} is not preloaded"
+            );
+        }
+    }
+
+    #[test]
+    fn scripts_and_styles_are_files_never_inline() {
+        // The Content-Security-Policy allows scripts from the server's origin only.
+        let page = String::from_utf8_lossy(&catalog().index).to_lowercase();
+        assert!(!page.contains("<script>"), "inline script");
+        assert!(
+            !page
+                .split(|c: char| c.is_whitespace())
+                .any(|word| word.starts_with("on") && word.contains('=')),
+            "inline event handler attribute"
+        );
+        assert!(!page.contains("<style"), "inline style element");
+    }
+
+    #[test]
+    fn scripts_never_parse_strings_as_html_or_code() {
+        // User text reaches the page through textContent and DOM nodes only.
+        for (path, body) in embedded::FILES.iter().filter(|(p, _)| p.ends_with(".js")) {
+            let text = String::from_utf8_lossy(body);
+            for sink in [
+                "innerHTML",
+                "outerHTML",
+                "insertAdjacentHTML",
+                "document.write",
+                "eval(",
+                "new Function",
+            ] {
+                assert!(!text.contains(sink), "{path} uses {sink}");
+            }
+        }
+    }
+
+    #[test]
+    fn versions_and_etags_follow_the_contents() {
+        assert_ne!(etag_of(b"a"), etag_of(b"b"));
+        assert_eq!(etag_of(b"a"), etag_of(b"a"));
+        assert_eq!(catalog().version.len(), 12);
+        assert_ne!(digest_hex(&[b"ab", b"c"], 12), digest_hex(&[b"a", b"bc"], 12));
+    }
+}
