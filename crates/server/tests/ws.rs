@@ -21,7 +21,113 @@ both_backends!(
     presence_reaches_chat_members_and_friends,
     a_slow_consumer_is_closed_without_stalling_others,
     changing_admin_rights_closes_the_users_sockets,
+    the_all_chats_socket_follows_chats_created_after_it_opened,
 );
+
+/// A direct chat either side opens, and a group one creates, after the `/ws` sockets
+/// connected: each starts with a `chat.member_joined` per member, and its messages
+/// reach the sockets at once (the web client opens one socket and keeps it).
+async fn the_all_chats_socket_follows_chats_created_after_it_opened(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let ann = app.register("ann").await?;
+    let bob = app.register("bob").await?;
+    let request = app
+        .post(
+            "/api/v1/friends/requests",
+            Some(&ann.access_token),
+            json!({"user_id": bob.user_id}),
+        )
+        .await?;
+    let request_id = request.json["id"].as_i64().unwrap_or_default();
+    app.post(
+        &format!("/api/v1/friends/requests/{request_id}/accept"),
+        Some(&bob.access_token),
+        json!({}),
+    )
+    .await?
+    .expect_status(200)?;
+    let mut anns = app.ws("/ws", &ann.access_token).await?;
+    let mut bobs = app.ws("/ws", &bob.access_token).await?;
+
+    let direct = app
+        .post(
+            "/api/v1/chats/direct",
+            Some(&bob.access_token),
+            json!({"user_id": ann.user_id}),
+        )
+        .await?;
+    direct.expect_status(201)?;
+    let direct = direct.json["id"].as_i64().unwrap_or_default();
+    // A socket follows the chat from the event naming its user on: the opener's hears
+    // both joins, the other member's from its own.
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let event = bobs.recv_type("chat.member_joined").await?;
+        assert_eq!(event["chat_id"], direct);
+        seen.push((event["user_id"].as_i64(), event["added_by"].as_i64()));
+    }
+    assert_eq!(
+        seen,
+        vec![
+            (Some(bob.user_id), None),
+            (Some(ann.user_id), Some(bob.user_id))
+        ]
+    );
+    let joined = anns.recv_type("chat.member_joined").await?;
+    assert_eq!(
+        (joined["chat_id"].as_i64(), joined["user_id"].as_i64()),
+        (Some(direct), Some(ann.user_id))
+    );
+    app.post(
+        &format!("/api/v1/chats/{direct}/messages"),
+        Some(&bob.access_token),
+        json!({"content": "first words"}),
+    )
+    .await?
+    .expect_status(201)?;
+    for socket in [&mut anns, &mut bobs] {
+        let message = socket.recv_type("chat.message").await?;
+        assert_eq!(
+            (message["chat_id"].as_i64(), message["message"].as_str()),
+            (Some(direct), Some("first words"))
+        );
+    }
+
+    // A group Ann creates: her socket hears what is said in it (here from another
+    // session of hers).
+    let group = app
+        .post(
+            "/api/v1/chats",
+            Some(&ann.access_token),
+            json!({"name": "Fresh"}),
+        )
+        .await?;
+    let group = group.json["id"].as_i64().unwrap_or_default();
+    let owner = anns.recv_type("chat.member_joined").await?;
+    assert_eq!(
+        (owner["chat_id"].as_i64(), owner["user_id"].as_i64(), owner["role"].as_str()),
+        (Some(group), Some(ann.user_id), Some("owner"))
+    );
+    let elsewhere = app.login("ann", chat_test_support::TEST_PASSWORD).await?;
+    app.post(
+        &format!("/api/v1/chats/{group}/messages"),
+        Some(&elsewhere.access_token),
+        json!({"content": "from my phone"}),
+    )
+    .await?
+    .expect_status(201)?;
+    let message = anns.recv_type("chat.message").await?;
+    assert_eq!(
+        (message["chat_id"].as_i64(), message["message"].as_str()),
+        (Some(group), Some("from my phone"))
+    );
+    bobs.expect_none(&["chat.message"], Duration::from_millis(200))
+        .await?;
+    app.shutdown().await;
+    Ok(())
+}
 
 async fn changing_admin_rights_closes_the_users_sockets(backend: Backend) -> anyhow::Result<()> {
     let app = TestApp::spawn(backend).await?;

@@ -10,7 +10,7 @@ use chat_selectors::users::user_profile;
 use crate::auth::Principal;
 use crate::chats::ChatView;
 use crate::chats::groups::full_view;
-use crate::events::{Notification, notify};
+use crate::events::{ChatEvent, Notification, notify, publish_chat};
 use crate::{AppContext, ServiceError};
 
 /// The direct chat between the caller and `user_id`, created if needed (`true` when
@@ -75,6 +75,26 @@ pub async fn open_direct(
             .await;
             for (member, _) in members {
                 put_membership(&ctx.store, chat.id, member, Some(Role::Member)).await;
+            }
+            // `/ws` sockets follow a chat when its `chat.member_joined` passes: without
+            // these, the sockets both members already hold would hear nothing of the
+            // new chat until they reconnect.
+            let own_name = user_profile(&ctx.store, principal.user_id)
+                .await?
+                .map(|p| p.username)
+                .unwrap_or_default();
+            for (user_id, username, added_by) in [
+                (principal.user_id, own_name, None),
+                (other.id, other.username.clone(), Some(principal.user_id)),
+            ] {
+                let joined = ChatEvent::MemberJoined {
+                    chat_id: chat.id,
+                    user_id,
+                    username,
+                    role: Role::Member,
+                    added_by,
+                };
+                publish_chat(ctx, chat.id, &joined).await;
             }
             notify(
                 ctx,

@@ -117,6 +117,20 @@ pub async fn create_group(
     // such chat" moments ago.
     put_chat_header(&ctx.store, chat.id, Some(&ChatHeader::from_row(&chat))).await;
     put_membership(&ctx.store, chat.id, principal.user_id, Some(Role::Owner)).await;
+    // The owner's open `/ws` sockets follow the new group as this event passes (they
+    // were opened before it existed).
+    let username = chat_selectors::users::user_profile(&ctx.store, principal.user_id)
+        .await?
+        .map(|p| p.username)
+        .unwrap_or_default();
+    let joined = ChatEvent::MemberJoined {
+        chat_id: chat.id,
+        user_id: principal.user_id,
+        username,
+        role: Role::Owner,
+        added_by: None,
+    };
+    publish_chat(ctx, chat.id, &joined).await;
     tracing::info!(
         chat.id = chat.id,
         user.id = principal.user_id,

@@ -50,7 +50,7 @@ export function linkify(text) {
   let last = 0;
   for (const match of text.matchAll(URL_PATTERN)) {
     let raw = match[0].replace(TRAILING, "");
-    // "(see https://x.y/z)": the closing parenthesis belongs to the sentence.
+    // "(see the link)": a closing parenthesis without an opening one ends the sentence.
     if (raw.endsWith(")") && !raw.includes("(")) raw = raw.slice(0, -1);
     let url;
     try {
