@@ -224,6 +224,17 @@ impl Page {
             .collect())
     }
 
+    /// Saves a PNG of the page as `<name>.png` in `$CHAT_BROWSER_SCREENSHOTS`, when set
+    /// (to look at the page; the test asserts nothing about pictures).
+    pub async fn screenshot(&self, name: &str) -> anyhow::Result<()> {
+        if let Some(dir) = std::env::var_os("CHAT_BROWSER_SCREENSHOTS") {
+            let dir = PathBuf::from(dir);
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(dir.join(format!("{name}.png")), self.client.screenshot().await?)?;
+        }
+        Ok(())
+    }
+
     pub async fn close(self) -> anyhow::Result<()> {
         Ok(self.client.close().await?)
     }

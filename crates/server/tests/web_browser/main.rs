@@ -103,6 +103,9 @@ async fn two_people_chat_live_through_the_page_and_survive_a_reload_and_a_restar
     let mut app = TestApp::spawn_with(Backend::Sqlite, |config| {
         // The restart below need not wait for a load balancer to notice.
         config.shutdown_delay = Duration::from_millis(50);
+        // The shortest lifetime allowed: the pages rotate their tokens several times
+        // while the scenario runs (and would fail if rotation broke).
+        config.access_ttl = Duration::from_secs(10);
     })
     .await?;
     let port = app.port;
@@ -114,6 +117,15 @@ async fn two_people_chat_live_through_the_page_and_survive_a_reload_and_a_restar
     let url = format!("{}/", app.address);
     let ann = driver.open(&url, &profiles.join("ann")).await?;
     let ben = driver.open(&url, &profiles.join("ben")).await?;
+
+    // The console check sees what it must catch (a page error is reported).
+    ann.eval("console.error('probe: the console is watched');", vec![])
+        .await?;
+    let probe = ann.console_errors().await?;
+    assert!(
+        probe.iter().any(|e| e.contains("probe: the console is watched")),
+        "{probe:?}"
+    );
 
     // Sign up; both sockets connect.
     sign_up(&ann, "ann").await?;
@@ -205,7 +217,9 @@ async fn two_people_chat_live_through_the_page_and_survive_a_reload_and_a_restar
         });
         assert_eq!(found, expected, "{who}");
     }
-    let before_reload = 6;
+    ann.screenshot("chat-ann").await?;
+    ben.screenshot("chat-ben").await?;
+    let before_reload = 5;
     assert_complete(&ann, "ann", before_reload).await?;
     assert_complete(&ben, "ben", before_reload).await?;
     assert_no_console_errors(&ann, "ann", &[]).await?;
@@ -222,6 +236,9 @@ async fn two_people_chat_live_through_the_page_and_survive_a_reload_and_a_restar
     )
     .await?;
     assert_no_console_errors(&ben, "ben", &[]).await?;
+    // Ben's page came back online: Ann's list shows it.
+    ann.wait_for(&format!("[data-chat-id='{chat}'] .presence.online"))
+        .await?;
 
     // The server stops. Both pages say so; Ann sends meanwhile (it waits, pending).
     app.begin_graceful_stop();
@@ -238,6 +255,7 @@ async fn two_people_chat_live_through_the_page_and_survive_a_reload_and_a_restar
     ann.click("#send").await?;
     ann.wait_for_text("#message-list .pending", "sent while the server was down")
         .await?;
+    ann.screenshot("server-down-ann").await?;
 
     // Meanwhile Ben (from another device) writes twice through another instance on the
     // same database: the pages miss these events and must recover them.
@@ -303,6 +321,70 @@ async fn two_people_chat_live_through_the_page_and_survive_a_reload_and_a_restar
     ];
     assert_no_console_errors(&ann, "ann", &restart_noise).await?;
     assert_no_console_errors(&ben, "ben", &restart_noise).await?;
+
+    // A public group: Ann creates it, Ben discovers and joins it, they talk, Ben leaves.
+    ann.click("#tab-groups").await?;
+    ann.fill("#group-name", "Book club").await?;
+    ann.click("#group-public").await?;
+    ann.click("#create-group-form button[type=submit]").await?;
+    ann.wait_for_text("#conversation-title", "Book club").await?;
+    let group = chat_id(&ann).await?;
+    send(&ann, "welcome to the club").await?;
+    ben.click("#tab-groups").await?;
+    ben.fill("#group-search", "book").await?;
+    ben.click("#group-search-form button[type=submit]").await?;
+    ben.click(&format!("#group-results li[data-chat-id='{group}'] button"))
+        .await?;
+    ben.wait_for_text("#conversation-title", "Book club").await?;
+    ben.wait_for_text("#message-list .text", "welcome to the club")
+        .await?;
+    send(&ben, "glad to be here").await?;
+    ann.wait_for_text("#message-list .text", "glad to be here")
+        .await?;
+    ann.wait_for_text(".conv-sub", "2 members").await?;
+    ben.click("#leave-group").await?;
+    ben.wait_until(
+        &format!("location.hash === '#/chats' && !document.querySelector(\"#chat-list [data-chat-id='{group}']\")"),
+        "Ben's list no longer has the group",
+    )
+    .await?;
+    ann.wait_for_text(".conv-sub", "1 member").await?;
+
+    // On a phone-sized screen one pane shows at a time.
+    ben.client.set_window_size(390, 800).await?;
+    ben.click(&format!("#chat-list [data-chat-id='{chat}']"))
+        .await?;
+    ben.wait_for("#composer-input").await?;
+    ben.wait_until(
+        "!document.querySelector('.sidebar').getClientRects().length",
+        "the list hides behind the conversation",
+    )
+    .await?;
+    ben.screenshot("phone-ben").await?;
+    ben.click(".conv-head .back").await?;
+    ben.wait_for(&format!("#chat-list [data-chat-id='{chat}']"))
+        .await?;
+    ben.wait_until(
+        "!document.querySelector('#main').getClientRects().length",
+        "the conversation hides behind the list",
+    )
+    .await?;
+
+    // Log out: the log-in form, nothing kept in the tab; log in again: all is there.
+    ann.click("#logout").await?;
+    ann.wait_for("#login-form").await?;
+    let kept = ann.eval("return sessionStorage.length;", vec![]).await?;
+    assert_eq!(kept, json!(0));
+    ann.fill("#login-form input[name=username]", "ann").await?;
+    ann.fill("#login-form input[name=password]", TEST_PASSWORD)
+        .await?;
+    ann.click("#login-form button[type=submit]").await?;
+    ann.wait_for(&format!("#chat-list [data-chat-id='{group}']"))
+        .await?;
+    ann.wait_for(&format!("#chat-list [data-chat-id='{chat}']"))
+        .await?;
+    assert_no_console_errors(&ann, "ann", &[]).await?;
+    assert_no_console_errors(&ben, "ben", &[]).await?;
 
     ann.close().await?;
     ben.close().await?;

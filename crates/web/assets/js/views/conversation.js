@@ -205,7 +205,7 @@ export class Conversation {
       const seenLabel = seen.seq === message.seq ? seen.label : null;
       desired.push([
         `m:${messageKey(message, original, seenLabel)}`,
-        () => messageItem(message, { mine: message.sender_id === me, original, seen: seenLabel, actions }),
+        () => messageItem(message, { mine: message.sender_id === me, myId: me, original, seen: seenLabel, actions }),
       ]);
     }
     for (const item of this.store.pendingIn(this.chatId)) {

@@ -10,12 +10,13 @@ function excerpt(text) {
 }
 
 /** The quoted message a reply answers (if it is loaded). */
-function quote(original) {
+function quote(original, myId) {
   if (!original) return h("p", { class: "reply-quote" }, "↪ in reply to an earlier message");
+  const who = original.sender_id === myId ? "You" : original.sender ?? "someone";
   return h(
     "p",
     { class: "reply-quote" },
-    h("span", { class: "quote-sender" }, `↪ ${original.sender ?? "someone"}: `),
+    h("span", { class: "quote-sender" }, `↪ ${who}: `),
     original.deleted_at ? "message deleted" : excerpt(original.content),
   );
 }
@@ -39,7 +40,7 @@ export function messageKey(message, original, seen) {
  * Draws a message. `actions` has `reply`, `edit`, `remove` callbacks; edit and delete
  * are offered on one's own messages only.
  */
-export function messageItem(message, { mine, original, seen, actions }) {
+export function messageItem(message, { mine, myId, original, seen, actions }) {
   const deleted = Boolean(message.deleted_at);
   const sender = message.sender ?? "deleted account";
   const controls = [];
@@ -72,7 +73,7 @@ export function messageItem(message, { mine, original, seen, actions }) {
         h("time", { datetime: message.created_at, title: fullTime(message.created_at) }, timeOf(message.created_at)),
         message.edited_at && !deleted ? h("span", { class: "edited" }, " (edited)") : null,
       ),
-      message.reply_to ? quote(original) : null,
+      message.reply_to ? quote(original, myId) : null,
       deleted
         ? h("p", { class: "text" }, "Message deleted")
         : h("p", { class: "text" }, linkify(message.content)),
@@ -115,7 +116,11 @@ export function pendingItem(item, { retry, discard }) {
       { class: "bubble" },
       h("p", { class: "meta" }, h("span", { class: "sender" }, "You"), " ", h("span", { class: "sending" }, failed ? "not sent" : "sending…")),
       h("p", { class: "text" }, linkify(item.content)),
-      item.error ? h("p", { class: "send-error", role: failed ? "alert" : null }, item.error) : null,
+      failed
+        ? h("p", { class: "send-error", role: "alert" }, item.error)
+        : item.error
+          ? h("p", { class: "send-waiting" }, "Waiting for the server; it will be sent when it is back.")
+          : null,
       failed
         ? h(
             "div",

@@ -73,7 +73,9 @@ export class Shell {
     this.#on(client, "notification", (e) => this.#notify(e.detail));
     this.#on(client, "left", (e) => {
       if (this.#conversation?.chatId !== e.detail.chatId) return;
-      this.toast(e.detail.reason === "deleted" ? "This chat was deleted." : "You are no longer a member of this chat.");
+      // Leaving on purpose (here or on another device) needs no notice.
+      if (e.detail.reason === "deleted") this.toast("This chat was deleted.");
+      else if (e.detail.reason === "removed") this.toast("You were removed from this chat.");
       location.hash = "#/chats";
     });
     this.#on(client.store, "change", (e) => {
