@@ -4,7 +4,8 @@
 //! passes — no fixed sleeps.
 
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -32,11 +33,15 @@ fn binary(env: &str, candidates: &[&str], package: &str) -> anyhow::Result<PathB
         })
 }
 
-/// A chromedriver on a free local port; killed on drop.
+/// A chromedriver on a free local port, in a process group of its own with the
+/// browsers it starts; the whole group is ended on drop (also when a test fails
+/// before closing its sessions: a browser outlives a killed chromedriver).
 pub struct Chromedriver {
     child: Child,
     port: u16,
     chromium: PathBuf,
+    /// The browsers' profiles (one folder each), removed on drop.
+    profiles: PathBuf,
 }
 
 impl Chromedriver {
@@ -57,11 +62,16 @@ impl Chromedriver {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()?;
         let driver = Chromedriver {
             child,
             port,
             chromium,
+            profiles: std::env::temp_dir().join(format!(
+                "chat-browser-{}",
+                chat_test_support::random_suffix()
+            )),
         };
         let deadline = Instant::now() + WAIT;
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -71,8 +81,9 @@ impl Chromedriver {
         Ok(driver)
     }
 
-    /// A new browser (its own profile, so its own storage) showing `url`.
-    pub async fn open(&self, url: &str, profile: &Path) -> anyhow::Result<Page> {
+    /// A new browser (its own profile `name`, so its own storage) showing `url`.
+    pub async fn open(&self, url: &str, name: &str) -> anyhow::Result<Page> {
+        let profile = self.profiles.join(name);
         let capabilities = json!({
             "browserName": "chrome",
             "goog:chromeOptions": {
@@ -107,9 +118,17 @@ impl Chromedriver {
 
 impl Drop for Chromedriver {
     fn drop(&mut self) {
-        // Our own child, by its handle; its browsers exit with their sessions.
+        // The group is ours: chromedriver (its id is the group's) and the browsers it
+        // started, none of which leave it.
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &group])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.profiles);
     }
 }
 

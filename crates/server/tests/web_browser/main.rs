@@ -110,13 +110,9 @@ async fn two_people_chat_live_through_the_page_and_survive_a_reload_and_a_restar
     .await?;
     let port = app.port;
     let driver = Chromedriver::start()?;
-    let profiles = std::env::temp_dir().join(format!(
-        "chat-browser-{}",
-        chat_test_support::random_suffix()
-    ));
     let url = format!("{}/", app.address);
-    let ann = driver.open(&url, &profiles.join("ann")).await?;
-    let ben = driver.open(&url, &profiles.join("ben")).await?;
+    let ann = driver.open(&url, "ann").await?;
+    let ben = driver.open(&url, "ben").await?;
 
     // The console check sees what it must catch (a page error is reported).
     ann.eval("console.error('probe: the console is watched');", vec![])
@@ -330,14 +326,41 @@ async fn two_people_chat_live_through_the_page_and_survive_a_reload_and_a_restar
     ann.wait_for_text("#conversation-title", "Book club").await?;
     let group = chat_id(&ann).await?;
     send(&ann, "welcome to the club").await?;
+    // A longer history than one page (50): Ben's page loads older ones as he scrolls up.
+    let ann_api = back.login("ann", TEST_PASSWORD).await?;
+    for i in 1..=60 {
+        back.post(
+            &format!("/api/v1/chats/{group}/messages"),
+            Some(&ann_api.access_token),
+            json!({"content": format!("chapter {i}")}),
+        )
+        .await?
+        .expect_status(201)?;
+    }
+    assert_complete(&ann, "ann in the group", 61).await?;
     ben.click("#tab-groups").await?;
     ben.fill("#group-search", "book").await?;
     ben.click("#group-search-form button[type=submit]").await?;
     ben.click(&format!("#group-results li[data-chat-id='{group}'] button"))
         .await?;
     ben.wait_for_text("#conversation-title", "Book club").await?;
+    ben.wait_for_text("#message-list .text", "chapter 60").await?;
+    let first_page = shown_seqs(&ben).await?;
+    assert_eq!(first_page, (12..=61).collect::<Vec<_>>());
+    ben.eval(
+        "document.querySelector('.messages').scrollTop = 0;",
+        vec![],
+    )
+    .await?;
     ben.wait_for_text("#message-list .text", "welcome to the club")
         .await?;
+    assert_complete(&ben, "ben in the group", 61).await?;
+    // What was on screen stays there: the older page went in above it.
+    let top = ben
+        .eval("return document.querySelector('.messages').scrollTop;", vec![])
+        .await?;
+    assert!(top.as_f64().is_some_and(|t| t > 100.0), "scrollTop {top}");
+    ben.wait_for(".history-start").await?;
     send(&ben, "glad to be here").await?;
     ann.wait_for_text("#message-list .text", "glad to be here")
         .await?;
@@ -390,7 +413,6 @@ async fn two_people_chat_live_through_the_page_and_survive_a_reload_and_a_restar
     ben.close().await?;
     drop(driver);
     back.shutdown().await;
-    let _ = std::fs::remove_dir_all(&profiles);
     eprintln!("browser scenario took {:?}", started.elapsed());
     Ok(())
 }
