@@ -6,12 +6,15 @@ use std::error::Error;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-fn collect(root: &Path, dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), Box<dyn Error>> {
+fn collect(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), Box<dyn Error>> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.is_dir() {
-            collect(root, &path, files)?;
-        } else if path.file_name().is_some_and(|n| !n.to_string_lossy().starts_with('.')) {
+            collect(&path, files)?;
+        } else if path
+            .file_name()
+            .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
+        {
             files.push(path);
         }
     }
@@ -22,11 +25,12 @@ fn main() -> Result<(), Box<dyn Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("assets");
     println!("cargo:rerun-if-changed={}", root.display());
     let mut files = Vec::new();
-    collect(&root, &root, &mut files)?;
+    collect(&root, &mut files)?;
     // Sorted: the table, and so the version hash over it, does not depend on the
     // order the file system lists entries in.
     files.sort();
-    let mut table = String::from("/// Every file under `assets/`: (path relative to it, contents).\n");
+    let mut table =
+        String::from("/// Every file under `assets/`: (path relative to it, contents).\n");
     table.push_str("pub(crate) static FILES: &[(&str, &[u8])] = &[\n");
     for file in &files {
         let relative = file

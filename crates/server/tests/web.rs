@@ -58,8 +58,14 @@ async fn the_page_is_served_at_the_root_with_a_content_security_policy() -> anyh
     let app = TestApp::spawn(Backend::Sqlite).await?;
     let page = app.get("/", None).await?;
     page.expect_status(200)?;
-    assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
-    assert_eq!(page.header("content-security-policy"), Some(chat_api::HTML_CSP));
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert_eq!(
+        page.header("content-security-policy"),
+        Some(chat_api::HTML_CSP)
+    );
     assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
     assert_eq!(page.header("cache-control"), Some("no-cache"));
     let etag = page.header("etag").unwrap_or_default().to_owned();
@@ -199,10 +205,14 @@ async fn unknown_files_are_problems_and_other_routes_are_not_shadowed() -> anyho
     let docs = app.get("/docs/", None).await?;
     docs.expect_status(200)?;
     assert!(docs.text.contains("swagger"), "{}", docs.text);
-    app.get("/api/openapi.json", None).await?.expect_status(200)?;
+    app.get("/api/openapi.json", None)
+        .await?
+        .expect_status(200)?;
     app.get("/metrics", None).await?.expect_status(200)?;
     // A WebSocket handshake without credentials is still refused by the WebSocket layer.
-    app.get("/ws", None).await?.expect_problem(401, "missing_token")?;
+    app.get("/ws", None)
+        .await?
+        .expect_problem(401, "missing_token")?;
     app.shutdown().await;
     Ok(())
 }

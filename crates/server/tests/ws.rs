@@ -107,7 +107,11 @@ async fn the_all_chats_socket_follows_chats_created_after_it_opened(
     let group = group.json["id"].as_i64().unwrap_or_default();
     let owner = anns.recv_type("chat.member_joined").await?;
     assert_eq!(
-        (owner["chat_id"].as_i64(), owner["user_id"].as_i64(), owner["role"].as_str()),
+        (
+            owner["chat_id"].as_i64(),
+            owner["user_id"].as_i64(),
+            owner["role"].as_str()
+        ),
         (Some(group), Some(ann.user_id), Some("owner"))
     );
     let elsewhere = app.login("ann", chat_test_support::TEST_PASSWORD).await?;

@@ -201,6 +201,9 @@ mod tests {
         assert_ne!(etag_of(b"a"), etag_of(b"b"));
         assert_eq!(etag_of(b"a"), etag_of(b"a"));
         assert_eq!(catalog().version.len(), 12);
-        assert_ne!(digest_hex(&[b"ab", b"c"], 12), digest_hex(&[b"a", b"bc"], 12));
+        assert_ne!(
+            digest_hex(&[b"ab", b"c"], 12),
+            digest_hex(&[b"a", b"bc"], 12)
+        );
     }
 }

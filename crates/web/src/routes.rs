@@ -70,7 +70,10 @@ async fn index(req: HttpRequest) -> HttpResponse {
 }
 
 /// A file of the client; an unknown one is a `404` problem like any unknown route.
-async fn asset(req: HttpRequest, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
+async fn asset(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
     let (version, path) = path.into_inner();
     let catalog = catalog();
     let asset = catalog
@@ -82,5 +85,11 @@ async fn asset(req: HttpRequest, path: web::Path<(String, String)>) -> Result<Ht
     } else {
         REVALIDATE
     };
-    Ok(respond(&req, asset.body, asset.content_type, &asset.etag, cache))
+    Ok(respond(
+        &req,
+        asset.body,
+        asset.content_type,
+        &asset.etag,
+        cache,
+    ))
 }

@@ -142,7 +142,10 @@ impl WebDriverCompatibleCommand for BrowserLog {
         base_url: &url::Url,
         session_id: Option<&str>,
     ) -> Result<url::Url, url::ParseError> {
-        base_url.join(&format!("session/{}/se/log", session_id.unwrap_or_default()))
+        base_url.join(&format!(
+            "session/{}/se/log",
+            session_id.unwrap_or_default()
+        ))
     }
 
     fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
@@ -174,7 +177,9 @@ impl Page {
                     .eval("return document.body.innerText;", vec![])
                     .await
                     .unwrap_or_default();
-                anyhow::bail!("timed out waiting until {what} ({condition}); the page says:\n{text}");
+                anyhow::bail!(
+                    "timed out waiting until {what} ({condition}); the page says:\n{text}"
+                );
             }
             tokio::time::sleep(POLL).await;
         }
@@ -249,7 +254,10 @@ impl Page {
         if let Some(dir) = std::env::var_os("CHAT_BROWSER_SCREENSHOTS") {
             let dir = PathBuf::from(dir);
             std::fs::create_dir_all(&dir)?;
-            std::fs::write(dir.join(format!("{name}.png")), self.client.screenshot().await?)?;
+            std::fs::write(
+                dir.join(format!("{name}.png")),
+                self.client.screenshot().await?,
+            )?;
         }
         Ok(())
     }

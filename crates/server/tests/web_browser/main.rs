@@ -119,7 +119,9 @@ async fn two_people_chat_live_through_the_page_and_survive_a_reload_and_a_restar
         .await?;
     let probe = ann.console_errors().await?;
     assert!(
-        probe.iter().any(|e| e.contains("probe: the console is watched")),
+        probe
+            .iter()
+            .any(|e| e.contains("probe: the console is watched")),
         "{probe:?}"
     );
 
@@ -149,11 +151,15 @@ async fn two_people_chat_live_through_the_page_and_survive_a_reload_and_a_restar
     ann.click("#tab-chats").await?;
     ann.wait_for_text(&format!("[data-chat-id='{chat}'] .badge"), "1")
         .await?;
-    ann.wait_for_text(&format!("[data-chat-id='{chat}'] .chat-preview"), "ben: hello ann")
-        .await?;
+    ann.wait_for_text(
+        &format!("[data-chat-id='{chat}'] .chat-preview"),
+        "ben: hello ann",
+    )
+    .await?;
     ann.click(&format!("#chat-list [data-chat-id='{chat}']"))
         .await?;
-    ann.wait_for_text("#message-list .text", "hello ann").await?;
+    ann.wait_for_text("#message-list .text", "hello ann")
+        .await?;
     // Ann has seen it: her read marker reaches Ben's page, and her badge is gone.
     ben.wait_for_text("#message-list .seen", "Seen").await?;
     ann.wait_until(
@@ -296,13 +302,17 @@ async fn two_people_chat_live_through_the_page_and_survive_a_reload_and_a_restar
         }
     }
     let stored = back
-        .get(&format!("/api/v1/chats/{chat}"), Some(&ben_api.access_token))
+        .get(
+            &format!("/api/v1/chats/{chat}"),
+            Some(&ben_api.access_token),
+        )
         .await?;
     assert_eq!(stored.json["last_seq"], after_restart, "{}", stored.text);
 
     // And live again, both ways.
     send(&ben, "back again").await?;
-    ann.wait_for_text("#message-list .text", "back again").await?;
+    ann.wait_for_text("#message-list .text", "back again")
+        .await?;
     send(&ann, "welcome back").await?;
     ben.wait_for_text("#message-list .text", "welcome back")
         .await?;
@@ -323,7 +333,8 @@ async fn two_people_chat_live_through_the_page_and_survive_a_reload_and_a_restar
     ann.fill("#group-name", "Book club").await?;
     ann.click("#group-public").await?;
     ann.click("#create-group-form button[type=submit]").await?;
-    ann.wait_for_text("#conversation-title", "Book club").await?;
+    ann.wait_for_text("#conversation-title", "Book club")
+        .await?;
     let group = chat_id(&ann).await?;
     send(&ann, "welcome to the club").await?;
     // A longer history than one page (50): Ben's page loads older ones as he scrolls up.
@@ -343,21 +354,23 @@ async fn two_people_chat_live_through_the_page_and_survive_a_reload_and_a_restar
     ben.click("#group-search-form button[type=submit]").await?;
     ben.click(&format!("#group-results li[data-chat-id='{group}'] button"))
         .await?;
-    ben.wait_for_text("#conversation-title", "Book club").await?;
-    ben.wait_for_text("#message-list .text", "chapter 60").await?;
+    ben.wait_for_text("#conversation-title", "Book club")
+        .await?;
+    ben.wait_for_text("#message-list .text", "chapter 60")
+        .await?;
     let first_page = shown_seqs(&ben).await?;
     assert_eq!(first_page, (12..=61).collect::<Vec<_>>());
-    ben.eval(
-        "document.querySelector('.messages').scrollTop = 0;",
-        vec![],
-    )
-    .await?;
+    ben.eval("document.querySelector('.messages').scrollTop = 0;", vec![])
+        .await?;
     ben.wait_for_text("#message-list .text", "welcome to the club")
         .await?;
     assert_complete(&ben, "ben in the group", 61).await?;
     // What was on screen stays there: the older page went in above it.
     let top = ben
-        .eval("return document.querySelector('.messages').scrollTop;", vec![])
+        .eval(
+            "return document.querySelector('.messages').scrollTop;",
+            vec![],
+        )
         .await?;
     assert!(top.as_f64().is_some_and(|t| t > 100.0), "scrollTop {top}");
     ben.wait_for(".history-start").await?;
