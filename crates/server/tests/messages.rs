@@ -427,6 +427,18 @@ async fn writes_publish_their_events(backend: Backend) -> anyhow::Result<()> {
     await_bus_ready(&app.context.bus, &mut events).await?;
     let (ann, bob, chat) = app.two_in_a_group().await?;
     let topic = format!("chat.{chat}");
+    // Creating the group announces its owner (so her open `/ws` sockets follow it),
+    // then adding Bob announces him.
+    let owner = next_event(&mut events, &topic).await?;
+    assert_eq!(
+        (
+            owner["type"].as_str(),
+            owner["user_id"].as_i64(),
+            owner["role"].as_str()
+        ),
+        (Some("chat.member_joined"), Some(ann.user_id), Some("owner"))
+    );
+    assert_eq!(owner["added_by"], serde_json::Value::Null);
     let joined = next_event(&mut events, &topic).await?;
     assert_eq!(
         (joined["type"].as_str(), joined["user_id"].as_i64()),

@@ -214,9 +214,20 @@ async fn pinned(
         // A stopped replica counts as -1 (and never gains the socket).
         let before = [count(replicas[0]).await, count(replicas[1]).await];
         let socket = client.ws(path, token).await?;
-        let after = [count(replicas[0]).await, count(replicas[1]).await];
-        let on = usize::from(after[1] > before[1]);
-        anyhow::ensure!(after[on] > before[on], "the socket is on neither replica");
+        // The replica counts the socket when its task registers it, a moment after
+        // the handshake's answer (later still on a loaded machine): look until it has.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let on = loop {
+            let after = [count(replicas[0]).await, count(replicas[1]).await];
+            if let Some(on) = (0..2).find(|&i| after[i] > before[i]) {
+                break on;
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "the socket is on neither replica"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         if want.is_none_or(|w| w == on) {
             drop(extra);
             return Ok((socket, on));

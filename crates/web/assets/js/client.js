@@ -50,6 +50,7 @@ export class ChatClient extends EventTarget {
   stop() {
     this.connection.stop();
     clearTimeout(this.#reloadTimer);
+    for (const items of this.store.pending.values()) for (const item of items) clearTimeout(item.retry);
     this.store.reset();
   }
 
@@ -218,9 +219,6 @@ export class ChatClient extends EventTarget {
           // Every socket of the instance got this at once: spread the fetches out.
           setTimeout(() => this.recover(), Math.random() * 2000);
         }
-        break;
-      case "session.revoked":
-        if (event.session_id === this.session.sessionId) this.session.end("Your session was ended.");
         break;
       default:
         break;

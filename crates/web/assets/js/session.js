@@ -43,16 +43,6 @@ export class Session extends EventTarget {
     return this.user !== null;
   }
 
-  /** The session id (`sid` of the access token), to recognise our own revocation. */
-  get sessionId() {
-    try {
-      const payload = this.#access.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-      return JSON.parse(atob(payload)).sid ?? null;
-    } catch {
-      return null;
-    }
-  }
-
   /**
    * Resumes the session a reload of this tab left behind. Resolves true when logged in,
    * false when there is none (or it was ended); retries while the server is unreachable,

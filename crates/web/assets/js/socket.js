@@ -27,21 +27,24 @@ export class Connection extends EventTarget {
   #stopped = true;
   #requestIds = 0;
 
+  // The network came back: no need to wait out the backoff.
+  #onOnline = () => this.retryNow();
+
   /** `getTicket()` resolves with a ticket from `POST /api/v1/ws/ticket`. */
   constructor(getTicket) {
     super();
     this.#getTicket = getTicket;
-    // The network came back: no need to wait out the backoff.
-    addEventListener("online", () => this.retryNow());
   }
 
   start() {
     if (!this.#stopped) return;
     this.#stopped = false;
+    addEventListener("online", this.#onOnline);
     this.#connect();
   }
 
   stop() {
+    removeEventListener("online", this.#onOnline);
     this.#stopped = true;
     clearTimeout(this.#timer);
     this.#drop(1000);
