@@ -211,17 +211,36 @@ impl Page {
         .await
     }
 
+    /// Clicks the element matching `css` once it is shown. Lists redraw when events
+    /// arrive: an element replaced between finding and clicking is found again.
     pub async fn click(&self, css: &str) -> anyhow::Result<()> {
-        self.wait_for(css).await?.click().await?;
-        Ok(())
+        self.retry_stale(css, |element| async move { element.click().await })
+            .await
     }
 
     /// Types into a field (emptied first).
     pub async fn fill(&self, css: &str, text: &str) -> anyhow::Result<()> {
-        let field = self.wait_for(css).await?;
-        field.clear().await?;
-        field.send_keys(text).await?;
-        Ok(())
+        self.retry_stale(css, |field| async move {
+            field.clear().await?;
+            field.send_keys(text).await
+        })
+        .await
+    }
+
+    async fn retry_stale<F, Fut>(&self, css: &str, action: F) -> anyhow::Result<()>
+    where
+        F: Fn(fantoccini::elements::Element) -> Fut,
+        Fut: std::future::Future<Output = Result<(), fantoccini::error::CmdError>>,
+    {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let element = self.wait_for(css).await?;
+            match action(element).await {
+                Err(err)
+                    if err.to_string().contains("stale element") && Instant::now() < deadline => {}
+                other => return Ok(other?),
+            }
+        }
     }
 
     /// The text of every element matching `css`, in document order.

@@ -125,6 +125,34 @@ async fn two_people_chat_live_through_the_page_and_survive_a_reload_and_a_restar
         "{probe:?}"
     );
 
+    // A refused sign-up says why, under the field concerned (the API's field errors).
+    ann.click("#show-signup").await?;
+    ann.fill("#signup-form input[name=username]", "ann").await?;
+    ann.fill("#signup-form input[name=email]", "ann@example.com")
+        .await?;
+    ann.fill("#signup-form input[name=password]", "short")
+        .await?;
+    ann.click("#signup-form button[type=submit]").await?;
+    ann.wait_for_text(
+        "#signup-form .field[data-field=password] .field-error",
+        "at least 8 characters",
+    )
+    .await?;
+    let invalid = ann
+        .eval(
+            "return document.activeElement.name + ' ' + \
+             document.activeElement.getAttribute('aria-invalid');",
+            vec![],
+        )
+        .await?;
+    assert_eq!(
+        invalid,
+        json!("password true"),
+        "the field is marked and focused"
+    );
+    // The browser logs the refused request itself.
+    assert_no_console_errors(&ann, "ann", &["status of 422"]).await?;
+
     // Sign up; both sockets connect.
     sign_up(&ann, "ann").await?;
     sign_up(&ben, "ben").await?;

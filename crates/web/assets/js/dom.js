@@ -40,6 +40,29 @@ export function replace(el, ...children) {
   return append(el, children);
 }
 
+/**
+ * Puts `desired` ([key, make] pairs) in order as the children of `parent`, reusing the
+ * element of `nodes` (the map returned by the previous call) whose key is unchanged
+ * and calling `make()` for the others. Unchanged elements are never replaced, so they
+ * keep focus, hover and selection while others redraw. Returns the new map.
+ */
+export function reconcile(parent, desired, nodes) {
+  const next = new Map();
+  let cursor = parent.firstChild;
+  for (const [key, make] of desired) {
+    const el = nodes.get(key) ?? make();
+    next.set(key, el);
+    if (el === cursor) cursor = cursor.nextSibling;
+    else parent.insertBefore(el, cursor);
+  }
+  while (cursor) {
+    const following = cursor.nextSibling;
+    cursor.remove();
+    cursor = following;
+  }
+  return next;
+}
+
 // http(s) links in message text; trailing punctuation is left out of the link.
 const URL_PATTERN = /\bhttps?:\/\/[^\s<>"']+/gi;
 const TRAILING = /[.,;:!?'"]+$/;

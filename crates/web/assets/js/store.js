@@ -107,6 +107,8 @@ export class Store extends EventTarget {
   readBy = new Map();
   /** chat id → messages being sent: [{client_id, content, reply_to, state, error}]. */
   pending = new Map();
+  /** chat id → when upsertChat added it (performance.now()). */
+  #added = new Map();
 
   changed(kind, chatId = null) {
     this.dispatchEvent(new CustomEvent("change", { detail: { kind, chatId } }));
@@ -121,23 +123,37 @@ export class Store extends EventTarget {
     this.typing.clear();
     this.readBy.clear();
     this.pending.clear();
+    this.#added.clear();
     this.changed("reset");
   }
 
-  setChats(list) {
-    this.chats = new Map(list.map((chat) => [chat.id, chat]));
+  /**
+   * The chat list as the server gave it. `requestedAt` (performance.now() when the list
+   * was asked for): a chat added here since (one just created) is kept even if the
+   * list, read before it existed, lacks it.
+   */
+  setChats(list, requestedAt = Infinity) {
+    const chats = new Map(list.map((chat) => [chat.id, chat]));
+    for (const [id, at] of this.#added) {
+      if (at > requestedAt && !chats.has(id) && this.chats.has(id)) chats.set(id, this.chats.get(id));
+      else this.#added.delete(id);
+    }
+    this.chats = chats;
     this.chatsLoaded = true;
     for (const id of this.timelines.keys()) if (!this.chats.has(id)) this.timelines.delete(id);
     this.changed("chats");
   }
 
+  /** A chat created or joined here (before the next list says so). */
   upsertChat(chat) {
     this.chats.set(chat.id, chat);
+    this.#added.set(chat.id, performance.now());
     this.changed("chats", chat.id);
   }
 
   removeChat(id) {
     this.chats.delete(id);
+    this.#added.delete(id);
     this.timelines.delete(id);
     this.pending.delete(id);
     this.changed("chats", id);

@@ -1,6 +1,6 @@
 // The chat list: latest activity first, unread badges, last message, presence dots.
 
-import { h, replace } from "../dom.js";
+import { h, reconcile } from "../dom.js";
 import { shortWhen } from "../format.js";
 
 function preview(store, chat) {
@@ -17,6 +17,22 @@ export function presenceDot(store, userId) {
   const state = known ? (known.online ? "online" : "offline") : "unknown";
   const label = { online: "online", offline: "offline", unknown: "presence unknown" }[state];
   return h("span", { class: `presence ${state}`, role: "img", "aria-label": label, title: label });
+}
+
+/** Everything an item shows: it is redrawn when this changes. */
+function itemKey(store, chat, selected) {
+  const partner = store.partner(chat);
+  const presence = partner ? store.presence.get(partner.user_id) : null;
+  return JSON.stringify([
+    chat.id,
+    store.title(chat),
+    chat.visibility,
+    chat.last_activity_at,
+    chat.unread_count,
+    preview(store, chat),
+    presence?.online ?? null,
+    selected,
+  ]);
 }
 
 function item(store, chat, selected) {
@@ -69,6 +85,8 @@ export class ChatList {
   constructor(client) {
     this.client = client;
     this.selected = null;
+    /** key → `<li>` of the list, reused while unchanged. */
+    this.nodes = new Map();
     this.list = h("ul", { class: "chat-list", id: "chat-list", "aria-label": "Your chats" });
     this.empty = h(
       "p",
@@ -96,11 +114,19 @@ export class ChatList {
   render() {
     const store = this.client.store;
     const chats = store.sortedChats();
-    // Keep keyboard focus on the same chat across redraws.
+    // A redrawn item that had keyboard focus keeps it.
     const focused = document.activeElement?.closest?.(".chat-item")?.dataset.chatId;
-    replace(this.list, chats.map((chat) => item(store, chat, chat.id === this.selected)));
+    this.nodes = reconcile(
+      this.list,
+      chats.map((chat) => {
+        const selected = chat.id === this.selected;
+        return [itemKey(store, chat, selected), () => item(store, chat, selected)];
+      }),
+      this.nodes,
+    );
     this.empty.hidden = !store.chatsLoaded || chats.length > 0;
-    if (focused) this.list.querySelector(`[data-chat-id="${focused}"]`)?.focus();
+    const target = focused && this.list.querySelector(`[data-chat-id="${focused}"]`);
+    if (target && document.activeElement !== target) target.focus();
   }
 
   destroy() {

@@ -1,7 +1,7 @@
 // One open chat: its history (older pages load as you scroll up), live messages, the
 // composer (send, reply, edit), typing notices and read markers.
 
-import { h, replace } from "../dom.js";
+import { h, reconcile, replace } from "../dom.js";
 import { dayKey, fullTime } from "../format.js";
 import { presenceDot } from "./chatlist.js";
 import { daySeparator, messageItem, messageKey, pendingItem } from "./message.js";
@@ -218,7 +218,7 @@ export class Conversation {
           }),
       ]);
     }
-    this.#reconcile(desired);
+    this.#nodes = reconcile(this.list, desired, this.#nodes);
 
     const loaded = Boolean(timeline?.loaded);
     this.olderButton.hidden = !loaded || !timeline.hasOlder;
@@ -233,24 +233,6 @@ export class Conversation {
       scroller.scrollTop = scroller.scrollHeight - fromBottom;
     }
     this.#markRead();
-  }
-
-  /** Puts the desired elements in order, reusing those whose key did not change. */
-  #reconcile(desired) {
-    const next = new Map();
-    let cursor = this.list.firstChild;
-    for (const [key, make] of desired) {
-      const el = this.#nodes.get(key) ?? make();
-      next.set(key, el);
-      if (el === cursor) cursor = cursor.nextSibling;
-      else this.list.insertBefore(el, cursor);
-    }
-    while (cursor) {
-      const following = cursor.nextSibling;
-      cursor.remove();
-      cursor = following;
-    }
-    this.#nodes = next;
   }
 
   #atBottom() {
