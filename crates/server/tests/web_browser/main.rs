@@ -88,6 +88,24 @@ async fn assert_no_console_errors(page: &Page, who: &str, allowed: &[&str]) -> a
     Ok(())
 }
 
+/// Every field shown has a label and every button a name (what a screen reader reads).
+async fn assert_labelled(page: &Page, what: &str) -> anyhow::Result<()> {
+    let unnamed = page
+        .eval(
+            "const shown = e => e.getClientRects().length > 0;\
+             return [...document.querySelectorAll('input, textarea, button, a[href]')]\
+               .filter(shown)\
+               .filter(e => (e.matches('input, textarea')\
+                   ? e.labels.length === 0 && !e.getAttribute('aria-label')\
+                   : !(e.getAttribute('aria-label') || e.textContent).trim()))\
+               .map(e => e.outerHTML.slice(0, 120));",
+            vec![],
+        )
+        .await?;
+    assert_eq!(unnamed, json!([]), "{what}: unlabelled controls");
+    Ok(())
+}
+
 async fn chat_id(page: &Page) -> anyhow::Result<i64> {
     let hash = page.eval("return location.hash;", vec![]).await?;
     hash.as_str()
@@ -150,6 +168,7 @@ async fn two_people_chat_live_through_the_page_and_survive_a_reload_and_a_restar
         json!("password true"),
         "the field is marked and focused"
     );
+    assert_labelled(&ann, "sign-up").await?;
     // The browser logs the refused request itself.
     assert_no_console_errors(&ann, "ann", &["status of 422"]).await?;
 
@@ -163,6 +182,7 @@ async fn two_people_chat_live_through_the_page_and_survive_a_reload_and_a_restar
     ann.click("#user-search-form button[type=submit]").await?;
     ann.click("#user-results li[data-user-id] button").await?;
     ann.wait_for_text("#outgoing-requests", "@ben").await?;
+    assert_labelled(&ann, "friends").await?;
     ben.click("#tab-friends").await?;
     ben.click("#incoming-requests li[data-request-id] button.primary")
         .await?;
@@ -358,6 +378,8 @@ async fn two_people_chat_live_through_the_page_and_survive_a_reload_and_a_restar
 
     // A public group: Ann creates it, Ben discovers and joins it, they talk, Ben leaves.
     ann.click("#tab-groups").await?;
+    ann.wait_for("#group-name").await?;
+    assert_labelled(&ann, "groups").await?;
     ann.fill("#group-name", "Book club").await?;
     ann.click("#group-public").await?;
     ann.click("#create-group-form button[type=submit]").await?;
@@ -386,6 +408,7 @@ async fn two_people_chat_live_through_the_page_and_survive_a_reload_and_a_restar
         .await?;
     ben.wait_for_text("#message-list .text", "chapter 60")
         .await?;
+    assert_labelled(&ben, "group conversation").await?;
     let first_page = shown_seqs(&ben).await?;
     assert_eq!(first_page, (12..=61).collect::<Vec<_>>());
     ben.eval("document.querySelector('.messages').scrollTop = 0;", vec![])
