@@ -457,6 +457,20 @@ async fn two_people_chat_live_through_the_page_and_survive_a_reload_and_a_restar
     )
     .await?;
 
+    // Ben changes his password on another device: that ends this page's session, and
+    // the page says so at once (the socket is closed with 4001).
+    back.patch(
+        "/api/v1/users/me",
+        Some(&ben_api.access_token),
+        json!({"old_password": TEST_PASSWORD, "new_password": "a new passphrase"}),
+    )
+    .await?
+    .expect_status(200)?;
+    ben.wait_for("#login-form").await?;
+    ben.wait_for_text(".auth .notice", "session was ended")
+        .await?;
+    assert_no_console_errors(&ben, "ben", &["status of 401"]).await?;
+
     // Log out: the log-in form, nothing kept in the tab; log in again: all is there.
     ann.click("#logout").await?;
     ann.wait_for("#login-form").await?;
@@ -471,7 +485,6 @@ async fn two_people_chat_live_through_the_page_and_survive_a_reload_and_a_restar
     ann.wait_for(&format!("#chat-list [data-chat-id='{chat}']"))
         .await?;
     assert_no_console_errors(&ann, "ann", &[]).await?;
-    assert_no_console_errors(&ben, "ben", &[]).await?;
 
     ann.close().await?;
     ben.close().await?;
