@@ -14,38 +14,38 @@ const INDEX: &str = "index.html";
 
 /// One embedded file.
 #[derive(Debug)]
-pub struct Asset {
+pub(crate) struct Asset {
     /// Its bytes.
-    pub body: &'static [u8],
+    pub(crate) body: &'static [u8],
     /// `Content-Type`.
-    pub content_type: &'static str,
+    pub(crate) content_type: &'static str,
     /// A strong `ETag` (quoted), from the contents.
-    pub etag: String,
+    pub(crate) etag: String,
 }
 
 /// The embedded client: files by path, the version naming them, and the rendered page.
 #[derive(Debug)]
-pub struct Catalog {
+pub(crate) struct Catalog {
     /// Hash of every file: the path segment that makes asset URLs change with them.
-    pub version: String,
+    pub(crate) version: String,
     /// Files by path relative to `assets/` (`js/main.js`), the page template excluded.
-    pub files: HashMap<&'static str, Asset>,
+    pub(crate) files: HashMap<&'static str, Asset>,
     /// `index.html` with its placeholders filled in.
-    pub index: Vec<u8>,
+    pub(crate) index: Vec<u8>,
     /// `ETag` of [`Catalog::index`].
-    pub index_etag: String,
+    pub(crate) index_etag: String,
 }
 
 impl Catalog {
     /// Where the files of this build are served: `/app/<version>`.
-    pub fn base(&self) -> String {
+    pub(crate) fn base(&self) -> String {
         format!("/app/{}", self.version)
     }
 }
 
 /// The content type of a file by its extension, or `None` for an extension the
 /// client does not use (a unit test keeps every embedded file known).
-pub fn content_type(path: &str) -> Option<&'static str> {
+pub(crate) fn content_type(path: &str) -> Option<&'static str> {
     let extension = path.rsplit_once('.')?.1;
     Some(match extension {
         "html" => "text/html; charset=utf-8",
@@ -123,18 +123,19 @@ fn build() -> Catalog {
             },
         );
     }
-    let index = render_index(template, &format!("/app/{version}"), &files).into_bytes();
-    let index_etag = etag_of(&index);
-    Catalog {
+    let mut catalog = Catalog {
         version,
         files,
-        index,
-        index_etag,
-    }
+        index: Vec::new(),
+        index_etag: String::new(),
+    };
+    catalog.index = render_index(template, &catalog.base(), &catalog.files).into_bytes();
+    catalog.index_etag = etag_of(&catalog.index);
+    catalog
 }
 
 /// The catalog of this build (built once, on first use).
-pub fn catalog() -> &'static Catalog {
+pub(crate) fn catalog() -> &'static Catalog {
     static CATALOG: LazyLock<Catalog> = LazyLock::new(build);
     &CATALOG
 }

@@ -12,8 +12,6 @@ mod routes;
 
 use actix_web::web;
 
-pub use catalog::{Asset, Catalog, catalog};
-
 /// Registers `GET /` and `GET /app/{version}/{path}` (and `HEAD` of both). Nothing else:
 /// `/api`, `/ws`, `/docs` and the operations endpoints stay with their own crates.
 pub fn configure(cfg: &mut web::ServiceConfig) {
