@@ -121,11 +121,27 @@ impl Drop for Chromedriver {
         // The group is ours: chromedriver (its id is the group's) and the browsers it
         // started, none of which leave it.
         let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill")
-            .args(["-TERM", "--", &group])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        let signal = |signal: &str| {
+            Command::new("kill")
+                .args([signal, "--", &group])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|status| status.success())
+        };
+        signal("-TERM");
+        // The browsers write their profiles until they are gone: wait for the group to
+        // empty (`kill -0` fails then; chromedriver is reaped meanwhile, a zombie
+        // would still count) before removing them.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let _ = self.child.try_wait();
+            if !signal("-0") || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(POLL);
+        }
+        signal("-KILL");
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.profiles);
