@@ -849,6 +849,42 @@ mod tests {
         *reg.close.reason.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The fan-out hot path with and without metrics, for an instruction count under
+    /// callgrind (docs/benchmarks.md): `HUB_COST_METRICS=1` turns metrics on.
+    /// `cargo test --release -p chat-ws --lib -- --ignored fan_out_cost`.
+    #[test]
+    #[ignore = "a measurement, run by hand under callgrind"]
+    fn fan_out_cost() -> Result<(), Box<dyn std::error::Error>> {
+        let mut hub = Hub::with_limits(HubLimits {
+            max_queued_bytes: 1 << 30,
+            max_sockets_per_user: 64,
+        });
+        if std::env::var_os("HUB_COST_METRICS").is_some() {
+            hub.metrics = Some(Arc::new(Metrics::new(false)?));
+        }
+        let sockets: Vec<Registration> = (0..10)
+            .map(|user| register(&hub, user, "s", Scope::Chat(1), &[(1, 0)]))
+            .collect();
+        for socket in &sockets {
+            socket.outbound.release();
+        }
+        let created_at = chrono::Utc::now().to_rfc3339();
+        for seq in 1..=20_000 {
+            let event = message(
+                "chat.1",
+                serde_json::json!({"type": "chat.message", "chat_id": 1, "id": seq, "seq": seq,
+                    "message": "hello there", "sender_id": 1, "created_at": created_at}),
+            );
+            hub.handle(&event);
+            if seq % 100 == 0 {
+                for socket in &sockets {
+                    socket.outbound.take_all();
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn seqs(outbox: &Outbox) -> Vec<i64> {
         outbox
             .take_all()
