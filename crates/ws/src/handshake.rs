@@ -19,7 +19,7 @@ use serde::Deserialize;
 use crate::frames::Inbound;
 use crate::hub::{Hub, Scope, TooManySockets};
 use crate::outbox::OutboundBody;
-use crate::protocol::{FrameError, MAX_FRAME_BYTES, MAX_RETRIEVE, service_error};
+use crate::protocol::{MAX_FRAME_BYTES, MAX_RETRIEVE};
 use crate::session::{Connection, FrameBudget};
 
 /// The sub-protocol answered when a client offers `chat, <token>`.
@@ -83,26 +83,10 @@ fn refuse(status: StatusCode, code: &str, detail: &str) -> HttpResponse {
 }
 
 fn refuse_service(err: ServiceError) -> HttpResponse {
-    let retry_after = match &err {
-        ServiceError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
-        ServiceError::ShuttingDown => Some(1),
-        _ => None,
-    };
-    let status = match &err {
-        ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
-        ServiceError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-        ServiceError::Forbidden { .. } => StatusCode::FORBIDDEN,
-        ServiceError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        ServiceError::Conflict { .. } => StatusCode::CONFLICT,
-        ServiceError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-        ServiceError::Unavailable(_) | ServiceError::ShuttingDown => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    let FrameError { code, detail } = service_error(err);
-    let mut response = refuse(status, code, &detail);
-    if let Some(seconds) = retry_after {
+    let client = err.into_client();
+    let status = StatusCode::from_u16(client.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = refuse(status, client.code, &client.detail);
+    if let Some(seconds) = client.retry_after {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
@@ -163,9 +147,8 @@ async fn principal(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim().to_owned());
+        .and_then(chat_services::auth::bearer_token)
+        .map(str::to_owned);
     if let Some(token) = header {
         return authenticate(ctx, &token).await.map_err(refuse_service);
     }
