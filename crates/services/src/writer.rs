@@ -257,7 +257,7 @@ async fn run(
                     } = job;
                     answered.push(guard);
                     if let Ok(Some(row)) = &result {
-                        match serde_json::to_string(&ChatEvent::stored(row, message.sender)) {
+                        match ChatEvent::stored(row, message.sender).to_payload() {
                             Ok(payload) => events.push((chat_topic(row.chat_id), payload)),
                             Err(err) => {
                                 tracing::error!(error = %err, "cannot serialize chat event")

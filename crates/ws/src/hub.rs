@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::web::Bytes;
-use chat_services::events::{BusMessage, PresenceChange};
+use chat_services::events::{BusMessage, EventKind, PresenceChange};
 use chat_services::metrics::Metrics;
 use serde::Deserialize;
 use tokio::sync::{Notify, broadcast};
@@ -214,10 +214,13 @@ impl Default for Hub {
     }
 }
 
+/// What the hub reads of an event to route it: its kind (typed: the one list in
+/// [`EventKind`]) and the few fields routing needs. The rest of the payload is forwarded
+/// as it is, never parsed.
 #[derive(Deserialize)]
 struct Head {
     #[serde(rename = "type")]
-    kind: String,
+    kind: EventKind,
     seq: Option<i64>,
     user_id: Option<i64>,
     session_id: Option<String>,
@@ -428,8 +431,8 @@ impl Hub {
             .and_then(|c| c.parse::<i64>().ok())
         {
             let Some(head) = head else { return };
-            match head.kind.as_str() {
-                "chat.message" => {
+            match head.kind {
+                EventKind::Message => {
                     if let (Some(metrics), Some(at), true) = (
                         &self.metrics,
                         head.created_at,
@@ -445,46 +448,68 @@ impl Hub {
                         None => state.deliver_to_chat(chat, &payload()),
                     }
                 }
-                "chat.member_joined" => {
+                EventKind::MemberJoined => {
                     if let Some(user) = head.user_id {
                         state.follow(chat, user);
                     }
                     state.deliver_to_chat(chat, &payload());
                 }
-                "chat.member_left" => {
+                EventKind::MemberLeft => {
                     state.deliver_to_chat(chat, &payload());
                     if let Some(user) = head.user_id {
                         state.unfollow(chat, user);
                     }
                 }
-                "chat.typing" => state.deliver_to_chat_except(chat, &payload(), head.user_id),
-                "chat.deleted" => {
+                EventKind::Typing => state.deliver_to_chat_except(chat, &payload(), head.user_id),
+                EventKind::Deleted => {
                     state.flush_held(chat);
                     state.deliver_to_chat(chat, &payload());
                     state.drop_chat(chat);
                 }
-                _ => state.deliver_to_chat(chat, &payload()),
+                EventKind::MessageEdited
+                | EventKind::MessageDeleted
+                | EventKind::Read
+                | EventKind::RoleChanged
+                | EventKind::Updated => state.deliver_to_chat(chat, &payload()),
+                EventKind::Presence
+                | EventKind::Notification
+                | EventKind::SessionRevoked
+                | EventKind::PermissionsChanged => {
+                    tracing::warn!(kind = ?head.kind, chat, "a personal event on a chat topic; dropped");
+                }
             }
         } else if let Some(user) = message
             .topic
             .strip_prefix("user.")
             .and_then(|u| u.parse::<i64>().ok())
         {
-            match head.as_ref().map(|h| h.kind.as_str()) {
-                Some("presence") => {
+            let Some(head) = head else { return };
+            match head.kind {
+                EventKind::Presence => {
                     match serde_json::from_str::<PresenceChange>(&message.payload) {
                         Ok(change) if change.user_id == user => state.deliver_presence(&change),
                         Ok(_) => {}
                         Err(err) => tracing::warn!(error = %err, "malformed presence event"),
                     }
                 }
-                Some("session.revoked") => {
-                    let session = head.and_then(|h| h.session_id).unwrap_or_default();
+                EventKind::SessionRevoked => {
+                    let session = head.session_id.unwrap_or_default();
                     state.close_session(user, &session);
                 }
-                Some("user.permissions_changed") => state.close_user(user, Closing::Reauthenticate),
-                Some(_) => state.deliver_to_user(user, &payload()),
-                None => {}
+                EventKind::PermissionsChanged => state.close_user(user, Closing::Reauthenticate),
+                EventKind::Notification => state.deliver_to_user(user, &payload()),
+                EventKind::Message
+                | EventKind::MessageEdited
+                | EventKind::MessageDeleted
+                | EventKind::Read
+                | EventKind::MemberJoined
+                | EventKind::MemberLeft
+                | EventKind::RoleChanged
+                | EventKind::Updated
+                | EventKind::Typing
+                | EventKind::Deleted => {
+                    tracing::warn!(kind = ?head.kind, user, "a chat event on a user topic; dropped");
+                }
             }
         }
     }
