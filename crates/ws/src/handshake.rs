@@ -10,8 +10,9 @@ use actix_web::body::{BodyStream, BoxBody};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
+use chat_domain::{ChatId, Seq, UserId};
 use chat_services::auth::{Principal, authenticate, redeem_ws_ticket};
-use chat_services::chats::{authorize_socket, my_chat_positions, open_direct};
+use chat_services::chats::{ChatPosition, authorize_socket, my_chat_positions, open_direct};
 use chat_services::client::ProxyPolicy;
 use chat_services::{AppContext, ServiceError, rate_limit};
 use serde::Deserialize;
@@ -168,8 +169,8 @@ async fn principal(
 struct Accepted {
     principal: Principal,
     scope: Scope,
-    /// `(chat, last_seq)` of the chats it follows.
-    chats: Vec<(i64, i64)>,
+    /// The chats it follows, from where.
+    chats: Vec<ChatPosition>,
 }
 
 async fn upgrade(
@@ -191,7 +192,7 @@ async fn upgrade(
     let inbound = Inbound::new(body.into_inner(), MAX_FRAME_BYTES);
     let hub: Arc<Hub> = hub.into_inner();
     let registration = match hub.register(
-        accepted.principal.user_id,
+        UserId(accepted.principal.user_id),
         &accepted.principal.session_id,
         accepted.scope,
         &accepted.chats,
@@ -294,7 +295,7 @@ pub async fn ws_all(
         Ok(principal) => principal,
         Err(refusal) => return refusal,
     };
-    let chats = match my_chat_positions(&ctx, principal.user_id).await {
+    let chats = match my_chat_positions(&ctx, UserId(principal.user_id)).await {
         Ok(chats) => chats,
         Err(err) => return refuse_service(err),
     };
@@ -327,7 +328,7 @@ pub async fn ws_chat(
     settings: web::Data<WsSettings>,
     query: web::Query<HandshakeQuery>,
 ) -> HttpResponse {
-    let chat = path.into_inner();
+    let chat = ChatId(path.into_inner());
     let principal = match checked(&req, &ctx, &settings, &query).await {
         Ok(principal) => principal,
         Err(refusal) => return refusal,
@@ -340,7 +341,10 @@ pub async fn ws_chat(
     let accepted = Accepted {
         principal,
         scope: Scope::Chat(chat),
-        chats: vec![(chat, last_seq)],
+        chats: vec![ChatPosition {
+            chat_id: chat,
+            last_seq,
+        }],
     };
     upgrade(req, body, ctx, hub, &settings, history, accepted).await
 }
@@ -370,14 +374,17 @@ pub async fn ws_direct(
         );
     }
     let (chat, last_seq) = match open_direct(&ctx, &principal, other).await {
-        Ok((chat, _)) => (chat.id, chat.last_seq),
+        Ok((chat, _)) => (ChatId(chat.id), Seq(chat.last_seq)),
         Err(err) => return refuse_service(err),
     };
     let history = query.history;
     let accepted = Accepted {
         principal,
         scope: Scope::Chat(chat),
-        chats: vec![(chat, last_seq)],
+        chats: vec![ChatPosition {
+            chat_id: chat,
+            last_seq,
+        }],
     };
     upgrade(req, body, ctx, hub, &settings, history, accepted).await
 }
