@@ -66,11 +66,7 @@ pub struct AuthUser(pub Principal);
 /// The bearer token of a request, if any.
 pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
+    chat_services::auth::bearer_token(value)
 }
 
 pub(crate) fn context(req: &HttpRequest) -> Result<web::Data<AppContext>, ApiError> {

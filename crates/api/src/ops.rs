@@ -32,21 +32,16 @@ pub async fn healthz() -> HttpResponse {
     )
 )]
 pub async fn readyz(ctx: web::Data<AppContext>) -> HttpResponse {
-    let (database, cache) =
-        futures_util::future::join(ctx.store.db.ping(), ctx.store.cache.ping()).await;
-    let database = database.map_or_else(|e| e.to_string(), |()| "ok".to_owned());
-    let cache = cache.map_or_else(|e| e.to_string(), |()| "ok".to_owned());
-    // Read after the checks: a stop that began meanwhile must not be answered 200.
-    let draining = ctx.lifecycle.is_draining();
-    let ready = database == "ok" && cache == "ok" && !draining;
+    let now = chat_services::lifecycle::readiness(&ctx).await;
+    let ready = now.ready();
     let body = Readiness {
-        status: match (ready, draining) {
+        status: match (ready, now.draining) {
             (true, _) => "ready",
             (false, true) => "draining",
             (false, false) => "unavailable",
         },
-        database,
-        cache,
+        database: now.database.err().unwrap_or_else(|| "ok".to_owned()),
+        cache: now.cache.err().unwrap_or_else(|| "ok".to_owned()),
     };
     if ready {
         HttpResponse::Ok().json(body)

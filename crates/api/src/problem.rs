@@ -142,51 +142,15 @@ impl ResponseError for ApiError {
 
 impl From<ServiceError> for ApiError {
     fn from(err: ServiceError) -> Self {
-        match err {
-            ServiceError::NotFound(detail) => ApiError::not_found(detail),
-            ServiceError::Unauthorized { code, detail } => {
-                ApiError::new(StatusCode::UNAUTHORIZED, code, detail)
-            }
-            ServiceError::Forbidden { code, detail } => {
-                ApiError::new(StatusCode::FORBIDDEN, code, detail)
-            }
-            ServiceError::Validation(errors) => ApiError::validation(errors),
-            ServiceError::Conflict { code, detail } => {
-                ApiError::new(StatusCode::CONFLICT, code, detail)
-            }
-            ServiceError::RateLimited { retry_after_secs } => ApiError {
-                retry_after: Some(retry_after_secs),
-                ..ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    "too many requests; slow down",
-                )
-            },
-            ServiceError::Unavailable(detail) => {
-                tracing::warn!(%detail, "dependency unavailable");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the service is temporarily unavailable; retry shortly",
-                )
-            }
-            ServiceError::ShuttingDown => ApiError {
-                retry_after: Some(1),
-                ..ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "shutting_down",
-                    "the server is shutting down; retry (another instance will answer)",
-                )
-            },
-            ServiceError::Internal(err) => {
-                // Logged once, here, with the whole cause chain; the client sees none of it.
-                tracing::error!(error = ?err, "internal error");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
-                    "an internal error occurred",
-                )
-            }
+        let client = err.into_client();
+        let status =
+            StatusCode::from_u16(client.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        ApiError {
+            status,
+            code: client.code,
+            detail: client.detail,
+            errors: client.fields,
+            retry_after: client.retry_after,
         }
     }
 }

@@ -11,6 +11,6 @@ pub mod user;
 pub mod validation;
 
 pub use chat::{ChatKind, ChatName, ClientId, Description, MessageBody, Role, Visibility};
-pub use ids::UserId;
+pub use ids::{ChatId, MessageId, Seq, UserId};
 pub use user::{DisplayName, Email, Password, Username};
 pub use validation::FieldErrors;

@@ -97,6 +97,16 @@ impl AccessRead {
     }
 }
 
+/// Whether an access read also fetches the caller's profile (a send needs the sender's
+/// username; most reads do not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// Fetch it, in the same round trip.
+    Include,
+    /// Do not.
+    Skip,
+}
+
 /// The chat's header, the user's role in it and, with `with_profile`, the user's
 /// profile: one cache round trip (`MGET`) instead of one per entry — this runs on
 /// every send and every history page. Misses load from the database and fill.
@@ -104,8 +114,9 @@ pub async fn chat_access(
     store: &Store,
     chat_id: i64,
     user_id: i64,
-    with_profile: bool,
+    profile: Profile,
 ) -> Result<AccessRead, DbError> {
+    let with_profile = profile == Profile::Include;
     let keys = AccessKeys::new(chat_id, user_id);
     let mut cached = store
         .cache_get_many(&keys.wanted(with_profile))

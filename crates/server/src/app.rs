@@ -85,7 +85,11 @@ pub async fn build_context(config: &Config) -> anyhow::Result<AppContext> {
         }
         DbPool::Sqlite(_) => db.clone(),
     };
-    let writer = MessageWriter::start(writer_db, bus.clone(), cache.clone());
+    let metrics = Arc::new(
+        chat_services::metrics::Metrics::new(config.redis_url.is_some())
+            .map_err(|e| anyhow::anyhow!("metrics registry: {e}"))?,
+    );
+    let writer = MessageWriter::start(writer_db, bus.clone(), cache.clone(), metrics.clone());
     Ok(AppContext {
         store: Store {
             db: db.clone(),
@@ -119,10 +123,7 @@ pub async fn build_context(config: &Config) -> anyhow::Result<AppContext> {
         history: Arc::new(HistoryCache::new(config.history_cache_bytes)),
         presence,
         lifecycle: Arc::new(Lifecycle::default()),
-        metrics: Arc::new(
-            chat_services::metrics::Metrics::new(config.redis_url.is_some())
-                .map_err(|e| anyhow::anyhow!("metrics registry: {e}"))?,
-        ),
+        metrics,
     })
 }
 

@@ -7,9 +7,15 @@ use chat_server::{Application, Config, build_context, telemetry};
 use chat_services::auth::{RegisterInput, create_admin};
 use clap::{Parser, Subcommand};
 
-/// Real-time chat server.
+/// Real-time chat server: REST API and WebSockets, on SQLite (embedded, the default) or
+/// PostgreSQL + Redis.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    after_help = "Settings come from CHAT_* environment variables, a .env file in the \
+working directory, or --config FILE (the environment wins); every variable is listed in \
+docs/configuration.md. Without a command, `serve` runs."
+)]
 struct Cli {
     /// A file of `CHAT_*=value` lines (same syntax as `.env`); environment variables win.
     #[arg(long, global = true)]
@@ -20,7 +26,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the server (the default).
+    /// Run the server (the default). SIGTERM or SIGINT stops it gracefully: readiness
+    /// turns 503, sockets close with 1001, queued messages are committed, within
+    /// CHAT_SHUTDOWN_GRACE.
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,

@@ -553,3 +553,42 @@ async fn sigterm_stops_the_binary_gracefully_and_promptly() -> anyhow::Result<()
     assert!(output.contains("stopped"), "{output}");
     Ok(())
 }
+
+#[test]
+fn help_explains_every_subcommand_and_flag() -> anyhow::Result<()> {
+    let scratch = Scratch::new()?;
+    let top = run(&scratch.0, &["--help"], &[])?;
+    let top = String::from_utf8_lossy(&top.stdout).into_owned();
+    let commands = [
+        "serve",
+        "migrate",
+        "create-admin",
+        "backup",
+        "seed-demo",
+        "healthcheck",
+    ];
+    for command in commands {
+        let listed = top
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{command} ")))
+            .ok_or_else(|| anyhow::anyhow!("{command} not listed:\n{top}"))?;
+        assert!(listed.split_whitespace().count() > 3, "{listed}");
+        let help = run(&scratch.0, &[command, "--help"], &[])?;
+        assert!(help.status.success());
+        let help = String::from_utf8_lossy(&help.stdout).into_owned();
+        // Every flag and argument line carries an explanation after its name.
+        for line in help
+            .lines()
+            .filter(|l| l.trim_start().starts_with("--") || l.trim_start().starts_with('<'))
+        {
+            let explained = line
+                .trim_start()
+                .split("  ")
+                .filter(|p| !p.is_empty())
+                .count();
+            assert!(explained >= 2, "{command}: unexplained `{line}`");
+        }
+    }
+    assert!(top.contains("docs/configuration.md"));
+    Ok(())
+}

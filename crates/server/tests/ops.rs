@@ -328,6 +328,20 @@ async fn metrics_show_sockets_deliveries_the_pool_and_redis(
     assert!(series(&text, r#"chat_db_pool_connections{state="idle"}"#)? >= 1.0);
     assert_eq!(series(&text, "chat_db_pool_waiting")?, 0.0);
     assert_eq!(series(&text, "chat_messages_in_flight")?, 0.0);
+    // Where a message waited on its way: every send's queue wait, every batch's size,
+    // transaction and publish.
+    assert_eq!(series(&text, "chat_message_queue_seconds_count")?, 3.0);
+    let batches = series(&text, "chat_message_batches_total")?;
+    assert!(batches >= 1.0);
+    assert_eq!(series(&text, "chat_message_batch_size_count")?, batches);
+    assert_eq!(series(&text, "chat_message_batch_size_sum")?, 3.0);
+    assert_eq!(
+        series(&text, "chat_message_commit_duration_seconds_count")?,
+        batches
+    );
+    // Recorded once the batch is published, which may be a moment after delivery.
+    let published = series(&text, "chat_message_publish_duration_seconds_count")?;
+    assert!(published == batches || published == batches - 1.0);
     match backend {
         Backend::Postgres => assert_eq!(series(&text, "chat_redis_up")?, 1.0),
         Backend::Sqlite => assert!(!text.contains("chat_redis_up")),

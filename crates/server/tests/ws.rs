@@ -7,6 +7,7 @@ use serde_json::json;
 
 both_backends!(
     handshake_refusals_are_http_statuses,
+    an_empty_bearer_is_no_credential_on_either_path,
     every_authentication_method_works,
     messages_reach_every_member_socket_with_an_ack,
     the_all_chats_socket_follows_membership_changes,
@@ -957,5 +958,33 @@ async fn a_socket_on_one_instance_hears_sends_on_another() -> anyhow::Result<()>
     assert_eq!(on_a.closed().await?.0, 4001);
     b.shutdown().await;
     a.shutdown().await;
+    Ok(())
+}
+
+/// One bearer parser for REST and handshakes: `Bearer ` with nothing after it is no
+/// credential at all (REST: 401 missing_token; a handshake goes on to its other
+/// methods), not a wrong one.
+async fn an_empty_bearer_is_no_credential_on_either_path(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let ann = app.register("ann").await?;
+    let rest = app
+        .request_with_headers(
+            awc::http::Method::GET,
+            "/api/v1/users/me",
+            None,
+            &[("Authorization", "Bearer ")],
+            None,
+        )
+        .await?;
+    rest.expect_problem(401, "missing_token")?;
+    let mut socket = app
+        .ws_with(
+            &format!("/ws?token={}", ann.access_token),
+            &[("Authorization", "Bearer ")],
+        )
+        .await?;
+    socket.send(serde_json::json!({"action": "ping"})).await?;
+    socket.recv_type("pong").await?;
+    app.shutdown().await;
     Ok(())
 }

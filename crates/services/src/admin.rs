@@ -90,10 +90,12 @@ pub async fn update_user(
     write_through(ctx, user.clone()).await?;
     if before.is_admin != user.is_admin {
         // Open sockets hold the old flag: they are closed and reconnect with the new one.
-        let event = serde_json::json!({"type": "user.permissions_changed", "user_id": user_id});
-        ctx.bus
-            .publish(&crate::events::user_topic(user_id), event.to_string())
-            .await;
+        crate::events::publish_user(
+            ctx,
+            user_id,
+            &crate::events::UserEvent::PermissionsChanged { user_id },
+        )
+        .await;
         tracing::info!(
             user.id = user_id,
             by = principal.user_id,

@@ -82,6 +82,85 @@ impl ServiceError {
     }
 }
 
+/// What a client is told about a [`ServiceError`] — the same over HTTP (problem details)
+/// and WebSocket (`error` events and refused handshakes). The one place where service
+/// errors become statuses and codes.
+#[derive(Debug)]
+pub struct ClientError {
+    /// The HTTP status (a WebSocket `error` event carries only the code).
+    pub status: u16,
+    /// Machine-readable reason.
+    pub code: &'static str,
+    /// Human-readable explanation, safe to show.
+    pub detail: String,
+    /// Seconds after which a retry may succeed (`Retry-After`).
+    pub retry_after: Option<u64>,
+    /// Per-field messages of a validation failure.
+    pub fields: Option<FieldErrors>,
+}
+
+impl ServiceError {
+    /// What the client is told. Causes only operators should see are logged here, once:
+    /// an internal error with its whole chain, an unreachable dependency.
+    pub fn into_client(self) -> ClientError {
+        let plain = |status: u16, code: &'static str, detail: String| ClientError {
+            status,
+            code,
+            detail,
+            retry_after: None,
+            fields: None,
+        };
+        match self {
+            ServiceError::NotFound(detail) => plain(404, "not_found", detail),
+            ServiceError::Unauthorized { code, detail } => plain(401, code, detail),
+            ServiceError::Forbidden { code, detail } => plain(403, code, detail),
+            ServiceError::Validation(errors) => ClientError {
+                detail: errors.to_string(),
+                fields: Some(errors),
+                ..plain(422, "validation_failed", String::new())
+            },
+            ServiceError::Conflict { code, detail } => plain(409, code, detail),
+            ServiceError::RateLimited { retry_after_secs } => ClientError {
+                retry_after: Some(retry_after_secs),
+                ..plain(
+                    429,
+                    "rate_limited",
+                    format!("too many requests; retry in {retry_after_secs} s"),
+                )
+            },
+            ServiceError::Unavailable(cause) => {
+                tracing::warn!(%cause, "dependency unavailable");
+                ClientError {
+                    retry_after: Some(1),
+                    ..plain(
+                        503,
+                        "unavailable",
+                        "the service is temporarily unavailable; retry shortly".to_owned(),
+                    )
+                }
+            }
+            ServiceError::ShuttingDown => ClientError {
+                retry_after: Some(1),
+                ..plain(
+                    503,
+                    "shutting_down",
+                    "the server is shutting down; retry (another instance will answer, \
+                     resend with the same client_id)"
+                        .to_owned(),
+                )
+            },
+            ServiceError::Internal(err) => {
+                tracing::error!(error = ?err, "internal error");
+                plain(
+                    500,
+                    "internal_error",
+                    "an internal error occurred".to_owned(),
+                )
+            }
+        }
+    }
+}
+
 impl From<DbError> for ServiceError {
     fn from(err: DbError) -> Self {
         match err {

@@ -31,12 +31,74 @@ pub enum LeftReason {
     ChatDeleted,
 }
 
-/// An event on a chat's topic.
+/// Every kind of event on the bus, as its `type` on the wire — the one list. Events are
+/// serialized with it ([`ChatEvent::to_payload`], [`UserEvent::to_payload`]) and the
+/// WebSocket hub routes by it (matching it exhaustively), so a kind cannot be renamed or
+/// added on one side only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventKind {
+    /// [`ChatEvent::Message`].
+    #[serde(rename = "chat.message")]
+    Message,
+    /// [`ChatEvent::MessageEdited`].
+    #[serde(rename = "chat.message_edited")]
+    MessageEdited,
+    /// [`ChatEvent::MessageDeleted`].
+    #[serde(rename = "chat.message_deleted")]
+    MessageDeleted,
+    /// [`ChatEvent::Read`].
+    #[serde(rename = "chat.read")]
+    Read,
+    /// [`ChatEvent::MemberJoined`].
+    #[serde(rename = "chat.member_joined")]
+    MemberJoined,
+    /// [`ChatEvent::MemberLeft`].
+    #[serde(rename = "chat.member_left")]
+    MemberLeft,
+    /// [`ChatEvent::RoleChanged`].
+    #[serde(rename = "chat.member_role_changed")]
+    RoleChanged,
+    /// [`ChatEvent::Updated`].
+    #[serde(rename = "chat.updated")]
+    Updated,
+    /// [`ChatEvent::Typing`].
+    #[serde(rename = "chat.typing")]
+    Typing,
+    /// [`ChatEvent::Deleted`].
+    #[serde(rename = "chat.deleted")]
+    Deleted,
+    /// [`UserEvent::Presence`].
+    #[serde(rename = "presence")]
+    Presence,
+    /// [`UserEvent::Notification`].
+    #[serde(rename = "notification")]
+    Notification,
+    /// [`UserEvent::SessionRevoked`].
+    #[serde(rename = "session.revoked")]
+    SessionRevoked,
+    /// [`UserEvent::PermissionsChanged`].
+    #[serde(rename = "user.permissions_changed")]
+    PermissionsChanged,
+}
+
+/// `{"type": <kind>, ...the body's fields}`: how every bus payload is written.
+#[derive(Serialize)]
+struct Envelope<'a, T: Serialize> {
+    #[serde(rename = "type")]
+    kind: EventKind,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+fn payload<T: Serialize>(kind: EventKind, body: &T) -> Result<String, serde_json::Error> {
+    serde_json::to_string(&Envelope { kind, body })
+}
+
+/// An event on a chat's topic (its `type` is its [`EventKind`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "type")]
+#[serde(untagged)]
 pub enum ChatEvent {
     /// A message was stored.
-    #[serde(rename = "chat.message")]
     Message {
         /// Chat.
         chat_id: i64,
@@ -58,7 +120,6 @@ pub enum ChatEvent {
         created_at: DateTime<Utc>,
     },
     /// A message's text changed.
-    #[serde(rename = "chat.message_edited")]
     MessageEdited {
         /// Chat.
         chat_id: i64,
@@ -72,7 +133,6 @@ pub enum ChatEvent {
         edited_at: DateTime<Utc>,
     },
     /// A message was deleted (its text is gone).
-    #[serde(rename = "chat.message_deleted")]
     MessageDeleted {
         /// Chat.
         chat_id: i64,
@@ -86,7 +146,6 @@ pub enum ChatEvent {
         deleted_at: DateTime<Utc>,
     },
     /// A member's read marker moved.
-    #[serde(rename = "chat.read")]
     Read {
         /// Chat.
         chat_id: i64,
@@ -96,7 +155,6 @@ pub enum ChatEvent {
         seq: i64,
     },
     /// Someone joined or was added.
-    #[serde(rename = "chat.member_joined")]
     MemberJoined {
         /// Chat.
         chat_id: i64,
@@ -110,7 +168,6 @@ pub enum ChatEvent {
         added_by: Option<i64>,
     },
     /// Someone left, was removed, or the chat was deleted.
-    #[serde(rename = "chat.member_left")]
     MemberLeft {
         /// Chat.
         chat_id: i64,
@@ -122,7 +179,6 @@ pub enum ChatEvent {
         removed_by: Option<i64>,
     },
     /// A member's role changed.
-    #[serde(rename = "chat.member_role_changed")]
     RoleChanged {
         /// Chat.
         chat_id: i64,
@@ -132,7 +188,6 @@ pub enum ChatEvent {
         role: chat_domain::Role,
     },
     /// A group's settings changed.
-    #[serde(rename = "chat.updated")]
     Updated {
         /// Chat.
         chat_id: i64,
@@ -144,7 +199,6 @@ pub enum ChatEvent {
         visibility: chat_domain::Visibility,
     },
     /// Someone is typing (not stored).
-    #[serde(rename = "chat.typing")]
     Typing {
         /// Chat.
         chat_id: i64,
@@ -154,7 +208,6 @@ pub enum ChatEvent {
         username: String,
     },
     /// The chat is gone.
-    #[serde(rename = "chat.deleted")]
     Deleted {
         /// Chat.
         chat_id: i64,
@@ -181,21 +234,10 @@ pub struct PresenceChange {
     pub friends: Vec<i64>,
 }
 
-#[derive(Serialize)]
-struct PresenceEnvelope<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    #[serde(flatten)]
-    change: &'a PresenceChange,
-}
-
 impl PresenceChange {
     /// The bus payload (`type: presence`, on `user.<id>`).
     pub fn to_payload(&self) -> Result<String, serde_json::Error> {
-        serde_json::to_string(&PresenceEnvelope {
-            kind: "presence",
-            change: self,
-        })
+        payload(EventKind::Presence, self)
     }
 
     /// The `presence` event a client receives: `{type, user_id, online, last_seen_at}`,
@@ -252,15 +294,75 @@ pub enum Notification {
     },
 }
 
-#[derive(Serialize)]
-struct NotificationEnvelope<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    #[serde(flatten)]
-    notification: &'a Notification,
+/// An event on a user's topic (its `type` is its [`EventKind`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum UserEvent {
+    /// The user came online or went offline.
+    Presence(PresenceChange),
+    /// Something for the user's `/ws` sockets.
+    Notification(Notification),
+    /// A session ended (logout, password change, deactivation): its sockets close.
+    SessionRevoked {
+        /// Whose.
+        user_id: i64,
+        /// Which.
+        session_id: String,
+    },
+    /// The user's site-admin flag changed: their sockets close and reconnect.
+    PermissionsChanged {
+        /// Whose.
+        user_id: i64,
+    },
+}
+
+impl UserEvent {
+    /// Its kind.
+    pub fn kind(&self) -> EventKind {
+        match self {
+            UserEvent::Presence(_) => EventKind::Presence,
+            UserEvent::Notification(_) => EventKind::Notification,
+            UserEvent::SessionRevoked { .. } => EventKind::SessionRevoked,
+            UserEvent::PermissionsChanged { .. } => EventKind::PermissionsChanged,
+        }
+    }
+
+    /// The bus payload.
+    pub fn to_payload(&self) -> Result<String, serde_json::Error> {
+        payload(self.kind(), self)
+    }
+}
+
+/// Publishes a personal event on `user.<id>`.
+pub async fn publish_user(ctx: &AppContext, user_id: i64, event: &UserEvent) {
+    match event.to_payload() {
+        Ok(payload) => ctx.bus.publish(&user_topic(user_id), payload).await,
+        Err(err) => tracing::error!(error = %err, "cannot serialize user event"),
+    }
 }
 
 impl ChatEvent {
+    /// Its kind.
+    pub fn kind(&self) -> EventKind {
+        match self {
+            ChatEvent::Message { .. } => EventKind::Message,
+            ChatEvent::MessageEdited { .. } => EventKind::MessageEdited,
+            ChatEvent::MessageDeleted { .. } => EventKind::MessageDeleted,
+            ChatEvent::Read { .. } => EventKind::Read,
+            ChatEvent::MemberJoined { .. } => EventKind::MemberJoined,
+            ChatEvent::MemberLeft { .. } => EventKind::MemberLeft,
+            ChatEvent::RoleChanged { .. } => EventKind::RoleChanged,
+            ChatEvent::Updated { .. } => EventKind::Updated,
+            ChatEvent::Typing { .. } => EventKind::Typing,
+            ChatEvent::Deleted { .. } => EventKind::Deleted,
+        }
+    }
+
+    /// The bus payload: exactly the WebSocket event clients receive.
+    pub fn to_payload(&self) -> Result<String, serde_json::Error> {
+        payload(self.kind(), self)
+    }
+
     /// The `chat.message` event of a stored message.
     pub fn stored(row: &chat_db::models::MessageRow, sender: Option<String>) -> Self {
         ChatEvent::Message {
@@ -279,7 +381,7 @@ impl ChatEvent {
 
 /// Publishes a chat event on `chat.<id>`.
 pub async fn publish_chat(ctx: &AppContext, chat_id: i64, event: &ChatEvent) {
-    match serde_json::to_string(event) {
+    match event.to_payload() {
         Ok(payload) => ctx.bus.publish(&chat_topic(chat_id), payload).await,
         Err(err) => tracing::error!(error = %err, "cannot serialize chat event"),
     }
@@ -287,13 +389,7 @@ pub async fn publish_chat(ctx: &AppContext, chat_id: i64, event: &ChatEvent) {
 
 /// Publishes a `notification` event on `user.<id>`.
 pub async fn notify(ctx: &AppContext, user_id: i64, notification: &Notification) {
-    match serde_json::to_string(&NotificationEnvelope {
-        kind: "notification",
-        notification,
-    }) {
-        Ok(payload) => ctx.bus.publish(&user_topic(user_id), payload).await,
-        Err(err) => tracing::error!(error = %err, "cannot serialize notification"),
-    }
+    publish_user(ctx, user_id, &UserEvent::Notification(notification.clone())).await;
 }
 
 #[cfg(test)]
@@ -313,20 +409,94 @@ mod tests {
             reply_to: None,
             created_at: DateTime::from_timestamp(0, 0).unwrap_or_default(),
         };
-        let json = serde_json::to_value(&event)?;
+        let json: serde_json::Value = serde_json::from_str(&event.to_payload()?)?;
         assert_eq!(json["type"], "chat.message");
         assert_eq!(json["message"], "hi");
         assert_eq!(json["sender"], "ann");
         assert_eq!(json["chat_id"], 1);
-        let note = serde_json::to_value(NotificationEnvelope {
-            kind: "notification",
-            notification: &Notification::AddedToChat {
+        let note: serde_json::Value = serde_json::from_str(
+            &UserEvent::Notification(Notification::AddedToChat {
                 chat_id: 5,
                 by_user_id: 6,
-            },
-        })?;
+            })
+            .to_payload()?,
+        )?;
         assert_eq!(note["type"], "notification");
         assert_eq!(note["kind"], "added_to_chat");
+        Ok(())
+    }
+
+    /// The wire names are the protocol's (docs/protocol.md): changing one is a breaking
+    /// change for clients, never a refactoring.
+    #[test]
+    fn kinds_have_the_protocol_names() -> anyhow::Result<()> {
+        let names = [
+            (EventKind::Message, "chat.message"),
+            (EventKind::MessageEdited, "chat.message_edited"),
+            (EventKind::MessageDeleted, "chat.message_deleted"),
+            (EventKind::Read, "chat.read"),
+            (EventKind::MemberJoined, "chat.member_joined"),
+            (EventKind::MemberLeft, "chat.member_left"),
+            (EventKind::RoleChanged, "chat.member_role_changed"),
+            (EventKind::Updated, "chat.updated"),
+            (EventKind::Typing, "chat.typing"),
+            (EventKind::Deleted, "chat.deleted"),
+            (EventKind::Presence, "presence"),
+            (EventKind::Notification, "notification"),
+            (EventKind::SessionRevoked, "session.revoked"),
+            (EventKind::PermissionsChanged, "user.permissions_changed"),
+        ];
+        for (kind, name) in names {
+            assert_eq!(serde_json::to_value(kind)?, name);
+        }
+        Ok(())
+    }
+
+    /// Whatever a payload is built from, its `type` reads back as the kind it was
+    /// written with (what the hub routes by).
+    #[test]
+    fn every_payload_reads_back_as_its_kind() -> anyhow::Result<()> {
+        #[derive(Deserialize)]
+        struct Head {
+            #[serde(rename = "type")]
+            kind: EventKind,
+        }
+        let at = DateTime::from_timestamp(0, 0).unwrap_or_default();
+        let chat_events = [
+            ChatEvent::Typing {
+                chat_id: 1,
+                user_id: 2,
+                username: "ann".to_owned(),
+            },
+            ChatEvent::Deleted {
+                chat_id: 1,
+                deleted_by: 2,
+            },
+        ];
+        let user_events = [
+            UserEvent::SessionRevoked {
+                user_id: 1,
+                session_id: "s".to_owned(),
+            },
+            UserEvent::PermissionsChanged { user_id: 1 },
+            UserEvent::Presence(PresenceChange {
+                user_id: 1,
+                online: false,
+                last_seen_at: Some(at),
+                chats: vec![3],
+                friends: vec![],
+            }),
+        ];
+        for event in &chat_events {
+            let head: Head = serde_json::from_str(&event.to_payload()?)?;
+            assert_eq!(head.kind, event.kind());
+        }
+        for event in &user_events {
+            let payload = event.to_payload()?;
+            let head: Head = serde_json::from_str(&payload)?;
+            assert_eq!(head.kind, event.kind());
+            assert!(payload.contains(r#""user_id":1"#), "{payload}");
+        }
         Ok(())
     }
 }

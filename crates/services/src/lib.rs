@@ -24,4 +24,4 @@ pub mod users;
 pub mod writer;
 
 pub use context::{AppContext, AuthSettings, ChatSettings, TestHook};
-pub use error::{ServiceError, ServiceResult};
+pub use error::{ClientError, ServiceError, ServiceResult};

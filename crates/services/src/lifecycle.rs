@@ -36,6 +36,35 @@ impl Lifecycle {
     }
 }
 
+/// What readiness reports: each dependency's state and whether the process drains.
+#[derive(Debug)]
+pub struct Readiness {
+    /// The database answered (or what failed).
+    pub database: Result<(), String>,
+    /// The cache answered: always for the in-process one, Redis when configured.
+    pub cache: Result<(), String>,
+    /// A stop has begun.
+    pub draining: bool,
+}
+
+impl Readiness {
+    /// Ready to take work.
+    pub fn ready(&self) -> bool {
+        self.database.is_ok() && self.cache.is_ok() && !self.draining
+    }
+}
+
+/// Asks the database and the cache at once; the stop state is read after them, so a stop
+/// that began meanwhile is not reported ready.
+pub async fn readiness(ctx: &crate::AppContext) -> Readiness {
+    let (database, cache) = tokio::join!(ctx.store.db.ping(), ctx.store.cache.ping());
+    Readiness {
+        database: database.map_err(|e| e.to_string()),
+        cache: cache.map_err(|e| e.to_string()),
+        draining: ctx.lifecycle.is_draining(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

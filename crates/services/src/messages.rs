@@ -5,6 +5,7 @@ use chat_db::DbError;
 use chat_db::models::{ChatRow, HistoryRange, MembershipRow, MessageRow};
 use chat_domain::permissions;
 use chat_domain::{ClientId, FieldErrors, MessageBody};
+use chat_selectors::chats::Profile;
 use chat_selectors::{ENTITY_TTL, keys};
 use serde::Serialize;
 use std::sync::Arc;
@@ -295,7 +296,7 @@ async fn send_message_with(
     if pacing == Pacing::Wait {
         ctx.limits.acquire(rate_limit::MESSAGES, &budget).await;
     }
-    let (access, profile) = access_with(ctx, principal, chat_id, true).await?;
+    let (access, profile) = access_with(ctx, principal, chat_id, Profile::Include).await?;
     permissions::post_in_chat(access.actor).map_err(denied)?;
     let mut errors = FieldErrors::new();
     let body = errors.check("content", MessageBody::parse(&input.content));
@@ -371,7 +372,7 @@ pub async fn edit_message(
     message_id: i64,
     content: &str,
 ) -> Result<MessageView, ServiceError> {
-    let (access, profile) = access_with(ctx, principal, chat_id, true).await?;
+    let (access, profile) = access_with(ctx, principal, chat_id, Profile::Include).await?;
     permissions::post_in_chat(access.actor).map_err(denied)?;
     let message = load_message(ctx, chat_id, message_id).await?;
     permissions::edit_message(principal.user_id, message.sender_id).map_err(denied)?;

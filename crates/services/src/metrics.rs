@@ -47,6 +47,15 @@ pub struct Metrics {
     /// `chat_delivery_latency_seconds`: from a message's acceptance to its event being
     /// queued on this instance's sockets (once per message and instance).
     pub delivery_latency: Histogram,
+    /// `chat_message_queue_seconds`: how long a send waited for its writer's batch to
+    /// start (from being handed to the writer).
+    pub message_queue: Histogram,
+    /// `chat_message_batch_size`: messages per committed batch.
+    pub batch_size: Histogram,
+    /// `chat_message_commit_duration_seconds`: one batch's transaction.
+    pub commit_duration: Histogram,
+    /// `chat_message_publish_duration_seconds`: publishing one committed batch.
+    pub publish_duration: Histogram,
     /// `chat_bus_lagged_total`: bus messages this instance skipped because it fell
     /// behind (its sockets were told to resynchronise).
     pub bus_lagged: IntCounter,
@@ -147,6 +156,33 @@ impl Metrics {
             .buckets(DELIVERY_BUCKETS.to_vec()),
         )?;
         r.register(Box::new(delivery_latency.clone()))?;
+        let stage = |name: &str, help: &str| -> prometheus::Result<Histogram> {
+            let h = Histogram::with_opts(
+                HistogramOpts::new(name, help).buckets(DELIVERY_BUCKETS.to_vec()),
+            )?;
+            r.register(Box::new(h.clone()))?;
+            Ok(h)
+        };
+        let message_queue = stage(
+            "chat_message_queue_seconds",
+            "How long a send waited for its writer's batch to start.",
+        )?;
+        let commit_duration = stage(
+            "chat_message_commit_duration_seconds",
+            "Duration of one message batch's transaction.",
+        )?;
+        let publish_duration = stage(
+            "chat_message_publish_duration_seconds",
+            "Duration of publishing one committed batch.",
+        )?;
+        let batch_size = Histogram::with_opts(
+            HistogramOpts::new("chat_message_batch_size", "Messages per committed batch.").buckets(
+                vec![
+                    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0, 4096.0,
+                ],
+            ),
+        )?;
+        r.register(Box::new(batch_size.clone()))?;
         let pool_connections = IntGaugeVec::new(
             Opts::new(
                 "chat_db_pool_connections",
@@ -183,6 +219,10 @@ impl Metrics {
                 "Events queued to this instance's sockets (one per socket).",
             )?,
             delivery_latency,
+            message_queue,
+            batch_size,
+            commit_duration,
+            publish_duration,
             bus_lagged: counter(
                 &r,
                 "chat_bus_lagged_total",

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::events::{ChatEvent, chat_topic};
+use crate::metrics::Metrics;
 
 /// Most messages in one PostgreSQL transaction (four writers share the load).
 pub const MAX_BATCH_POSTGRES: usize = 256;
@@ -80,6 +81,8 @@ type Stored = Result<Option<MessageRow>, DbError>;
 struct Job {
     message: PendingMessage,
     reply: oneshot::Sender<Stored>,
+    /// When it was handed to the writer (for the queue-wait histogram).
+    enqueued: Instant,
     /// Counts the send as in flight until the writer has answered it (dropped with
     /// the job).
     _in_flight: InFlight,
@@ -142,7 +145,12 @@ fn add_micros(counter: &AtomicU64, since: Instant) {
 impl MessageWriter {
     /// Starts the writer tasks (inside a tokio runtime). `cache` gets each chat's newest
     /// seq after every commit (`history_last`, see [`crate::history_cache`]).
-    pub fn start(db: DbPool, bus: Arc<dyn EventBus>, cache: Arc<dyn Cache>) -> Self {
+    pub fn start(
+        db: DbPool,
+        bus: Arc<dyn EventBus>,
+        cache: Arc<dyn Cache>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let (writers, max_batch) = match db {
             DbPool::Postgres(_) => (POSTGRES_WRITERS, MAX_BATCH_POSTGRES),
             DbPool::Sqlite(_) => (1, MAX_BATCH_SQLITE),
@@ -156,7 +164,7 @@ impl MessageWriter {
                     bus.clone(),
                     cache.clone(),
                     (queue, max_batch),
-                    stats.clone(),
+                    (stats.clone(), metrics.clone()),
                 ));
                 jobs
             })
@@ -212,6 +220,7 @@ impl MessageWriter {
             .send(Job {
                 message,
                 reply,
+                enqueued: Instant::now(),
                 _in_flight: in_flight,
             })
             .await
@@ -225,7 +234,7 @@ async fn run(
     bus: Arc<dyn EventBus>,
     cache: Arc<dyn Cache>,
     (mut queue, max_batch): (mpsc::Receiver<Job>, usize),
-    stats: Arc<Counters>,
+    (stats, metrics): (Arc<Counters>, Arc<Metrics>),
 ) {
     let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
     loop {
@@ -234,13 +243,22 @@ async fn run(
             return;
         }
         let started = Instant::now();
+        for job in &jobs {
+            metrics
+                .message_queue
+                .observe(started.duration_since(job.enqueued).as_secs_f64());
+        }
         let outcome = {
             let batch: Vec<NewMessage<'_>> = jobs.iter().map(|j| j.message.as_new()).collect();
             MessageRow::insert_batch(&db, &batch).await
         };
         add_micros(&stats.commit_micros, started);
+        metrics
+            .commit_duration
+            .observe(started.elapsed().as_secs_f64());
         match outcome {
             Ok(results) => {
+                metrics.batch_size.observe(jobs.len() as f64);
                 // Before anyone is answered: a sender reading history right after its
                 // acknowledgement must not be served a kept page without its message.
                 record_newest(cache.as_ref(), &results).await;
@@ -254,10 +272,11 @@ async fn run(
                         message,
                         reply,
                         _in_flight: guard,
+                        ..
                     } = job;
                     answered.push(guard);
                     if let Ok(Some(row)) = &result {
-                        match serde_json::to_string(&ChatEvent::stored(row, message.sender)) {
+                        match ChatEvent::stored(row, message.sender).to_payload() {
                             Ok(payload) => events.push((chat_topic(row.chat_id), payload)),
                             Err(err) => {
                                 tracing::error!(error = %err, "cannot serialize chat event")
@@ -272,6 +291,9 @@ async fn run(
                 // in seq order on the bus.
                 bus.publish_many(events).await;
                 add_micros(&stats.publish_micros, publishing);
+                metrics
+                    .publish_duration
+                    .observe(publishing.elapsed().as_secs_f64());
                 drop(answered);
             }
             Err(err) => {

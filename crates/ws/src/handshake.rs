@@ -10,8 +10,9 @@ use actix_web::body::{BodyStream, BoxBody};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
+use chat_domain::{ChatId, Seq, UserId};
 use chat_services::auth::{Principal, authenticate, redeem_ws_ticket};
-use chat_services::chats::{authorize_socket, my_chat_positions, open_direct};
+use chat_services::chats::{ChatPosition, authorize_socket, my_chat_positions, open_direct};
 use chat_services::client::ProxyPolicy;
 use chat_services::{AppContext, ServiceError, rate_limit};
 use serde::Deserialize;
@@ -19,7 +20,7 @@ use serde::Deserialize;
 use crate::frames::Inbound;
 use crate::hub::{Hub, Scope, TooManySockets};
 use crate::outbox::OutboundBody;
-use crate::protocol::{FrameError, MAX_FRAME_BYTES, MAX_RETRIEVE, service_error};
+use crate::protocol::{MAX_FRAME_BYTES, MAX_RETRIEVE};
 use crate::session::{Connection, FrameBudget};
 
 /// The sub-protocol answered when a client offers `chat, <token>`.
@@ -83,26 +84,10 @@ fn refuse(status: StatusCode, code: &str, detail: &str) -> HttpResponse {
 }
 
 fn refuse_service(err: ServiceError) -> HttpResponse {
-    let retry_after = match &err {
-        ServiceError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
-        ServiceError::ShuttingDown => Some(1),
-        _ => None,
-    };
-    let status = match &err {
-        ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
-        ServiceError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-        ServiceError::Forbidden { .. } => StatusCode::FORBIDDEN,
-        ServiceError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        ServiceError::Conflict { .. } => StatusCode::CONFLICT,
-        ServiceError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-        ServiceError::Unavailable(_) | ServiceError::ShuttingDown => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    let FrameError { code, detail } = service_error(err);
-    let mut response = refuse(status, code, &detail);
-    if let Some(seconds) = retry_after {
+    let client = err.into_client();
+    let status = StatusCode::from_u16(client.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = refuse(status, client.code, &client.detail);
+    if let Some(seconds) = client.retry_after {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
@@ -163,9 +148,8 @@ async fn principal(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim().to_owned());
+        .and_then(chat_services::auth::bearer_token)
+        .map(str::to_owned);
     if let Some(token) = header {
         return authenticate(ctx, &token).await.map_err(refuse_service);
     }
@@ -185,8 +169,8 @@ async fn principal(
 struct Accepted {
     principal: Principal,
     scope: Scope,
-    /// `(chat, last_seq)` of the chats it follows.
-    chats: Vec<(i64, i64)>,
+    /// The chats it follows, from where.
+    chats: Vec<ChatPosition>,
 }
 
 async fn upgrade(
@@ -208,7 +192,7 @@ async fn upgrade(
     let inbound = Inbound::new(body.into_inner(), MAX_FRAME_BYTES);
     let hub: Arc<Hub> = hub.into_inner();
     let registration = match hub.register(
-        accepted.principal.user_id,
+        UserId(accepted.principal.user_id),
         &accepted.principal.session_id,
         accepted.scope,
         &accepted.chats,
@@ -311,7 +295,7 @@ pub async fn ws_all(
         Ok(principal) => principal,
         Err(refusal) => return refusal,
     };
-    let chats = match my_chat_positions(&ctx, principal.user_id).await {
+    let chats = match my_chat_positions(&ctx, UserId(principal.user_id)).await {
         Ok(chats) => chats,
         Err(err) => return refuse_service(err),
     };
@@ -344,7 +328,7 @@ pub async fn ws_chat(
     settings: web::Data<WsSettings>,
     query: web::Query<HandshakeQuery>,
 ) -> HttpResponse {
-    let chat = path.into_inner();
+    let chat = ChatId(path.into_inner());
     let principal = match checked(&req, &ctx, &settings, &query).await {
         Ok(principal) => principal,
         Err(refusal) => return refusal,
@@ -357,7 +341,10 @@ pub async fn ws_chat(
     let accepted = Accepted {
         principal,
         scope: Scope::Chat(chat),
-        chats: vec![(chat, last_seq)],
+        chats: vec![ChatPosition {
+            chat_id: chat,
+            last_seq,
+        }],
     };
     upgrade(req, body, ctx, hub, &settings, history, accepted).await
 }
@@ -387,14 +374,17 @@ pub async fn ws_direct(
         );
     }
     let (chat, last_seq) = match open_direct(&ctx, &principal, other).await {
-        Ok((chat, _)) => (chat.id, chat.last_seq),
+        Ok((chat, _)) => (ChatId(chat.id), Seq(chat.last_seq)),
         Err(err) => return refuse_service(err),
     };
     let history = query.history;
     let accepted = Accepted {
         principal,
         scope: Scope::Chat(chat),
-        chats: vec![(chat, last_seq)],
+        chats: vec![ChatPosition {
+            chat_id: chat,
+            last_seq,
+        }],
     };
     upgrade(req, body, ctx, hub, &settings, history, accepted).await
 }

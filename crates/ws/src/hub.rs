@@ -33,7 +33,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::web::Bytes;
-use chat_services::events::{BusMessage, PresenceChange};
+use chat_domain::{ChatId, UserId};
+use chat_services::chats::ChatPosition;
+use chat_services::events::{BusMessage, EventKind, PresenceChange};
 use chat_services::metrics::Metrics;
 use serde::Deserialize;
 use tokio::sync::{Notify, broadcast};
@@ -62,7 +64,7 @@ pub enum Scope {
     /// `/ws`: every chat of the user, and the user's notifications.
     AllChats,
     /// `/ws/chats/{id}` or `/ws/direct/{user_id}`: one chat.
-    Chat(i64),
+    Chat(ChatId),
 }
 
 /// Tells a socket task to close, and why.
@@ -214,10 +216,13 @@ impl Default for Hub {
     }
 }
 
+/// What the hub reads of an event to route it: its kind (typed: the one list in
+/// [`EventKind`]) and the few fields routing needs. The rest of the payload is forwarded
+/// as it is, never parsed.
 #[derive(Deserialize)]
 struct Head {
     #[serde(rename = "type")]
-    kind: String,
+    kind: EventKind,
     seq: Option<i64>,
     user_id: Option<i64>,
     session_id: Option<String>,
@@ -258,11 +263,12 @@ impl Hub {
     /// the user already holds [`HubLimits::max_sockets_per_user`] sockets here.
     pub fn register(
         &self,
-        user_id: i64,
+        user_id: UserId,
         session_id: &str,
         scope: Scope,
-        chats: &[(i64, i64)],
+        chats: &[ChatPosition],
     ) -> Result<Registration, TooManySockets> {
+        let user_id = user_id.0;
         let mut state = self.lock();
         let max = self.limits.max_sockets_per_user;
         if state.by_user.get(&user_id).map_or(0, HashSet::len) >= max {
@@ -286,7 +292,7 @@ impl Hub {
                 revalidate: revalidate.clone(),
             },
         );
-        state.add_chats(id, chats);
+        state.add_chats(id, &raw_positions(chats));
         drop(state);
         // Registered after the stop began (its handshake was already under way): it
         // closes like the others rather than keep the process waiting.
@@ -318,13 +324,13 @@ impl Hub {
     /// Replaces the chats socket `id` follows with `chats` (what it read after
     /// [`Hub::begin_revalidation`]), then re-applies the membership changes that passed
     /// since. `None` (the read failed) keeps what it follows.
-    pub fn finish_revalidation(&self, id: ConnId, chats: Option<&[(i64, i64)]>) {
+    pub fn finish_revalidation(&self, id: ConnId, chats: Option<&[ChatPosition]>) {
         let mut state = self.lock();
         let Some(journal) = state.conns.get_mut(&id).and_then(|c| c.journal.take()) else {
             return;
         };
         let Some(chats) = chats else { return };
-        let mut wanted: HashMap<i64, i64> = chats.iter().copied().collect();
+        let mut wanted: HashMap<i64, i64> = raw_positions(chats).into_iter().collect();
         for (chat, joined) in journal {
             if joined {
                 wanted.entry(chat).or_insert(0);
@@ -361,12 +367,12 @@ impl Hub {
     }
 
     /// The chats socket `id` follows now (tests and diagnostics).
-    pub fn followed(&self, id: ConnId) -> Vec<i64> {
-        let mut chats: Vec<i64> = self
+    pub fn followed(&self, id: ConnId) -> Vec<ChatId> {
+        let mut chats: Vec<ChatId> = self
             .lock()
             .conns
             .get(&id)
-            .map(|c| c.chats.iter().copied().collect())
+            .map(|c| c.chats.iter().copied().map(ChatId).collect())
             .unwrap_or_default();
         chats.sort_unstable();
         chats
@@ -428,8 +434,8 @@ impl Hub {
             .and_then(|c| c.parse::<i64>().ok())
         {
             let Some(head) = head else { return };
-            match head.kind.as_str() {
-                "chat.message" => {
+            match head.kind {
+                EventKind::Message => {
                     if let (Some(metrics), Some(at), true) = (
                         &self.metrics,
                         head.created_at,
@@ -445,46 +451,68 @@ impl Hub {
                         None => state.deliver_to_chat(chat, &payload()),
                     }
                 }
-                "chat.member_joined" => {
+                EventKind::MemberJoined => {
                     if let Some(user) = head.user_id {
                         state.follow(chat, user);
                     }
                     state.deliver_to_chat(chat, &payload());
                 }
-                "chat.member_left" => {
+                EventKind::MemberLeft => {
                     state.deliver_to_chat(chat, &payload());
                     if let Some(user) = head.user_id {
                         state.unfollow(chat, user);
                     }
                 }
-                "chat.typing" => state.deliver_to_chat_except(chat, &payload(), head.user_id),
-                "chat.deleted" => {
+                EventKind::Typing => state.deliver_to_chat_except(chat, &payload(), head.user_id),
+                EventKind::Deleted => {
                     state.flush_held(chat);
                     state.deliver_to_chat(chat, &payload());
                     state.drop_chat(chat);
                 }
-                _ => state.deliver_to_chat(chat, &payload()),
+                EventKind::MessageEdited
+                | EventKind::MessageDeleted
+                | EventKind::Read
+                | EventKind::RoleChanged
+                | EventKind::Updated => state.deliver_to_chat(chat, &payload()),
+                EventKind::Presence
+                | EventKind::Notification
+                | EventKind::SessionRevoked
+                | EventKind::PermissionsChanged => {
+                    tracing::warn!(kind = ?head.kind, chat, "a personal event on a chat topic; dropped");
+                }
             }
         } else if let Some(user) = message
             .topic
             .strip_prefix("user.")
             .and_then(|u| u.parse::<i64>().ok())
         {
-            match head.as_ref().map(|h| h.kind.as_str()) {
-                Some("presence") => {
+            let Some(head) = head else { return };
+            match head.kind {
+                EventKind::Presence => {
                     match serde_json::from_str::<PresenceChange>(&message.payload) {
                         Ok(change) if change.user_id == user => state.deliver_presence(&change),
                         Ok(_) => {}
                         Err(err) => tracing::warn!(error = %err, "malformed presence event"),
                     }
                 }
-                Some("session.revoked") => {
-                    let session = head.and_then(|h| h.session_id).unwrap_or_default();
+                EventKind::SessionRevoked => {
+                    let session = head.session_id.unwrap_or_default();
                     state.close_session(user, &session);
                 }
-                Some("user.permissions_changed") => state.close_user(user, Closing::Reauthenticate),
-                Some(_) => state.deliver_to_user(user, &payload()),
-                None => {}
+                EventKind::PermissionsChanged => state.close_user(user, Closing::Reauthenticate),
+                EventKind::Notification => state.deliver_to_user(user, &payload()),
+                EventKind::Message
+                | EventKind::MessageEdited
+                | EventKind::MessageDeleted
+                | EventKind::Read
+                | EventKind::MemberJoined
+                | EventKind::MemberLeft
+                | EventKind::RoleChanged
+                | EventKind::Updated
+                | EventKind::Typing
+                | EventKind::Deleted => {
+                    tracing::warn!(kind = ?head.kind, user, "a chat event on a user topic; dropped");
+                }
             }
         }
     }
@@ -551,6 +579,11 @@ fn remove_from(map: &mut HashMap<i64, HashSet<ConnId>>, key: i64, id: ConnId) {
             map.remove(&key);
         }
     }
+}
+
+/// The hub's state keeps plain numbers (its maps are keyed by them).
+fn raw_positions(chats: &[ChatPosition]) -> Vec<(i64, i64)> {
+    chats.iter().map(|p| (p.chat_id.0, p.last_seq.0)).collect()
 }
 
 impl State {
@@ -764,7 +797,7 @@ impl State {
                 if let Some(journal) = &mut conn.journal {
                     journal.push((chat, false));
                 }
-                if conn.scope == Scope::Chat(chat) {
+                if conn.scope == Scope::Chat(ChatId(chat)) {
                     conn.shut(Closing::RemovedFromChat);
                 }
             }
@@ -779,7 +812,7 @@ impl State {
                     if let Some(journal) = &mut conn.journal {
                         journal.push((chat, false));
                     }
-                    if conn.scope == Scope::Chat(chat) {
+                    if conn.scope == Scope::Chat(ChatId(chat)) {
                         conn.shut(Closing::ChatDeleted);
                     }
                 }
@@ -841,12 +874,55 @@ mod tests {
         scope: Scope,
         chats: &[(i64, i64)],
     ) -> Registration {
-        hub.register(user, session, scope, chats)
+        let chats: Vec<ChatPosition> = chats
+            .iter()
+            .map(|&(chat, seq)| ChatPosition {
+                chat_id: ChatId(chat),
+                last_seq: chat_domain::Seq(seq),
+            })
+            .collect();
+        hub.register(UserId(user), session, scope, &chats)
             .unwrap_or_else(|e| panic!("registration refused: {e:?}"))
     }
 
     fn reason(reg: &Registration) -> Option<Closing> {
         *reg.close.reason.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The fan-out hot path with and without metrics, for an instruction count under
+    /// callgrind (docs/benchmarks.md): `HUB_COST_METRICS=1` turns metrics on.
+    /// `cargo test --release -p chat-ws --lib -- --ignored fan_out_cost`.
+    #[test]
+    #[ignore = "a measurement, run by hand under callgrind"]
+    fn fan_out_cost() -> Result<(), Box<dyn std::error::Error>> {
+        let mut hub = Hub::with_limits(HubLimits {
+            max_queued_bytes: 1 << 30,
+            max_sockets_per_user: 64,
+        });
+        if std::env::var_os("HUB_COST_METRICS").is_some() {
+            hub.metrics = Some(Arc::new(Metrics::new(false)?));
+        }
+        let sockets: Vec<Registration> = (0..10)
+            .map(|user| register(&hub, user, "s", Scope::Chat(ChatId(1)), &[(1, 0)]))
+            .collect();
+        for socket in &sockets {
+            socket.outbound.release();
+        }
+        let created_at = chrono::Utc::now().to_rfc3339();
+        for seq in 1..=20_000 {
+            let event = message(
+                "chat.1",
+                serde_json::json!({"type": "chat.message", "chat_id": 1, "id": seq, "seq": seq,
+                    "message": "hello there", "sender_id": 1, "created_at": created_at}),
+            );
+            hub.handle(&event);
+            if seq % 100 == 0 {
+                for socket in &sockets {
+                    socket.outbound.take_all();
+                }
+            }
+        }
+        Ok(())
     }
 
     fn seqs(outbox: &Outbox) -> Vec<i64> {
@@ -864,7 +940,7 @@ mod tests {
     #[test]
     fn messages_are_delivered_in_seq_order() {
         let hub = Hub::default();
-        let reg = register(&hub, 1, "s", Scope::Chat(7), &[(7, 0)]);
+        let reg = register(&hub, 1, "s", Scope::Chat(ChatId(7)), &[(7, 0)]);
         for seq in [1, 3, 2, 5, 4] {
             hub.handle(&message(
                 "chat.7",
@@ -910,7 +986,7 @@ mod tests {
     fn membership_events_change_who_follows() {
         let hub = Hub::default();
         let all = register(&hub, 2, "s2", Scope::AllChats, &[]);
-        let one = register(&hub, 2, "s2b", Scope::Chat(9), &[(9, 0)]);
+        let one = register(&hub, 2, "s2b", Scope::Chat(ChatId(9)), &[(9, 0)]);
         hub.handle(&message(
             "chat.9",
             serde_json::json!({"type": "chat.member_joined", "user_id": 2}),
@@ -942,8 +1018,8 @@ mod tests {
             max_queued_bytes: 10_000,
             ..HubLimits::default()
         });
-        let slow = register(&hub, 1, "a", Scope::Chat(5), &[(5, 0)]);
-        let fast = register(&hub, 2, "b", Scope::Chat(5), &[(5, 0)]);
+        let slow = register(&hub, 1, "a", Scope::Chat(ChatId(5)), &[(5, 0)]);
+        let fast = register(&hub, 2, "b", Scope::Chat(ChatId(5)), &[(5, 0)]);
         // About 100 bytes a frame: 10 000 bytes hold about 100 of them.
         for seq in 1..=200 {
             hub.handle(&message(
@@ -959,7 +1035,7 @@ mod tests {
     #[test]
     fn the_first_messages_of_a_chat_are_ordered_from_its_last_seq() {
         let hub = Hub::default();
-        let reg = register(&hub, 1, "s", Scope::Chat(7), &[(7, 10)]);
+        let reg = register(&hub, 1, "s", Scope::Chat(ChatId(7)), &[(7, 10)]);
         for seq in [12, 11] {
             hub.handle(&message(
                 "chat.7",
@@ -972,8 +1048,8 @@ mod tests {
     #[test]
     fn typing_is_not_echoed_and_a_bus_gap_resyncs_without_closing() {
         let hub = Hub::default();
-        let typer = register(&hub, 1, "a", Scope::Chat(3), &[(3, 0)]);
-        let other = register(&hub, 2, "b", Scope::Chat(3), &[(3, 0)]);
+        let typer = register(&hub, 1, "a", Scope::Chat(ChatId(3)), &[(3, 0)]);
+        let other = register(&hub, 2, "b", Scope::Chat(ChatId(3)), &[(3, 0)]);
         hub.handle(&message(
             "chat.3",
             serde_json::json!({"type": "chat.typing", "user_id": 1}),
@@ -1005,22 +1081,22 @@ mod tests {
         let first = register(&hub, 1, "s", Scope::AllChats, &[]);
         let _second = register(&hub, 1, "s", Scope::AllChats, &[]);
         assert_eq!(
-            hub.register(1, "s", Scope::AllChats, &[]).err(),
+            hub.register(UserId(1), "s", Scope::AllChats, &[]).err(),
             Some(TooManySockets { max: 2 })
         );
         assert!(
-            hub.register(2, "t", Scope::AllChats, &[]).is_ok(),
+            hub.register(UserId(2), "t", Scope::AllChats, &[]).is_ok(),
             "per user"
         );
         hub.unregister(first.id);
-        assert!(hub.register(1, "s", Scope::AllChats, &[]).is_ok());
+        assert!(hub.register(UserId(1), "s", Scope::AllChats, &[]).is_ok());
     }
 
     #[test]
     fn presence_reaches_each_socket_sharing_a_chat_or_a_friendship_once() {
         let hub = Hub::default();
         let all = register(&hub, 2, "a", Scope::AllChats, &[(1, 0), (2, 0), (3, 0)]);
-        let chat_socket = register(&hub, 3, "b", Scope::Chat(2), &[(2, 0)]);
+        let chat_socket = register(&hub, 3, "b", Scope::Chat(ChatId(2)), &[(2, 0)]);
         let friend = register(&hub, 4, "c", Scope::AllChats, &[]);
         let stranger = register(&hub, 5, "d", Scope::AllChats, &[(9, 0)]);
         let own = register(&hub, 7, "e", Scope::AllChats, &[(1, 0)]);
@@ -1071,12 +1147,16 @@ mod tests {
             serde_json::json!({"type": "chat.member_joined", "user_id": 1}),
         ));
         // The read saw 2 and 3 (before the leave), not 1 (left earlier), nor 4 (joined after).
-        hub.finish_revalidation(reg.id, Some(&[(2, 0), (3, 0)]));
-        assert_eq!(hub.followed(reg.id), [2, 4]);
+        let read = [(2, 0), (3, 0)].map(|(chat, seq)| ChatPosition {
+            chat_id: ChatId(chat),
+            last_seq: chat_domain::Seq(seq),
+        });
+        hub.finish_revalidation(reg.id, Some(&read));
+        assert_eq!(hub.followed(reg.id), [ChatId(2), ChatId(4)]);
         // A failed read changes nothing.
         hub.begin_revalidation(reg.id);
         hub.finish_revalidation(reg.id, None);
-        assert_eq!(hub.followed(reg.id), [2, 4]);
+        assert_eq!(hub.followed(reg.id), [ChatId(2), ChatId(4)]);
     }
 
     #[test]
@@ -1097,7 +1177,7 @@ mod tests {
     #[test]
     fn a_revoked_session_gets_nothing_queued_or_published_later() {
         let hub = Hub::default();
-        let reg = register(&hub, 1, "s1", Scope::Chat(5), &[(5, 0)]);
+        let reg = register(&hub, 1, "s1", Scope::Chat(ChatId(5)), &[(5, 0)]);
         hub.handle(&message(
             "chat.5",
             serde_json::json!({"type": "chat.message", "seq": 1}),

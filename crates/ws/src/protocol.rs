@@ -130,33 +130,11 @@ impl ClientFrame {
     }
 }
 
-/// The code and detail of a service error, as an `error` event carries them.
+/// The code and detail of a service error, as an `error` event carries them (the
+/// mapping shared with HTTP: [`ServiceError::into_client`]).
 pub fn service_error(err: ServiceError) -> FrameError {
-    match err {
-        ServiceError::NotFound(detail) => FrameError::new("not_found", detail),
-        ServiceError::Unauthorized { code, detail }
-        | ServiceError::Forbidden { code, detail }
-        | ServiceError::Conflict { code, detail } => FrameError::new(code, detail),
-        ServiceError::Validation(errors) => {
-            FrameError::new("validation_failed", errors.to_string())
-        }
-        ServiceError::RateLimited { retry_after_secs } => FrameError::new(
-            "rate_limited",
-            format!("too many requests; retry in {retry_after_secs} s"),
-        ),
-        ServiceError::Unavailable(_) => FrameError::new(
-            "unavailable",
-            "the service is temporarily unavailable; retry shortly",
-        ),
-        ServiceError::ShuttingDown => FrameError::new(
-            "shutting_down",
-            "the server is shutting down; reconnect and resend (with the same client_id)",
-        ),
-        ServiceError::Internal(err) => {
-            tracing::error!(error = ?err, "internal error in a websocket action");
-            FrameError::new("internal_error", "an internal error occurred")
-        }
-    }
+    let client = err.into_client();
+    FrameError::new(client.code, client.detail)
 }
 
 /// `{"type": "error", code, detail, request_id}`.

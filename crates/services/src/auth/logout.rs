@@ -4,9 +4,10 @@ use chat_db::models::SessionRow;
 use chat_selectors::sessions::invalidate_session;
 
 use crate::auth::Principal;
+use crate::events::{UserEvent, publish_user};
 use crate::{AppContext, ServiceError};
 
-/// Bus topic of a user's own events (session revocations now; notifications later).
+/// Bus topic of a user's own events (presence, notifications, session ends).
 pub fn user_topic(user_id: i64) -> String {
     format!("user.{user_id}")
 }
@@ -20,10 +21,11 @@ pub(crate) async fn revoke_session(
 ) -> Result<(), ServiceError> {
     SessionRow::revoke(&ctx.store.db, session_id, chat_db::now()).await?;
     invalidate_session(&ctx.store, session_id).await;
-    let event = serde_json::json!({"type": "session.revoked", "user_id": user_id, "session_id": session_id});
-    ctx.bus
-        .publish(&user_topic(user_id), event.to_string())
-        .await;
+    let event = UserEvent::SessionRevoked {
+        user_id,
+        session_id: session_id.to_owned(),
+    };
+    publish_user(ctx, user_id, &event).await;
     Ok(())
 }
 
@@ -45,10 +47,11 @@ pub async fn revoke_user_sessions(
         SessionRow::revoke_all_for_user(&ctx.store.db, user_id, keep, chat_db::now()).await?;
     for session_id in &revoked {
         invalidate_session(&ctx.store, session_id).await;
-        let event = serde_json::json!({"type": "session.revoked", "user_id": user_id, "session_id": session_id});
-        ctx.bus
-            .publish(&user_topic(user_id), event.to_string())
-            .await;
+        let event = UserEvent::SessionRevoked {
+            user_id,
+            session_id: session_id.clone(),
+        };
+        publish_user(ctx, user_id, &event).await;
     }
     Ok(revoked.len())
 }

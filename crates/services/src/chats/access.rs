@@ -3,7 +3,9 @@
 
 use chat_domain::permissions::{Actor, Denied};
 use chat_domain::{ChatKind, Role, Visibility};
-use chat_selectors::chats::{AccessRead, ChatHeader, chat_access, session_and_chat_access};
+use chat_selectors::chats::{
+    AccessRead, ChatHeader, Profile, chat_access, session_and_chat_access,
+};
 use chat_selectors::users::UserProfile;
 
 use crate::auth::tokens::AccessClaims;
@@ -30,18 +32,18 @@ pub(crate) async fn access(
     principal: &Principal,
     chat_id: i64,
 ) -> Result<ChatAccess, ServiceError> {
-    Ok(access_with(ctx, principal, chat_id, false).await?.0)
+    Ok(access_with(ctx, principal, chat_id, Profile::Skip).await?.0)
 }
 
-/// [`access`] plus the caller's profile (`with_profile`), all read from the cache in one
+/// [`access`] plus, with [`Profile::Include`], the caller's profile, all read from the cache in one
 /// round trip: what a send needs.
 pub(crate) async fn access_with(
     ctx: &AppContext,
     principal: &Principal,
     chat_id: i64,
-    with_profile: bool,
+    profile: Profile,
 ) -> Result<(ChatAccess, Option<UserProfile>), ServiceError> {
-    let read = chat_access(&ctx.store, chat_id, principal.user_id, with_profile).await?;
+    let read = chat_access(&ctx.store, chat_id, principal.user_id, profile).await?;
     access_from(principal, chat_id, read)
 }
 

@@ -3,6 +3,7 @@
 
 use chat_db::models::MembershipRow;
 use chat_domain::permissions;
+use chat_domain::{ChatId, Seq, UserId};
 use chat_selectors::users::user_profile;
 
 use crate::auth::Principal;
@@ -10,13 +11,30 @@ use crate::chats::{access, denied};
 use crate::events::{ChatEvent, publish_chat};
 use crate::{AppContext, ServiceError};
 
+/// A chat a socket follows and its newest seq when the socket started following it:
+/// in-order delivery starts after that seq.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChatPosition {
+    /// The chat.
+    pub chat_id: ChatId,
+    /// Its newest seq then.
+    pub last_seq: Seq,
+}
+
 /// Every chat the user belongs to with its current `last_seq` (a `/ws` socket follows
-/// all of them; the seq is where in-order delivery starts).
+/// all of them).
 pub async fn my_chat_positions(
     ctx: &AppContext,
-    user_id: i64,
-) -> Result<Vec<(i64, i64)>, ServiceError> {
-    Ok(MembershipRow::chat_positions_of(&ctx.store.db, user_id).await?)
+    user_id: UserId,
+) -> Result<Vec<ChatPosition>, ServiceError> {
+    Ok(MembershipRow::chat_positions_of(&ctx.store.db, user_id.0)
+        .await?
+        .into_iter()
+        .map(|(chat, seq)| ChatPosition {
+            chat_id: ChatId(chat),
+            last_seq: Seq(seq),
+        })
+        .collect())
 }
 
 /// May the caller hold a socket on this chat? Members only (404 if no such chat).
@@ -24,13 +42,16 @@ pub async fn my_chat_positions(
 pub async fn authorize_socket(
     ctx: &AppContext,
     principal: &Principal,
-    chat_id: i64,
-) -> Result<i64, ServiceError> {
-    let access = access(ctx, principal, chat_id).await?;
+    chat_id: ChatId,
+) -> Result<Seq, ServiceError> {
+    let access = access(ctx, principal, chat_id.0).await?;
     permissions::post_in_chat(access.actor).map_err(denied)?;
-    Ok(chat_db::models::ChatRow::find(&ctx.store.db, chat_id)
-        .await?
-        .map_or(0, |c| c.last_seq))
+    Ok(Seq(chat_db::models::ChatRow::find(
+        &ctx.store.db,
+        chat_id.0,
+    )
+    .await?
+    .map_or(0, |c| c.last_seq)))
 }
 
 /// Broadcasts `chat.typing` (members only; nothing is stored).
@@ -39,7 +60,7 @@ pub async fn typing(
     principal: &Principal,
     chat_id: i64,
 ) -> Result<(), ServiceError> {
-    authorize_socket(ctx, principal, chat_id).await?;
+    authorize_socket(ctx, principal, ChatId(chat_id)).await?;
     let username = user_profile(&ctx.store, principal.user_id)
         .await?
         .map(|u| u.username)

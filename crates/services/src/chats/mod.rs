@@ -15,6 +15,6 @@ pub use groups::{
     join_chat, leave_chat, update_chat,
 };
 pub use list::list_chats;
-pub use live::{authorize_socket, my_chat_positions, typing};
+pub use live::{ChatPosition, authorize_socket, my_chat_positions, typing};
 pub use members::{add_member, change_role, list_members, remove_member};
 pub use views::{ChatView, GroupListing, MEMBER_PREVIEW_MAX, MemberView, MessageView};
