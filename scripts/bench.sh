@@ -10,6 +10,10 @@
 #   scripts/bench.sh sqlite direct  --connections 1000 --rate 2
 #   scripts/bench.sh sqlite idle    --connections 19000 --processes 2 --sources 127.0.0.2,127.0.0.3
 #
+# BENCH_METRICS_OUT=FILE: after the run, the server's /metrics is written to FILE and
+# the disks' /proc/diskstats before and after to FILE.diskstats (scripts/stages.py
+# turns them into the per-stage account of docs/benchmarks.md).
+#
 # Build first: cargo build --release -p chat-server -p chat-loadgen
 set -euo pipefail
 mode=${1:?sqlite or postgres}; shift
@@ -51,5 +55,10 @@ for _ in $(seq 1 50); do
   curl -fs "http://127.0.0.1:$server_port/readyz" >/dev/null 2>&1 && break
   sleep 0.2
 done
+[ -n "${BENCH_METRICS_OUT:-}" ] && cat /proc/diskstats >"$BENCH_METRICS_OUT.diskstats"
 "$bin/chat-loadgen" "$scenario" --server "127.0.0.1:$server_port" --server-pid "$server_pid" \
   --baseline "127.0.0.1:$bare_port" --baseline-pid "$bare_pid" "$@"
+if [ -n "${BENCH_METRICS_OUT:-}" ]; then
+  { echo "--- after"; cat /proc/diskstats; } >>"$BENCH_METRICS_OUT.diskstats"
+  curl -fs "http://127.0.0.1:$server_port/metrics" >"$BENCH_METRICS_OUT"
+fi

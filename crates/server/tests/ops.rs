@@ -330,6 +330,7 @@ async fn metrics_show_sockets_deliveries_the_pool_and_redis(
     assert_eq!(series(&text, "chat_messages_in_flight")?, 0.0);
     // Where a message waited on its way: every send's queue wait, every batch's size,
     // transaction and publish.
+    assert_eq!(series(&text, "chat_message_prepare_seconds_count")?, 3.0);
     assert_eq!(series(&text, "chat_message_queue_seconds_count")?, 3.0);
     let batches = series(&text, "chat_message_batches_total")?;
     assert!(batches >= 1.0);

@@ -296,6 +296,8 @@ async fn send_message_with(
     if pacing == Pacing::Wait {
         ctx.limits.acquire(rate_limit::MESSAGES, &budget).await;
     }
+    // After the budget: a throttled sender's wait is its own, not the server's.
+    let prepared = std::time::Instant::now();
     let (access, profile) = access_with(ctx, principal, chat_id, Profile::Include).await?;
     permissions::post_in_chat(access.actor).map_err(denied)?;
     let mut errors = FieldErrors::new();
@@ -319,6 +321,9 @@ async fn send_message_with(
     // Checked last, just before the writer takes it: a send accepted from here on is
     // committed before the process exits; one refused here was never stored.
     ctx.lifecycle.accepting()?;
+    ctx.metrics
+        .message_prepare
+        .observe(prepared.elapsed().as_secs_f64());
     let pending = PendingMessage {
         chat_id,
         sender_id: principal.user_id,

@@ -47,6 +47,9 @@ pub struct Metrics {
     /// `chat_delivery_latency_seconds`: from a message's acceptance to its event being
     /// queued on this instance's sockets (once per message and instance).
     pub delivery_latency: Histogram,
+    /// `chat_message_prepare_seconds`: from a send reaching the service to its being
+    /// handed to the writer (budget, access check, validation, reply check).
+    pub message_prepare: Histogram,
     /// `chat_message_queue_seconds`: how long a send waited for its writer's batch to
     /// start (from being handed to the writer).
     pub message_queue: Histogram,
@@ -163,6 +166,10 @@ impl Metrics {
             r.register(Box::new(h.clone()))?;
             Ok(h)
         };
+        let message_prepare = stage(
+            "chat_message_prepare_seconds",
+            "From a send reaching the service to its being handed to the writer.",
+        )?;
         let message_queue = stage(
             "chat_message_queue_seconds",
             "How long a send waited for its writer's batch to start.",
@@ -219,6 +226,7 @@ impl Metrics {
                 "Events queued to this instance's sockets (one per socket).",
             )?,
             delivery_latency,
+            message_prepare,
             message_queue,
             batch_size,
             commit_duration,
