@@ -187,8 +187,12 @@ async fn two_people_chat_live_through_the_page_and_survive_a_reload_and_a_restar
     ben.click("#incoming-requests li[data-request-id] button.primary")
         .await?;
     ben.wait_for_text("#friend-list", "@ann").await?;
-    // Ann's list follows the acceptance live (friend_accepted notification).
+    // Ann's list follows the acceptance live (friend_accepted notification), and
+    // shows Ben online: he connected before they were friends, so no event told her;
+    // the friend list itself says so.
     ann.wait_for_text("#friend-list", "@ben").await?;
+    ann.wait_for("#friend-list li[data-user-id] .presence.online")
+        .await?;
     ben.click("#friend-list li[data-user-id] button.primary")
         .await?;
     ben.wait_for("#composer-input").await?;
@@ -204,6 +208,9 @@ async fn two_people_chat_live_through_the_page_and_survive_a_reload_and_a_restar
         "ben: hello ann",
     )
     .await?;
+    // The new chat's member preview says Ben is online.
+    ann.wait_for(&format!("[data-chat-id='{chat}'] .presence.online"))
+        .await?;
     ann.click(&format!("#chat-list [data-chat-id='{chat}']"))
         .await?;
     ann.wait_for_text("#message-list .text", "hello ann")

@@ -353,8 +353,15 @@ export class ChatClient extends EventTarget {
     return this.api.get(`/users${query({ q, limit: 20 })}`);
   }
 
-  friends() {
-    return this.api.get("/friends");
+  /** My friends; their presence goes to the store (the dots of every view). */
+  async friends() {
+    const requestedAt = performance.now();
+    const page = await this.api.get("/friends");
+    this.store.seedPresence(
+      page.items.map((f) => ({ user_id: f.user.id, online: f.online, last_seen_at: f.last_seen_at })),
+      requestedAt,
+    );
+    return page;
   }
 
   friendRequests() {
@@ -379,14 +386,16 @@ export class ChatClient extends EventTarget {
 
   /** The direct chat with a user (created if needed); its id. */
   async directChat(userId) {
+    const requestedAt = performance.now();
     const chat = await this.api.post("/chats/direct", { user_id: userId });
-    this.store.upsertChat(chat);
+    this.store.upsertChat(chat, requestedAt);
     return chat.id;
   }
 
   async createGroup(fields) {
+    const requestedAt = performance.now();
     const chat = await this.api.post("/chats", fields);
-    this.store.upsertChat(chat);
+    this.store.upsertChat(chat, requestedAt);
     return chat.id;
   }
 

@@ -99,7 +99,10 @@ export class Store extends EventTarget {
   /** Whether the chat list has been loaded once. */
   chatsLoaded = false;
   timelines = new Map();
-  /** user id → {online, last_seen_at}: from `presence` events since the socket opened. */
+  /**
+   * user id → {online, last_seen_at, at}: from the lists the API gives (friends, chat
+   * members) and `presence` events; `at` (performance.now()) says how recent it is.
+   */
   presence = new Map();
   /** chat id → Map(user id → {username, until}). */
   typing = new Map();
@@ -141,13 +144,15 @@ export class Store extends EventTarget {
     this.chats = chats;
     this.chatsLoaded = true;
     for (const id of this.timelines.keys()) if (!this.chats.has(id)) this.timelines.delete(id);
+    this.seedPresence(list.flatMap((chat) => chat.members ?? []), requestedAt);
     this.changed("chats");
   }
 
   /** A chat created or joined here (before the next list says so). */
-  upsertChat(chat) {
+  upsertChat(chat, requestedAt = -Infinity) {
     this.chats.set(chat.id, chat);
     this.#added.set(chat.id, performance.now());
+    this.seedPresence(chat.members ?? [], requestedAt);
     this.changed("chats", chat.id);
   }
 
@@ -266,9 +271,29 @@ export class Store extends EventTarget {
     }
   }
 
+  /** A `presence` event: the newest news there is. */
   setPresence(userId, online, lastSeenAt) {
-    this.presence.set(userId, { online, last_seen_at: lastSeenAt ?? null });
+    this.presence.set(userId, { online, last_seen_at: lastSeenAt ?? null, at: performance.now() });
     this.changed("presence");
+  }
+
+  /**
+   * Presence as a list answer gave it (`[{user_id, online, last_seen_at}]`), asked for
+   * at `requestedAt` (performance.now()). An event heard after the request left may be
+   * newer than the answer, so it is kept; anything heard before is replaced. `online:
+   * null` (the server could not read presence) changes nothing.
+   */
+  seedPresence(people, requestedAt = -Infinity) {
+    let changed = false;
+    for (const person of people) {
+      if (typeof person.online !== "boolean") continue;
+      const known = this.presence.get(person.user_id);
+      if (known && known.at >= requestedAt) continue;
+      const lastSeen = person.last_seen_at ?? null;
+      if (known?.online !== person.online || known?.last_seen_at !== lastSeen) changed = true;
+      this.presence.set(person.user_id, { online: person.online, last_seen_at: lastSeen, at: requestedAt });
+    }
+    if (changed) this.changed("presence");
   }
 
   /** Someone is typing in a chat: shown for a few seconds unless renewed. */
