@@ -287,6 +287,8 @@ async fn two_people_chat_live_through_the_page_and_survive_a_reload_and_a_restar
     ben.client.refresh().await?;
     ben.wait_for("#shell").await?;
     assert_complete(&ben, "ben after reload", before_reload).await?;
+    // Ann's read marker is known without a new event: the member list says it.
+    ben.wait_for_text("#message-list .seen", "Seen").await?;
     ben.wait_until(
         "document.querySelector('#connection').dataset.state === 'open'",
         "Ben's socket is back",
@@ -432,6 +434,9 @@ async fn two_people_chat_live_through_the_page_and_survive_a_reload_and_a_restar
         .await?;
     assert!(top.as_f64().is_some_and(|t| t > 100.0), "scrollTop {top}");
     ben.wait_for(".history-start").await?;
+    // Ben has read Ann's messages: her page names him.
+    ann.wait_for_text("#message-list .seen", "Seen by ben")
+        .await?;
     send(&ben, "glad to be here").await?;
     ann.wait_for_text("#message-list .text", "glad to be here")
         .await?;

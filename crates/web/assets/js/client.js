@@ -347,6 +347,23 @@ export class ChatClient extends EventTarget {
     this.connection.send({ action: "typing", chat_id: chatId });
   }
 
+  /**
+   * Every member of a chat (200 a page), with their role, presence and read marker;
+   * kept in the store (names for "Seen by", the members panel).
+   */
+  async loadMembers(chatId) {
+    const requestedAt = performance.now();
+    const members = [];
+    let cursor = null;
+    do {
+      const page = await this.api.get(`/chats/${chatId}/members${query({ limit: 200, cursor })}`);
+      members.push(...page.items);
+      cursor = page.next_cursor;
+    } while (cursor);
+    this.store.setMembers(chatId, members, requestedAt);
+    return members;
+  }
+
   // ---- friends and groups -----------------------------------------------------------
 
   searchUsers(q) {

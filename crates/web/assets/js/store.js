@@ -110,6 +110,8 @@ export class Store extends EventTarget {
   readBy = new Map();
   /** chat id → messages being sent: [{client_id, content, reply_to, state, error}]. */
   pending = new Map();
+  /** chat id → every member (`GET /chats/{id}/members`), for the chats that needed it. */
+  memberLists = new Map();
   /** chat id → when upsertChat added it (performance.now()). */
   #added = new Map();
 
@@ -126,6 +128,7 @@ export class Store extends EventTarget {
     this.typing.clear();
     this.readBy.clear();
     this.pending.clear();
+    this.memberLists.clear();
     this.#added.clear();
     this.changed("reset");
   }
@@ -145,6 +148,7 @@ export class Store extends EventTarget {
     this.chatsLoaded = true;
     for (const id of this.timelines.keys()) if (!this.chats.has(id)) this.timelines.delete(id);
     this.seedPresence(list.flatMap((chat) => chat.members ?? []), requestedAt);
+    for (const chat of list) if (chat.members) this.seedReads(chat.id, chat.members);
     this.changed("chats");
   }
 
@@ -153,6 +157,7 @@ export class Store extends EventTarget {
     this.chats.set(chat.id, chat);
     this.#added.set(chat.id, performance.now());
     this.seedPresence(chat.members ?? [], requestedAt);
+    if (chat.members) this.seedReads(chat.id, chat.members);
     this.changed("chats", chat.id);
   }
 
@@ -161,6 +166,7 @@ export class Store extends EventTarget {
     this.#added.delete(id);
     this.timelines.delete(id);
     this.pending.delete(id);
+    this.memberLists.delete(id);
     this.changed("chats", id);
   }
 
@@ -184,6 +190,19 @@ export class Store extends EventTarget {
   partner(chat) {
     if (chat?.kind !== "direct") return null;
     return chat.members?.find((m) => m.user_id !== this.me?.id) ?? null;
+  }
+
+  /** A chat's members as known here: the full list if loaded, else the inline preview. */
+  membersOf(chatId) {
+    return this.memberLists.get(chatId) ?? this.chats.get(chatId)?.members ?? null;
+  }
+
+  /** The full member list of a chat, as the API gave it (asked for at `requestedAt`). */
+  setMembers(chatId, members, requestedAt) {
+    this.memberLists.set(chatId, members);
+    this.seedPresence(members, requestedAt);
+    this.seedReads(chatId, members);
+    this.changed("members", chatId);
   }
 
   /** What a chat is called here: the group's name, or the other person's. */
@@ -260,15 +279,32 @@ export class Store extends EventTarget {
 
   /** Someone else read up to `seq`. */
   readByOther(chatId, userId, seq) {
+    if (this.#raiseRead(chatId, userId, seq)) this.changed("read", chatId);
+  }
+
+  /**
+   * The others' read markers as a member list gave them (`last_read_seq`): what "Seen"
+   * shows after a reload, before any `chat.read` event. Markers only move forward, so
+   * the higher of the list's and the events' wins, whichever arrived first.
+   */
+  seedReads(chatId, members) {
+    let changed = false;
+    for (const member of members) {
+      if (member.user_id === this.me?.id || typeof member.last_read_seq !== "number") continue;
+      changed = this.#raiseRead(chatId, member.user_id, member.last_read_seq) || changed;
+    }
+    if (changed) this.changed("read", chatId);
+  }
+
+  #raiseRead(chatId, userId, seq) {
     let marks = this.readBy.get(chatId);
     if (!marks) {
       marks = new Map();
       this.readBy.set(chatId, marks);
     }
-    if (seq > (marks.get(userId) ?? 0)) {
-      marks.set(userId, seq);
-      this.changed("read", chatId);
-    }
+    if (seq <= (marks.get(userId) ?? 0)) return false;
+    marks.set(userId, seq);
+    return true;
   }
 
   /** A `presence` event: the newest news there is. */

@@ -106,6 +106,11 @@ export class Conversation {
 
     this.renderHeader();
     this.renderMessages();
+    // A big group's list comes without members: load them for names and read markers.
+    const chat = this.store.chats.get(chatId);
+    if (chat?.kind === "group" && !chat.members && !this.store.memberLists.has(chatId)) {
+      client.loadMembers(chatId).catch((error) => replace(this.error, error.message));
+    }
     client
       .openChat(chatId)
       .then(() => {
@@ -129,11 +134,12 @@ export class Conversation {
   }
 
   #onChange({ kind, chatId }) {
-    if (kind === "presence" || (kind === "chats" && (chatId === null || chatId === this.chatId))) {
-      this.renderHeader();
-    }
+    const thisChat = kind === "chats" && (chatId === null || chatId === this.chatId);
+    if (kind === "presence" || thisChat) this.renderHeader();
+    // The member previews come with the chat list: who counts for "Seen by".
+    if (thisChat) this.renderMessages();
     if (chatId !== this.chatId) return;
-    if (kind === "messages" || kind === "pending" || kind === "read") this.renderMessages();
+    if (kind === "messages" || kind === "pending" || kind === "read" || kind === "members") this.renderMessages();
     if (kind === "typing") this.renderTyping();
   }
 
@@ -162,18 +168,25 @@ export class Conversation {
 
   /** The read line under my newest message that others have read. */
   #seen(messages) {
+    const none = { seq: null, label: null };
     const marks = this.store.readBy.get(this.chatId);
-    if (!marks || marks.size === 0) return { seq: null, label: null };
+    if (!marks || marks.size === 0) return none;
+    // Only current members count (one who left keeps a marker here); while the
+    // members are unknown, everyone heard of does.
+    const members = this.store.membersOf(this.chatId);
+    const current = members ? new Map(members.map((m) => [m.user_id, m])) : null;
+    const readers = [...marks.entries()].filter(([userId]) => !current || current.has(userId));
+    if (readers.length === 0) return none;
     const me = this.store.me?.id;
-    const highest = Math.max(...marks.values());
+    const highest = Math.max(...readers.map(([, seq]) => seq));
     const mine = messages.filter((m) => m.sender_id === me && m.seq <= highest && !m.deleted_at);
     const last = mine[mine.length - 1];
-    if (!last) return { seq: null, label: null };
+    if (!last) return none;
     const chat = this.store.chats.get(this.chatId);
     if (chat?.kind === "direct") return { seq: last.seq, label: "Seen" };
-    const names = [...marks.entries()]
+    const names = readers
       .filter(([, seq]) => seq >= last.seq)
-      .map(([userId]) => chat?.members?.find((m) => m.user_id === userId)?.username ?? `user ${userId}`);
+      .map(([userId]) => current?.get(userId)?.username ?? "someone");
     return { seq: last.seq, label: `Seen by ${names.join(", ")}` };
   }
 
