@@ -1192,10 +1192,23 @@ async fn admin_endpoints_list_and_deactivate(backend: Backend) -> anyhow::Result
     users.expect_status(200)?;
     assert!(users.json["items"][0]["email"].is_string() && users.json["next_cursor"].is_string());
     app.create_group(&ann, "Club", "private").await?;
+    app.create_group(&bob, "Choir", "public").await?;
     let chats = app
         .get("/api/v1/admin/chats", Some(&root.access_token))
         .await?;
-    assert_eq!(chats.json["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(chats.json["items"].as_array().map(Vec::len), Some(2));
+    // `q` finds groups by name, whatever their visibility.
+    let found = app
+        .get("/api/v1/admin/chats?q=clu", Some(&root.access_token))
+        .await?;
+    found.expect_status(200)?;
+    let names: Vec<&str> = found.json["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, ["Club"], "{}", found.text);
     // Deactivation ends the user's sessions at once.
     let off = app
         .patch(

@@ -4,6 +4,7 @@
 import { h, reconcile, replace } from "../dom.js";
 import { dayKey, fullTime } from "../format.js";
 import { presenceDot } from "./chatlist.js";
+import { MembersPanel } from "./members.js";
 import { daySeparator, messageItem, messageKey, pendingItem } from "./message.js";
 
 // Closer than this to the top loads older messages; to the bottom counts as "at the end".
@@ -33,13 +34,26 @@ export class Conversation {
     this.title = h("h2", { id: "conversation-title" });
     this.subtitle = h("p", { class: "conv-sub" });
     this.leaveButton = h("button", { type: "button", class: "secondary", id: "leave-group", on: { click: () => this.#leave() } }, "Leave group");
+    this.membersButton = h(
+      "button",
+      {
+        type: "button",
+        class: "secondary",
+        id: "show-members",
+        "aria-expanded": "false",
+        "aria-controls": "members-panel",
+        on: { click: () => this.toggleMembers() },
+      },
+      "Members",
+    );
     this.header = h(
       "header",
       { class: "conv-head" },
       h("a", { class: "back", href: "#/chats", "aria-label": "Back to chats" }, "←"),
       h("div", { class: "conv-titles" }, this.title, this.subtitle),
-      this.leaveButton,
+      h("div", { class: "conv-actions" }, this.membersButton, this.leaveButton),
     );
+    this.membersPanel = null;
     this.olderButton = h("button", { type: "button", class: "link load-older", on: { click: () => this.#loadOlder() } }, "Load older messages");
     this.historyStart = h("p", { class: "history-start" }, "This is the beginning of the conversation.");
     this.list = h("ol", { class: "message-list", id: "message-list" });
@@ -127,6 +141,22 @@ export class Conversation {
 
   destroy() {
     for (const off of this.#listeners) off();
+    this.membersPanel?.destroy();
+  }
+
+  /** Shows or hides the group's panel (details, members, management). */
+  toggleMembers(open = !this.membersPanel) {
+    if (open && !this.membersPanel) {
+      this.membersPanel = new MembersPanel(this.client, this.chatId, { onClose: () => this.toggleMembers(false) });
+      this.el.append(this.membersPanel.el);
+      this.membersPanel.focus();
+    } else if (!open && this.membersPanel) {
+      this.membersPanel.destroy();
+      this.membersPanel.el.remove();
+      this.membersPanel = null;
+      this.membersButton.focus();
+    }
+    this.membersButton.setAttribute("aria-expanded", String(Boolean(this.membersPanel)));
   }
 
   focus() {
@@ -160,6 +190,7 @@ export class Conversation {
       replace(this.subtitle, `${members} · ${chat.visibility}${chat.description ? ` · ${chat.description}` : ""}`);
     }
     this.leaveButton.hidden = !chat || chat.kind !== "group" || chat.role === "owner";
+    this.membersButton.hidden = !chat || chat.kind !== "group";
   }
 
   renderTyping() {
