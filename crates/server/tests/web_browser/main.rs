@@ -667,6 +667,37 @@ async fn a_group_of_three_is_managed_and_a_site_admin_moderates() -> anyhow::Res
     )
     .await?;
 
+    // Olga reloads: the page fills in one round trip (the parked access token is used
+    // at once: the chat list and the open chat's history are asked for together, no
+    // refresh before them), and "Seen by" comes back from the member list.
+    olga.client.refresh().await?;
+    olga.wait_for_text("#message-list .text", "welcome both")
+        .await?;
+    olga.wait_until(
+        "[...document.querySelectorAll('#message-list .seen')].some(e => \
+         e.textContent.includes('pat') && e.textContent.includes('quinn'))",
+        "Olga's page still shows who read her message",
+    )
+    .await?;
+    let first_round = olga
+        .eval(
+            "const api = performance.getEntriesByType('resource')\
+               .filter(e => e.name.includes('/api/v1/'));\
+             const firstEnd = Math.min(...api.map(e => e.responseEnd));\
+             const before = part => api.some(e => e.name.includes(part) && e.startTime < firstEnd);\
+             return [before('/api/v1/chats?'), before(`/api/v1/chats/${arguments[0]}/messages`),\
+               before('/api/v1/auth/refresh')];",
+            vec![json!(group)],
+        )
+        .await?;
+    assert_eq!(
+        first_round,
+        json!([true, true, false]),
+        "chats, history, refresh asked for in the first round trip"
+    );
+    olga.click("#show-members").await?;
+    olga.wait_for_text("#members-title", "Members (3)").await?;
+
     // Pat, an admin now, renames the group and makes it public; Olga's page follows.
     pat.click("#show-members").await?;
     pat.fill("#settings-name", "Team Rocket").await?;
