@@ -695,6 +695,8 @@ async fn a_group_of_three_is_managed_and_a_site_admin_moderates() -> anyhow::Res
         json!([true, true, false]),
         "chats, history, refresh asked for in the first round trip"
     );
+    // The README's picture of a conversation (`make screenshots`).
+    olga.screenshot("readme-chat").await?;
     olga.click("#show-members").await?;
     olga.wait_for_text("#members-title", "Members (3)").await?;
 
@@ -733,7 +735,7 @@ async fn a_group_of_three_is_managed_and_a_site_admin_moderates() -> anyhow::Res
     )
     .await?
     .expect_problem(403, "not_a_member")?;
-    olga.screenshot("group-olga").await?;
+    olga.screenshot("readme-group").await?;
     assert_no_console_errors(&olga, "olga", &[]).await?;
     assert_no_console_errors(&pat, "pat", &[]).await?;
 
@@ -814,7 +816,7 @@ async fn a_group_of_three_is_managed_and_a_site_admin_moderates() -> anyhow::Res
         .await?;
     root.wait_for_text(&format!("#admin-members-{group}"), "@pat")
         .await?;
-    root.screenshot("admin-root").await?;
+    root.screenshot("readme-admin").await?;
     root.click(&format!("{group_row} [data-action='delete']"))
         .await?;
     root.click(&format!("{group_row} .confirm-yes")).await?;
