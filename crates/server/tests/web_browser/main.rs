@@ -536,7 +536,7 @@ async fn shown(page: &Page, css: &str) -> anyhow::Result<bool> {
 
 /// A group of three, managed from the page: its owner (Olga) creates it, adds Pat and
 /// Quinn from the directory and makes Pat an admin; Pat, now allowed, edits the group
-/// and removes Quinn; all live on the other page. Then a site admin (Root) uses the
+/// and removes Quinn; Olga hands the group over to Pat; all live on the other page. Then a site admin (Root) uses the
 /// admin view: deactivates Pat (whose open page is logged out with a notice) and
 /// reactivates him, grants and withdraws Olga's admin rights (her Admin tab follows),
 /// lists the chats, opens the group's members and deletes it (it leaves Olga's page).
@@ -624,6 +624,11 @@ async fn a_group_of_three_is_managed_and_a_site_admin_moderates() -> anyhow::Res
         .await?
         .select_by_value("admin")
         .await?;
+    olga.click(&format!(
+        "#member-list li[data-user-id='{}'] button[data-control='set-role']",
+        pat_api.user_id
+    ))
+    .await?;
     pat.wait_for(&format!(
         "#member-list li[data-user-id='{}'][data-role='admin']",
         pat_api.user_id
@@ -735,6 +740,37 @@ async fn a_group_of_three_is_managed_and_a_site_admin_moderates() -> anyhow::Res
     )
     .await?
     .expect_problem(403, "not_a_member")?;
+
+    // Olga hands the group over to Pat (she is asked first): she becomes an admin, so
+    // role changes are no longer hers to make.
+    olga.wait_for(&format!("#role-{group}-{}", pat_api.user_id))
+        .await?
+        .select_by_value("owner")
+        .await?;
+    olga.click(&format!(
+        "#member-list li[data-user-id='{}'] button[data-control='set-role']",
+        pat_api.user_id
+    ))
+    .await?;
+    olga.click("#member-list .confirm-yes").await?;
+    olga.wait_for(&format!(
+        "#member-list li[data-user-id='{}'][data-role='admin']",
+        olga_api.user_id
+    ))
+    .await?;
+    olga.wait_for(&format!(
+        "#member-list li[data-user-id='{}'][data-role='owner']",
+        pat_api.user_id
+    ))
+    .await?;
+    assert!(!shown(&olga, "#member-list select").await?);
+    pat.wait_for(&format!(
+        "#member-list li[data-user-id='{}'][data-role='owner']",
+        pat_api.user_id
+    ))
+    .await?;
+    pat.wait_for(&format!("#role-{group}-{}", olga_api.user_id))
+        .await?;
     olga.screenshot("readme-group").await?;
     assert_no_console_errors(&olga, "olga", &[]).await?;
     assert_no_console_errors(&pat, "pat", &[]).await?;
@@ -813,6 +849,8 @@ async fn a_group_of_three_is_managed_and_a_site_admin_moderates() -> anyhow::Res
     root.wait_for_text(&format!("#admin-members-{group}"), "@olga")
         .await?;
     root.wait_for_text(&format!("#admin-members-{group}"), "owner")
+        .await?;
+    root.wait_for_text(&format!("#admin-members-{group}"), "admin")
         .await?;
     root.wait_for_text(&format!("#admin-members-{group}"), "@pat")
         .await?;

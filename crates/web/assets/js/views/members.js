@@ -204,8 +204,20 @@ export class MembersPanel {
           h("option", { value: role, selected: role === member.role }, role),
         ),
       );
-      select.addEventListener("change", () => this.#changeRole(select, member, controls));
-      controls.append(h("label", { for: id, class: "visually-hidden" }, `Role of ${member.username}`), select);
+      // Applied by a button, not on "change": arrow keys on a closed select change its
+      // value, and a keyboard user must not hand the group over by browsing options.
+      const apply = h(
+        "button",
+        {
+          type: "button",
+          class: "secondary",
+          dataset: { control: "set-role" },
+          "aria-label": `Set ${member.username}'s role`,
+          on: { click: () => this.#changeRole(select, member, controls) },
+        },
+        "Set",
+      );
+      controls.append(h("label", { for: id, class: "visually-hidden" }, `Role of ${member.username}`), select, apply);
     } else {
       controls.append(h("span", { class: `role role-${member.role}` }, member.role));
     }
@@ -236,6 +248,7 @@ export class MembersPanel {
 
   async #changeRole(select, member, controls) {
     const role = select.value;
+    if (role === member.role) return;
     replace(this.alert);
     const apply = async () => {
       select.disabled = true;
