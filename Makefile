@@ -8,7 +8,7 @@ COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compos
 DEV_COMPOSE = $(COMPOSE) -p chat-dev -f docker-compose.dev.yml
 PROD_COMPOSE = $(COMPOSE) -p chat -f docker-compose.prod.yml
 
-.PHONY: run run-release test test-services check-deploy lint fmt migrate create-admin docs clean-test-dbs bench \
+.PHONY: run run-release test test-services check-deploy lint fmt migrate create-admin docs clean-test-dbs bench screenshots \
 	dev-up down logs prod-up prod-down
 
 ## Run the server in embedded mode (SQLite in ./data, in-process cache) on 127.0.0.1:8080.
@@ -50,6 +50,16 @@ bench:
 	scripts/bench.sh postgres history --connections 32 --messages 1000 --duration 10 --warmup 2
 	scripts/bench.sh sqlite direct --connections 1000 --rate 2 --duration 10
 	scripts/bench.sh postgres direct --connections 1000 --rate 2 --duration 10
+
+## The README's screenshots (docs/screenshots/), taken by the browser test as it runs
+## (needs chromium and chromium-driver, like `make test`).
+screenshots:
+	rm -rf target/screenshots
+	CHAT_BROWSER_SCREENSHOTS=$(CURDIR)/target/screenshots $(CARGO) test -p chat-server --test web_browser
+	mkdir -p docs/screenshots
+	cp target/screenshots/readme-chat.png docs/screenshots/chat.png
+	cp target/screenshots/readme-group.png docs/screenshots/group.png
+	cp target/screenshots/readme-admin.png docs/screenshots/admin.png
 
 ## Formatting and clippy, as CI checks them.
 lint:

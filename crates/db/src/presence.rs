@@ -42,6 +42,9 @@ pub trait PresenceRegistry: Send + Sync + 'static {
     /// Renews this instance's liveness, corrects its own counts, and reclaims the
     /// sockets of instances whose liveness expired.
     async fn heartbeat(&self) -> Result<Changed, CacheError>;
+    /// Whether each of `user_ids` has a socket open anywhere, in order, in one read
+    /// (one Redis `MGET`): what lists of people show next to each name.
+    async fn online(&self, user_ids: &[i64]) -> Result<Vec<bool>, CacheError>;
 }
 
 /// The embedded mode's registry: one process, so one table and nothing to reclaim.
@@ -76,6 +79,14 @@ impl PresenceRegistry for MemoryPresence {
 
     async fn heartbeat(&self) -> Result<Changed, CacheError> {
         Ok(Changed::default())
+    }
+
+    async fn online(&self, user_ids: &[i64]) -> Result<Vec<bool>, CacheError> {
+        let sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(user_ids
+            .iter()
+            .map(|id| sockets.get(id).is_some_and(|n| *n > 0))
+            .collect())
     }
 }
 
@@ -299,6 +310,23 @@ impl PresenceRegistry for RedisPresence {
         changed.offline.extend(gone);
         Ok(changed)
     }
+
+    async fn online(&self, user_ids: &[i64]) -> Result<Vec<bool>, CacheError> {
+        if user_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // An explicit MGET: the reply is an array even for one key. A counter is
+        // deleted when it reaches zero, so a missing key is "offline".
+        let mut mget = redis::cmd("MGET");
+        for user_id in user_ids {
+            mget.arg(self.key(&format!("presence:{user_id}")));
+        }
+        let counts: Vec<Option<i64>> = self
+            .connections
+            .run(|mut conn| async move { mget.query_async(&mut conn).await })
+            .await?;
+        Ok(counts.into_iter().map(|n| n.unwrap_or(0) > 0).collect())
+    }
 }
 
 #[cfg(test)]
@@ -314,6 +342,7 @@ mod tests {
         assert_eq!(registry.disconnected(1).await?, 0);
         assert_eq!(registry.disconnected(1).await?, 0);
         assert_eq!(registry.connected(1).await?, 1);
+        assert_eq!(registry.online(&[1, 2]).await?, vec![true, false]);
         assert_eq!(registry.heartbeat().await?, Changed::default());
         Ok(())
     }

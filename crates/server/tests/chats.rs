@@ -16,7 +16,175 @@ both_backends!(
     chat_list_is_ordered_by_activity_with_unread_counts,
     admin_endpoints_list_and_deactivate,
     probing_the_next_ids_does_not_hide_new_chats_or_users,
+    friends_and_members_carry_presence_and_read_markers,
 );
+
+/// The one member or friend named `user_id` in a list answer's items.
+fn person(items: &Value, user_id: i64) -> anyhow::Result<Value> {
+    items
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|item| item["user_id"] == user_id || item["user"]["id"] == user_id)
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("user {user_id} is not in {items}"))
+}
+
+/// Presence and read positions a client needs at start-up, before any event: a friend
+/// or member already online shows online (read from the socket counters, shared by
+/// every instance), offline with `last_seen_at` once their last socket closed; each
+/// member's `last_read_seq`, for members only.
+async fn friends_and_members_carry_presence_and_read_markers(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, bob, chat) = app.two_in_a_group().await?;
+    let request = app
+        .post(
+            "/api/v1/friends/requests",
+            Some(&ann.access_token),
+            json!({"user_id": bob.user_id}),
+        )
+        .await?;
+    let request_id = request.json["id"].as_i64().unwrap_or_default();
+    app.post(
+        &format!("/api/v1/friends/requests/{request_id}/accept"),
+        Some(&bob.access_token),
+        json!({}),
+    )
+    .await?
+    .expect_status(200)?;
+    let members_path = format!("/api/v1/chats/{chat}/members");
+
+    // Nobody connected yet.
+    let friends = app.get("/api/v1/friends", Some(&ann.access_token)).await?;
+    let bob_as_friend = person(&friends.json["items"], bob.user_id)?;
+    assert_eq!(bob_as_friend["online"], false, "{}", friends.text);
+    // Sign-up and log-in count as activity too.
+    let seen_before = bob_as_friend["last_seen_at"].clone();
+    let members = app.get(&members_path, Some(&ann.access_token)).await?;
+    members.expect_status(200)?;
+    for user in [ann.user_id, bob.user_id] {
+        let member = person(&members.json["items"], user)?;
+        assert_eq!(
+            (&member["online"], &member["last_read_seq"]),
+            (&json!(false), &json!(0)),
+            "{}",
+            members.text
+        );
+    }
+
+    // Bob connects (on another instance, in production mode: the counters are shared),
+    // and reads Ann's two messages.
+    let peer = match backend {
+        Backend::Postgres => Some(app.spawn_peer().await?),
+        Backend::Sqlite => None,
+    };
+    let instance = peer.as_ref().unwrap_or(&app);
+    let mut bobs = instance.ws("/ws", &bob.access_token).await?;
+    // A pong proves the socket is counted (it is, before frames are read).
+    bobs.send(json!({"action": "ping"})).await?;
+    bobs.recv_type("pong").await?;
+    for text in ["one", "two"] {
+        app.post(
+            &format!("/api/v1/chats/{chat}/messages"),
+            Some(&ann.access_token),
+            json!({"content": text}),
+        )
+        .await?
+        .expect_status(201)?;
+    }
+    app.post(
+        &format!("/api/v1/chats/{chat}/read"),
+        Some(&bob.access_token),
+        json!({"seq": 2}),
+    )
+    .await?
+    .expect_status(200)?;
+
+    let friends = app.get("/api/v1/friends", Some(&ann.access_token)).await?;
+    assert_eq!(
+        person(&friends.json["items"], bob.user_id)?["online"],
+        true,
+        "{}",
+        friends.text
+    );
+    let members = app.get(&members_path, Some(&ann.access_token)).await?;
+    let (ann_member, bob_member) = (
+        person(&members.json["items"], ann.user_id)?,
+        person(&members.json["items"], bob.user_id)?,
+    );
+    assert_eq!(
+        (&bob_member["online"], &bob_member["last_read_seq"]),
+        (&json!(true), &json!(2)),
+        "{}",
+        members.text
+    );
+    assert_eq!(
+        (&ann_member["online"], &ann_member["last_read_seq"]),
+        (&json!(false), &json!(0)),
+        "{}",
+        members.text
+    );
+    // The same in the chat list's and the chat's member previews.
+    let list = app.get("/api/v1/chats", Some(&ann.access_token)).await?;
+    let listed = list.json["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["id"] == chat)
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("chat {chat} not listed: {}", list.text))?;
+    let previewed = person(&listed["members"], bob.user_id)?;
+    assert_eq!(
+        (&previewed["online"], &previewed["last_read_seq"]),
+        (&json!(true), &json!(2))
+    );
+    let one = app
+        .get(&format!("/api/v1/chats/{chat}"), Some(&ann.access_token))
+        .await?;
+    let previewed = person(&one.json["members"], bob.user_id)?;
+    assert_eq!(
+        (&previewed["online"], &previewed["last_read_seq"]),
+        (&json!(true), &json!(2))
+    );
+
+    // Members only: someone outside the group sees neither presence nor read markers.
+    let cyd = app.register("cyd").await?;
+    app.get(&members_path, Some(&cyd.access_token))
+        .await?
+        .expect_problem(403, "not_a_member")?;
+
+    // Bob's socket closes: offline, with the time he was last seen.
+    bobs.close().await?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let gone = loop {
+        let friends = app.get("/api/v1/friends", Some(&ann.access_token)).await?;
+        let bob_as_friend = person(&friends.json["items"], bob.user_id)?;
+        // Offline first, then the time recorded.
+        if bob_as_friend["online"] == false
+            && bob_as_friend["last_seen_at"].is_string()
+            && bob_as_friend["last_seen_at"] != seen_before
+        {
+            break bob_as_friend;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "Bob never went offline: {}",
+            friends.text
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let members = app.get(&members_path, Some(&ann.access_token)).await?;
+    let bob_member = person(&members.json["items"], bob.user_id)?;
+    assert_eq!(bob_member["online"], false, "{}", members.text);
+    assert_eq!(bob_member["last_seen_at"], gone["last_seen_at"]);
+    if let Some(peer) = peer {
+        peer.shutdown().await;
+    }
+    app.shutdown().await;
+    Ok(())
+}
 
 async fn probing_the_next_ids_does_not_hide_new_chats_or_users(
     backend: Backend,
@@ -1024,10 +1192,23 @@ async fn admin_endpoints_list_and_deactivate(backend: Backend) -> anyhow::Result
     users.expect_status(200)?;
     assert!(users.json["items"][0]["email"].is_string() && users.json["next_cursor"].is_string());
     app.create_group(&ann, "Club", "private").await?;
+    app.create_group(&bob, "Choir", "public").await?;
     let chats = app
         .get("/api/v1/admin/chats", Some(&root.access_token))
         .await?;
-    assert_eq!(chats.json["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(chats.json["items"].as_array().map(Vec::len), Some(2));
+    // `q` finds groups by name, whatever their visibility.
+    let found = app
+        .get("/api/v1/admin/chats?q=clu", Some(&root.access_token))
+        .await?;
+    found.expect_status(200)?;
+    let names: Vec<&str> = found.json["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, ["Club"], "{}", found.text);
     // Deactivation ends the user's sessions at once.
     let off = app
         .patch(

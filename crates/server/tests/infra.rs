@@ -86,6 +86,24 @@ async fn a_redis_outage_degrades_to_the_database() -> anyhow::Result<()> {
     app.get("/api/v1/users/me", Some(&cy.access_token))
         .await?
         .expect_status(200)?;
+    // Lists of people are still served; presence, kept only in Redis, is unknown.
+    let group = app.create_group(&cy, "Outage", "private").await?;
+    let members = app
+        .get(
+            &format!("/api/v1/chats/{group}/members"),
+            Some(&cy.access_token),
+        )
+        .await?;
+    members.expect_status(200)?;
+    assert_eq!(members.json["items"][0]["user_id"], cy.user_id);
+    assert!(
+        members.json["items"][0]["online"].is_null(),
+        "{}",
+        members.text
+    );
+    app.get("/api/v1/friends", Some(&cy.access_token))
+        .await?
+        .expect_status(200)?;
     app.request(
         actix_web::http::Method::POST,
         "/api/v1/auth/logout",

@@ -149,17 +149,19 @@ async fn write_through(ctx: &AppContext, mut user: UserRow) -> Result<(), Servic
     Ok(())
 }
 
-/// Every chat, by id.
+/// Every chat, by id; with `query`, the groups whose name contains it.
 pub async fn list_chats(
     ctx: &AppContext,
     principal: &Principal,
+    query: Option<&str>,
     limit: Option<i64>,
     cursor: Option<&str>,
 ) -> Result<Page<ChatView>, ServiceError> {
     require_admin(principal)?;
     let limit = pagination::limit(limit)?;
+    let query = pagination::search_text("q", query, 100)?;
     let after = cursor.map(pagination::decode_id_cursor).transpose()?;
-    let rows = ChatRow::list(&ctx.store.db, false, None, after, limit + 1).await?;
+    let rows = ChatRow::list(&ctx.store.db, false, query, after, limit + 1).await?;
     Ok(pagination::page(
         rows,
         limit,

@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Principal;
 use crate::events::{Notification, notify};
+use crate::presence::online_now;
 use crate::users::{PublicUser, utc};
 use crate::{AppContext, ServiceError, rate_limit};
 
@@ -46,6 +47,12 @@ pub struct FriendView {
     pub user: PublicUser,
     /// Friends since.
     pub since: DateTime<Utc>,
+    /// Whether the friend has a socket open now (on any instance); `null` when
+    /// presence cannot be read at the moment. Changes arrive as `presence` events.
+    pub online: Option<bool>,
+    /// Last activity: a log-in, a token refresh or the close of the friend's last
+    /// socket (`null` if none was recorded).
+    pub last_seen_at: Option<DateTime<Utc>>,
 }
 
 /// Pending requests, both ways.
@@ -88,7 +95,7 @@ async fn one_view(
     view(row, &users).ok_or_else(|| ServiceError::NotFound("user not found".to_owned()))
 }
 
-/// My friends, most recent first.
+/// My friends, most recent first, with their presence (read once for the list).
 pub async fn list_friends(
     ctx: &AppContext,
     principal: &Principal,
@@ -100,6 +107,7 @@ pub async fn list_friends(
         rows.iter().map(|r| r.other(principal.user_id)).collect(),
     )
     .await?;
+    let online = online_now(ctx, users.values().filter(|u| u.is_active).map(|u| u.id)).await;
     Ok(rows
         .iter()
         .filter_map(|r| {
@@ -107,6 +115,8 @@ pub async fn list_friends(
                 .get(&r.other(principal.user_id))
                 .filter(|u| u.is_active)?;
             Some(FriendView {
+                online: online.of(user.id),
+                last_seen_at: user.last_seen_at.map(utc),
                 user: user.clone().into(),
                 since: utc(r.updated_at),
             })

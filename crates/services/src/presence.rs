@@ -8,6 +8,7 @@
 //! next live instance takes its sockets off the counters and announces the users left
 //! with none as offline ([`start_heartbeat`]).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chat_db::models::{FriendshipRow, MembershipRow, UserRow};
@@ -49,6 +50,39 @@ async fn announce(
         .map_err(|e| ServiceError::Internal(e.into()))?;
     ctx.bus.publish(&user_topic(user_id), payload).await;
     Ok(())
+}
+
+/// Who of a list of users is online, read once for the whole list.
+#[derive(Debug, Clone, Default)]
+pub struct OnlineNow(Option<HashMap<i64, bool>>);
+
+impl OnlineNow {
+    /// Whether `user_id` has a socket open anywhere; `None` when presence could not be
+    /// read (or the user was not asked about).
+    pub fn of(&self, user_id: i64) -> Option<bool> {
+        self.0
+            .as_ref()
+            .and_then(|known| known.get(&user_id).copied())
+    }
+}
+
+/// Reads the presence of `user_ids` in one round trip (Redis `MGET`; a lock in
+/// embedded mode). A registry that cannot be read is logged and answers "unknown"
+/// (`None` for everyone): a list of people is still worth serving without dots.
+pub async fn online_now(ctx: &AppContext, user_ids: impl IntoIterator<Item = i64>) -> OnlineNow {
+    let mut ids: Vec<i64> = user_ids.into_iter().collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return OnlineNow(Some(HashMap::new()));
+    }
+    match ctx.presence.online(&ids).await {
+        Ok(online) => OnlineNow(Some(ids.into_iter().zip(online).collect())),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read presence; lists show it unknown");
+            OnlineNow(None)
+        }
+    }
 }
 
 /// A socket of `user_id` opened. Announces "online" if it is the user's first anywhere.

@@ -20,7 +20,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
 /// Listing parameters.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct AdminList {
-    /// Part of a username, e-mail or display name (users only).
+    /// Part of a username, e-mail or display name (users), or of a group's name (chats).
     pub q: Option<String>,
     /// Page size, 1–200 (default 50).
     pub limit: Option<i64>,
@@ -94,6 +94,13 @@ pub async fn list_chats(
     query: web::Query<AdminList>,
 ) -> Result<web::Json<Page<ChatView>>, ApiError> {
     Ok(web::Json(
-        admin::list_chats(&ctx, &user.0, query.limit, query.cursor.as_deref()).await?,
+        admin::list_chats(
+            &ctx,
+            &user.0,
+            query.q.as_deref(),
+            query.limit,
+            query.cursor.as_deref(),
+        )
+        .await?,
     ))
 }

@@ -4,7 +4,8 @@
 //! reply, edit, delete, a link, and HTML that must stay text); Ben reloads and sees the
 //! history once; the server restarts while Ann sends, messages are stored meanwhile,
 //! and both pages reconnect and show everything exactly once. No console errors
-//! besides the refused connections of the restart.
+//! besides the refused connections of the restart. A second scenario manages a group
+//! of three from the page and uses the admin view as a site admin.
 
 mod driver;
 
@@ -187,8 +188,12 @@ async fn two_people_chat_live_through_the_page_and_survive_a_reload_and_a_restar
     ben.click("#incoming-requests li[data-request-id] button.primary")
         .await?;
     ben.wait_for_text("#friend-list", "@ann").await?;
-    // Ann's list follows the acceptance live (friend_accepted notification).
+    // Ann's list follows the acceptance live (friend_accepted notification), and
+    // shows Ben online: he connected before they were friends, so no event told her;
+    // the friend list itself says so.
     ann.wait_for_text("#friend-list", "@ben").await?;
+    ann.wait_for("#friend-list li[data-user-id] .presence.online")
+        .await?;
     ben.click("#friend-list li[data-user-id] button.primary")
         .await?;
     ben.wait_for("#composer-input").await?;
@@ -204,6 +209,9 @@ async fn two_people_chat_live_through_the_page_and_survive_a_reload_and_a_restar
         "ben: hello ann",
     )
     .await?;
+    // The new chat's member preview says Ben is online.
+    ann.wait_for(&format!("[data-chat-id='{chat}'] .presence.online"))
+        .await?;
     ann.click(&format!("#chat-list [data-chat-id='{chat}']"))
         .await?;
     ann.wait_for_text("#message-list .text", "hello ann")
@@ -280,6 +288,8 @@ async fn two_people_chat_live_through_the_page_and_survive_a_reload_and_a_restar
     ben.client.refresh().await?;
     ben.wait_for("#shell").await?;
     assert_complete(&ben, "ben after reload", before_reload).await?;
+    // Ann's read marker is known without a new event: the member list says it.
+    ben.wait_for_text("#message-list .seen", "Seen").await?;
     ben.wait_until(
         "document.querySelector('#connection').dataset.state === 'open'",
         "Ben's socket is back",
@@ -425,6 +435,9 @@ async fn two_people_chat_live_through_the_page_and_survive_a_reload_and_a_restar
         .await?;
     assert!(top.as_f64().is_some_and(|t| t > 100.0), "scrollTop {top}");
     ben.wait_for(".history-start").await?;
+    // Ben has read Ann's messages: her page names him.
+    ann.wait_for_text("#message-list .seen", "Seen by ben")
+        .await?;
     send(&ben, "glad to be here").await?;
     ann.wait_for_text("#message-list .text", "glad to be here")
         .await?;
@@ -491,5 +504,385 @@ async fn two_people_chat_live_through_the_page_and_survive_a_reload_and_a_restar
     drop(driver);
     back.shutdown().await;
     eprintln!("browser scenario took {:?}", started.elapsed());
+    Ok(())
+}
+
+/// Logs `username` in through the page's form.
+async fn log_in(page: &Page, username: &str) -> anyhow::Result<()> {
+    page.fill("#login-form input[name=username]", username)
+        .await?;
+    page.fill("#login-form input[name=password]", TEST_PASSWORD)
+        .await?;
+    page.click("#login-form button[type=submit]").await?;
+    page.wait_for("#shell").await?;
+    page.wait_until(
+        "document.querySelector('#connection').dataset.state === 'open'",
+        "the socket is connected",
+    )
+    .await
+}
+
+/// Whether an element matching `css` is shown in the page.
+async fn shown(page: &Page, css: &str) -> anyhow::Result<bool> {
+    let value = page
+        .eval(
+            "const e = document.querySelector(arguments[0]); \
+             return Boolean(e && e.getClientRects().length > 0);",
+            vec![json!(css)],
+        )
+        .await?;
+    Ok(value.as_bool() == Some(true))
+}
+
+/// A group of three, managed from the page: its owner (Olga) creates it, adds Pat and
+/// Quinn from the directory and makes Pat an admin; Pat, now allowed, edits the group
+/// and removes Quinn; Olga hands the group over to Pat; all live on the other page. Then a site admin (Root) uses the
+/// admin view: deactivates Pat (whose open page is logged out with a notice) and
+/// reactivates him, grants and withdraws Olga's admin rights (her Admin tab follows),
+/// lists the chats, opens the group's members and deletes it (it leaves Olga's page).
+#[actix_web::test]
+async fn a_group_of_three_is_managed_and_a_site_admin_moderates() -> anyhow::Result<()> {
+    let started = Instant::now();
+    let app = TestApp::spawn(Backend::Sqlite).await?;
+    let olga_api = app.register("olga").await?;
+    let pat_api = app.register("pat").await?;
+    let quinn = app.register("quinn").await?;
+    chat_services::auth::create_admin(
+        &app.context,
+        chat_services::auth::RegisterInput {
+            username: "root".to_owned(),
+            email: "root@example.com".to_owned(),
+            password: TEST_PASSWORD.to_owned(),
+            display_name: Some("Site admin".to_owned()),
+        },
+    )
+    .await?;
+    let driver = Chromedriver::start()?;
+    let url = format!("{}/", app.address);
+    let olga = driver.open(&url, "olga").await?;
+    let pat = driver.open(&url, "pat").await?;
+    log_in(&olga, "olga").await?;
+    log_in(&pat, "pat").await?;
+    // No Admin tab for people who are not site admins, and the view refuses them.
+    assert!(
+        !shown(&olga, "#tab-admin").await?,
+        "Olga sees the Admin tab"
+    );
+    olga.eval("location.hash = '#/admin';", vec![]).await?;
+    olga.wait_for_text("#admin-alert", "site administrators")
+        .await?;
+
+    // Olga creates a private group and opens its panel: she is its owner.
+    olga.click("#tab-groups").await?;
+    olga.fill("#group-name", "Team").await?;
+    olga.fill("#group-description", "Where we plan").await?;
+    olga.click("#create-group-form button[type=submit]").await?;
+    olga.wait_for_text("#conversation-title", "Team").await?;
+    let group = chat_id(&olga).await?;
+    olga.click("#show-members").await?;
+    olga.wait_for(&format!(
+        "#member-list li[data-user-id='{}'][data-role='owner']",
+        olga_api.user_id
+    ))
+    .await?;
+    assert_labelled(&olga, "the group's panel").await?;
+
+    // She adds Pat and Quinn from the directory.
+    for (name, id) in [("pat", pat_api.user_id), ("quinn", quinn.user_id)] {
+        olga.fill("#member-search", name).await?;
+        olga.click("#member-search-form button[type=submit]")
+            .await?;
+        olga.click(&format!(
+            "#member-candidates li[data-user-id='{id}'] button"
+        ))
+        .await?;
+        olga.wait_for(&format!(
+            "#member-list li[data-user-id='{id}'][data-role='member']"
+        ))
+        .await?;
+    }
+    olga.wait_for_text("#members-title", "Members (3)").await?;
+
+    // Pat's page gets the group live; as a plain member he sees the members only.
+    pat.click(&format!("#chat-list [data-chat-id='{group}']"))
+        .await?;
+    pat.wait_for_text("#conversation-title", "Team").await?;
+    pat.click("#show-members").await?;
+    pat.wait_for_text("#members-title", "Members (3)").await?;
+    for css in [
+        "#settings-name",
+        "#member-search",
+        "#member-list select",
+        "#delete-group",
+    ] {
+        assert!(!shown(&pat, css).await?, "a plain member sees {css}");
+    }
+
+    // Olga makes Pat an admin: his panel follows, with the group's settings and the
+    // directory search now offered to him (but no role changes: those are the owner's).
+    olga.wait_for(&format!("#role-{group}-{}", pat_api.user_id))
+        .await?
+        .select_by_value("admin")
+        .await?;
+    olga.click(&format!(
+        "#member-list li[data-user-id='{}'] button[data-control='set-role']",
+        pat_api.user_id
+    ))
+    .await?;
+    pat.wait_for(&format!(
+        "#member-list li[data-user-id='{}'][data-role='admin']",
+        pat_api.user_id
+    ))
+    .await?;
+    pat.wait_for("#settings-name").await?;
+    pat.wait_for("#member-search").await?;
+    assert!(!shown(&pat, "#member-list select").await?);
+    pat.click("#close-members").await?;
+
+    // Three people talk: Quinn (through the API), Pat and Olga; read markers name who
+    // read what.
+    app.post(
+        &format!("/api/v1/chats/{group}/messages"),
+        Some(&quinn.access_token),
+        json!({"content": "hi from quinn"}),
+    )
+    .await?
+    .expect_status(201)?;
+    olga.wait_for_text("#message-list .text", "hi from quinn")
+        .await?;
+    pat.wait_for_text("#message-list .text", "hi from quinn")
+        .await?;
+    send(&pat, "hello team").await?;
+    olga.wait_for_text("#message-list .text", "hello team")
+        .await?;
+    send(&olga, "welcome both").await?;
+    pat.wait_for_text("#message-list .text", "welcome both")
+        .await?;
+    app.post(
+        &format!("/api/v1/chats/{group}/read"),
+        Some(&quinn.access_token),
+        json!({"seq": 3}),
+    )
+    .await?
+    .expect_status(200)?;
+    olga.wait_until(
+        "[...document.querySelectorAll('#message-list .seen')].some(e => \
+         e.textContent.includes('pat') && e.textContent.includes('quinn'))",
+        "Olga's message is seen by Pat and Quinn",
+    )
+    .await?;
+
+    // Olga reloads: the page fills in one round trip (the parked access token is used
+    // at once: the chat list and the open chat's history are asked for together, no
+    // refresh before them), and "Seen by" comes back from the member list.
+    olga.client.refresh().await?;
+    olga.wait_for_text("#message-list .text", "welcome both")
+        .await?;
+    olga.wait_until(
+        "[...document.querySelectorAll('#message-list .seen')].some(e => \
+         e.textContent.includes('pat') && e.textContent.includes('quinn'))",
+        "Olga's page still shows who read her message",
+    )
+    .await?;
+    let first_round = olga
+        .eval(
+            "const api = performance.getEntriesByType('resource')\
+               .filter(e => e.name.includes('/api/v1/'));\
+             const firstEnd = Math.min(...api.map(e => e.responseEnd));\
+             const before = part => api.some(e => e.name.includes(part) && e.startTime < firstEnd);\
+             return [before('/api/v1/chats?'), before(`/api/v1/chats/${arguments[0]}/messages`),\
+               before('/api/v1/auth/refresh')];",
+            vec![json!(group)],
+        )
+        .await?;
+    assert_eq!(
+        first_round,
+        json!([true, true, false]),
+        "chats, history, refresh asked for in the first round trip"
+    );
+    // The README's picture of a conversation (`make screenshots`).
+    olga.screenshot("readme-chat").await?;
+    olga.click("#show-members").await?;
+    olga.wait_for_text("#members-title", "Members (3)").await?;
+
+    // Pat, an admin now, renames the group and makes it public; Olga's page follows.
+    pat.click("#show-members").await?;
+    pat.fill("#settings-name", "Team Rocket").await?;
+    pat.click("#settings-public").await?;
+    pat.click("#group-settings-form button[type=submit]")
+        .await?;
+    pat.wait_for_text("#group-settings-form .form-status", "Saved")
+        .await?;
+    olga.wait_for_text("#conversation-title", "Team Rocket")
+        .await?;
+    olga.wait_for_text(".conv-sub", "public").await?;
+
+    // Pat removes Quinn (admins may remove plain members); Olga's list follows, and
+    // Quinn is refused at once.
+    pat.click(&format!(
+        "#member-list li[data-user-id='{}'] button[data-control='remove']",
+        quinn.user_id
+    ))
+    .await?;
+    pat.click("#member-list .confirm-yes").await?;
+    olga.wait_until(
+        &format!(
+            "!document.querySelector(\"#member-list li[data-user-id='{}']\")",
+            quinn.user_id
+        ),
+        "Quinn leaves Olga's member list",
+    )
+    .await?;
+    olga.wait_for_text("#members-title", "Members (2)").await?;
+    app.get(
+        &format!("/api/v1/chats/{group}/messages"),
+        Some(&quinn.access_token),
+    )
+    .await?
+    .expect_problem(403, "not_a_member")?;
+
+    // Olga hands the group over to Pat (she is asked first): she becomes an admin, so
+    // role changes are no longer hers to make.
+    olga.wait_for(&format!("#role-{group}-{}", pat_api.user_id))
+        .await?
+        .select_by_value("owner")
+        .await?;
+    olga.click(&format!(
+        "#member-list li[data-user-id='{}'] button[data-control='set-role']",
+        pat_api.user_id
+    ))
+    .await?;
+    olga.click("#member-list .confirm-yes").await?;
+    olga.wait_for(&format!(
+        "#member-list li[data-user-id='{}'][data-role='admin']",
+        olga_api.user_id
+    ))
+    .await?;
+    olga.wait_for(&format!(
+        "#member-list li[data-user-id='{}'][data-role='owner']",
+        pat_api.user_id
+    ))
+    .await?;
+    assert!(!shown(&olga, "#member-list select").await?);
+    pat.wait_for(&format!(
+        "#member-list li[data-user-id='{}'][data-role='owner']",
+        pat_api.user_id
+    ))
+    .await?;
+    pat.wait_for(&format!("#role-{group}-{}", olga_api.user_id))
+        .await?;
+    olga.screenshot("readme-group").await?;
+    assert_no_console_errors(&olga, "olga", &[]).await?;
+    assert_no_console_errors(&pat, "pat", &[]).await?;
+
+    // The site admin logs in: the Admin tab is there.
+    let root = driver.open(&url, "root").await?;
+    log_in(&root, "root").await?;
+    root.click("#tab-admin").await?;
+    root.wait_for(&format!(
+        "#admin-users li[data-user-id='{}']",
+        pat_api.user_id
+    ))
+    .await?;
+    assert_labelled(&root, "the admin view").await?;
+
+    // Root finds Pat and deactivates him: Pat's open page is logged out with a notice,
+    // and he cannot log in again.
+    root.fill("#admin-user-q", "pat").await?;
+    root.click("#admin-user-search button[type=submit]").await?;
+    let pat_row = format!("#admin-users li[data-user-id='{}']", pat_api.user_id);
+    root.wait_until(
+        &format!(
+            "document.querySelectorAll('#admin-users li[data-user-id]').length === 1 \
+             && document.querySelector(\"{pat_row}\")"
+        ),
+        "the search finds Pat only",
+    )
+    .await?;
+    root.click(&format!("{pat_row} [data-action='deactivate']"))
+        .await?;
+    root.click(&format!("{pat_row} .confirm-yes")).await?;
+    root.wait_for(&format!("{pat_row}[data-active='false']"))
+        .await?;
+    pat.wait_for("#login-form").await?;
+    // Told by the socket's close or by a request refused first: either says "ended".
+    pat.wait_for_text(".auth .notice", "ended").await?;
+    pat.fill("#login-form input[name=username]", "pat").await?;
+    pat.fill("#login-form input[name=password]", TEST_PASSWORD)
+        .await?;
+    pat.click("#login-form button[type=submit]").await?;
+    pat.wait_for_text("#login-form .form-error", "deactivated")
+        .await?;
+    // Reactivated, he can.
+    root.click(&format!("{pat_row} [data-action='reactivate']"))
+        .await?;
+    root.wait_for(&format!("{pat_row}[data-active='true']"))
+        .await?;
+    app.login("pat", TEST_PASSWORD).await?;
+
+    // Root grants Olga admin rights: her page learns it when its socket, closed by the
+    // change, reconnects, and shows the Admin tab; withdrawn, the tab goes.
+    root.fill("#admin-user-q", "olga").await?;
+    root.click("#admin-user-search button[type=submit]").await?;
+    let olga_row = format!("#admin-users li[data-user-id='{}']", olga_api.user_id);
+    root.click(&format!("{olga_row} [data-action='promote']"))
+        .await?;
+    root.wait_for(&format!("{olga_row}[data-admin='true']"))
+        .await?;
+    olga.wait_for("#tab-admin").await?;
+    root.click(&format!("{olga_row} [data-action='demote']"))
+        .await?;
+    root.wait_for(&format!("{olga_row}[data-admin='false']"))
+        .await?;
+    olga.wait_until(
+        "!document.querySelector('#tab-admin').getClientRects().length",
+        "Olga's Admin tab goes away",
+    )
+    .await?;
+
+    // Root finds the group, sees its members, and deletes it: it leaves Olga's page.
+    root.fill("#admin-chat-q", "rocket").await?;
+    root.click("#admin-chat-search button[type=submit]").await?;
+    let group_row = format!("#admin-chats li[data-chat-id='{group}']");
+    root.click(&format!("{group_row} [data-action='members']"))
+        .await?;
+    root.wait_for_text(&format!("#admin-members-{group}"), "@olga")
+        .await?;
+    root.wait_for_text(&format!("#admin-members-{group}"), "owner")
+        .await?;
+    root.wait_for_text(&format!("#admin-members-{group}"), "admin")
+        .await?;
+    root.wait_for_text(&format!("#admin-members-{group}"), "@pat")
+        .await?;
+    root.screenshot("readme-admin").await?;
+    root.click(&format!("{group_row} [data-action='delete']"))
+        .await?;
+    root.click(&format!("{group_row} .confirm-yes")).await?;
+    root.wait_until(
+        &format!("!document.querySelector(\"{group_row}\")"),
+        "the group leaves the admin list",
+    )
+    .await?;
+    olga.wait_for_text("#toasts", "This chat was deleted.")
+        .await?;
+    olga.wait_until(
+        &format!(
+            "location.hash === '#/chats' && \
+             !document.querySelector(\"#chat-list [data-chat-id='{group}']\")"
+        ),
+        "the group leaves Olga's page",
+    )
+    .await?;
+
+    assert_no_console_errors(&root, "root", &[]).await?;
+    assert_no_console_errors(&olga, "olga", &[]).await?;
+    // The refused log-in of a deactivated account (403) and the ended session (401).
+    assert_no_console_errors(&pat, "pat", &["status of 403", "status of 401"]).await?;
+    for page in [olga, pat, root] {
+        page.close().await?;
+    }
+    drop(driver);
+    app.shutdown().await;
+    eprintln!("group and admin scenario took {:?}", started.elapsed());
     Ok(())
 }

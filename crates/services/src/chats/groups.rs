@@ -49,13 +49,7 @@ pub(crate) async fn full_view(
         .next()
         .map(MessageView::from);
     let members = if chat.member_count <= MEMBER_PREVIEW_MAX {
-        Some(
-            MembershipRow::members_of(db, &[chat.id])
-                .await?
-                .into_iter()
-                .map(MemberView::from)
-                .collect(),
-        )
+        Some(MemberView::many(ctx, MembershipRow::members_of(db, &[chat.id]).await?).await)
     } else {
         None
     };

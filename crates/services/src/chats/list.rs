@@ -8,6 +8,7 @@ use chrono::NaiveDateTime;
 use crate::auth::Principal;
 use crate::chats::views::{ChatView, MEMBER_PREVIEW_MAX, MemberView, MessageView};
 use crate::pagination::{self, Page};
+use crate::presence::online_now;
 use crate::{AppContext, ServiceError};
 
 fn decode(cursor: &str) -> Result<(NaiveDateTime, i64), ServiceError> {
@@ -40,11 +41,14 @@ pub async fn list_chats(
         .map(|e| e.chat.id)
         .collect();
     let mut members: HashMap<i64, Vec<MemberView>> = HashMap::new();
-    for entry in MembershipRow::members_of(&ctx.store.db, &small).await? {
+    let previews = MembershipRow::members_of(&ctx.store.db, &small).await?;
+    // The members' presence: one read for the whole page.
+    let online = online_now(ctx, previews.iter().map(|e| e.user.id)).await;
+    for entry in previews {
         members
             .entry(entry.membership.chat_id)
             .or_default()
-            .push(MemberView::from(entry));
+            .push(MemberView::new(entry, &online));
     }
     Ok(pagination::page(
         entries,

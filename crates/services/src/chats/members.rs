@@ -12,6 +12,7 @@ use crate::chats::views::MemberView;
 use crate::chats::{access, denied, leave_chat};
 use crate::events::{ChatEvent, LeftReason, Notification, notify, publish_chat};
 use crate::pagination::{self, Page};
+use crate::presence::online_now;
 use crate::{AppContext, ServiceError};
 
 async fn member_view(
@@ -19,11 +20,14 @@ async fn member_view(
     chat_id: i64,
     user_id: i64,
 ) -> Result<MemberView, ServiceError> {
-    MembershipRow::members(&ctx.store.db, chat_id, Some(user_id - 1), 1)
+    let entry = MembershipRow::members(&ctx.store.db, chat_id, Some(user_id - 1), 1)
         .await?
         .into_iter()
         .find(|m| m.membership.user_id == user_id)
-        .map(MemberView::from)
+        .ok_or_else(|| ServiceError::NotFound("not a member of this chat".to_owned()))?;
+    MemberView::many(ctx, vec![entry])
+        .await
+        .pop()
         .ok_or_else(|| ServiceError::NotFound("not a member of this chat".to_owned()))
 }
 
@@ -40,11 +44,12 @@ pub async fn list_members(
     let limit = pagination::limit(limit)?;
     let after = cursor.map(pagination::decode_id_cursor).transpose()?;
     let rows = MembershipRow::members(&ctx.store.db, chat_id, after, limit + 1).await?;
+    let online = online_now(ctx, rows.iter().map(|m| m.user.id)).await;
     Ok(pagination::page(
         rows,
         limit,
         |m| m.membership.user_id.to_string(),
-        MemberView::from,
+        |m| MemberView::new(m, &online),
     ))
 }
 

@@ -6,6 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::AppContext;
+use crate::presence::{OnlineNow, online_now};
 use crate::users::utc;
 
 /// Chats with at most this many members list them inline; bigger ones give only
@@ -78,17 +80,38 @@ pub struct MemberView {
     pub role: Role,
     /// Join time.
     pub joined_at: DateTime<Utc>,
+    /// Highest seq this member has read (what "seen" markers are drawn from).
+    pub last_read_seq: i64,
+    /// Whether the member has a socket open now (on any instance); `null` when
+    /// presence cannot be read at the moment. Changes arrive as `presence` events.
+    pub online: Option<bool>,
+    /// Last activity: a log-in, a token refresh or the close of the member's last
+    /// socket (`null` if none was recorded).
+    pub last_seen_at: Option<DateTime<Utc>>,
 }
 
-impl From<MemberEntry> for MemberView {
-    fn from(entry: MemberEntry) -> Self {
+impl MemberView {
+    /// From a membership with its account, and the presence read for the page.
+    pub fn new(entry: MemberEntry, online: &OnlineNow) -> Self {
         MemberView {
             user_id: entry.user.id,
+            online: online.of(entry.user.id),
+            last_seen_at: entry.user.last_seen_at.map(utc),
             username: entry.user.username,
             display_name: entry.user.display_name,
             role: Role::parse(&entry.membership.role).unwrap_or(Role::Member),
             joined_at: utc(entry.membership.joined_at),
+            last_read_seq: entry.membership.last_read_seq,
         }
+    }
+
+    /// Views of `entries`, with their presence read in one round trip.
+    pub async fn many(ctx: &AppContext, entries: Vec<MemberEntry>) -> Vec<Self> {
+        let online = online_now(ctx, entries.iter().map(|e| e.user.id)).await;
+        entries
+            .into_iter()
+            .map(|entry| MemberView::new(entry, &online))
+            .collect()
     }
 }
 

@@ -27,6 +27,8 @@ export class ChatClient extends EventTarget {
   #sending = new Set();
   #lastTyping = new Map();
   #reading = new Map();
+  /** chat id → timer of a coming member list reload. */
+  #memberTimers = new Map();
 
   constructor(session) {
     super();
@@ -50,6 +52,7 @@ export class ChatClient extends EventTarget {
   stop() {
     this.connection.stop();
     clearTimeout(this.#reloadTimer);
+    for (const timer of this.#memberTimers.values()) clearTimeout(timer);
     for (const items of this.store.pending.values()) for (const item of items) clearTimeout(item.retry);
     this.store.reset();
   }
@@ -77,6 +80,19 @@ export class ChatClient extends EventTarget {
     this.#reloadTimer = setTimeout(
       () => this.loadChats().catch((error) => this.#report(error)),
       RELOAD_CHATS_AFTER_MS,
+    );
+  }
+
+  /** A chat's full member list, where one is kept, read again shortly (coalesced). */
+  #reloadMembersSoon(chatId) {
+    if (!this.store.memberLists.has(chatId)) return;
+    clearTimeout(this.#memberTimers.get(chatId));
+    this.#memberTimers.set(
+      chatId,
+      setTimeout(() => {
+        this.#memberTimers.delete(chatId);
+        if (this.store.chats.has(chatId)) this.loadMembers(chatId).catch((error) => this.#report(error));
+      }, RELOAD_CHATS_AFTER_MS),
     );
   }
 
@@ -163,12 +179,32 @@ export class ChatClient extends EventTarget {
    */
   async recover() {
     try {
-      await this.loadChats();
+      await Promise.all([this.loadChats(), this.#refreshMe()]);
       const loaded = [...this.store.timelines.entries()].filter(([, t]) => t.loaded);
-      await Promise.all(loaded.map(([chatId]) => this.catchUp(chatId)));
+      const lists = [...this.store.memberLists.keys()].filter((chatId) => this.store.chats.has(chatId));
+      await Promise.all([
+        ...loaded.map(([chatId]) => this.catchUp(chatId)),
+        ...lists.map((chatId) => this.loadMembers(chatId)),
+      ]);
       this.#flushAll();
     } catch (error) {
       this.#report(error);
+    }
+  }
+
+  /**
+   * My account again: a change of my admin rights closes my sockets, so the
+   * reconnection is when to learn it (the Admin tab follows `me`).
+   */
+  async #refreshMe() {
+    const me = await this.api.get("/users/me");
+    // Logged out meanwhile: this client is done.
+    if (!this.session.loggedIn || this.session.user?.id !== me.id) return;
+    const before = this.store.me;
+    this.store.me = me;
+    this.session.user = me;
+    if (before?.is_admin !== me.is_admin || before?.display_name !== me.display_name) {
+      this.dispatchEvent(new CustomEvent("me", { detail: me }));
     }
   }
 
@@ -202,7 +238,10 @@ export class ChatClient extends EventTarget {
         if (event.user_id === store.me?.id) {
           store.removeChat(chatId);
           this.dispatchEvent(new CustomEvent("left", { detail: { chatId, reason: event.reason } }));
-        } else this.#reloadChatsSoon();
+        } else {
+          this.#reloadChatsSoon();
+          this.#reloadMembersSoon(chatId);
+        }
         break;
       case "chat.deleted":
         store.removeChat(chatId);
@@ -210,6 +249,9 @@ export class ChatClient extends EventTarget {
         break;
       case "chat.member_joined":
       case "chat.member_role_changed":
+        this.#reloadChatsSoon();
+        this.#reloadMembersSoon(chatId);
+        break;
       case "chat.updated":
         this.#reloadChatsSoon();
         break;
@@ -347,14 +389,38 @@ export class ChatClient extends EventTarget {
     this.connection.send({ action: "typing", chat_id: chatId });
   }
 
+  /**
+   * Every member of a chat (200 a page), with their role, presence and read marker;
+   * kept in the store (names for "Seen by", the members panel).
+   */
+  async loadMembers(chatId) {
+    const requestedAt = performance.now();
+    const members = [];
+    let cursor = null;
+    do {
+      const page = await this.api.get(`/chats/${chatId}/members${query({ limit: 200, cursor })}`);
+      members.push(...page.items);
+      cursor = page.next_cursor;
+    } while (cursor);
+    this.store.setMembers(chatId, members, requestedAt);
+    return members;
+  }
+
   // ---- friends and groups -----------------------------------------------------------
 
   searchUsers(q) {
     return this.api.get(`/users${query({ q, limit: 20 })}`);
   }
 
-  friends() {
-    return this.api.get("/friends");
+  /** My friends; their presence goes to the store (the dots of every view). */
+  async friends() {
+    const requestedAt = performance.now();
+    const page = await this.api.get("/friends");
+    this.store.seedPresence(
+      page.items.map((f) => ({ user_id: f.user.id, online: f.online, last_seen_at: f.last_seen_at })),
+      requestedAt,
+    );
+    return page;
   }
 
   friendRequests() {
@@ -379,14 +445,16 @@ export class ChatClient extends EventTarget {
 
   /** The direct chat with a user (created if needed); its id. */
   async directChat(userId) {
+    const requestedAt = performance.now();
     const chat = await this.api.post("/chats/direct", { user_id: userId });
-    this.store.upsertChat(chat);
+    this.store.upsertChat(chat, requestedAt);
     return chat.id;
   }
 
   async createGroup(fields) {
+    const requestedAt = performance.now();
     const chat = await this.api.post("/chats", fields);
-    this.store.upsertChat(chat);
+    this.store.upsertChat(chat, requestedAt);
     return chat.id;
   }
 
@@ -402,5 +470,70 @@ export class ChatClient extends EventTarget {
   async leaveGroup(chatId) {
     await this.api.post(`/chats/${chatId}/leave`);
     this.store.removeChat(chatId);
+  }
+
+  // ---- managing a group (owner, admins, site admins) ---------------------------------
+
+  /** Adds a user to a group (`PUT`, so adding twice changes nothing). */
+  async addMember(chatId, userId) {
+    const member = await this.api.put(`/chats/${chatId}/members/${userId}`);
+    await this.loadMembers(chatId);
+    return member;
+  }
+
+  async removeMember(chatId, userId) {
+    await this.api.delete(`/chats/${chatId}/members/${userId}`);
+    await this.loadMembers(chatId);
+  }
+
+  /** Sets a member's role; `owner` hands the group over (I become an admin). */
+  async changeRole(chatId, userId, role) {
+    await this.api.patch(`/chats/${chatId}/members/${userId}`, { role });
+    await Promise.all([this.loadMembers(chatId), this.loadChats()]);
+  }
+
+  /** Changes a group's name, description or visibility; the updated chat. */
+  async updateGroup(chatId, fields) {
+    const chat = await this.api.patch(`/chats/${chatId}`, fields);
+    const known = this.store.chats.get(chatId);
+    // My own view of it (role, unread count) stays; the group's fields change.
+    if (known) this.store.upsertChat({ ...known, name: chat.name, description: chat.description, visibility: chat.visibility });
+    return chat;
+  }
+
+  async deleteGroup(chatId) {
+    await this.api.delete(`/chats/${chatId}`);
+    this.store.removeChat(chatId);
+  }
+
+  // ---- site administration (is_admin; the API refuses everyone else) -----------------
+
+  adminUsers(q, cursor) {
+    return this.api.get(`/admin/users${query({ q, cursor, limit: 50 })}`);
+  }
+
+  adminUpdateUser(userId, fields) {
+    return this.api.patch(`/admin/users/${userId}`, fields);
+  }
+
+  adminChats(q, cursor) {
+    return this.api.get(`/admin/chats${query({ q, cursor, limit: 50 })}`);
+  }
+
+  /** A group's members, for a site admin who need not be one (200 a page). */
+  async adminMembers(chatId) {
+    const members = [];
+    let cursor = null;
+    do {
+      const page = await this.api.get(`/chats/${chatId}/members${query({ limit: 200, cursor })}`);
+      members.push(...page.items);
+      cursor = page.next_cursor;
+    } while (cursor);
+    return members;
+  }
+
+  async adminDeleteChat(chatId) {
+    await this.api.delete(`/chats/${chatId}`);
+    if (this.store.chats.has(chatId)) this.store.removeChat(chatId);
   }
 }

@@ -1,16 +1,21 @@
 // The login session: who is logged in and their tokens.
 //
-// The access token lives in memory only (a variable of this module): nothing outside
-// this page's JavaScript can read it, and it is gone with the page. The refresh token
-// is kept in memory too and parked in sessionStorage only while the page unloads
-// (pagehide), so a reload of this tab stays logged in; the new page takes it out again
-// at once. sessionStorage is per tab and dies with it; a tab duplicated while the page
-// is open does not inherit the token (the server ends the whole session when one
-// refresh token is presented twice). See docs/web-client.md for the reasoning.
+// The tokens live in memory (private fields of the Session): nothing outside this
+// page's JavaScript can read them, and they are gone with the page. They are parked in
+// sessionStorage only while the page unloads (pagehide), so a reload of this tab stays
+// logged in; the new page takes them out again at once. sessionStorage is per tab and
+// dies with it; a tab duplicated while the page is open does not inherit them (the
+// server ends the whole session when one refresh token is presented twice). A reload
+// whose parked access token still has a while to live uses it at once, so the page
+// asks for its data without waiting for a refresh first. See docs/web-client.md.
 
 import { ApiError, call } from "./api.js";
 
-const STORAGE_KEY = "chat.refresh_token";
+const STORAGE_KEY = "chat.session";
+// What pages before this version parked: the refresh token alone.
+const OLD_STORAGE_KEY = "chat.refresh_token";
+// A parked access token is used again only if it lives at least this long still.
+const RESUME_MIN_MS = 30_000;
 // Rotate when this share of the access token's lifetime has passed…
 const ROTATE_AT = 0.75;
 // …but at least this long before it expires, and never sooner than this after getting it.
@@ -28,6 +33,8 @@ export class Session extends EventTarget {
   #refresh = null;
   #expiresAt = 0;
   #timer = null;
+  /** When the scheduled rotation is due (Date.now() scale). */
+  #rotateAt = 0;
   #rotating = null;
 
   constructor() {
@@ -35,7 +42,7 @@ export class Session extends EventTarget {
     addEventListener("pagehide", () => this.#park());
     // Back from the back/forward cache: this page lives on, so it keeps the token.
     addEventListener("pageshow", (event) => {
-      if (event.persisted) sessionStorage.removeItem(STORAGE_KEY);
+      if (event.persisted) this.#unpark();
     });
   }
 
@@ -49,10 +56,20 @@ export class Session extends EventTarget {
    * calling `waiting(error)` before each new try.
    */
   async restore(waiting = () => {}) {
-    const token = sessionStorage.getItem(STORAGE_KEY);
-    sessionStorage.removeItem(STORAGE_KEY);
-    if (!token) return false;
-    this.#refresh = token;
+    const parked = this.#unpark();
+    if (!parked?.refresh) return false;
+    this.#refresh = parked.refresh;
+    const left = (parked.expiresAt ?? 0) - Date.now();
+    if (parked.access && parked.user && left > RESUME_MIN_MS) {
+      // Logged in at once with the page before's access token: the first requests go
+      // out now (one round trip to a filled page), and rotation keeps its schedule.
+      this.user = parked.user;
+      this.#access = parked.access;
+      this.#expiresAt = parked.expiresAt;
+      this.#schedule(Math.max(0, Math.min((parked.rotateAt ?? 0) - Date.now(), left - ROTATE_MARGIN_MS)));
+      this.dispatchEvent(new CustomEvent("login"));
+      return true;
+    }
     for (let delay = 1000; ; delay = Math.min(delay * 2, 10_000)) {
       try {
         await this.refresh();
@@ -88,9 +105,12 @@ export class Session extends EventTarget {
     this.dispatchEvent(new CustomEvent("logout", { detail: { reason } }));
   }
 
-  /** A valid access token, rotating first if it is (nearly) expired. */
+  /**
+   * A valid access token, rotating first if it is (nearly) expired. A rotation in
+   * flight is not waited for while the current token is good: it stays valid until
+   * it expires, whatever the rotation does.
+   */
   async accessToken() {
-    if (this.#rotating) await this.#rotating.catch(() => {});
     if (this.#access && Date.now() > this.#expiresAt - EXPIRY_SLACK_MS) {
       await this.refresh();
     }
@@ -136,11 +156,34 @@ export class Session extends EventTarget {
 
   #schedule(delay) {
     clearTimeout(this.#timer);
+    this.#rotateAt = Date.now() + delay;
     this.#timer = setTimeout(() => this.refresh().catch(() => {}), delay);
   }
 
   #park() {
-    if (this.#refresh) sessionStorage.setItem(STORAGE_KEY, this.#refresh);
+    if (!this.#refresh) return;
+    const parked = {
+      refresh: this.#refresh,
+      access: this.#access,
+      expiresAt: this.#expiresAt,
+      rotateAt: this.#rotateAt,
+      user: this.user,
+    };
+    sessionStorage.setItem(STORAGE_KEY, JSON.stringify(parked));
+  }
+
+  /** Takes the parked tokens out of storage (they never stay there while a page runs). */
+  #unpark() {
+    const raw = sessionStorage.getItem(STORAGE_KEY);
+    const old = sessionStorage.getItem(OLD_STORAGE_KEY);
+    sessionStorage.removeItem(STORAGE_KEY);
+    sessionStorage.removeItem(OLD_STORAGE_KEY);
+    try {
+      if (raw) return JSON.parse(raw);
+    } catch {
+      // Not ours: ignore it.
+    }
+    return old ? { refresh: old } : null;
   }
 
   #clear() {
@@ -149,6 +192,6 @@ export class Session extends EventTarget {
     this.#access = null;
     this.#refresh = null;
     this.#expiresAt = 0;
-    sessionStorage.removeItem(STORAGE_KEY);
+    this.#unpark();
   }
 }

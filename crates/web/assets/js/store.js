@@ -99,7 +99,10 @@ export class Store extends EventTarget {
   /** Whether the chat list has been loaded once. */
   chatsLoaded = false;
   timelines = new Map();
-  /** user id → {online, last_seen_at}: from `presence` events since the socket opened. */
+  /**
+   * user id → {online, last_seen_at, at}: from the lists the API gives (friends, chat
+   * members) and `presence` events; `at` (performance.now()) says how recent it is.
+   */
   presence = new Map();
   /** chat id → Map(user id → {username, until}). */
   typing = new Map();
@@ -107,6 +110,8 @@ export class Store extends EventTarget {
   readBy = new Map();
   /** chat id → messages being sent: [{client_id, content, reply_to, state, error}]. */
   pending = new Map();
+  /** chat id → every member (`GET /chats/{id}/members`), for the chats that needed it. */
+  memberLists = new Map();
   /** chat id → when upsertChat added it (performance.now()). */
   #added = new Map();
 
@@ -123,6 +128,7 @@ export class Store extends EventTarget {
     this.typing.clear();
     this.readBy.clear();
     this.pending.clear();
+    this.memberLists.clear();
     this.#added.clear();
     this.changed("reset");
   }
@@ -141,13 +147,17 @@ export class Store extends EventTarget {
     this.chats = chats;
     this.chatsLoaded = true;
     for (const id of this.timelines.keys()) if (!this.chats.has(id)) this.timelines.delete(id);
+    this.seedPresence(list.flatMap((chat) => chat.members ?? []), requestedAt);
+    for (const chat of list) if (chat.members) this.seedReads(chat.id, chat.members);
     this.changed("chats");
   }
 
   /** A chat created or joined here (before the next list says so). */
-  upsertChat(chat) {
+  upsertChat(chat, requestedAt = -Infinity) {
     this.chats.set(chat.id, chat);
     this.#added.set(chat.id, performance.now());
+    this.seedPresence(chat.members ?? [], requestedAt);
+    if (chat.members) this.seedReads(chat.id, chat.members);
     this.changed("chats", chat.id);
   }
 
@@ -156,6 +166,7 @@ export class Store extends EventTarget {
     this.#added.delete(id);
     this.timelines.delete(id);
     this.pending.delete(id);
+    this.memberLists.delete(id);
     this.changed("chats", id);
   }
 
@@ -179,6 +190,19 @@ export class Store extends EventTarget {
   partner(chat) {
     if (chat?.kind !== "direct") return null;
     return chat.members?.find((m) => m.user_id !== this.me?.id) ?? null;
+  }
+
+  /** A chat's members as known here: the full list if loaded, else the inline preview. */
+  membersOf(chatId) {
+    return this.memberLists.get(chatId) ?? this.chats.get(chatId)?.members ?? null;
+  }
+
+  /** The full member list of a chat, as the API gave it (asked for at `requestedAt`). */
+  setMembers(chatId, members, requestedAt) {
+    this.memberLists.set(chatId, members);
+    this.seedPresence(members, requestedAt);
+    this.seedReads(chatId, members);
+    this.changed("members", chatId);
   }
 
   /** What a chat is called here: the group's name, or the other person's. */
@@ -255,20 +279,57 @@ export class Store extends EventTarget {
 
   /** Someone else read up to `seq`. */
   readByOther(chatId, userId, seq) {
+    if (this.#raiseRead(chatId, userId, seq)) this.changed("read", chatId);
+  }
+
+  /**
+   * The others' read markers as a member list gave them (`last_read_seq`): what "Seen"
+   * shows after a reload, before any `chat.read` event. Markers only move forward, so
+   * the higher of the list's and the events' wins, whichever arrived first.
+   */
+  seedReads(chatId, members) {
+    let changed = false;
+    for (const member of members) {
+      if (member.user_id === this.me?.id || typeof member.last_read_seq !== "number") continue;
+      changed = this.#raiseRead(chatId, member.user_id, member.last_read_seq) || changed;
+    }
+    if (changed) this.changed("read", chatId);
+  }
+
+  #raiseRead(chatId, userId, seq) {
     let marks = this.readBy.get(chatId);
     if (!marks) {
       marks = new Map();
       this.readBy.set(chatId, marks);
     }
-    if (seq > (marks.get(userId) ?? 0)) {
-      marks.set(userId, seq);
-      this.changed("read", chatId);
-    }
+    if (seq <= (marks.get(userId) ?? 0)) return false;
+    marks.set(userId, seq);
+    return true;
   }
 
+  /** A `presence` event: the newest news there is. */
   setPresence(userId, online, lastSeenAt) {
-    this.presence.set(userId, { online, last_seen_at: lastSeenAt ?? null });
+    this.presence.set(userId, { online, last_seen_at: lastSeenAt ?? null, at: performance.now() });
     this.changed("presence");
+  }
+
+  /**
+   * Presence as a list answer gave it (`[{user_id, online, last_seen_at}]`), asked for
+   * at `requestedAt` (performance.now()). An event heard after the request left may be
+   * newer than the answer, so it is kept; anything heard before is replaced. `online:
+   * null` (the server could not read presence) changes nothing.
+   */
+  seedPresence(people, requestedAt = -Infinity) {
+    let changed = false;
+    for (const person of people) {
+      if (typeof person.online !== "boolean") continue;
+      const known = this.presence.get(person.user_id);
+      if (known && known.at >= requestedAt) continue;
+      const lastSeen = person.last_seen_at ?? null;
+      if (known?.online !== person.online || known?.last_seen_at !== lastSeen) changed = true;
+      this.presence.set(person.user_id, { online: person.online, last_seen_at: lastSeen, at: requestedAt });
+    }
+    if (changed) this.changed("presence");
   }
 
   /** Someone is typing in a chat: shown for a few seconds unless renewed. */

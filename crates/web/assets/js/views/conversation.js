@@ -4,6 +4,7 @@
 import { h, reconcile, replace } from "../dom.js";
 import { dayKey, fullTime } from "../format.js";
 import { presenceDot } from "./chatlist.js";
+import { MembersPanel } from "./members.js";
 import { daySeparator, messageItem, messageKey, pendingItem } from "./message.js";
 
 // Closer than this to the top loads older messages; to the bottom counts as "at the end".
@@ -33,13 +34,26 @@ export class Conversation {
     this.title = h("h2", { id: "conversation-title" });
     this.subtitle = h("p", { class: "conv-sub" });
     this.leaveButton = h("button", { type: "button", class: "secondary", id: "leave-group", on: { click: () => this.#leave() } }, "Leave group");
+    this.membersButton = h(
+      "button",
+      {
+        type: "button",
+        class: "secondary",
+        id: "show-members",
+        "aria-expanded": "false",
+        "aria-controls": "members-panel",
+        on: { click: () => this.toggleMembers() },
+      },
+      "Members",
+    );
     this.header = h(
       "header",
       { class: "conv-head" },
       h("a", { class: "back", href: "#/chats", "aria-label": "Back to chats" }, "←"),
       h("div", { class: "conv-titles" }, this.title, this.subtitle),
-      this.leaveButton,
+      h("div", { class: "conv-actions" }, this.membersButton, this.leaveButton),
     );
+    this.membersPanel = null;
     this.olderButton = h("button", { type: "button", class: "link load-older", on: { click: () => this.#loadOlder() } }, "Load older messages");
     this.historyStart = h("p", { class: "history-start" }, "This is the beginning of the conversation.");
     this.list = h("ol", { class: "message-list", id: "message-list" });
@@ -106,6 +120,11 @@ export class Conversation {
 
     this.renderHeader();
     this.renderMessages();
+    // A big group's list comes without members: load them for names and read markers.
+    const chat = this.store.chats.get(chatId);
+    if (chat?.kind === "group" && !chat.members && !this.store.memberLists.has(chatId)) {
+      client.loadMembers(chatId).catch((error) => replace(this.error, error.message));
+    }
     client
       .openChat(chatId)
       .then(() => {
@@ -122,6 +141,22 @@ export class Conversation {
 
   destroy() {
     for (const off of this.#listeners) off();
+    this.membersPanel?.destroy();
+  }
+
+  /** Shows or hides the group's panel (details, members, management). */
+  toggleMembers(open = !this.membersPanel) {
+    if (open && !this.membersPanel) {
+      this.membersPanel = new MembersPanel(this.client, this.chatId, { onClose: () => this.toggleMembers(false) });
+      this.el.append(this.membersPanel.el);
+      this.membersPanel.focus();
+    } else if (!open && this.membersPanel) {
+      this.membersPanel.destroy();
+      this.membersPanel.el.remove();
+      this.membersPanel = null;
+      this.membersButton.focus();
+    }
+    this.membersButton.setAttribute("aria-expanded", String(Boolean(this.membersPanel)));
   }
 
   focus() {
@@ -129,11 +164,12 @@ export class Conversation {
   }
 
   #onChange({ kind, chatId }) {
-    if (kind === "presence" || (kind === "chats" && (chatId === null || chatId === this.chatId))) {
-      this.renderHeader();
-    }
+    const thisChat = kind === "chats" && (chatId === null || chatId === this.chatId);
+    if (kind === "presence" || thisChat) this.renderHeader();
+    // The member previews come with the chat list: who counts for "Seen by".
+    if (thisChat) this.renderMessages();
     if (chatId !== this.chatId) return;
-    if (kind === "messages" || kind === "pending" || kind === "read") this.renderMessages();
+    if (kind === "messages" || kind === "pending" || kind === "read" || kind === "members") this.renderMessages();
     if (kind === "typing") this.renderTyping();
   }
 
@@ -154,6 +190,7 @@ export class Conversation {
       replace(this.subtitle, `${members} · ${chat.visibility}${chat.description ? ` · ${chat.description}` : ""}`);
     }
     this.leaveButton.hidden = !chat || chat.kind !== "group" || chat.role === "owner";
+    this.membersButton.hidden = !chat || chat.kind !== "group";
   }
 
   renderTyping() {
@@ -162,18 +199,25 @@ export class Conversation {
 
   /** The read line under my newest message that others have read. */
   #seen(messages) {
+    const none = { seq: null, label: null };
     const marks = this.store.readBy.get(this.chatId);
-    if (!marks || marks.size === 0) return { seq: null, label: null };
+    if (!marks || marks.size === 0) return none;
+    // Only current members count (one who left keeps a marker here); while the
+    // members are unknown, everyone heard of does.
+    const members = this.store.membersOf(this.chatId);
+    const current = members ? new Map(members.map((m) => [m.user_id, m])) : null;
+    const readers = [...marks.entries()].filter(([userId]) => !current || current.has(userId));
+    if (readers.length === 0) return none;
     const me = this.store.me?.id;
-    const highest = Math.max(...marks.values());
+    const highest = Math.max(...readers.map(([, seq]) => seq));
     const mine = messages.filter((m) => m.sender_id === me && m.seq <= highest && !m.deleted_at);
     const last = mine[mine.length - 1];
-    if (!last) return { seq: null, label: null };
+    if (!last) return none;
     const chat = this.store.chats.get(this.chatId);
     if (chat?.kind === "direct") return { seq: last.seq, label: "Seen" };
-    const names = [...marks.entries()]
+    const names = readers
       .filter(([, seq]) => seq >= last.seq)
-      .map(([userId]) => chat?.members?.find((m) => m.user_id === userId)?.username ?? `user ${userId}`);
+      .map(([userId]) => current?.get(userId)?.username ?? "someone");
     return { seq: last.seq, label: `Seen by ${names.join(", ")}` };
   }
 

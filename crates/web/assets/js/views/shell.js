@@ -1,8 +1,10 @@
 // The logged-in page: top bar (connection state, me, log out), the side panel (chats,
 // friends, groups) and the open conversation. Routes live in the URL's hash, so a
-// reload reopens the same chat: #/chats, #/chats/12, #/friends, #/groups.
+// reload reopens the same chat: #/chats, #/chats/12, #/friends, #/groups, #/admin
+// (site admins).
 
 import { h, replace, announce } from "../dom.js";
+import { AdminView } from "./admin.js";
 import { ChatList } from "./chatlist.js";
 import { Conversation } from "./conversation.js";
 import { FriendsPanel } from "./friends.js";
@@ -15,6 +17,7 @@ function parseRoute(hash) {
   if (chat) return { tab: "chats", chatId: Number(chat[1]) };
   if (hash === "#/friends") return { tab: "friends", chatId: null };
   if (hash === "#/groups") return { tab: "groups", chatId: null };
+  if (hash === "#/admin") return { tab: "admin", chatId: null };
   return { tab: "chats", chatId: null };
 }
 
@@ -24,12 +27,16 @@ export class Shell {
   #panelTab = null;
   #conversation = null;
   #countdown = null;
+  /** What the main area shows: "admin", a chat id, or null (the placeholder). */
+  #main = undefined;
+  #admin = null;
 
   constructor(session, client) {
     this.session = session;
     this.client = client;
     this.chatList = new ChatList(client);
 
+    this.meName = h("span", { class: "me", id: "me" }, session.user.display_name || session.user.username);
     this.connection = h("p", { class: "connection", id: "connection", role: "status", dataset: { state: "connecting" } });
     this.logoutButton = h("button", { type: "button", class: "secondary", id: "logout" }, "Log out");
     this.tabs = Object.fromEntries(
@@ -37,8 +44,10 @@ export class Shell {
         ["chats", "Chats", "#/chats"],
         ["friends", "Friends", "#/friends"],
         ["groups", "Groups", "#/groups"],
+        ["admin", "Admin", "#/admin"],
       ].map(([tab, label, href]) => [tab, h("a", { href, id: `tab-${tab}`, class: "tab" }, label)]),
     );
+    this.#adminTab();
     this.side = h("div", { class: "side-panel" });
     this.main = h("main", { class: "main", id: "main" });
     this.toasts = h("div", { class: "toasts", id: "toasts", role: "status" });
@@ -50,7 +59,7 @@ export class Shell {
         { class: "topbar" },
         h("h1", {}, "Chat"),
         this.connection,
-        h("span", { class: "me", id: "me" }, session.user.display_name || session.user.username),
+        this.meName,
         this.logoutButton,
       ),
       h(
@@ -81,6 +90,15 @@ export class Shell {
     this.#on(client.store, "change", (e) => {
       if (e.detail.kind === "chats") this.#title();
     });
+    // My admin rights changed (learnt when the socket reconnects).
+    this.#on(client, "me", () => {
+      this.#adminTab();
+      replace(this.meName, client.store.me.display_name || client.store.me.username);
+      if (this.#main === "admin") {
+        this.#main = null;
+        this.route();
+      }
+    });
     this.renderConnection();
     this.route();
   }
@@ -96,6 +114,7 @@ export class Shell {
     this.chatList.destroy();
     this.#panel?.destroy?.();
     this.#conversation?.destroy();
+    this.#admin?.destroy();
     document.title = "Chat";
   }
 
@@ -106,23 +125,35 @@ export class Shell {
     }
     if (tab !== this.#panelTab) {
       if (this.#panel !== this.chatList) this.#panel?.destroy?.();
+      // The admin view takes the main area; the side keeps the chat list.
       this.#panel = tab === "friends" ? new FriendsPanel(this.client) : tab === "groups" ? new GroupsPanel(this.client) : this.chatList;
       this.#panelTab = tab;
       replace(this.side, this.#panel.el);
     }
     this.chatList.select(chatId);
-    if (chatId !== (this.#conversation?.chatId ?? null)) {
+    const main = tab === "admin" ? "admin" : chatId;
+    if (main !== this.#main) {
+      this.#main = main;
       this.#conversation?.destroy();
+      this.#admin?.destroy();
       this.#conversation = chatId ? new Conversation(this.client, chatId) : null;
+      this.#admin = main === "admin" ? new AdminView(this.client) : null;
       replace(
         this.main,
         this.#conversation?.el ??
+          this.#admin?.el ??
           h("div", { class: "placeholder" }, h("p", {}, "Pick a chat, or find friends and groups to talk to.")),
       );
       this.#conversation?.focus();
+      this.#admin?.focus();
     }
-    // Small screens show one of the two: the list, or the open conversation.
-    this.el.dataset.view = chatId ? "conversation" : "list";
+    // Small screens show one of the two: the list, or the open conversation (or admin).
+    this.el.dataset.view = main ? "conversation" : "list";
+  }
+
+  /** The Admin tab is for site admins only (the API refuses everyone else anyway). */
+  #adminTab() {
+    this.tabs.admin.hidden = !this.client.store.me?.is_admin;
   }
 
   renderConnection() {
