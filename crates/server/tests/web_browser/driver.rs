@@ -13,8 +13,9 @@ use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
-/// How long a condition may take to come true.
-pub const WAIT: Duration = Duration::from_secs(15);
+/// How long a condition may take to come true (generous: the browsers share two cores
+/// with the rest of the suite; a condition that holds returns at once).
+pub const WAIT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(50);
 
 fn binary(env: &str, candidates: &[&str], package: &str) -> anyhow::Result<PathBuf> {
