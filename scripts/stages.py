@@ -12,6 +12,7 @@ import sys
 from collections import defaultdict
 
 STAGES = [
+    ("chat_ws_action_seconds", "a socket's action until answered (its next frame waits)"),
     ("chat_message_prepare_seconds", "send reached the service -> handed to the writer"),
     ("chat_message_queue_seconds", "handed to the writer -> its batch starts"),
     ("chat_message_commit_duration_seconds", "a batch's transaction (per batch)"),

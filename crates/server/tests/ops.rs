@@ -331,6 +331,8 @@ async fn metrics_show_sockets_deliveries_the_pool_and_redis(
     // Where a message waited on its way: every send's queue wait, every batch's size,
     // transaction and publish.
     assert_eq!(series(&text, "chat_message_prepare_seconds_count")?, 3.0);
+    // Each socket action (here: ann's three sends) is timed.
+    assert_eq!(series(&text, "chat_ws_action_seconds_count")?, 3.0);
     assert_eq!(series(&text, "chat_message_queue_seconds_count")?, 3.0);
     let batches = series(&text, "chat_message_batches_total")?;
     assert!(batches >= 1.0);

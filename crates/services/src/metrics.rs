@@ -47,6 +47,10 @@ pub struct Metrics {
     /// `chat_delivery_latency_seconds`: from a message's acceptance to its event being
     /// queued on this instance's sockets (once per message and instance).
     pub delivery_latency: Histogram,
+    /// `chat_ws_action_seconds`: how long a socket's action (a send: until its commit)
+    /// took to answer; the socket reads no further frame meanwhile, so this bounds how
+    /// fast one socket's frames are taken.
+    pub ws_action: Histogram,
     /// `chat_message_prepare_seconds`: from a send reaching the service to its being
     /// handed to the writer (budget, access check, validation, reply check).
     pub message_prepare: Histogram,
@@ -166,6 +170,10 @@ impl Metrics {
             r.register(Box::new(h.clone()))?;
             Ok(h)
         };
+        let ws_action = stage(
+            "chat_ws_action_seconds",
+            "How long a socket's action took to answer; its next frame waits meanwhile.",
+        )?;
         let message_prepare = stage(
             "chat_message_prepare_seconds",
             "From a send reaching the service to its being handed to the writer.",
@@ -226,6 +234,7 @@ impl Metrics {
                 "Events queued to this instance's sockets (one per socket).",
             )?,
             delivery_latency,
+            ws_action,
             message_prepare,
             message_queue,
             batch_size,

@@ -269,6 +269,7 @@ impl Connection {
                         Some(Ok(Incoming::Text(text))) => {
                             // An action may wait (a send over the budget): a close decided
                             // meanwhile (revoked, removed) wins over it.
+                            let acting = Instant::now();
                             let mut action = Box::pin(self.on_text(&text, &mut last_typing));
                             tokio::select! {
                                 biased;
@@ -290,6 +291,7 @@ impl Connection {
                                 }
                             }
                             drop(action);
+                            self.ctx.metrics.ws_action.observe(acting.elapsed().as_secs_f64());
                             // The client was active; time spent answering is not silence.
                             last_heard = Instant::now();
                         }
