@@ -331,7 +331,8 @@ impl Connection {
             }
         }
         if reason == Some(Closing::GoingAway) {
-            self.refuse_buffered(&mut inbound, &mut last_typing).await;
+            // Boxed: inlined, this rarely used state would size every socket's task.
+            Box::pin(self.refuse_buffered(&mut inbound, &mut last_typing)).await;
         }
         let (code, text) = match reason {
             Some(why) => (why.code(), why.reason()),
@@ -352,8 +353,10 @@ impl Connection {
             let Some(Some(Ok(Incoming::Text(text)))) = inbound.recv().now_or_never() else {
                 return;
             };
-            let reply =
-                tokio::time::timeout(DRAIN_ACTION_TIMEOUT, self.on_text(&text, last_typing));
+            let reply = tokio::time::timeout(
+                DRAIN_ACTION_TIMEOUT,
+                Box::pin(self.on_text(&text, last_typing)),
+            );
             if let Ok(Some(reply)) = reply.await
                 && self.reply(&reply).is_err()
             {
