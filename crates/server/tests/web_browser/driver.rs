@@ -244,6 +244,14 @@ impl Page {
         .await
     }
 
+    /// Picks `value` in the select `css` (found again if a redraw replaced it).
+    pub async fn select(&self, css: &str, value: &str) -> anyhow::Result<()> {
+        self.retry_stale(css, |element| async move {
+            element.select_by_value(value).await
+        })
+        .await
+    }
+
     async fn retry_stale<F, Fut>(&self, css: &str, action: F) -> anyhow::Result<()>
     where
         F: Fn(fantoccini::elements::Element) -> Fut,

@@ -620,9 +620,7 @@ async fn a_group_of_three_is_managed_and_a_site_admin_moderates() -> anyhow::Res
 
     // Olga makes Pat an admin: his panel follows, with the group's settings and the
     // directory search now offered to him (but no role changes: those are the owner's).
-    olga.wait_for(&format!("#role-{group}-{}", pat_api.user_id))
-        .await?
-        .select_by_value("admin")
+    olga.select(&format!("#role-{group}-{}", pat_api.user_id), "admin")
         .await?;
     olga.click(&format!(
         "#member-list li[data-user-id='{}'] button[data-control='set-role']",
@@ -743,9 +741,7 @@ async fn a_group_of_three_is_managed_and_a_site_admin_moderates() -> anyhow::Res
 
     // Olga hands the group over to Pat (she is asked first): she becomes an admin, so
     // role changes are no longer hers to make.
-    olga.wait_for(&format!("#role-{group}-{}", pat_api.user_id))
-        .await?
-        .select_by_value("owner")
+    olga.select(&format!("#role-{group}-{}", pat_api.user_id), "owner")
         .await?;
     olga.click(&format!(
         "#member-list li[data-user-id='{}'] button[data-control='set-role']",
