@@ -23,7 +23,71 @@ both_backends!(
     a_slow_consumer_is_closed_without_stalling_others,
     changing_admin_rights_closes_the_users_sockets,
     the_all_chats_socket_follows_chats_created_after_it_opened,
+    a_socket_keeps_reading_while_its_sends_commit,
 );
+
+/// A socket's sends are pipelined: while they wait for their commit (held up here by the
+/// database's write lock) the socket is still read — a protocol ping is answered — and
+/// once they commit their acks come in the order they were sent, with seqs in that order.
+/// Any other action waits for the sends before it: its answer comes after their acks.
+async fn a_socket_keeps_reading_while_its_sends_commit(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, bob, chat) = app.two_in_a_group().await?;
+    let mut anns = app
+        .ws(&format!("/ws/chats/{chat}"), &ann.access_token)
+        .await?;
+    let mut bobs = app.ws("/ws", &bob.access_token).await?;
+    let lock = app.database.hold_write_lock().await?;
+    for n in 1..=3 {
+        anns.send(json!({"action": "send_message", "message": format!("m{n}"), "request_id": format!("r{n}")}))
+            .await?;
+    }
+    // The seeds' bare frame is a send too.
+    anns.send(json!({"message": "m4", "request_id": "r4"}))
+        .await?;
+    // Answered while every send is uncommitted: the socket was read past them.
+    anns.ping(b"still reading").await?;
+    anns.send(json!({"action": "ping", "request_id": "p"}))
+        .await?;
+    drop(lock);
+    let mut answers = Vec::new();
+    while answers.len() < 5 {
+        let frame = anns.recv().await?;
+        // Replies only: events (messages, presence) come whenever they come.
+        if matches!(frame["type"].as_str(), Some("ack" | "pong" | "error")) {
+            answers.push(frame);
+        }
+    }
+    let order: Vec<_> = answers
+        .iter()
+        .map(|a| {
+            (
+                a["type"].as_str(),
+                a["request_id"].as_str(),
+                a["seq"].as_i64(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            (Some("ack"), Some("r1"), Some(1)),
+            (Some("ack"), Some("r2"), Some(2)),
+            (Some("ack"), Some("r3"), Some(3)),
+            (Some("ack"), Some("r4"), Some(4)),
+            (Some("pong"), Some("p"), None),
+        ]
+    );
+    for seq in 1..=4 {
+        let event = bobs.recv_type("chat.message").await?;
+        assert_eq!(
+            (event["seq"].as_i64(), event["message"].as_str()),
+            (Some(seq), Some(format!("m{seq}").as_str()))
+        );
+    }
+    app.shutdown().await;
+    Ok(())
+}
 
 /// A direct chat either side opens, and a group one creates, after the `/ws` sockets
 /// connected: each starts with a `chat.member_joined` per member, and its messages

@@ -19,7 +19,7 @@ use crate::history_cache::{Rendered, Span};
 use crate::pagination::{self, Page};
 use crate::rate_limit;
 use crate::users::utc;
-use crate::writer::PendingMessage;
+use crate::writer::{PendingMessage, Ticket};
 use crate::{AppContext, ServiceError};
 
 /// A message to send.
@@ -290,6 +290,77 @@ async fn send_message_with(
     input: SendMessageInput,
     pacing: Pacing,
 ) -> Result<(MessageView, bool), ServiceError> {
+    begin_send(ctx, principal, chat_id, input, pacing)
+        .await?
+        .outcome(ctx)
+        .await
+}
+
+/// [`send_message_paced`] in two steps, for a sender with several sends in flight (a
+/// WebSocket pipelining its frames): this checks the send and hands it to the writer —
+/// sends begun one after the other take seqs in that order in their chat — and the
+/// returned [`PendingSend`] waits for its commit.
+pub async fn begin_send_paced(
+    ctx: &AppContext,
+    principal: &Principal,
+    chat_id: i64,
+    input: SendMessageInput,
+) -> Result<PendingSend, ServiceError> {
+    begin_send(ctx, principal, chat_id, input, Pacing::Wait).await
+}
+
+/// A send checked and handed to the writer, not yet committed.
+#[derive(Debug)]
+pub struct PendingSend {
+    ticket: Ticket,
+    chat_id: i64,
+    sender_id: i64,
+    client_id: Option<ClientId>,
+    sender: Option<String>,
+}
+
+impl PendingSend {
+    /// Waits for the commit: the stored message and `true`, or the original message and
+    /// `false` when this `client_id` was used before by the sender in this chat.
+    pub async fn outcome(self, ctx: &AppContext) -> Result<(MessageView, bool), ServiceError> {
+        let PendingSend {
+            ticket,
+            chat_id,
+            sender_id,
+            client_id,
+            sender,
+        } = self;
+        // A resent client_id is caught by the unique index (rolling back that message's
+        // seq too) rather than by a look-up per send.
+        let stored = match ticket.stored().await {
+            Ok(Some(row)) => row,
+            Ok(None) => return Err(ServiceError::NotFound(format!("chat {chat_id} not found"))),
+            Err(DbError::Conflict { .. }) if client_id.is_some() => {
+                // This client_id was used before (a resend, or a concurrent one that won).
+                let key = client_id.as_ref().map(ClientId::as_str).unwrap_or_default();
+                let existing =
+                    MessageRow::find_by_client_id(&ctx.store.db, chat_id, sender_id, key)
+                        .await?
+                        .ok_or_else(|| {
+                            ServiceError::Internal(anyhow::anyhow!(
+                                "client_id clashed but no message has it"
+                            ))
+                        })?;
+                return Ok((MessageView::new(existing, sender), false));
+            }
+            Err(other) => return Err(other.into()),
+        };
+        Ok((MessageView::new(stored, sender), true))
+    }
+}
+
+async fn begin_send(
+    ctx: &AppContext,
+    principal: &Principal,
+    chat_id: i64,
+    input: SendMessageInput,
+    pacing: Pacing,
+) -> Result<PendingSend, ServiceError> {
     let budget = format!("user:{}", principal.user_id);
     // A paced send waits first, so access is checked as it stands when the message is
     // stored (a member removed during the wait is refused).
@@ -333,28 +404,15 @@ async fn send_message_with(
         created_at: chat_db::now(),
         sender: sender.clone(),
     };
-    // Stored and published by the group-commit writer. A resent client_id is caught by the unique
-    // index (rolling back that message's seq too) rather than by a look-up per send.
-    let stored = match ctx.writer.store(pending).await {
-        Ok(Some(row)) => row,
-        Ok(None) => return Err(ServiceError::NotFound(format!("chat {chat_id} not found"))),
-        Err(DbError::Conflict { .. }) if client_id.is_some() => {
-            // This client_id was used before (a resend, or a concurrent one that won).
-            let key = client_id.as_ref().map(ClientId::as_str).unwrap_or_default();
-            let existing =
-                MessageRow::find_by_client_id(&ctx.store.db, chat_id, principal.user_id, key)
-                    .await?
-                    .ok_or_else(|| {
-                        ServiceError::Internal(anyhow::anyhow!(
-                            "client_id clashed but no message has it"
-                        ))
-                    })?;
-            return Ok((MessageView::new(existing, sender), false));
-        }
-        Err(other) => return Err(other.into()),
-    };
-    let view = MessageView::new(stored, sender);
-    Ok((view, true))
+    // Stored and published by the group-commit writer.
+    let ticket = ctx.writer.enqueue(pending).await?;
+    Ok(PendingSend {
+        ticket,
+        chat_id,
+        sender_id: principal.user_id,
+        client_id,
+        sender,
+    })
 }
 
 async fn load_message(

@@ -6,11 +6,12 @@
 //! one fsync per batch and adds no waiting: an idle writer commits a lone message at
 //! once. Every sender is answered only after its batch has committed.
 //!
-//! The writer also publishes what it stored (`chat.message`), in `seq` order, one
-//! pipelined round trip per batch. Each chat belongs to one writer (`chat_id` modulo the
-//! number of writers), so a chat's events leave the process in the order their seqs were
-//! assigned — concurrent senders' request tasks racing to publish could reorder them,
-//! and receivers would then have to wait for a gap to fill.
+//! Each writer's publisher task publishes what it stored (`chat.message`), batch after
+//! batch, one pipelined round trip per batch, while the writer commits the next one.
+//! Each chat belongs to one writer (`chat_id` modulo the number of writers), so a chat's
+//! events leave the process in the order their seqs were assigned — concurrent senders'
+//! request tasks racing to publish could reorder them, and receivers would then have to
+//! wait for a gap to fill.
 
 use chat_db::bus::EventBus;
 use chat_db::cache::Cache;
@@ -43,6 +44,9 @@ pub const MAX_BATCH_SQLITE: usize = 4096;
 pub const POSTGRES_WRITERS: u32 = 4;
 /// Sends waiting for a writer before senders wait to enqueue.
 const QUEUE: usize = 4096;
+/// Committed batches a writer may be ahead of its publisher: the next batch commits
+/// while the previous one is published, and a slow bus slows the writer down after this.
+const PUBLISH_AHEAD: usize = 4;
 
 /// A message to store (owned: it crosses into the writer task).
 #[derive(Debug, Clone)]
@@ -159,11 +163,17 @@ impl MessageWriter {
         let queues: Vec<mpsc::Sender<Job>> = (0..writers)
             .map(|_| {
                 let (jobs, queue) = mpsc::channel(QUEUE);
+                let (published, to_publish) = mpsc::channel(PUBLISH_AHEAD);
+                tokio::spawn(publish(
+                    bus.clone(),
+                    to_publish,
+                    (stats.clone(), metrics.clone()),
+                ));
                 tokio::spawn(run(
                     db.clone(),
-                    bus.clone(),
                     cache.clone(),
                     (queue, max_batch),
+                    published,
                     (stats.clone(), metrics.clone()),
                 ));
                 jobs
@@ -210,7 +220,14 @@ impl MessageWriter {
     /// Stores a message with its chat's next seq and publishes it; returns once it is
     /// committed. `Ok(None)`: the chat no longer exists.
     pub async fn store(&self, message: PendingMessage) -> Stored {
-        let stopped = || DbError::Unavailable("the message writer has stopped".to_owned());
+        self.enqueue(message).await?.stored().await
+    }
+
+    /// Hands a message to its chat's writer and returns without waiting for the commit:
+    /// sends enqueued one after the other by one task keep that order in their chat
+    /// (one queue per chat), so a socket can have several in flight and still see its
+    /// messages take seqs in the order it sent them. Waits only while the queue is full.
+    pub async fn enqueue(&self, message: PendingMessage) -> Result<Ticket, DbError> {
         let writers = i64::try_from(self.queues.len()).map_err(|_| stopped())?;
         let index = usize::try_from(message.chat_id.rem_euclid(writers)).map_err(|_| stopped())?;
         let queue = self.queues.get(index).ok_or_else(stopped)?;
@@ -225,15 +242,38 @@ impl MessageWriter {
             })
             .await
             .map_err(|_| stopped())?;
-        stored.await.map_err(|_| stopped())?
+        Ok(Ticket(stored))
     }
+}
+
+/// A message handed to a writer (see [`MessageWriter::enqueue`]); dropping it does not
+/// cancel the store.
+#[derive(Debug)]
+pub struct Ticket(oneshot::Receiver<Stored>);
+
+impl Ticket {
+    /// Waits for the message's batch to commit. `Ok(None)`: the chat no longer exists.
+    pub async fn stored(self) -> Stored {
+        self.0.await.map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> DbError {
+    DbError::Unavailable("the message writer has stopped".to_owned())
+}
+
+/// A committed batch's events, on their way to the bus, and the guards that count its
+/// sends in flight until they are published.
+struct Committed {
+    events: Vec<(String, String)>,
+    _answered: Vec<InFlight>,
 }
 
 async fn run(
     db: DbPool,
-    bus: Arc<dyn EventBus>,
     cache: Arc<dyn Cache>,
     (mut queue, max_batch): (mpsc::Receiver<Job>, usize),
+    published: mpsc::Sender<Committed>,
     (stats, metrics): (Arc<Counters>, Arc<Metrics>),
 ) {
     let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
@@ -262,7 +302,6 @@ async fn run(
                 // Before anyone is answered: a sender reading history right after its
                 // acknowledgement must not be served a kept page without its message.
                 record_newest(cache.as_ref(), &results).await;
-                let publishing = Instant::now();
                 let stored = results.iter().filter(|r| matches!(r, Ok(Some(_)))).count();
                 let mut events = Vec::with_capacity(jobs.len());
                 // Held until the batch is published: a stopping process waits for that too.
@@ -287,14 +326,15 @@ async fn run(
                 }
                 stats.batches.fetch_add(1, Ordering::Relaxed);
                 stats.stored.fetch_add(stored as u64, Ordering::Relaxed);
-                // Awaited before the next batch: that is what keeps each chat's events
-                // in seq order on the bus.
-                bus.publish_many(events).await;
-                add_micros(&stats.publish_micros, publishing);
-                metrics
-                    .publish_duration
-                    .observe(publishing.elapsed().as_secs_f64());
-                drop(answered);
+                // Published by this writer's publisher, in batch order (which keeps each
+                // chat's events in seq order on the bus), while the next batch commits.
+                let batch = Committed {
+                    events,
+                    _answered: answered,
+                };
+                if published.send(batch).await.is_err() {
+                    tracing::error!("the message publisher has stopped");
+                }
             }
             Err(err) => {
                 stats.failed_batches.fetch_add(1, Ordering::Relaxed);
@@ -305,6 +345,23 @@ async fn run(
                 }
             }
         }
+    }
+}
+
+/// Publishes one writer's committed batches, one after the other.
+async fn publish(
+    bus: Arc<dyn EventBus>,
+    mut committed: mpsc::Receiver<Committed>,
+    (stats, metrics): (Arc<Counters>, Arc<Metrics>),
+) {
+    while let Some(batch) = committed.recv().await {
+        let publishing = Instant::now();
+        bus.publish_many(batch.events).await;
+        add_micros(&stats.publish_micros, publishing);
+        metrics
+            .publish_duration
+            .observe(publishing.elapsed().as_secs_f64());
+        // `batch._answered` drops here: its sends are no longer in flight.
     }
 }
 

@@ -156,6 +156,32 @@ impl WsClient {
         }
     }
 
+    /// Sends a protocol-level ping and waits for its pong; text frames read meanwhile
+    /// stay queued for later calls. The pong proves the server read the socket past
+    /// everything sent before the ping.
+    pub async fn ping(&mut self, payload: &[u8]) -> anyhow::Result<()> {
+        self.framed
+            .send(Message::Ping(payload.to_vec().into()))
+            .await
+            .map_err(|e| anyhow::anyhow!("ping: {e}"))?;
+        loop {
+            let frame = tokio::time::timeout(WS_WAIT, self.framed.next())
+                .await
+                .map_err(|_| anyhow::anyhow!("no pong within {WS_WAIT:?}"))?
+                .ok_or_else(|| anyhow::anyhow!("the socket ended"))?
+                .map_err(|e| anyhow::anyhow!("protocol error: {e}"))?;
+            match frame {
+                Frame::Pong(bytes) if bytes.as_ref() == payload => return Ok(()),
+                Frame::Text(bytes) => self.pending.push_back(serde_json::from_slice(&bytes)?),
+                Frame::Ping(bytes) => {
+                    let _ = self.framed.send(Message::Pong(bytes)).await;
+                }
+                Frame::Close(reason) => anyhow::bail!("closed: {reason:?}"),
+                _ => {}
+            }
+        }
+    }
+
     /// The next text frame or the close, in arrival order (pings answered on the way).
     pub async fn next_frame(&mut self) -> anyhow::Result<Received> {
         if let Some(value) = self.pending.pop_front() {

@@ -1,6 +1,9 @@
 //! One task per socket: reads frames and runs their actions, writes queued events,
 //! pings, and closes with a code when it must.
 
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +36,10 @@ pub const FRAME_BURST: f64 = 60.0;
 pub const DRAIN_ACTION_TIMEOUT: Duration = Duration::from_secs(5);
 /// On a stop, how many frames already received are answered (refused) before closing.
 const DRAIN_BUFFERED_FRAMES: usize = 256;
+/// Sends a socket may have handed to the writer and not yet had acknowledged. Its next
+/// frames are read meanwhile (a send's commit no longer bounds a socket's rate); past
+/// this the socket is not read until the oldest is answered.
+pub const MAX_SENDS_IN_FLIGHT: usize = 32;
 /// Typing notices per socket are forwarded at most this often.
 pub const TYPING_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -222,6 +229,9 @@ impl Connection {
         let mut last_heard = Instant::now();
         let mut flood = Flood::new(self.frame_budget);
         let mut last_typing: Option<Instant> = None;
+        // Answers still to come, in the order their frames arrived (sends waiting for
+        // their commit, and what was answered while they wait).
+        let mut pending: Pending<'_> = VecDeque::new();
         let mut reason = None;
         // Ends the socket however this function ends (also by a panic): unregistered, and
         // the connection told to finish with a close frame.
@@ -260,7 +270,14 @@ impl Connection {
                     Box::pin(self.revalidate()).await;
                 }
                 () = tokio::time::sleep(throttle.unwrap_or_default()), if throttle.is_some() => {}
-                incoming = inbound.recv(), if throttle.is_none() => {
+                answer = oldest(&mut pending), if !pending.is_empty() => {
+                    pending.pop_front();
+                    if let Some(answer) = answer {
+                        reason = self.reply(&answer).err();
+                    }
+                    last_heard = Instant::now();
+                }
+                incoming = inbound.recv(), if throttle.is_none() && pending.len() < MAX_SENDS_IN_FLIGHT => {
                     last_heard = Instant::now();
                     if matches!(incoming, Some(Ok(Incoming::Text(_) | Incoming::Binary | Incoming::Ping(_)))) {
                         flood.take();
@@ -270,25 +287,19 @@ impl Connection {
                             // An action may wait (a send over the budget): a close decided
                             // meanwhile (revoked, removed) wins over it.
                             let acting = Instant::now();
-                            let mut action = Box::pin(self.on_text(&text, &mut last_typing));
+                            let mut action = Box::pin(self.act(&text, &mut last_typing, &mut pending));
                             tokio::select! {
                                 biased;
                                 why = close.closed() => {
                                     // A stop lets the action finish and answers it (a send
                                     // already queued for the writer is committed: its ack
                                     // must reach the client); any other close cancels it.
-                                    if why == Closing::GoingAway
-                                        && let Ok(Some(reply)) = tokio::time::timeout(DRAIN_ACTION_TIMEOUT, &mut action).await
-                                    {
-                                        let _ = self.reply(&reply);
+                                    if why == Closing::GoingAway {
+                                        let _ = tokio::time::timeout(DRAIN_ACTION_TIMEOUT, &mut action).await;
                                     }
                                     reason = Some(why);
                                 }
-                                reply = &mut action => {
-                                    if let Some(reply) = reply {
-                                        reason = self.reply(&reply).err();
-                                    }
-                                }
+                                outcome = &mut action => reason = outcome.err(),
                             }
                             drop(action);
                             self.ctx.metrics.ws_action.observe(acting.elapsed().as_secs_f64());
@@ -331,9 +342,16 @@ impl Connection {
             }
         }
         if reason == Some(Closing::GoingAway) {
-            // Boxed: inlined, this rarely used state would size every socket's task.
+            // Boxed: inlined, these rarely used states would size every socket's task.
+            // Sends already handed to the writer are committed: their acks go out first.
+            let _ = tokio::time::timeout(
+                DRAIN_ACTION_TIMEOUT,
+                Box::pin(self.answer_all(&mut pending)),
+            )
+            .await;
             Box::pin(self.refuse_buffered(&mut inbound, &mut last_typing)).await;
         }
+        drop(pending);
         let (code, text) = match reason {
             Some(why) => (why.code(), why.reason()),
             None => (1000, ""),
@@ -342,6 +360,90 @@ impl Connection {
         // A client that does not read gets the close frame instead of its backlog.
         guard.discard = reason == Some(Closing::Lagging);
         code
+    }
+
+    /// Runs one text frame's action. A send is checked and handed to the writer here (so
+    /// a socket's sends take seqs in the order it sent them) and its acknowledgement
+    /// waits in `pending` for the commit while the next frames are read. Any other action
+    /// first lets every pending answer go out, then runs as it always did, so it sees its
+    /// socket's earlier sends committed and answers stay in frame order.
+    async fn act<'a>(
+        &'a self,
+        text: &str,
+        last_typing: &mut Option<Instant>,
+        pending: &mut Pending<'a>,
+    ) -> Result<(), Closing> {
+        let frame = match protocol::parse(text) {
+            Ok(frame) if frame.action().is_ok_and(|a| a == "send_message") => frame,
+            parsed => {
+                self.answer_all(pending).await?;
+                return match self.respond(parsed, last_typing).await {
+                    Some(reply) => self.reply(&reply),
+                    None => Ok(()),
+                };
+            }
+        };
+        let request_id = frame.request_id.clone();
+        let answer: PendingAnswer<'a> = match self.begin_send(&frame).await {
+            Ok((chat, send)) => Box::pin(async move {
+                let ctx = &self.ctx;
+                Some(match send.outcome(ctx).await {
+                    Ok((message, created)) => send_ack(request_id, chat, &message, created),
+                    Err(err) => protocol::error_event(request_id, &protocol::service_error(err)),
+                })
+            }),
+            Err(err) => {
+                let reply = protocol::error_event(request_id, &err);
+                if pending.is_empty() {
+                    return self.reply(&reply);
+                }
+                Box::pin(std::future::ready(Some(reply)))
+            }
+        };
+        pending.push_back(answer);
+        Ok(())
+    }
+
+    /// Checks a `send_message` frame and hands it to the writer.
+    async fn begin_send(
+        &self,
+        frame: &ClientFrame,
+    ) -> Result<(i64, messages::PendingSend), FrameError> {
+        let (chat, input) = self.send_input(frame)?;
+        // Over the message budget the send waits (the socket is not read meanwhile)
+        // rather than being refused.
+        let send = messages::begin_send_paced(&self.ctx, &self.principal, chat, input)
+            .await
+            .map_err(protocol::service_error)?;
+        Ok((chat, send))
+    }
+
+    fn send_input(&self, frame: &ClientFrame) -> Result<(i64, SendMessageInput), FrameError> {
+        let chat = frame.chat(self.socket_chat())?;
+        let content = frame
+            .message
+            .clone()
+            .ok_or_else(|| FrameError::new("missing_field", "message is required"))?;
+        Ok((
+            chat,
+            SendMessageInput {
+                content,
+                client_id: frame.client_id.clone(),
+                reply_to: frame.reply_to,
+            },
+        ))
+    }
+
+    /// Sends every pending answer, oldest first.
+    async fn answer_all(&self, pending: &mut Pending<'_>) -> Result<(), Closing> {
+        while let Some(answer) = pending.front_mut() {
+            let answer = answer.await;
+            pending.pop_front();
+            if let Some(answer) = answer {
+                self.reply(&answer)?;
+            }
+        }
+        Ok(())
     }
 
     /// On a stop: answers the frames the client has already sent (they are in the
@@ -366,7 +468,16 @@ impl Connection {
     }
 
     async fn on_text(&self, text: &str, last_typing: &mut Option<Instant>) -> Option<String> {
-        let frame = match protocol::parse(text) {
+        self.respond(protocol::parse(text), last_typing).await
+    }
+
+    /// The answer to a parsed frame (or to the reason it could not be parsed).
+    async fn respond(
+        &self,
+        parsed: Result<ClientFrame, (Option<Value>, FrameError)>,
+        last_typing: &mut Option<Instant>,
+    ) -> Option<String> {
+        let frame = match parsed {
             Ok(frame) => frame,
             Err((request_id, err)) => return Some(protocol::error_event(request_id, &err)),
         };
@@ -390,26 +501,11 @@ impl Connection {
                 json!({"type": "pong", "request_id": request_id}).to_string(),
             )),
             "send_message" => {
-                let chat = frame.chat(self.socket_chat())?;
-                let content = frame
-                    .message
-                    .clone()
-                    .ok_or_else(|| FrameError::new("missing_field", "message is required"))?;
-                let input = SendMessageInput {
-                    content,
-                    client_id: frame.client_id.clone(),
-                    reply_to: frame.reply_to,
-                };
-                // Over the message budget the send waits (the socket is not read
-                // meanwhile) rather than being refused.
+                let (chat, input) = self.send_input(frame)?;
                 let (message, created) = messages::send_message_paced(ctx, principal, chat, input)
                     .await
                     .map_err(protocol::service_error)?;
-                Ok(Some(ack(
-                    request_id,
-                    chat,
-                    json!({"message_id": message.id, "seq": message.seq, "duplicate": !created}),
-                )))
+                Ok(Some(send_ack(request_id, chat, &message, created)))
             }
             "retrieve_message" => {
                 let chat = frame.chat(self.socket_chat())?;
@@ -522,6 +618,33 @@ impl Drop for Ending<'_> {
             self.outbox.close(frame, self.discard);
         }
     }
+}
+
+/// An answer still to come, in frame order (`None`: nothing to say).
+type PendingAnswer<'a> = Pin<Box<dyn Future<Output = Option<String>> + 'a>>;
+/// A socket's answers still to come.
+type Pending<'a> = VecDeque<PendingAnswer<'a>>;
+
+/// Waits for the oldest pending answer (never called on an empty queue).
+async fn oldest(pending: &mut Pending<'_>) -> Option<String> {
+    match pending.front_mut() {
+        Some(answer) => answer.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A send's acknowledgement.
+fn send_ack(
+    request_id: Option<Value>,
+    chat: i64,
+    message: &chat_services::chats::MessageView,
+    created: bool,
+) -> String {
+    ack(
+        request_id,
+        chat,
+        json!({"message_id": message.id, "seq": message.seq, "duplicate": !created}),
+    )
 }
 
 /// `{"type": "ack", request_id, chat_id, …}`.

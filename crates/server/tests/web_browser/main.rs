@@ -107,6 +107,20 @@ async fn assert_labelled(page: &Page, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Every text shown contrasts with what is behind it as WCAG AA asks: 4.5:1, or 3:1
+/// for large text (24 px, or 18.66 px bold). The background is the first opaque one
+/// found walking up from the text (translucent ones are blended over it).
+async fn assert_contrast(page: &Page, what: &str) -> anyhow::Result<()> {
+    let failing = page
+        .eval(
+            "const rgba = c => (c.match(/[\\d.]+/g) || []).map(Number);             const lum = ([r, g, b]) => { const f = v => { v /= 255;                return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };                return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };             const over = (top, under) => { const a = top.length > 3 ? top[3] : 1;                return [0, 1, 2].map(i => top[i] * a + under[i] * (1 - a)); };             const background = e => { const layers = [];                for (let n = e; n; n = n.parentElement) {                  const c = rgba(getComputedStyle(n).backgroundColor);                  if (c.length > 3 && c[3] === 0) continue;                  layers.push(c); if (c.length === 3 || c[3] === 1) break; }                return layers.reverse().reduce((under, top) => over(top, under), [255, 255, 255]); };             const ratio = (a, b) => { const [hi, lo] = [lum(a), lum(b)].sort((x, y) => y - x);                return (hi + 0.05) / (lo + 0.05); };             return [...document.querySelectorAll('body *')]               .filter(e => e.getClientRects().length > 0)               .filter(e => [...e.childNodes].some(n => n.nodeType === 3 && n.textContent.trim()))               .map(e => { const s = getComputedStyle(e);                  const bg = background(e); const fg = over(rgba(s.color), bg);                  const size = parseFloat(s.fontSize);                  const large = size >= 24 || (size >= 18.66 && Number(s.fontWeight) >= 700);                  return { text: e.textContent.trim().slice(0, 40), ratio: ratio(fg, bg), need: large ? 3 : 4.5 }; })               .filter(t => t.ratio < t.need)               .map(t => `${t.text}: ${t.ratio.toFixed(2)} < ${t.need}`);",
+            vec![],
+        )
+        .await?;
+    assert_eq!(failing, json!([]), "{what}: text below WCAG AA contrast");
+    Ok(())
+}
+
 async fn chat_id(page: &Page) -> anyhow::Result<i64> {
     let hash = page.eval("return location.hash;", vec![]).await?;
     hash.as_str()
@@ -419,6 +433,7 @@ async fn two_people_chat_live_through_the_page_and_survive_a_reload_and_a_restar
     ben.wait_for_text("#message-list .text", "chapter 60")
         .await?;
     assert_labelled(&ben, "group conversation").await?;
+    assert_contrast(&ben, "group conversation").await?;
     let first_page = shown_seqs(&ben).await?;
     assert_eq!(first_page, (12..=61).collect::<Vec<_>>());
     ben.eval("document.querySelector('.messages').scrollTop = 0;", vec![])
@@ -489,10 +504,27 @@ async fn two_people_chat_live_through_the_page_and_survive_a_reload_and_a_restar
     ann.wait_for("#login-form").await?;
     let kept = ann.eval("return sessionStorage.length;", vec![]).await?;
     assert_eq!(kept, json!(0));
+    assert_contrast(&ann, "the log-in form").await?;
+    // By keyboard only: the name, Tab to the password, Enter.
     ann.fill("#login-form input[name=username]", "ann").await?;
-    ann.fill("#login-form input[name=password]", TEST_PASSWORD)
+    ann.client
+        .active_element()
+        .await?
+        .send_keys("\u{E004}")
         .await?;
-    ann.click("#login-form button[type=submit]").await?;
+    let focused = ann
+        .eval("return document.activeElement.name;", vec![])
+        .await?;
+    assert_eq!(
+        focused,
+        json!("password"),
+        "Tab leads from the name to the password"
+    );
+    ann.client
+        .active_element()
+        .await?
+        .send_keys(&format!("{TEST_PASSWORD}\u{E007}"))
+        .await?;
     ann.wait_for(&format!("#chat-list [data-chat-id='{group}']"))
         .await?;
     ann.wait_for(&format!("#chat-list [data-chat-id='{chat}']"))
@@ -781,6 +813,7 @@ async fn a_group_of_three_is_managed_and_a_site_admin_moderates() -> anyhow::Res
     ))
     .await?;
     assert_labelled(&root, "the admin view").await?;
+    assert_contrast(&root, "the admin view").await?;
 
     // Root finds Pat and deactivates him: Pat's open page is logged out with a notice,
     // and he cannot log in again.
