@@ -2,6 +2,7 @@
 //! whichever backend is configured.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use diesel::SqliteConnection;
@@ -25,8 +26,15 @@ pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
 /// SQLite leaves foreign keys off unless asked.
 /// The busy timeout comes first: until it is set, a statement that meets a lock
 /// (switching to WAL while another connection is open) fails at once.
+/// Automatic checkpoints are off: the connection whose commit crossed the threshold
+/// would run one inside that commit — the message writer, stalled for the time it takes
+/// to copy the WAL into the database and sync it (the tail of the commit times). A
+/// background thread checkpoints instead (see [`spawn_checkpointer`]).
 pub(crate) const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
-     PRAGMA foreign_keys = ON;";
+     PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0;";
+
+/// How often the background thread copies the WAL back into the database.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 
 /// When a SQLite commit is on disk (`CHAT_SQLITE_SYNCHRONOUS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -167,7 +175,12 @@ impl DbPool {
                 let mut config = ManagerConfig::<SqliteConn>::default();
                 config.recycling_method = check_without_round_trip();
                 let sync = options.sqlite_sync.pragma();
+                // The checkpointer runs while the pool (which owns this setup closure and
+                // so the token) exists.
+                let alive = Arc::new(());
+                spawn_checkpointer(path.clone(), Arc::downgrade(&alive));
                 config.custom_setup = Box::new(move |url| {
+                    let _pool_alive = &alive;
                     let url = url.to_owned();
                     async move {
                         let mut conn = SqliteConn::establish(&url).await?;
@@ -234,6 +247,51 @@ fn check_without_round_trip<C: PoolableConnection + 'static>() -> RecyclingMetho
 }
 
 /// Creates the directory of a SQLite file, so the zero-config default just works.
+/// Checkpoints a SQLite database's WAL every [`CHECKPOINT_INTERVAL`] on a thread of its
+/// own, while `alive` can be upgraded. `PASSIVE`: it copies what no reader still needs
+/// and never blocks the writer or readers, which go on beside it; the database file is
+/// synced by it (`synchronous = FULL` on its connection) before the WAL may be reused.
+fn spawn_checkpointer(path: PathBuf, alive: Weak<()>) {
+    use diesel::connection::SimpleConnection;
+    let run = move || {
+        let mut conn: Option<SqliteConnection> = None;
+        loop {
+            std::thread::sleep(CHECKPOINT_INTERVAL);
+            if alive.strong_count() == 0 {
+                return;
+            }
+            // Not before the pool created the database (opening would create it).
+            if conn.is_none() && path.exists() {
+                conn = open_checkpointer(&path)
+                    .map_err(|err| tracing::warn!(error = %err, "cannot open the checkpointer's connection"))
+                    .ok();
+            }
+            if let Some(open) = conn.as_mut()
+                && let Err(err) = open.batch_execute("PRAGMA wal_checkpoint(PASSIVE)")
+            {
+                tracing::warn!(error = %err, "WAL checkpoint failed");
+                conn = None;
+            }
+        }
+    };
+    if let Err(err) = std::thread::Builder::new()
+        .name("sqlite-checkpoint".to_owned())
+        .spawn(run)
+    {
+        tracing::error!(error = %err, "cannot start the WAL checkpointer");
+    }
+}
+
+fn open_checkpointer(path: &std::path::Path) -> Result<SqliteConnection, String> {
+    use diesel::Connection;
+    use diesel::connection::SimpleConnection;
+    let mut conn =
+        SqliteConnection::establish(&path.to_string_lossy()).map_err(|e| e.to_string())?;
+    conn.batch_execute("PRAGMA busy_timeout = 5000; PRAGMA synchronous = FULL;")
+        .map_err(|e| e.to_string())?;
+    Ok(conn)
+}
+
 fn ensure_parent_dir(path: &std::path::Path) -> Result<(), DbError> {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
