@@ -55,7 +55,7 @@ bench:
 ## (needs chromium and chromium-driver, like `make test`).
 screenshots:
 	rm -rf target/screenshots
-	CHAT_BROWSER_SCREENSHOTS=$(CURDIR)/target/screenshots $(CARGO) test -p chat-server --test web_browser
+	CHAT_BROWSER_SCREENSHOTS=$(CURDIR)/target/screenshots $(CARGO) test -p chat-server --test it web_browser::
 	mkdir -p docs/screenshots
 	cp target/screenshots/readme-chat.png docs/screenshots/chat.png
 	cp target/screenshots/readme-group.png docs/screenshots/group.png
