@@ -1,0 +1,96 @@
+//! The `messages` table: stored with a per-chat sequence number.
+//!
+//! By job: the row types here; storing a group-commit batch in `batch` (its plan in
+//! `plan`, the PostgreSQL statement in `pg_batch`, the SQLite statements in
+//! `sqlite_batch`); single messages and history pages in `queries`.
+
+mod batch;
+mod pg_batch;
+mod plan;
+mod queries;
+mod sqlite_batch;
+
+use plan::{BatchPlan, Slot, batch_keys};
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use crate::schema::{chats, messages, users};
+use crate::{DbError, DbPool, load_rows, with_conn, with_tx};
+
+/// A stored message.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = messages)]
+pub struct MessageRow {
+    /// Primary key.
+    pub id: i64,
+    /// The chat.
+    pub chat_id: i64,
+    /// Author.
+    pub sender_id: Option<i64>,
+    /// Per-chat sequence number.
+    pub seq: i64,
+    /// Text (blank once deleted).
+    pub content: String,
+    /// The sender's idempotency key.
+    pub client_id: Option<String>,
+    /// Answered message.
+    pub reply_to: Option<i64>,
+    /// Sent.
+    #[diesel(deserialize_as = crate::StoredTime)]
+    pub created_at: NaiveDateTime,
+    /// Last edit.
+    pub edited_at: Option<NaiveDateTime>,
+    /// Soft deletion.
+    pub deleted_at: Option<NaiveDateTime>,
+}
+
+/// A message to store.
+#[derive(Debug, Clone)]
+pub struct NewMessage<'a> {
+    /// The chat.
+    pub chat_id: i64,
+    /// Author.
+    pub sender_id: i64,
+    /// Text.
+    pub content: &'a str,
+    /// Idempotency key.
+    pub client_id: Option<&'a str>,
+    /// Answered message (already checked to be in the chat).
+    pub reply_to: Option<i64>,
+    /// Time.
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = messages)]
+struct MessageInsert<'a> {
+    chat_id: i64,
+    sender_id: Option<i64>,
+    seq: i64,
+    content: &'a str,
+    client_id: Option<&'a str>,
+    reply_to: Option<i64>,
+    created_at: NaiveDateTime,
+}
+
+/// A message with its sender's username.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageEntry {
+    /// The message.
+    pub message: MessageRow,
+    /// Sender's username (`None` once the account is gone).
+    pub sender: Option<String>,
+}
+
+/// Which part of a chat's history to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryRange {
+    /// The newest messages with `seq < before` (all, if `None`), newest first.
+    Before(Option<i64>),
+    /// Messages with `seq > after`, oldest first (catching up after a reconnect).
+    After(i64),
+    /// Newest first, skipping `offset` (seed 003's `limit`/`offset`).
+    Offset(i64),
+}

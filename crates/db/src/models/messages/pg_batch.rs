@@ -1,0 +1,167 @@
+//! The batch statement on PostgreSQL: one round trip for the whole batch.
+
+use super::*;
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamp};
+
+/// The seq bump of every chat in the batch and the insert of its messages, as **one**
+/// statement: one round trip (no `BEGIN`/`COMMIT`; a single statement is atomic) and
+/// one text whatever the batch size, so PostgreSQL parses and plans it once per
+/// connection (diesel caches it by type). diesel's multi-row `INSERT` and
+/// `sql_query` are never cached: their text varies or is opaque to the cache.
+///
+/// Chat rows are locked in id order (concurrent batches from other instances cannot
+/// deadlock); messages are numbered in input order per chat from the bumped
+/// `last_seq`; a chat that is gone has no row to bump, so its messages are not
+/// inserted. Returns the stored rows.
+pub(super) struct StoreBatch<'a> {
+    pub(super) bump_ids: Vec<i64>,
+    pub(super) bump_counts: Vec<i64>,
+    pub(super) bump_times: Vec<NaiveDateTime>,
+    pub(super) chat_ids: Vec<i64>,
+    pub(super) sender_ids: Vec<i64>,
+    pub(super) contents: Vec<&'a str>,
+    pub(super) client_ids: Vec<Option<&'a str>>,
+    pub(super) reply_tos: Vec<Option<i64>>,
+    pub(super) created: Vec<NaiveDateTime>,
+}
+
+impl QueryId for StoreBatch<'_> {
+    type QueryId = StoreBatch<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for StoreBatch<'_> {
+    type SqlType = (
+        BigInt,
+        BigInt,
+        Nullable<BigInt>,
+        BigInt,
+        Text,
+        Nullable<Text>,
+        Nullable<BigInt>,
+        Timestamp,
+        Nullable<Timestamp>,
+        Nullable<Timestamp>,
+    );
+}
+
+impl QueryFragment<Pg> for StoreBatch<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("WITH bump AS (SELECT * FROM unnest(");
+        out.push_bind_param::<Array<BigInt>, _>(&self.bump_ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.bump_counts)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Timestamp>, _>(&self.bump_times)?;
+        out.push_sql(
+            ") AS b(id, n, at)), \
+             locked AS (SELECT id FROM chats WHERE id IN (SELECT id FROM bump) \
+               ORDER BY id FOR UPDATE), \
+             bumped AS (UPDATE chats SET last_seq = chats.last_seq + bump.n, \
+               last_activity_at = bump.at FROM bump \
+               WHERE chats.id = bump.id AND chats.id IN (SELECT id FROM locked) \
+               RETURNING chats.id, chats.last_seq, bump.n), \
+             input AS (SELECT * FROM unnest(",
+        );
+        out.push_bind_param::<Array<BigInt>, _>(&self.chat_ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.sender_ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.contents)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.client_ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<BigInt>>, _>(&self.reply_tos)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Timestamp>, _>(&self.created)?;
+        out.push_sql(
+            ") WITH ORDINALITY AS i(chat_id, sender_id, content, client_id, reply_to, \
+               created_at, ord)) \
+             INSERT INTO messages (chat_id, sender_id, seq, content, client_id, reply_to, \
+               created_at) \
+             SELECT i.chat_id, i.sender_id, \
+               b.last_seq - b.n + row_number() OVER (PARTITION BY i.chat_id ORDER BY i.ord), \
+               i.content, i.client_id, i.reply_to, i.created_at \
+             FROM input i JOIN bumped b ON b.id = i.chat_id \
+             RETURNING id, chat_id, sender_id, seq, content, client_id, reply_to, \
+               created_at, edited_at, deleted_at",
+        );
+        Ok(())
+    }
+}
+
+impl<'a> StoreBatch<'a> {
+    /// The statement for the accepted messages of `batch` (the plan's bumps must
+    /// count exactly those).
+    pub(super) fn new<'b>(
+        bumps: &[(i64, i64, NaiveDateTime)],
+        accepted: impl Iterator<Item = &'b NewMessage<'a>>,
+    ) -> Self
+    where
+        'a: 'b,
+    {
+        let mut statement = StoreBatch {
+            bump_ids: bumps.iter().map(|b| b.0).collect(),
+            bump_counts: bumps.iter().map(|b| b.1).collect(),
+            bump_times: bumps.iter().map(|b| b.2).collect(),
+            chat_ids: Vec::new(),
+            sender_ids: Vec::new(),
+            contents: Vec::new(),
+            client_ids: Vec::new(),
+            reply_tos: Vec::new(),
+            created: Vec::new(),
+        };
+        for m in accepted {
+            statement.chat_ids.push(m.chat_id);
+            statement.sender_ids.push(m.sender_id);
+            statement.contents.push(m.content);
+            statement.client_ids.push(m.client_id);
+            statement.reply_tos.push(m.reply_to);
+            statement.created.push(m.created_at);
+        }
+        statement
+    }
+}
+
+#[cfg(test)]
+mod pg_batch_tests {
+    use super::*;
+    use diesel::pg::Pg;
+    use diesel::query_builder::{QueryFragment, QueryId};
+
+    fn message(chat_id: i64, content: &str) -> NewMessage<'_> {
+        NewMessage {
+            chat_id,
+            sender_id: 7,
+            content,
+            client_id: None,
+            reply_to: None,
+            created_at: NaiveDateTime::default(),
+        }
+    }
+
+    fn sql(statement: &pg_batch::StoreBatch<'_>) -> String {
+        let text = diesel::debug_query::<Pg, _>(statement).to_string();
+        text.split("-- binds").next().unwrap_or_default().to_owned()
+    }
+
+    /// What makes the batch statement cheap: PostgreSQL sees one text whatever the batch
+    /// holds, and diesel is allowed to keep it prepared.
+    #[test]
+    fn the_batch_statement_is_one_cacheable_text_for_every_batch() -> QueryResult<()> {
+        let one = [message(1, "a")];
+        let many = [message(1, "a"), message(2, "b"), message(1, "c")];
+        let at = NaiveDateTime::default();
+        let small = pg_batch::StoreBatch::new(&[(1, 1, at)], one.iter());
+        let large = pg_batch::StoreBatch::new(&[(1, 2, at), (2, 1, at)], many.iter());
+        assert_eq!(sql(&small), sql(&large));
+        assert!(sql(&small).contains("FOR UPDATE"));
+        const { assert!(<pg_batch::StoreBatch<'_> as QueryId>::HAS_STATIC_QUERY_ID) };
+        assert!(large.is_safe_to_cache_prepared(&Pg)?);
+        assert_eq!(large.contents, ["a", "b", "c"], "input order kept");
+        assert_eq!(large.bump_counts, [2, 1]);
+        Ok(())
+    }
+}

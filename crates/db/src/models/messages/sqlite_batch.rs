@@ -1,0 +1,87 @@
+//! A batch's statements on SQLite: in process, row by row, all inside **one**
+//! blocking-pool hand-off (the synchronous diesel API), not one hand-off per statement.
+
+use chrono::NaiveDateTime;
+use diesel::SqliteConnection;
+use diesel::prelude::*;
+
+use super::{BatchPlan, MessageRow, NewMessage, Slot, batch_keys};
+use crate::DbError;
+use crate::schema::{chats, messages};
+
+/// A message the blocking closure owns (it must be `'static`).
+pub(super) struct Owned {
+    chat_id: i64,
+    sender_id: i64,
+    content: String,
+    client_id: Option<String>,
+    reply_to: Option<i64>,
+    created_at: NaiveDateTime,
+}
+
+impl Owned {
+    pub(super) fn from_new(m: &NewMessage<'_>) -> Self {
+        Owned {
+            chat_id: m.chat_id,
+            sender_id: m.sender_id,
+            content: m.content.to_owned(),
+            client_id: m.client_id.map(str::to_owned),
+            reply_to: m.reply_to,
+            created_at: m.created_at,
+        }
+    }
+
+    fn as_new(&self) -> NewMessage<'_> {
+        NewMessage {
+            chat_id: self.chat_id,
+            sender_id: self.sender_id,
+            content: &self.content,
+            client_id: self.client_id.as_deref(),
+            reply_to: self.reply_to,
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// The whole fast path of a batch in one `BEGIN IMMEDIATE` transaction.
+pub(super) fn store(conn: &mut SqliteConnection, owned: &[Owned]) -> Result<Vec<Slot>, DbError> {
+    let batch: Vec<NewMessage<'_>> = owned.iter().map(Owned::as_new).collect();
+    let (chat_ids, keyed) = batch_keys(&batch);
+    conn.immediate_transaction(|conn| {
+        let existing = if keyed.is_empty() {
+            Vec::new()
+        } else {
+            messages::table
+                .filter(messages::chat_id.eq_any(&chat_ids))
+                .filter(messages::client_id.eq_any(&keyed))
+                .select((messages::chat_id, messages::sender_id, messages::client_id))
+                .load(conn)?
+        };
+        let plan = BatchPlan::new(&batch, existing);
+        let mut bumped = Vec::new();
+        for (chat, count, at) in plan.bumps() {
+            let last: Option<i64> = diesel::update(chats::table.find(chat))
+                .set((
+                    chats::last_seq.eq(chats::last_seq + count),
+                    chats::last_activity_at.eq(at),
+                ))
+                .returning(chats::last_seq)
+                .get_result(conn)
+                .optional()?;
+            if let Some(last) = last {
+                bumped.push((chat, last));
+            }
+        }
+        let (rows, slots) = plan.assign(&batch, bumped);
+        let mut stored = Vec::with_capacity(rows.len());
+        for row in &rows {
+            stored.push(
+                diesel::insert_into(messages::table)
+                    .values(row)
+                    .returning(MessageRow::as_returning())
+                    .get_result(conn)?,
+            );
+        }
+        Ok(Slot::fill(slots, stored))
+    })
+}
