@@ -1,4 +1,4 @@
-//! `/api/v1` routes, one folder per resource and one file per action.
+//! `/api/v1` routes, one file per resource (`chats/`: a chat, its members, its messages).
 
 pub(crate) mod admin;
 pub(crate) mod auth;
