@@ -339,6 +339,46 @@ impl Drop for TestDatabase {
     }
 }
 
+/// A test server's Redis key prefix: its keys are deleted when the last app using it
+/// is dropped — also when a test fails before its `shutdown`.
+pub struct RedisKeys {
+    prefix: String,
+}
+
+impl RedisKeys {
+    /// Keys under `prefix:`.
+    pub fn new(prefix: impl Into<String>) -> Self {
+        RedisKeys {
+            prefix: prefix.into(),
+        }
+    }
+}
+
+impl Drop for RedisKeys {
+    fn drop(&mut self) {
+        // Drop cannot await; a short-lived thread with its own runtime can.
+        let prefix = self.prefix.clone();
+        let _ = std::thread::spawn(move || -> anyhow::Result<()> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(delete_redis_prefix(&prefix))
+        })
+        .join();
+    }
+}
+
+/// How many Redis keys are under `prefix:`.
+pub async fn count_redis_keys(prefix: &str) -> anyhow::Result<usize> {
+    let client = redis::Client::open(redis_url())?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut conn)
+        .await?;
+    Ok(keys.len())
+}
+
 /// Deletes every Redis key under `prefix:`.
 pub async fn delete_redis_prefix(prefix: &str) -> anyhow::Result<()> {
     let client = redis::Client::open(redis_url())?;

@@ -23,7 +23,7 @@ use chat_server::config::Sources;
 use chat_server::{Application, Config};
 use chat_services::AppContext;
 
-pub use database::{TestDatabase, WriteLock, delete_redis_prefix};
+pub use database::{RedisKeys, TestDatabase, WriteLock, count_redis_keys, delete_redis_prefix};
 pub use http::{Response, Session, TEST_PASSWORD};
 pub use process::{ServerProcess, free_port};
 pub use ws::{Received, Refused, WS_WAIT, WsClient};
@@ -130,6 +130,8 @@ pub struct TestApp {
     pub config: Config,
     /// The database (dropped with the last app using it).
     pub database: Arc<TestDatabase>,
+    /// The Redis keys (production mode; deleted with the last app using them).
+    redis_keys: Option<Arc<RedisKeys>>,
     client: awc::Client,
     handle: ServerHandle,
     stopper: chat_server::Stopper,
@@ -172,7 +174,9 @@ impl TestApp {
         // The template (PostgreSQL) or a first run (SQLite) already migrated it.
         config.auto_migrate = backend == Backend::Sqlite;
         adjust(&mut config);
-        Self::start(backend, config, Arc::new(database)).await
+        let redis_keys =
+            (backend == Backend::Postgres).then(|| Arc::new(RedisKeys::new(prefix.clone())));
+        Self::start(backend, config, Arc::new(database), redis_keys).await
     }
 
     /// A second server instance on the same database and Redis prefix: what a
@@ -187,13 +191,20 @@ impl TestApp {
     pub async fn spawn_peer_with(&self, adjust: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
         let mut config = self.config.clone();
         adjust(&mut config);
-        Self::start(self.backend, config, self.database.clone()).await
+        Self::start(
+            self.backend,
+            config,
+            self.database.clone(),
+            self.redis_keys.clone(),
+        )
+        .await
     }
 
     async fn start(
         backend: Backend,
         config: Config,
         database: Arc<TestDatabase>,
+        redis_keys: Option<Arc<RedisKeys>>,
     ) -> anyhow::Result<Self> {
         let app = Application::build(config.clone()).await?;
         let port = app.port();
@@ -215,6 +226,7 @@ impl TestApp {
             context,
             config,
             database,
+            redis_keys,
             client,
             handle,
             stopper,
@@ -237,11 +249,9 @@ impl TestApp {
         Ok(running.await??)
     }
 
-    /// Stops the server and removes its Redis keys (the database goes on drop).
+    /// Stops the server; its Redis keys and database go when the last app using them
+    /// is dropped (also when a test fails before calling this).
     pub async fn shutdown(self) {
         self.handle.stop(false).await;
-        if self.backend == Backend::Postgres && Arc::strong_count(&self.database) == 1 {
-            let _ = database::delete_redis_prefix(&self.config.redis_prefix).await;
-        }
     }
 }

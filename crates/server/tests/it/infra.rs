@@ -127,6 +127,27 @@ async fn a_redis_outage_degrades_to_the_database() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A test's Redis keys go with its last server even when it never reaches `shutdown`
+/// (a failed assertion): nothing is left under its prefix.
+#[actix_web::test]
+async fn a_dropped_test_server_leaves_no_redis_keys() -> anyhow::Result<()> {
+    let app = TestApp::spawn(Backend::Postgres).await?;
+    let peer = app.spawn_peer().await?;
+    app.register("keys").await?;
+    let prefix = app.config.redis_prefix.clone();
+    let count = || chat_test_support::count_redis_keys(&prefix);
+    assert!(count().await? > 0, "the sign-up cached nothing");
+    drop(app);
+    // The peer still uses the prefix: its keys stay.
+    assert!(
+        count().await? > 0,
+        "keys went while a server still used them"
+    );
+    drop(peer);
+    assert_eq!(count().await?, 0, "keys left under {prefix}:");
+    Ok(())
+}
+
 #[actix_web::test]
 async fn logout_on_one_instance_is_refused_by_another_at_once() -> anyhow::Result<()> {
     let a = TestApp::spawn(Backend::Postgres).await?;
