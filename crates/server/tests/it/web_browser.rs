@@ -659,6 +659,11 @@ async fn a_group_of_three_is_managed_and_a_site_admin_moderates() -> anyhow::Res
         pat_api.user_id
     ))
     .await?;
+    olga.wait_for(&format!(
+        "#member-list li[data-user-id='{}'][data-role='admin']",
+        pat_api.user_id
+    ))
+    .await?;
     pat.wait_for(&format!(
         "#member-list li[data-user-id='{}'][data-role='admin']",
         pat_api.user_id

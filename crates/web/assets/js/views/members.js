@@ -184,7 +184,19 @@ export class MembersPanel {
     const active = document.activeElement;
     const focusedRow = this.list.contains(active) ? active.closest("li[data-user-id]")?.dataset.userId : null;
     const focusedControl = focusedRow ? active.dataset.control : null;
+    // … and a role picked but not applied yet: a live redraw (someone's presence, a new
+    // member) must not quietly put the select back, or "Set" would apply the old role.
+    const picked = new Map();
+    for (const select of this.list.querySelectorAll("select[data-control='role']")) {
+      const row = select.closest("li[data-user-id]");
+      if (row && select.value !== row.dataset.role) picked.set(row.dataset.userId, select.value);
+    }
     replace(this.list, sorted.map((member) => this.#memberRow(member)));
+    for (const [userId, role] of picked) {
+      const row = this.list.querySelector(`li[data-user-id="${userId}"]`);
+      const select = row?.querySelector("select[data-control='role']");
+      if (select && row.dataset.role !== role) select.value = role;
+    }
     if (focusedRow && focusedControl) {
       this.list.querySelector(`li[data-user-id="${focusedRow}"] [data-control="${focusedControl}"]`)?.focus();
     }
