@@ -12,12 +12,13 @@ import sys
 from collections import defaultdict
 
 STAGES = [
-    ("chat_ws_action_seconds", "a socket's action until answered (its next frame waits)"),
+    ("chat_ws_action_seconds", "a socket's action holding up its reading (a send: until handed to the writer)"),
     ("chat_message_prepare_seconds", "send reached the service -> handed to the writer"),
     ("chat_message_queue_seconds", "handed to the writer -> its batch starts"),
     ("chat_message_commit_duration_seconds", "a batch's transaction (per batch)"),
     ("chat_message_publish_duration_seconds", "publishing a committed batch (per batch)"),
     ("chat_delivery_latency_seconds", "accepted -> queued on this instance's sockets"),
+    ("chat_ws_outbox_wait_seconds", "queued on a socket -> taken by its connection for writing (oldest of a run)"),
     ("chat_message_batch_size", "messages per batch"),
 ]
 

@@ -47,10 +47,13 @@ pub struct Metrics {
     /// `chat_delivery_latency_seconds`: from a message's acceptance to its event being
     /// queued on this instance's sockets (once per message and instance).
     pub delivery_latency: Histogram,
-    /// `chat_ws_action_seconds`: how long a socket's action (a send: until its commit)
-    /// took to answer; the socket reads no further frame meanwhile, so this bounds how
-    /// fast one socket's frames are taken.
+    /// `chat_ws_action_seconds`: how long a socket's action held up its reading (a send:
+    /// until handed to the writer, its acknowledgement follows the commit without
+    /// holding the socket; any other action: until answered).
     pub ws_action: Histogram,
+    /// `chat_ws_outbox_wait_seconds`: how long the oldest frame queued for a socket waited
+    /// for the connection to take it for writing (once per run of queued frames).
+    pub ws_outbox_wait: Histogram,
     /// `chat_message_prepare_seconds`: from a send reaching the service to its being
     /// handed to the writer (budget, access check, validation, reply check).
     pub message_prepare: Histogram,
@@ -172,7 +175,11 @@ impl Metrics {
         };
         let ws_action = stage(
             "chat_ws_action_seconds",
-            "How long a socket's action took to answer; its next frame waits meanwhile.",
+            "How long a socket's action held up its reading (a send: until handed to the writer).",
+        )?;
+        let ws_outbox_wait = stage(
+            "chat_ws_outbox_wait_seconds",
+            "How long a socket's oldest queued frame waited for its connection to take it for writing.",
         )?;
         let message_prepare = stage(
             "chat_message_prepare_seconds",
@@ -235,6 +242,7 @@ impl Metrics {
             )?,
             delivery_latency,
             ws_action,
+            ws_outbox_wait,
             message_prepare,
             message_queue,
             batch_size,

@@ -217,7 +217,10 @@ async fn upgrade(
         history,
         frame_budget: settings.frame_budget,
     };
-    let outbound = OutboundBody::new(connection.registration.outbound.clone());
+    let outbound = OutboundBody::observed(
+        connection.registration.outbound.clone(),
+        connection.ctx.metrics.clone(),
+    );
     actix_web::rt::spawn(connection.run(inbound));
     match response.message_body(BoxBody::new(BodyStream::new(outbound))) {
         Ok(response) => HttpResponse::from(response),

@@ -21,6 +21,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use actix_web::web::Bytes;
+use chat_services::metrics::Metrics;
 use futures_util::Stream;
 
 /// Why a frame was not queued.
@@ -47,6 +48,9 @@ struct State {
     /// When the connection last took a frame while others waited (or when the first of
     /// the waiting frames was queued).
     progress: Option<Instant>,
+    /// `progress` is still when the first of the waiting frames was queued (nothing of
+    /// this run of frames has been taken yet).
+    run_start: bool,
     /// Frames queue but are not handed to the connection yet (until the socket task has
     /// re-checked its access and sent its `?history` page).
     held: bool,
@@ -136,6 +140,7 @@ impl Outbox {
         }
         if state.frames.is_empty() {
             state.progress = Some(Instant::now());
+            state.run_start = true;
         }
         state.bytes += frame.len() + FRAME_OVERHEAD;
         state.frames.push_front(frame);
@@ -154,6 +159,7 @@ impl Outbox {
             }
             if state.frames.is_empty() {
                 state.progress = Some(Instant::now());
+                state.run_start = true;
             }
             state.bytes += frame.len() + FRAME_OVERHEAD;
             state.frames.push_back(frame);
@@ -219,7 +225,13 @@ impl Outbox {
         state.frames.drain(..).collect()
     }
 
-    fn poll_frame(&self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+    /// The next frame for the connection; `waited` gets how long the oldest of a run of
+    /// queued frames waited to be taken.
+    fn poll_frame(
+        &self,
+        cx: &mut Context<'_>,
+        waited: &mut Option<Duration>,
+    ) -> Poll<Option<Bytes>> {
         let mut state = self.lock();
         if state.held {
             if !state
@@ -232,6 +244,9 @@ impl Outbox {
             return Poll::Pending;
         }
         if let Some(frame) = state.pop() {
+            if std::mem::take(&mut state.run_start) {
+                *waited = state.progress.map(|at| at.elapsed());
+            }
             if state.frames.is_empty() {
                 state.progress = None;
                 if state.frames.capacity() > 64 {
@@ -268,12 +283,25 @@ impl Outbox {
 /// The upgraded response's body: the socket's queued frames, as they come.
 pub struct OutboundBody {
     outbox: Arc<Outbox>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl OutboundBody {
     /// The body draining `outbox`.
     pub fn new(outbox: Arc<Outbox>) -> Self {
-        OutboundBody { outbox }
+        OutboundBody {
+            outbox,
+            metrics: None,
+        }
+    }
+
+    /// The body draining `outbox`, observing how long its frames wait
+    /// (`chat_ws_outbox_wait_seconds`).
+    pub fn observed(outbox: Arc<Outbox>, metrics: Arc<Metrics>) -> Self {
+        OutboundBody {
+            outbox,
+            metrics: Some(metrics),
+        }
     }
 }
 
@@ -281,7 +309,12 @@ impl Stream for OutboundBody {
     type Item = Result<Bytes, Infallible>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.outbox.poll_frame(cx).map(|frame| frame.map(Ok))
+        let mut waited = None;
+        let frame = self.outbox.poll_frame(cx, &mut waited);
+        if let (Some(waited), Some(metrics)) = (waited, &self.metrics) {
+            metrics.ws_outbox_wait.observe(waited.as_secs_f64());
+        }
+        frame.map(|frame| frame.map(Ok))
     }
 }
 

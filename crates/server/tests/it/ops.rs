@@ -333,6 +333,10 @@ async fn metrics_show_sockets_deliveries_the_pool_and_redis(
     assert_eq!(series(&text, "chat_message_prepare_seconds_count")?, 3.0);
     // Each socket action (here: ann's three sends) is timed.
     assert_eq!(series(&text, "chat_ws_action_seconds_count")?, 3.0);
+    // … and so is each socket's wait for its connection to take what was queued for it
+    // (once per run of queued frames: acks and events reached the sockets).
+    assert!(series(&text, "chat_ws_outbox_wait_seconds_count")? >= 1.0);
+    assert!(series(&text, "chat_ws_outbox_wait_seconds_sum")? < 30.0);
     assert_eq!(series(&text, "chat_message_queue_seconds_count")?, 3.0);
     let batches = series(&text, "chat_message_batches_total")?;
     assert!(batches >= 1.0);
