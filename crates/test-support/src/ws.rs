@@ -156,6 +156,26 @@ impl WsClient {
         }
     }
 
+    /// Reads up to the first frame of type `barrier` and returns it, failing on any frame
+    /// of `kinds` before it (frames already queued count too). The test arranges for the
+    /// barrier to travel the same ordered path after anything that must not arrive (a
+    /// reply after earlier replies, an event published after the one that must not be
+    /// delivered), so "nothing arrived" is proven, not waited for.
+    pub async fn expect_none_before(
+        &mut self,
+        kinds: &[&str],
+        barrier: &str,
+    ) -> anyhow::Result<Value> {
+        loop {
+            let value = self.recv().await?;
+            let kind = value["type"].as_str().unwrap_or_default();
+            anyhow::ensure!(!kinds.contains(&kind), "unexpected {value}");
+            if kind == barrier {
+                return Ok(value);
+            }
+        }
+    }
+
     /// Sends a protocol-level ping and waits for its pong; text frames read meanwhile
     /// stay queued for later calls. The pong proves the server read the socket past
     /// everything sent before the ping.
@@ -239,7 +259,10 @@ impl WsClient {
         }
     }
 
-    /// Fails if a text frame of one of `kinds` arrives within `window`.
+    /// Fails if a text frame of one of `kinds` arrives within `window`. A window can
+    /// pass by luck: use [`WsClient::expect_none_before`] with a barrier wherever one
+    /// exists. What is left here is presence after a socket closes, decided by the closing
+    /// socket's own task, which publishes nothing when nothing changed.
     pub async fn expect_none(&mut self, kinds: &[&str], window: Duration) -> anyhow::Result<()> {
         if let Some(value) = self
             .pending
