@@ -42,6 +42,11 @@ pub trait EventBus: Send + Sync + 'static {
     fn subscribe(&self) -> broadcast::Receiver<Arc<BusMessage>>;
     /// `redis` or `memory`.
     fn backend(&self) -> &'static str;
+    /// Broker subscriptions (channels or patterns) this instance holds now; 0 without a
+    /// broker.
+    fn subscriptions(&self) -> usize {
+        0
+    }
 }
 
 /// The in-process bus of the embedded mode.

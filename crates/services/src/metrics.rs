@@ -67,6 +67,11 @@ pub struct Metrics {
     /// `chat_message_publish_duration_seconds`: publishing one committed batch.
     pub publish_duration: Histogram,
     /// `chat_bus_lagged_total`: bus messages this instance skipped because it fell
+    /// `chat_bus_messages_received_total`: every bus message this instance received,
+    /// whatever its kind (handled or skipped because the instance fell behind).
+    pub bus_received: IntCounter,
+    /// `chat_bus_subscriptions`: broker subscriptions (channels or patterns) held now.
+    bus_subscriptions: IntGauge,
     /// behind (its sockets were told to resynchronise).
     pub bus_lagged: IntCounter,
     /// `chat_bus_gaps_total`: event streams that may have lost events (broker
@@ -248,6 +253,16 @@ impl Metrics {
             batch_size,
             commit_duration,
             publish_duration,
+            bus_received: counter(
+                &r,
+                "chat_bus_messages_received_total",
+                "Bus messages this instance received, whatever their kind.",
+            )?,
+            bus_subscriptions: gauge(
+                &r,
+                "chat_bus_subscriptions",
+                "Broker subscriptions (channels or patterns) this instance holds now.",
+            )?,
             bus_lagged: counter(
                 &r,
                 "chat_bus_lagged_total",
@@ -374,6 +389,8 @@ pub async fn render(ctx: &AppContext) -> String {
         m.pool_waiting.set(to_i64(p.waiting));
         raise(&m.pool_timeouts, p.timed_out);
         raise_seconds(&m.pool_wait_seconds, p.wait_time);
+        m.bus_subscriptions
+            .set(to_i64(ctx.bus.subscriptions() as u64));
         if let Some(up) = &m.redis_up {
             up.set(i64::from(ctx.store.cache.ping().await.is_ok()));
         }

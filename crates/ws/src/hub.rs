@@ -836,9 +836,15 @@ async fn route(hub: Arc<Hub>, mut events: broadcast::Receiver<Arc<BusMessage>>) 
     loop {
         tokio::select! {
             event = events.recv() => match event {
-                Ok(message) => hub.handle(&message),
+                Ok(message) => {
+                    if let Some(metrics) = &hub.metrics {
+                        metrics.bus_received.inc();
+                    }
+                    hub.handle(&message);
+                }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     if let Some(metrics) = &hub.metrics {
+                        metrics.bus_received.inc_by(missed);
                         metrics.bus_lagged.inc_by(missed);
                     }
                     // Events were lost, and which chats they were for is unknown: every

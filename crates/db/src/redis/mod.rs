@@ -179,6 +179,8 @@ pub struct RedisBus {
     connections: RedisConnections,
     prefix: String,
     local: Arc<MemoryBus>,
+    /// Subscriptions the subscriber task holds (its one pattern, while subscribed).
+    subscribed: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl RedisBus {
@@ -186,15 +188,18 @@ impl RedisBus {
     /// Must be called inside a tokio runtime.
     pub fn start(connections: RedisConnections, prefix: &str) -> Self {
         let local = Arc::new(MemoryBus::new());
+        let subscribed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         tokio::spawn(subscribe_forever(
             connections.client().clone(),
             prefix.to_owned(),
             local.clone(),
+            subscribed.clone(),
         ));
         Self {
             connections,
             prefix: prefix.to_owned(),
             local,
+            subscribed,
         }
     }
 
@@ -248,6 +253,10 @@ impl EventBus for RedisBus {
         self.local.subscribe()
     }
 
+    fn subscriptions(&self) -> usize {
+        self.subscribed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn backend(&self) -> &'static str {
         "redis"
     }
@@ -255,7 +264,13 @@ impl EventBus for RedisBus {
 
 /// Holds a `PSUBSCRIBE {prefix}:*` and forwards each message to the local bus;
 /// re-subscribes after any failure.
-async fn subscribe_forever(client: redis::Client, prefix: String, local: Arc<MemoryBus>) {
+async fn subscribe_forever(
+    client: redis::Client,
+    prefix: String,
+    local: Arc<MemoryBus>,
+    subscribed: Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::Ordering;
     let pattern = format!("{prefix}:*");
     let strip = format!("{prefix}:");
     let mut subscribed_before = false;
@@ -263,6 +278,7 @@ async fn subscribe_forever(client: redis::Client, prefix: String, local: Arc<Mem
         match client.get_async_pubsub().await {
             Ok(mut pubsub) => match pubsub.psubscribe(&pattern).await {
                 Ok(()) => {
+                    subscribed.store(1, Ordering::Relaxed);
                     tracing::info!(pattern, "subscribed to redis events");
                     if subscribed_before {
                         // Events published while we were not subscribed are gone: tell
@@ -287,6 +303,7 @@ async fn subscribe_forever(client: redis::Client, prefix: String, local: Arc<Mem
                             Err(err) => tracing::warn!(error = %err, "undecodable redis event"),
                         }
                     }
+                    subscribed.store(0, Ordering::Relaxed);
                     tracing::warn!("redis subscription ended; re-subscribing");
                 }
                 Err(err) => tracing::warn!(error = %err, "redis psubscribe failed"),

@@ -353,6 +353,15 @@ async fn metrics_show_sockets_deliveries_the_pool_and_redis(
         Backend::Postgres => assert_eq!(series(&text, "chat_redis_up")?, 1.0),
         Backend::Sqlite => assert!(!text.contains("chat_redis_up")),
     }
+    // Every bus message the instance received: at least the three messages (presence,
+    // the test's readiness probes and the rest come on top).
+    assert!(series(&text, "chat_bus_messages_received_total")? >= 3.0);
+    // Production mode holds its one pattern subscription; embedded mode has no broker.
+    let subscriptions = match backend {
+        Backend::Postgres => 1.0,
+        Backend::Sqlite => 0.0,
+    };
+    assert_eq!(series(&text, "chat_bus_subscriptions")?, subscriptions);
     bob_socket.close().await?;
     let mut closed = 0.0;
     for _ in 0..100 {
