@@ -189,7 +189,12 @@ impl Application {
         let proxy = ProxyPolicy {
             trust_forwarded_headers: config.trust_proxy_headers,
         };
+        let worker_started = config.worker_started.clone();
         let server = HttpServer::new(move || {
+            // Runs once on each worker thread, as it starts.
+            if let Some(started) = &worker_started {
+                started();
+            }
             App::new()
                 .app_data(ctx.clone())
                 .app_data(proxy)

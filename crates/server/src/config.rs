@@ -99,7 +99,13 @@ pub struct Config {
     /// Tests only (not a `CHAT_` key): see
     /// [`chat_services::AuthSettings::after_password_check`].
     pub login_after_password_check: Option<TestHook>,
+    /// Tests only (not a `CHAT_` key): called on each worker thread as it starts serving
+    /// (the test harness counts panics per server instance with it).
+    pub worker_started: Option<WorkerHook>,
 }
+
+/// See [`Config::worker_started`].
+pub type WorkerHook = std::sync::Arc<dyn Fn() + Send + Sync>;
 
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -632,6 +638,7 @@ impl Config {
             shutdown_delay,
             handle_signals: true,
             ws_before_register: None,
+            worker_started: None,
             login_after_password_check: None,
         })
     }

@@ -16,6 +16,7 @@ mod process;
 mod ws;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
@@ -59,27 +60,25 @@ pub fn random_suffix() -> String {
         .collect()
 }
 
-/// Panics on the server's worker threads (`actix-rt|…`) in this process so far.
-/// A panic in a request's or a socket's task does not stop the server — tokio contains
-/// it — so tests that provoke the edge cases assert this did not move.
-pub fn server_panics() -> usize {
-    install_panic_counter();
-    SERVER_PANICS.load(std::sync::atomic::Ordering::SeqCst)
+thread_local! {
+    /// The panic counter of the server instance whose worker this thread is (set by the
+    /// instance's `worker_started` hook).
+    static INSTANCE_PANICS: std::cell::RefCell<Option<Arc<AtomicUsize>>> =
+        const { std::cell::RefCell::new(None) };
 }
-
-static SERVER_PANICS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 fn install_panic_counter() {
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if std::thread::current()
-                .name()
-                .is_some_and(|name| name.starts_with("actix-rt|"))
-            {
-                SERVER_PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            }
+            let _ = INSTANCE_PANICS.try_with(|counter| {
+                if let Ok(counter) = counter.try_borrow()
+                    && let Some(counter) = counter.as_ref()
+                {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+            });
             previous(info);
         }));
     });
@@ -133,6 +132,7 @@ pub struct TestApp {
     /// The Redis keys (production mode; deleted with the last app using them).
     redis_keys: Option<Arc<RedisKeys>>,
     client: awc::Client,
+    panics: Arc<AtomicUsize>,
     handle: ServerHandle,
     stopper: chat_server::Stopper,
     running: Option<actix_web::rt::task::JoinHandle<std::io::Result<()>>>,
@@ -202,10 +202,16 @@ impl TestApp {
 
     async fn start(
         backend: Backend,
-        config: Config,
+        mut config: Config,
         database: Arc<TestDatabase>,
         redis_keys: Option<Arc<RedisKeys>>,
     ) -> anyhow::Result<Self> {
+        // Each instance counts the panics of its own worker threads.
+        let panics = Arc::new(AtomicUsize::new(0));
+        let counter = panics.clone();
+        config.worker_started = Some(Arc::new(move || {
+            INSTANCE_PANICS.with(|own| *own.borrow_mut() = Some(counter.clone()));
+        }));
         let app = Application::build(config.clone()).await?;
         let port = app.port();
         let handle = app.handle();
@@ -228,10 +234,18 @@ impl TestApp {
             database,
             redis_keys,
             client,
+            panics,
             handle,
             stopper,
             running: Some(running),
         })
+    }
+
+    /// Panics on this instance's worker threads so far. A panic in a request's or a
+    /// socket's task does not stop the server (tokio contains it), so tests that
+    /// provoke edge cases assert this did not move.
+    pub fn panics(&self) -> usize {
+        self.panics.load(Ordering::SeqCst)
     }
 
     /// Starts the graceful stop SIGTERM starts, and returns at once.

@@ -127,6 +127,32 @@ async fn a_redis_outage_degrades_to_the_database() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Panics are counted per server instance: one provoked on an instance's worker (a
+/// handshake hook that panics) shows on that instance only, and the instance still
+/// serves.
+#[actix_web::test]
+async fn panics_are_counted_per_server_instance() -> anyhow::Result<()> {
+    let hook: chat_ws::HandshakeHook = std::sync::Arc::new(
+        || -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+            panic!("provoked by the test")
+        },
+    );
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.ws_before_register = Some(hook)).await?;
+    let peer = app.spawn_peer_with(|c| c.ws_before_register = None).await?;
+    let ann = app.register("ann").await?;
+    assert_eq!((app.panics(), peer.panics()), (0, 0));
+    let refused = app.ws("/ws", &ann.access_token).await;
+    assert!(refused.is_err(), "the handshake cannot have succeeded");
+    assert_eq!((app.panics(), peer.panics()), (1, 0));
+    // The instance still answers.
+    app.get("/api/v1/users/me", Some(&ann.access_token))
+        .await?
+        .expect_status(200)?;
+    peer.shutdown().await;
+    app.shutdown().await;
+    Ok(())
+}
+
 /// A test's Redis keys go with its last server even when it never reaches `shutdown`
 /// (a failed assertion): nothing is left under its prefix.
 #[actix_web::test]
@@ -212,7 +238,6 @@ async fn a_client_hanging_up_mid_query_disturbs_nobody(backend: Backend) -> anyh
     use std::io::Write;
 
     let app = TestApp::spawn(backend).await?;
-    let panics_before = chat_test_support::server_panics();
     let (ann, bob, chat) = app.two_in_a_group().await?;
     let mut ann_socket = app
         .ws(&format!("/ws/chats/{chat}"), &ann.access_token)
@@ -273,11 +298,7 @@ async fn a_client_hanging_up_mid_query_disturbs_nobody(backend: Backend) -> anyh
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(name, "Bob Hung-Up");
-    assert_eq!(
-        chat_test_support::server_panics(),
-        panics_before,
-        "a server thread panicked"
-    );
+    assert_eq!(app.panics(), 0, "a server thread panicked");
     app.shutdown().await;
     Ok(())
 }
