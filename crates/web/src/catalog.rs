@@ -198,6 +198,32 @@ mod tests {
     }
 
     #[test]
+    fn the_client_weighs_under_150_kb_compressed() -> std::io::Result<()> {
+        use std::io::Write;
+        // Every script and style sheet, each compressed as a server or proxy would send
+        // it (gzip, one file at a time).
+        let mut compressed = 0;
+        let mut raw = 0;
+        for (path, body) in embedded::FILES
+            .iter()
+            .filter(|(p, _)| p.ends_with(".js") || p.ends_with(".css"))
+        {
+            let mut gzip =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            gzip.write_all(body)?;
+            compressed += gzip.finish()?.len();
+            raw += body.len();
+            assert!(!body.is_empty(), "{path} is empty");
+        }
+        assert!(raw > 0, "no scripts or styles embedded");
+        assert!(
+            compressed < 150 * 1024,
+            "JS + CSS weigh {compressed} bytes compressed ({raw} raw)"
+        );
+        Ok(())
+    }
+
+    #[test]
     fn versions_and_etags_follow_the_contents() {
         assert_ne!(etag_of(b"a"), etag_of(b"b"));
         assert_eq!(etag_of(b"a"), etag_of(b"a"));
