@@ -370,23 +370,25 @@ impl Drop for RedisKeys {
 
 /// How many Redis keys are under `prefix:`.
 pub async fn count_redis_keys(prefix: &str) -> anyhow::Result<usize> {
+    Ok(redis_keys(prefix).await?.1.len())
+}
+
+/// A connection and every Redis key under `prefix:`.
+async fn redis_keys(
+    prefix: &str,
+) -> anyhow::Result<(redis::aio::MultiplexedConnection, Vec<String>)> {
     let client = redis::Client::open(redis_url())?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}:*"))
         .query_async(&mut conn)
         .await?;
-    Ok(keys.len())
+    Ok((conn, keys))
 }
 
 /// Deletes every Redis key under `prefix:`.
 pub async fn delete_redis_prefix(prefix: &str) -> anyhow::Result<()> {
-    let client = redis::Client::open(redis_url())?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:*"))
-        .query_async(&mut conn)
-        .await?;
+    let (mut conn, keys) = redis_keys(prefix).await?;
     if !keys.is_empty() {
         redis::cmd("DEL")
             .arg(keys)

@@ -272,9 +272,7 @@ impl Connection {
                 () = tokio::time::sleep(throttle.unwrap_or_default()), if throttle.is_some() => {}
                 answer = oldest(&mut pending), if !pending.is_empty() => {
                     pending.pop_front();
-                    if let Some(answer) = answer {
-                        reason = self.reply(&answer).err();
-                    }
+                    reason = self.reply(&answer).err();
                     last_heard = Instant::now();
                 }
                 incoming = inbound.recv(), if throttle.is_none() && pending.len() < MAX_SENDS_IN_FLIGHT => {
@@ -386,18 +384,17 @@ impl Connection {
         let request_id = frame.request_id.clone();
         let answer: PendingAnswer<'a> = match self.begin_send(&frame).await {
             Ok((chat, send)) => Box::pin(async move {
-                let ctx = &self.ctx;
-                Some(match send.outcome(ctx).await {
+                match send.outcome(&self.ctx).await {
                     Ok((message, created)) => send_ack(request_id, chat, &message, created),
                     Err(err) => protocol::error_event(request_id, &protocol::service_error(err)),
-                })
+                }
             }),
             Err(err) => {
                 let reply = protocol::error_event(request_id, &err);
                 if pending.is_empty() {
                     return self.reply(&reply);
                 }
-                Box::pin(std::future::ready(Some(reply)))
+                Box::pin(std::future::ready(reply))
             }
         };
         pending.push_back(answer);
@@ -439,9 +436,7 @@ impl Connection {
         while let Some(answer) = pending.front_mut() {
             let answer = answer.await;
             pending.pop_front();
-            if let Some(answer) = answer {
-                self.reply(&answer)?;
-            }
+            self.reply(&answer)?;
         }
         Ok(())
     }
@@ -620,13 +615,13 @@ impl Drop for Ending<'_> {
     }
 }
 
-/// An answer still to come, in frame order (`None`: nothing to say).
-type PendingAnswer<'a> = Pin<Box<dyn Future<Output = Option<String>> + 'a>>;
+/// An answer still to come (a send's ack or error), in frame order.
+type PendingAnswer<'a> = Pin<Box<dyn Future<Output = String> + 'a>>;
 /// A socket's answers still to come.
 type Pending<'a> = VecDeque<PendingAnswer<'a>>;
 
 /// Waits for the oldest pending answer (never called on an empty queue).
-async fn oldest(pending: &mut Pending<'_>) -> Option<String> {
+async fn oldest(pending: &mut Pending<'_>) -> String {
     match pending.front_mut() {
         Some(answer) => answer.await,
         None => std::future::pending().await,

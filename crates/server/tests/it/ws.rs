@@ -24,7 +24,79 @@ both_backends!(
     changing_admin_rights_closes_the_users_sockets,
     the_all_chats_socket_follows_chats_created_after_it_opened,
     a_socket_keeps_reading_while_its_sends_commit,
+    pipelined_refusals_and_duplicates_are_answered_in_frame_order,
 );
+
+/// Among pipelined sends, a refused one (empty text) and a resend of a `client_id` still
+/// uncommitted are answered in their place: ack, duplicate ack with the original seq,
+/// error, ack — and only the two distinct messages are stored and broadcast.
+async fn pipelined_refusals_and_duplicates_are_answered_in_frame_order(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, bob, chat) = app.two_in_a_group().await?;
+    let mut anns = app
+        .ws(&format!("/ws/chats/{chat}"), &ann.access_token)
+        .await?;
+    let mut bobs = app.ws("/ws", &bob.access_token).await?;
+    let lock = app.database.hold_write_lock().await?;
+    for frame in [
+        json!({"action": "send_message", "message": "one", "client_id": "k-1", "request_id": "r1"}),
+        json!({"action": "send_message", "message": "one", "client_id": "k-1", "request_id": "r2"}),
+        json!({"action": "send_message", "message": "", "request_id": "r3"}),
+        json!({"action": "send_message", "message": "two", "request_id": "r4"}),
+    ] {
+        anns.send(frame).await?;
+    }
+    // All four were read while the first is uncommitted.
+    anns.ping(b"read past them").await?;
+    drop(lock);
+    let mut answers = Vec::new();
+    while answers.len() < 4 {
+        let frame = anns.recv().await?;
+        if matches!(frame["type"].as_str(), Some("ack" | "error")) {
+            answers.push(frame);
+        }
+    }
+    let order: Vec<_> = answers
+        .iter()
+        .map(|a| {
+            (
+                a["type"].as_str(),
+                a["request_id"].as_str(),
+                a["seq"].as_i64(),
+                a["duplicate"].as_bool(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            (Some("ack"), Some("r1"), Some(1), Some(false)),
+            (Some("ack"), Some("r2"), Some(1), Some(true)),
+            (Some("error"), Some("r3"), None, None),
+            (Some("ack"), Some("r4"), Some(2), Some(false)),
+        ]
+    );
+    assert_eq!(answers[2]["code"], "validation_failed", "{}", answers[2]);
+    for (seq, text) in [(1, "one"), (2, "two")] {
+        let event = bobs.recv_type("chat.message").await?;
+        assert_eq!(
+            (event["seq"].as_i64(), event["message"].as_str()),
+            (Some(seq), Some(text))
+        );
+    }
+    // Nothing more was broadcast: the next message Bob hears is the one sent next.
+    anns.send(json!({"action": "send_message", "message": "three", "request_id": "r5"}))
+        .await?;
+    let next = bobs.recv_type("chat.message").await?;
+    assert_eq!(
+        (next["seq"].as_i64(), next["message"].as_str()),
+        (Some(3), Some("three"))
+    );
+    app.shutdown().await;
+    Ok(())
+}
 
 /// A socket's sends are pipelined: while they wait for their commit (held up here by the
 /// database's write lock) the socket is still read — a protocol ping is answered — and
