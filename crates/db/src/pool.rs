@@ -255,6 +255,8 @@ fn spawn_checkpointer(path: PathBuf, alive: Weak<()>) {
     use diesel::connection::SimpleConnection;
     let run = move || {
         let mut conn: Option<SqliteConnection> = None;
+        // Logged once per run of failures, not every interval.
+        let mut failing = false;
         loop {
             std::thread::sleep(CHECKPOINT_INTERVAL);
             if alive.strong_count() == 0 {
@@ -262,15 +264,25 @@ fn spawn_checkpointer(path: PathBuf, alive: Weak<()>) {
             }
             // Not before the pool created the database (opening would create it).
             if conn.is_none() && path.exists() {
-                conn = open_checkpointer(&path)
-                    .map_err(|err| tracing::warn!(error = %err, "cannot open the checkpointer's connection"))
-                    .ok();
+                conn = match open_checkpointer(&path) {
+                    Ok(open) => Some(open),
+                    Err(err) => {
+                        if !std::mem::replace(&mut failing, true) {
+                            tracing::warn!(error = %err, "cannot open the checkpointer's connection");
+                        }
+                        None
+                    }
+                };
             }
-            if let Some(open) = conn.as_mut()
-                && let Err(err) = open.batch_execute("PRAGMA wal_checkpoint(PASSIVE)")
-            {
-                tracing::warn!(error = %err, "WAL checkpoint failed");
-                conn = None;
+            let Some(open) = conn.as_mut() else { continue };
+            match open.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
+                Ok(()) => failing = false,
+                Err(err) => {
+                    if !std::mem::replace(&mut failing, true) {
+                        tracing::warn!(error = %err, "WAL checkpoint failed");
+                    }
+                    conn = None;
+                }
             }
         }
     };
