@@ -1,12 +1,16 @@
 //! Wiring: the only place that builds pools, clients and the HTTP server.
 
 use std::net::TcpListener;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::{Server, ServerHandle};
+use actix_http::{HttpService, KeepAlive};
+use actix_server::{Server, ServerHandle};
+use actix_service::{IntoServiceFactory, ServiceFactoryExt, fn_factory, fn_service, map_config};
+use actix_web::dev::{AppConfig, ServiceFactory};
 use actix_web::middleware::from_fn;
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, web};
 use chat_api::ProxyPolicy;
 use chat_db::bus::{EventBus, MemoryBus};
 use chat_db::cache::{Cache, MemoryCache};
@@ -190,11 +194,8 @@ impl Application {
             trust_forwarded_headers: config.trust_proxy_headers,
         };
         let worker_started = config.worker_started.clone();
-        let server = HttpServer::new(move || {
-            // Runs once on each worker thread, as it starts.
-            if let Some(started) = &worker_started {
-                started();
-            }
+        // The app, built once per worker for ordinary requests and once for upgrades.
+        let app = move || {
             App::new()
                 .app_data(ctx.clone())
                 .app_data(proxy)
@@ -214,15 +215,58 @@ impl Application {
                 // Outside the error handlers: their rewritten answers get the headers too.
                 .wrap(from_fn(chat_api::security_headers))
                 .wrap(TracingLogger::<RequestSpan>::new())
-        })
-        .workers(config.workers)
-        // Chat frames are small and latency-bound: never hold them back for Nagle
-        // (with delayed ACKs that added a flat ~40 ms to deliveries).
-        .tcp_nodelay(true)
-        // Signals are handled by `run_until_stopped` (sockets and writers drain first).
-        .disable_signals()
-        .shutdown_timeout(config.shutdown_grace.as_secs().max(1))
-        .listen(listener)?;
+        };
+        let local = listener.local_addr()?;
+        let mut builder = Server::build()
+            .workers(config.workers)
+            // Signals are handled by `run_until_stopped` (sockets and writers drain first).
+            .disable_signals()
+            .shutdown_timeout(config.shutdown_grace.as_secs().max(1));
+        let shutdown = builder.graceful_shutdown_signal();
+        builder = builder.listen("chat-http", listener, move || {
+            // Runs once on each worker thread, as it starts.
+            if let Some(started) = &worker_started {
+                started();
+            }
+            let shutdown = shutdown.clone();
+            let upgrade_app = app.clone();
+            // `Connection: Upgrade` requests come here with their connection (actix-http's
+            // upgrade hook): the app answers them, and an accepted WebSocket is served on
+            // the bare socket, without the HTTP dispatcher and its buffers (see
+            // chat_ws::upgrade and docs/decisions.md).
+            let upgrade = fn_factory(move || {
+                let factory = upgrade_app().into_factory();
+                async move {
+                    let app = Rc::new(factory.new_service(AppConfig::default()).await?);
+                    Ok::<_, ()>(fn_service(move |(req, framed)| {
+                        let app = app.clone();
+                        async move {
+                            chat_ws::serve_upgrade(&*app, req, framed).await;
+                            Ok::<_, actix_web::Error>(())
+                        }
+                    }))
+                }
+            });
+            HttpService::build()
+                .keep_alive(KeepAlive::default())
+                .client_request_timeout(Duration::from_secs(5))
+                .client_disconnect_timeout(Duration::from_secs(1))
+                // Chat frames are small and latency-bound: never hold them back for Nagle
+                // (with delayed ACKs that added a flat ~40 ms to deliveries).
+                .tcp_nodelay(true)
+                .local_addr(local)
+                .graceful_shutdown_signal(move || {
+                    let shutdown = shutdown.clone();
+                    async move { shutdown.notified().await }
+                })
+                .upgrade(upgrade)
+                .finish(map_config(
+                    app().into_factory().map_err(|err| err.error_response()),
+                    |()| AppConfig::default(),
+                ))
+                .tcp()
+        })?;
+        let server = builder;
         tracing::info!(
             addr = %config.bind, port, database = config.database_url.backend(),
             cache = context.store.cache.backend(), "listening"

@@ -3,15 +3,16 @@
 //! Outbound: a server frame is never masked, so the bytes of an event's frame are the
 //! same for every recipient — the hub encodes each event **once** ([`text`]) and every
 //! socket's queue holds a reference-counted clone of it. Inbound: [`Inbound`] decodes the
-//! request body (the client's frames) with actix-http's codec and joins continuations.
+//! client's frames, read straight from the socket, with actix-http's codec and joins
+//! continuations.
 
+use std::future::Future;
 use std::io;
 
 use actix_codec::Decoder;
 use actix_http::ws::{Codec, Frame, Item, ProtocolError};
-use actix_web::dev::Payload;
+use actix_web::rt::net::TcpStream;
 use actix_web::web::{Bytes, BytesMut};
-use futures_util::StreamExt;
 
 const FIN_TEXT: u8 = 0x81;
 const FIN_CLOSE: u8 = 0x88;
@@ -96,9 +97,33 @@ pub enum Incoming {
     Close,
 }
 
-/// Decodes the client's frames from the upgraded request's body.
-pub struct Inbound {
-    payload: Payload,
+/// Where a socket's bytes come from.
+pub trait Source {
+    /// Appends what can be read to `buf`; `Ok(0)` once the peer has closed. Cancel-safe:
+    /// nothing is read until it can be appended.
+    fn read(&mut self, buf: &mut BytesMut) -> impl Future<Output = io::Result<usize>>;
+}
+
+/// How much room a read takes. Taken only once the socket is readable, so a socket
+/// waiting for its client holds no read buffer.
+const READ_CHUNK: usize = 4096;
+
+impl Source for &TcpStream {
+    async fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        loop {
+            self.readable().await?;
+            buf.reserve(READ_CHUNK);
+            match self.try_read_buf(buf) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+                result => return result,
+            }
+        }
+    }
+}
+
+/// Decodes the client's frames from its socket.
+pub struct Inbound<S> {
+    source: S,
     buf: BytesMut,
     codec: Codec,
     /// A message arriving in continuation frames: is it text, and its bytes so far.
@@ -107,13 +132,14 @@ pub struct Inbound {
     ended: bool,
 }
 
-impl Inbound {
+impl<S: Source> Inbound<S> {
     /// Frames (and joined messages) over `max_size` bytes are refused with
-    /// [`ProtocolError::Overflow`].
-    pub fn new(payload: Payload, max_size: usize) -> Self {
+    /// [`ProtocolError::Overflow`]. `read` holds bytes already read from the socket
+    /// (frames a client sent right behind its handshake).
+    pub fn new(source: S, read: BytesMut, max_size: usize) -> Self {
         Inbound {
-            payload,
-            buf: BytesMut::new(),
+            source,
+            buf: read,
             codec: Codec::new().max_size(max_size),
             partial: None,
             max_size,
@@ -141,13 +167,13 @@ impl Inbound {
                 // An idle socket keeps no read buffer.
                 self.buf = BytesMut::new();
             }
-            match self.payload.next().await {
-                Some(Ok(bytes)) => self.buf.extend_from_slice(&bytes),
-                Some(Err(err)) => {
+            match self.source.read(&mut self.buf).await {
+                Ok(0) => self.ended = true,
+                Ok(_) => {}
+                Err(err) => {
                     self.ended = true;
-                    return Some(Err(ProtocolError::Io(io::Error::other(err))));
+                    return Some(Err(ProtocolError::Io(err)));
                 }
-                None => self.ended = true,
             }
         }
     }

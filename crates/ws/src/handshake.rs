@@ -6,7 +6,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use actix_web::body::{BodyStream, BoxBody};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -17,11 +16,10 @@ use chat_services::client::ProxyPolicy;
 use chat_services::{AppContext, ServiceError, rate_limit};
 use serde::Deserialize;
 
-use crate::frames::Inbound;
 use crate::hub::{Hub, Scope, TooManySockets};
-use crate::outbox::OutboundBody;
-use crate::protocol::{MAX_FRAME_BYTES, MAX_RETRIEVE};
+use crate::protocol::MAX_RETRIEVE;
 use crate::session::{Connection, FrameBudget};
+use crate::upgrade::SessionSlot;
 
 /// The sub-protocol answered when a client offers `chat, <token>`.
 pub const SUBPROTOCOL: &str = "chat";
@@ -118,12 +116,14 @@ fn origin_allowed(req: &HttpRequest, settings: &WsSettings) -> bool {
         .is_some_and(|(_, authority)| authority.to_ascii_lowercase() == host)
 }
 
-/// Whether the request asks for a WebSocket upgrade.
+/// Whether the request asks for a WebSocket upgrade (and came as one: see `upgrade`).
 fn is_upgrade(req: &HttpRequest) -> bool {
-    req.headers()
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+    SessionSlot::of(req).is_some()
+        && req
+            .headers()
+            .get(header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
 /// The token of `Sec-WebSocket-Protocol: chat, <token>` (seed 004's clients).
@@ -175,7 +175,6 @@ struct Accepted {
 
 async fn upgrade(
     req: HttpRequest,
-    body: web::Payload,
     ctx: web::Data<AppContext>,
     hub: web::Data<Hub>,
     settings: &WsSettings,
@@ -186,10 +185,12 @@ async fn upgrade(
         Ok(response) => response,
         Err(err) => return refuse(StatusCode::BAD_REQUEST, "not_a_websocket", &err.to_string()),
     };
+    let Some(slot) = SessionSlot::of(&req) else {
+        return not_upgradable();
+    };
     if offers_subprotocol(&req) {
         response.insert_header((header::SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL));
     }
-    let inbound = Inbound::new(body.into_inner(), MAX_FRAME_BYTES);
     let hub: Arc<Hub> = hub.into_inner();
     let registration = match hub.register(
         UserId(accepted.principal.user_id),
@@ -217,15 +218,19 @@ async fn upgrade(
         history,
         frame_budget: settings.frame_budget,
     };
-    let outbound = OutboundBody::observed(
-        connection.registration.outbound.clone(),
-        connection.ctx.metrics.clone(),
-    );
-    actix_web::rt::spawn(connection.run(inbound));
-    match response.message_body(BoxBody::new(BodyStream::new(outbound))) {
-        Ok(response) => HttpResponse::from(response),
-        Err(err) => HttpResponse::from_error(err),
-    }
+    // Served on the connection once the 101 is written (see `upgrade`).
+    slot.put(connection);
+    HttpResponse::from(response.finish().map_into_boxed_body())
+}
+
+/// A WebSocket handshake that did not come as an HTTP/1.1 upgrade (`Connection: Upgrade`
+/// missing): there is no connection to take over.
+fn not_upgradable() -> HttpResponse {
+    refuse(
+        StatusCode::BAD_REQUEST,
+        "not_a_websocket",
+        "this endpoint only accepts WebSocket handshakes (HTTP/1.1 with Connection: Upgrade and Upgrade: websocket)",
+    )
 }
 
 /// Does the client offer the `chat` sub-protocol (`Sec-WebSocket-Protocol: chat, <token>`)?
@@ -288,7 +293,6 @@ async fn checked(
 /// `GET /ws`: every chat of the user, and their notifications.
 pub async fn ws_all(
     req: HttpRequest,
-    body: web::Payload,
     ctx: web::Data<AppContext>,
     hub: web::Data<Hub>,
     settings: web::Data<WsSettings>,
@@ -307,7 +311,6 @@ pub async fn ws_all(
     }
     upgrade(
         req,
-        body,
         ctx,
         hub,
         &settings,
@@ -324,7 +327,6 @@ pub async fn ws_all(
 /// `GET /ws/chats/{chat_id}`: one chat (members only).
 pub async fn ws_chat(
     req: HttpRequest,
-    body: web::Payload,
     path: web::Path<i64>,
     ctx: web::Data<AppContext>,
     hub: web::Data<Hub>,
@@ -349,14 +351,13 @@ pub async fn ws_chat(
             last_seq,
         }],
     };
-    upgrade(req, body, ctx, hub, &settings, history, accepted).await
+    upgrade(req, ctx, hub, &settings, history, accepted).await
 }
 
 /// `GET /ws/direct/{user_id}`: the direct chat with that user, created if allowed
 /// (seed 002's style).
 pub async fn ws_direct(
     req: HttpRequest,
-    body: web::Payload,
     path: web::Path<i64>,
     ctx: web::Data<AppContext>,
     hub: web::Data<Hub>,
@@ -370,11 +371,7 @@ pub async fn ws_direct(
     };
     // Opening the chat has effects: only for a real WebSocket handshake.
     if !is_upgrade(&req) {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "not_a_websocket",
-            "this endpoint only accepts WebSocket handshakes",
-        );
+        return not_upgradable();
     }
     let (chat, last_seq) = match open_direct(&ctx, &principal, other).await {
         Ok((chat, _)) => (ChatId(chat.id), Seq(chat.last_seq)),
@@ -389,5 +386,5 @@ pub async fn ws_direct(
             last_seq,
         }],
     };
-    upgrade(req, body, ctx, hub, &settings, history, accepted).await
+    upgrade(req, ctx, hub, &settings, history, accepted).await
 }

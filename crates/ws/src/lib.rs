@@ -5,8 +5,10 @@
 //!   an HTTP status before the upgrade.
 //! * [`session`]: one task per socket — inbound frames and their replies, heartbeat and
 //!   idle timeout, frame-size and flood limits, close codes.
-//! * [`outbox`]: each socket's bounded queue of encoded frames, drained straight into
-//!   the connection's write buffer (queued frames leave in one write).
+//! * [`upgrade`]: the connection after actix-http's upgrade hook — the app answers the
+//!   handshake, then the socket is served on the bare TCP stream.
+//! * [`outbox`]: each socket's bounded queue of encoded frames, written by the socket's
+//!   writer (queued frames leave in one vectored write).
 //! * [`frames`]: frame encoding (once per event, shared) and inbound decoding.
 //! * [`protocol`]: the client actions and server replies of SPEC §5.
 //! * [`hub`]: one per process; subscribes to the event bus and fans each event out to
@@ -22,12 +24,14 @@ pub mod hub;
 pub mod outbox;
 pub mod protocol;
 pub mod session;
+pub mod upgrade;
 
 use actix_web::web;
 
 pub use handshake::{HandshakeHook, WsSettings};
 pub use hub::{Hub, HubLimits};
 pub use session::FrameBudget;
+pub use upgrade::{SessionSlot, serve_upgrade};
 
 /// Registers the WebSocket routes. The app must carry `web::Data<AppContext>`,
 /// `web::Data<Hub>` and `web::Data<WsSettings>`.

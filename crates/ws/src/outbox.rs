@@ -1,11 +1,10 @@
-//! A socket's outbound queue, drained by the HTTP connection itself.
+//! A socket's outbound queue, drained by the socket's own writer.
 //!
 //! The hub (events) and the socket task (replies, pings, the close frame) push
-//! already-encoded frames; the upgraded response's body ([`OutboundBody`]) hands them to
-//! actix-http's dispatcher, which keeps pulling until the queue is empty and then writes
-//! everything in one flush. So a delivered event costs no task hop, no allocation and no
-//! encoding per socket — only the copy into the connection's write buffer — and frames
-//! that queue up while the socket is busy leave in one write.
+//! already-encoded frames; the socket's writer ([`Drain`], see `upgrade`) takes every
+//! frame queued and writes them in one vectored write straight from the shared frames.
+//! So a delivered event costs no task hop, no allocation, no encoding and no copy per
+//! socket, and frames that queue up while the socket is busy leave in one write.
 //!
 //! The queue is bounded in **bytes**, checked on every push: a client that does not read
 //! (while it keeps asking for large replies, or while its chats are busy) holds at most
@@ -14,7 +13,6 @@
 //! reply.
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -271,6 +269,24 @@ impl Outbox {
         Poll::Pending
     }
 
+    /// A frame already queued and released, if any (never waits, never registers).
+    fn take_queued(&self) -> Option<Bytes> {
+        let mut state = self.lock();
+        if state.held {
+            return None;
+        }
+        let frame = state.pop()?;
+        if state.frames.is_empty() {
+            state.progress = None;
+            if state.frames.capacity() > 64 {
+                state.frames = VecDeque::new();
+            }
+        } else {
+            state.progress = Some(Instant::now());
+        }
+        Some(frame)
+    }
+
     fn disconnected(&self) {
         let mut state = self.lock();
         state.closed = true;
@@ -280,45 +296,69 @@ impl Outbox {
     }
 }
 
-/// The upgraded response's body: the socket's queued frames, as they come.
-pub struct OutboundBody {
+/// The connection's end of a socket's queue: what the socket's writer takes frames from.
+pub struct Drain {
     outbox: Arc<Outbox>,
     metrics: Option<Arc<Metrics>>,
 }
 
-impl OutboundBody {
-    /// The body draining `outbox`.
+impl Drain {
+    /// The end draining `outbox`.
     pub fn new(outbox: Arc<Outbox>) -> Self {
-        OutboundBody {
+        Drain {
             outbox,
             metrics: None,
         }
     }
 
-    /// The body draining `outbox`, observing how long its frames wait
+    /// The end draining `outbox`, observing how long its frames wait
     /// (`chat_ws_outbox_wait_seconds`).
     pub fn observed(outbox: Arc<Outbox>, metrics: Arc<Metrics>) -> Self {
-        OutboundBody {
+        Drain {
             outbox,
             metrics: Some(metrics),
         }
     }
-}
 
-impl Stream for OutboundBody {
-    type Item = Result<Bytes, Infallible>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         let mut waited = None;
         let frame = self.outbox.poll_frame(cx, &mut waited);
         if let (Some(waited), Some(metrics)) = (waited, &self.metrics) {
             metrics.ws_outbox_wait.observe(waited.as_secs_f64());
         }
-        frame.map(|frame| frame.map(Ok))
+        frame
+    }
+
+    /// Waits for the next frame and takes it with every frame queued behind it, up to
+    /// `max_bytes` (they leave in one write); `false` once the queue is closed and empty.
+    pub async fn next_batch(&mut self, batch: &mut Vec<Bytes>, max_bytes: usize) -> bool {
+        let Some(first) = std::future::poll_fn(|cx| self.poll_frame(cx)).await else {
+            return false;
+        };
+        let mut bytes = first.len();
+        batch.push(first);
+        while bytes < max_bytes {
+            match self.outbox.take_queued() {
+                Some(frame) => {
+                    bytes += frame.len();
+                    batch.push(frame);
+                }
+                None => break,
+            }
+        }
+        true
     }
 }
 
-impl Drop for OutboundBody {
+impl Stream for Drain {
+    type Item = Bytes;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        self.get_mut().poll_frame(cx)
+    }
+}
+
+impl Drop for Drain {
     /// The connection is gone: later pushes are refused instead of piling up.
     fn drop(&mut self) {
         self.outbox.disconnected();
@@ -333,7 +373,7 @@ mod tests {
     #[tokio::test]
     async fn frames_leave_in_order_and_the_close_frame_ends_the_stream() {
         let outbox = Outbox::new(1024);
-        let mut body = OutboundBody::new(outbox.clone());
+        let mut body = Drain::new(outbox.clone());
         outbox.push(Bytes::from_static(b"a")).ok();
         outbox.push(Bytes::from_static(b"b")).ok();
         outbox.close(Bytes::from_static(b"bye"), false);
@@ -342,7 +382,7 @@ mod tests {
             Err(Refused::Closed)
         );
         let mut seen = Vec::new();
-        while let Some(Ok(frame)) = body.next().await {
+        while let Some(frame) = body.next().await {
             seen.push(frame);
         }
         assert_eq!(seen, ["a", "b", "bye"]);
@@ -363,7 +403,7 @@ mod tests {
     #[tokio::test]
     async fn the_budget_is_in_bytes_and_frees_as_frames_leave() {
         let outbox = Outbox::new(1000);
-        let mut body = OutboundBody::new(outbox.clone());
+        let mut body = Drain::new(outbox.clone());
         let big = Bytes::from(vec![b'x'; 5000]);
         assert!(
             outbox.push(big.clone()).is_ok(),
@@ -375,7 +415,7 @@ mod tests {
             Err(Refused::Full),
             "nothing more while over the budget"
         );
-        assert_eq!(body.next().await.and_then(Result::ok), Some(big.clone()));
+        assert_eq!(body.next().await, Some(big.clone()));
         assert_eq!(outbox.queued_bytes(), 0);
         let frame = Bytes::from(vec![b'y'; 400]);
         assert!(outbox.push(frame.clone()).is_ok());
@@ -395,20 +435,14 @@ mod tests {
     #[tokio::test]
     async fn a_held_outbox_keeps_frames_and_a_sealed_one_takes_only_the_close_frame() {
         let outbox = Outbox::held(1024);
-        let mut body = OutboundBody::new(outbox.clone());
+        let mut body = Drain::new(outbox.clone());
         outbox.push(Bytes::from_static(b"event")).ok();
         let early = futures_util::FutureExt::now_or_never(body.next());
         assert!(early.is_none(), "nothing leaves before release");
         outbox.push_front(Bytes::from_static(b"history")).ok();
         outbox.release();
-        assert_eq!(
-            body.next().await.and_then(Result::ok),
-            Some(Bytes::from_static(b"history"))
-        );
-        assert_eq!(
-            body.next().await.and_then(Result::ok),
-            Some(Bytes::from_static(b"event"))
-        );
+        assert_eq!(body.next().await, Some(Bytes::from_static(b"history")));
+        assert_eq!(body.next().await, Some(Bytes::from_static(b"event")));
         outbox.push(Bytes::from_static(b"queued")).ok();
         outbox.seal(true);
         assert_eq!(
@@ -416,17 +450,14 @@ mod tests {
             Err(Refused::Closed)
         );
         outbox.close(Bytes::from_static(b"bye"), false);
-        assert_eq!(
-            body.next().await.and_then(Result::ok),
-            Some(Bytes::from_static(b"bye"))
-        );
+        assert_eq!(body.next().await, Some(Bytes::from_static(b"bye")));
         assert!(body.next().await.is_none());
     }
 
     #[test]
     fn a_dropped_body_refuses_pushes() {
         let outbox = Outbox::new(1024);
-        drop(OutboundBody::new(outbox.clone()));
+        drop(Drain::new(outbox.clone()));
         assert_eq!(outbox.push(Bytes::from_static(b"x")), Err(Refused::Closed));
     }
 }

@@ -13,11 +13,16 @@ use chat_services::messages::{self, HistoryQuery, SendMessageInput};
 use chat_services::{AppContext, ServiceError};
 use serde_json::{Value, json};
 
+use actix_web::rt::net::TcpStream;
+use actix_web::web::BytesMut;
+
 use crate::close::Closing;
-use crate::frames::{self, Inbound, Incoming};
+use crate::frames::{self, Inbound, Incoming, Source};
 use crate::hub::{Hub, Registration, Scope};
-use crate::outbox::Refused;
-use crate::protocol::{self, ClientFrame, DEFAULT_RETRIEVE, FrameError, MAX_RETRIEVE};
+use crate::outbox::{Drain, Refused};
+use crate::protocol::{
+    self, ClientFrame, DEFAULT_RETRIEVE, FrameError, MAX_FRAME_BYTES, MAX_RETRIEVE,
+};
 
 /// How often an idle socket is pinged.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
@@ -126,9 +131,10 @@ impl Connection {
         }
     }
 
-    /// Runs the socket until either side closes it, announcing presence around it
-    /// (in the background: a user in many chats must not wait for the announcements).
-    pub async fn run(self, inbound: Inbound) {
+    /// Runs the socket on its connection until either side closes it (`read`: bytes
+    /// already read behind the handshake), announcing presence around it (in the
+    /// background: a user in many chats must not wait for the announcements).
+    pub async fn run(self, stream: &TcpStream, read: BytesMut) {
         let ctx = self.ctx.clone();
         let user_id = self.principal.user_id;
         // A detached task (its memory is freed when it ends) that reports whether the
@@ -145,14 +151,45 @@ impl Connection {
             }
         });
         ctx.metrics.socket_opened();
-        Box::pin(self.revalidate()).await;
-        let code = self.serve(inbound).await;
+        let drain = Drain::observed(self.registration.outbound.clone(), ctx.metrics.clone());
+        // The socket's writer runs beside its reader, in the same task: frames leave as
+        // they are queued, whatever the reader is waiting for.
+        let mut writer = std::pin::pin!(crate::upgrade::write_frames(stream, drain));
+        let mut serve = std::pin::pin!(async move {
+            Box::pin(self.revalidate()).await;
+            self.serve(Inbound::new(stream, read, MAX_FRAME_BYTES))
+                .await
+        });
+        let mut written = false;
+        let code = loop {
+            tokio::select! {
+                code = &mut serve => break code,
+                result = &mut writer, if !written => {
+                    written = true;
+                    if let Err(err) = result {
+                        // Pushes are refused from now on: the session ends at its next one.
+                        tracing::debug!(error = %err, "websocket write failed");
+                    }
+                }
+            }
+        };
         ctx.metrics.socket_closed(code);
         if let Ok(true) = counted.await
             && let Err(err) = chat_services::presence::disconnected(&ctx, user_id).await
         {
             tracing::warn!(error = %err, "cannot record presence");
         }
+        // The session is over; what it queued last (the close frame, behind the rest of a
+        // write already begun) still gets a moment to leave.
+        if !written {
+            crate::upgrade::flush_close(writer).await;
+        }
+    }
+
+    /// Gives up a registered socket that will not be served (its handshake's answer could
+    /// not be written).
+    pub fn abandon(self) {
+        self.hub.unregister(self.registration.id);
     }
 
     /// Checks again what the handshake checked before registering the socket: a logout,
@@ -220,7 +257,7 @@ impl Connection {
     }
 
     /// Serves the socket; the close code it ended with (1000: the client closed).
-    async fn serve(self, mut inbound: Inbound) -> u16 {
+    async fn serve<S: Source>(self, mut inbound: Inbound<S>) -> u16 {
         let close = self.registration.close.clone();
         let outbox = self.registration.outbound.clone();
         let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
@@ -444,7 +481,11 @@ impl Connection {
     /// On a stop: answers the frames the client has already sent (they are in the
     /// socket's buffers) before the close frame goes out, so each send is told plainly
     /// that it was not stored (`shutting_down`) rather than left without an answer.
-    async fn refuse_buffered(&self, inbound: &mut Inbound, last_typing: &mut Option<Instant>) {
+    async fn refuse_buffered<S: Source>(
+        &self,
+        inbound: &mut Inbound<S>,
+        last_typing: &mut Option<Instant>,
+    ) {
         use futures_util::FutureExt;
         for _ in 0..DRAIN_BUFFERED_FRAMES {
             let Some(Some(Ok(Incoming::Text(text)))) = inbound.recv().now_or_never() else {

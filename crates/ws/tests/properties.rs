@@ -3,17 +3,14 @@
 //! splits it) and the protocol parser (any text or JSON never panics; `request_id`
 //! comes back). Case counts are kept small so the file runs in seconds.
 
-use std::pin::Pin;
+use std::collections::VecDeque;
 
 use actix_codec::Encoder;
 use actix_http::ws::{CloseCode, CloseReason, Codec, Frame, Item, Message};
-use actix_web::dev::Payload;
-use actix_web::error::PayloadError;
 use actix_web::web::{Bytes, BytesMut};
 use chat_ws::close::Closing;
-use chat_ws::frames::{self, Inbound, Incoming};
+use chat_ws::frames::{self, Inbound, Incoming, Source};
 use chat_ws::protocol;
-use futures_util::Stream;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -46,12 +43,21 @@ struct Decoded {
     error: Option<String>,
 }
 
-/// Feeds `bytes`, cut at `cuts`, to [`Inbound`] as the request body of a socket.
+/// A socket whose reads return these chunks, then the end of the stream.
+struct Chunks(VecDeque<Bytes>);
+
+impl Source for Chunks {
+    async fn read(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
+        let chunk = self.0.pop_front().unwrap_or_default();
+        buf.extend_from_slice(&chunk);
+        Ok(chunk.len())
+    }
+}
+
+/// Feeds `bytes`, cut at `cuts`, to [`Inbound`] as a socket's reads.
 fn decode(bytes: &[u8], cuts: &[usize], limit: usize) -> Decoded {
-    let chunks = split(bytes, cuts);
-    let stream: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> =
-        Box::pin(futures_util::stream::iter(chunks.into_iter().map(Ok)));
-    let mut inbound = Inbound::new(Payload::from(stream), limit);
+    let chunks = split(bytes, cuts).into_iter().filter(|c| !c.is_empty());
+    let mut inbound = Inbound::new(Chunks(chunks.collect()), BytesMut::new(), limit);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("a current-thread runtime needs no resources that can be missing");
