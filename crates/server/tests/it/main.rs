@@ -16,6 +16,7 @@ mod ops;
 mod proxy;
 mod rotation;
 mod shutdown;
+mod upgrade;
 mod users;
 mod web;
 mod web_browser;
