@@ -40,8 +40,8 @@ check-deploy:
 ## The benchmarks of docs/benchmarks.md (release build; both modes; a few minutes).
 bench:
 	$(CARGO) build --release -p chat-server -p chat-loadgen
-	scripts/bench.sh sqlite idle --connections 19000 --processes 2 --sources 127.0.0.2,127.0.0.3 --duration 5
-	scripts/bench.sh postgres idle --connections 19000 --processes 2 --sources 127.0.0.2,127.0.0.3 --duration 5
+	scripts/bench.sh sqlite idle --connections 19000 --processes 2 --sources 127.0.0.2,127.0.0.3 --duration 5 --max-kib-per-socket 12
+	scripts/bench.sh postgres idle --connections 19000 --processes 2 --sources 127.0.0.2,127.0.0.3 --duration 5 --max-kib-per-socket 12
 	scripts/bench.sh sqlite groups --connections 1000 --group-size 10 --rate 2 --duration 10
 	scripts/bench.sh postgres groups --connections 1000 --group-size 10 --rate 2 --duration 10
 	scripts/bench.sh sqlite groups --connections 5000 --group-size 10 --rate 2 --duration 10 --sources 127.0.0.2,127.0.0.3

@@ -114,7 +114,13 @@ impl Source for &TcpStream {
             self.readable().await?;
             buf.reserve(READ_CHUNK);
             match self.try_read_buf(buf) {
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    // Readiness was stale (nothing to read after all): wait without the
+                    // room just taken.
+                    if buf.is_empty() {
+                        *buf = BytesMut::new();
+                    }
+                }
                 result => return result,
             }
         }

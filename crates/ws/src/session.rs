@@ -155,7 +155,7 @@ impl Connection {
         // The socket's writer runs beside its reader, in the same task: frames leave as
         // they are queued, whatever the reader is waiting for.
         let mut writer = std::pin::pin!(crate::upgrade::write_frames(stream, drain));
-        let mut serve = std::pin::pin!(async move {
+        let mut serve = std::pin::pin!(async {
             Box::pin(self.revalidate()).await;
             self.serve(Inbound::new(stream, read, MAX_FRAME_BYTES))
                 .await
@@ -175,7 +175,8 @@ impl Connection {
         };
         ctx.metrics.socket_closed(code);
         if let Ok(true) = counted.await
-            && let Err(err) = chat_services::presence::disconnected(&ctx, user_id).await
+            // Boxed: inline, this rarely reached call would size every socket's future.
+            && let Err(err) = Box::pin(chat_services::presence::disconnected(&ctx, user_id)).await
         {
             tracing::warn!(error = %err, "cannot record presence");
         }
@@ -257,7 +258,7 @@ impl Connection {
     }
 
     /// Serves the socket; the close code it ended with (1000: the client closed).
-    async fn serve<S: Source>(self, mut inbound: Inbound<S>) -> u16 {
+    async fn serve<S: Source>(&self, mut inbound: Inbound<S>) -> u16 {
         let close = self.registration.close.clone();
         let outbox = self.registration.outbound.clone();
         let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);

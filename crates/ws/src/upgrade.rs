@@ -63,17 +63,51 @@ const LINGER: Duration = Duration::from_secs(2);
 /// Serves one upgrade request: runs it through `app`, writes the answer and, when the
 /// app accepted a WebSocket, serves the socket until it closes. A connection that fails
 /// meanwhile is the client's business: it is logged at debug level only.
+///
+/// This future lives inside the connection's task for the socket's whole life, and that
+/// task is sized for it whatever the connection carries (plain HTTP too): the handshake
+/// and the session are boxed, so it holds two pointers, and the handshake's memory is
+/// freed once answered.
 pub async fn serve_upgrade<S, B>(app: &S, req: Request, framed: Framed<TcpStream, Codec>)
 where
     S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody + 'static,
 {
-    if let Err(err) = upgrade(app, req, framed).await {
-        tracing::debug!(error = %err, "upgraded connection failed");
-    }
+    let accepted = match Box::pin(answer(app, req, framed)).await {
+        Ok(Some(accepted)) => accepted,
+        Ok(None) => return,
+        Err(err) => {
+            tracing::debug!(error = %err, "upgrade request failed");
+            return;
+        }
+    };
+    let Accepted {
+        connection,
+        stream,
+        read,
+    } = accepted;
+    Box::pin(async move {
+        Connection::run(*connection, &stream, read).await;
+        close(stream).await;
+    })
+    .await;
 }
 
-async fn upgrade<S, B>(app: &S, req: Request, framed: Framed<TcpStream, Codec>) -> io::Result<()>
+/// A socket whose 101 is written, ready to be served.
+struct Accepted {
+    connection: Box<Connection>,
+    stream: TcpStream,
+    /// What the client sent behind its handshake.
+    read: BytesMut,
+}
+
+/// Runs the request through the app and writes its answer: a 101 hands the socket on,
+/// anything else closes the connection after it.
+async fn answer<S, B>(
+    app: &S,
+    req: Request,
+    framed: Framed<TcpStream, Codec>,
+) -> io::Result<Option<Accepted>>
 where
     S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody + 'static,
@@ -87,7 +121,11 @@ where
     let accepted = slot.take();
     drop(slot);
     let parts = framed.into_parts();
-    let (stream, mut codec, read) = (parts.io, parts.codec, parts.read_buf);
+    let (stream, mut codec) = (parts.io, parts.codec);
+    // The dispatcher's buffers (8 KiB each) must not live as long as the socket: what the
+    // client sent behind its handshake is copied out.
+    let read = BytesMut::from(&parts.read_buf[..]);
+    drop((parts.read_buf, parts.write_buf));
     let mut head = BytesMut::new();
     let response: Response<_> = response.into();
     match accepted {
@@ -98,15 +136,19 @@ where
                     &mut head,
                 )
                 .map_err(io::Error::other);
+            let written = match written {
+                Ok(()) => write_all(&stream, head.freeze()).await,
+                Err(err) => Err(err),
+            };
             if let Err(err) = written {
                 connection.abandon();
                 return Err(err);
             }
-            if let Err(err) = write_all(&stream, head.freeze()).await {
-                connection.abandon();
-                return Err(err);
-            }
-            Connection::run(*connection, &stream, read).await;
+            Ok(Some(Accepted {
+                connection,
+                stream,
+                read,
+            }))
         }
         accepted => {
             if let Some(connection) = accepted {
@@ -125,10 +167,10 @@ where
                 .and_then(|()| codec.encode(Message::Chunk(None), &mut head))
                 .map_err(io::Error::other)?;
             write_all(&stream, head.freeze()).await?;
+            close(stream).await;
+            Ok(None)
         }
     }
-    close(stream).await;
-    Ok(())
 }
 
 /// Writes a socket's queued frames as they come, until its queue is closed and empty
@@ -200,7 +242,8 @@ async fn close(mut stream: TcpStream) {
         return;
     }
     let _ = tokio::time::timeout(LINGER, async {
-        let mut sink = [0u8; 1024];
+        // On the heap: an array here would size every socket's future, idle or not.
+        let mut sink = vec![0u8; 1024];
         loop {
             if stream.readable().await.is_err() {
                 return;

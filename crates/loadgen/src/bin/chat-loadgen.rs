@@ -107,6 +107,10 @@ struct Args {
     /// hold at most 20 000 open files here). Not for burst (one group, one process).
     #[arg(long, default_value_t = 1)]
     processes: usize,
+    /// Fail (exit status 1) when the server's memory per socket is above this many KiB:
+    /// the regression check of SPEC §7's 12 KiB per idle socket (`make bench`).
+    #[arg(long)]
+    max_kib_per_socket: Option<f64>,
     /// Internal: this process is shard i/N of a run started with --processes.
     #[arg(long, hide = true, requires = "shard_file")]
     shard: Option<ShardId>,
@@ -429,5 +433,40 @@ async fn main() -> anyhow::Result<()> {
         line["ratio"] = ratios;
     }
     println!("{line}");
+    if let Some(max) = args.max_kib_per_socket {
+        check_memory(&server, max)?;
+    }
     Ok(())
+}
+
+/// The memory budget of `--max-kib-per-socket`: a run that cannot measure it fails too.
+fn check_memory(server: &Value, max_kib: f64) -> anyhow::Result<()> {
+    let per_socket = server["server_rss_kib_per_socket"]
+        .as_f64()
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "--max-kib-per-socket: the server's memory was not measured (--server-pid)"
+            )
+        })?;
+    anyhow::ensure!(
+        per_socket <= max_kib,
+        "memory per socket regressed: {per_socket:.1} KiB > {max_kib} KiB (--max-kib-per-socket)"
+    );
+    println!("memory per socket {per_socket:.1} KiB: within {max_kib} KiB");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_budget_fails_a_run_above_it_or_without_a_measure() {
+        let run = |kib: Value| json!({"server_rss_kib_per_socket": kib});
+        assert!(check_memory(&run(json!(10.1)), 12.0).is_ok());
+        assert!(check_memory(&run(json!(12.0)), 12.0).is_ok());
+        let over = check_memory(&run(json!(12.4)), 12.0);
+        assert!(over.is_err_and(|e| e.to_string().contains("regressed: 12.4 KiB")));
+        assert!(check_memory(&run(Value::Null), 12.0).is_err());
+    }
 }
