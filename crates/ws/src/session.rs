@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -134,7 +135,7 @@ impl Connection {
     /// Runs the socket on its connection until either side closes it (`read`: bytes
     /// already read behind the handshake), announcing presence around it (in the
     /// background: a user in many chats must not wait for the announcements).
-    pub async fn run(self, stream: &TcpStream, read: BytesMut) {
+    pub async fn run(self, stream: Rc<TcpStream>, read: BytesMut) {
         let ctx = self.ctx.clone();
         let user_id = self.principal.user_id;
         // A detached task (its memory is freed when it ends) that reports whether the
@@ -152,27 +153,16 @@ impl Connection {
         });
         ctx.metrics.socket_opened();
         let drain = Drain::observed(self.registration.outbound.clone(), ctx.metrics.clone());
-        // The socket's writer runs beside its reader, in the same task: frames leave as
-        // they are queued, whatever the reader is waiting for.
-        let mut writer = std::pin::pin!(crate::upgrade::write_frames(stream, drain));
-        let mut serve = std::pin::pin!(async {
+        // The socket's writer is a task of its own on this thread: a delivered event wakes
+        // only it (polling the reader's many branches for every event cost CPU per
+        // delivery), and frames leave whatever the reader is waiting for.
+        let mut writer = actix_web::rt::spawn(crate::upgrade::write_frames(stream.clone(), drain));
+        let code = async {
             Box::pin(self.revalidate()).await;
-            self.serve(Inbound::new(stream, read, MAX_FRAME_BYTES))
+            self.serve(Inbound::new(&*stream, read, MAX_FRAME_BYTES))
                 .await
-        });
-        let mut written = false;
-        let code = loop {
-            tokio::select! {
-                code = &mut serve => break code,
-                result = &mut writer, if !written => {
-                    written = true;
-                    if let Err(err) = result {
-                        // Pushes are refused from now on: the session ends at its next one.
-                        tracing::debug!(error = %err, "websocket write failed");
-                    }
-                }
-            }
-        };
+        }
+        .await;
         ctx.metrics.socket_closed(code);
         if let Ok(true) = counted.await
             // Boxed: inline, this rarely reached call would size every socket's future.
@@ -182,8 +172,10 @@ impl Connection {
         }
         // The session is over; what it queued last (the close frame, behind the rest of a
         // write already begun) still gets a moment to leave.
-        if !written {
-            crate::upgrade::flush_close(writer).await;
+        match tokio::time::timeout(crate::upgrade::CLOSE_FLUSH, &mut writer).await {
+            Ok(Ok(Err(err))) => tracing::debug!(error = %err, "websocket write failed"),
+            Ok(_) => {}
+            Err(_) => writer.abort(),
         }
     }
 

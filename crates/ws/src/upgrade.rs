@@ -55,7 +55,7 @@ const MAX_WRITE: usize = 256 * 1024;
 /// Most frames one write takes.
 const MAX_WRITE_FRAMES: usize = 64;
 /// After the session ended, how long its last frames (the close frame) may take to leave.
-const CLOSE_FLUSH: Duration = Duration::from_secs(5);
+pub(crate) const CLOSE_FLUSH: Duration = Duration::from_secs(5);
 /// After the server's FIN, how long the client's last bytes are read (and dropped) so
 /// that closing does not reset the connection under the close frame.
 const LINGER: Duration = Duration::from_secs(2);
@@ -87,8 +87,13 @@ where
         read,
     } = accepted;
     Box::pin(async move {
-        Connection::run(*connection, &stream, read).await;
-        close(stream).await;
+        let stream = Rc::new(stream);
+        Connection::run(*connection, stream.clone(), read).await;
+        // The writer is done with it, unless it was cut off (a client that does not
+        // read): then the last reference closes it without ceremony.
+        if let Ok(stream) = Rc::try_unwrap(stream) {
+            close(stream).await;
+        }
     })
     .await;
 }
@@ -175,20 +180,15 @@ where
 
 /// Writes a socket's queued frames as they come, until its queue is closed and empty
 /// or the connection fails.
-pub async fn write_frames(stream: &TcpStream, mut drain: Drain) -> io::Result<()> {
+pub async fn write_frames(stream: Rc<TcpStream>, mut drain: Drain) -> io::Result<()> {
     loop {
         // A fresh list per write: an idle socket keeps none.
         let mut batch = Vec::new();
         if !drain.next_batch(&mut batch, MAX_WRITE).await {
             return Ok(());
         }
-        write_vectored_all(stream, &mut batch).await?;
+        write_vectored_all(&stream, &mut batch).await?;
     }
-}
-
-/// The time a socket's last frames get once its session has ended.
-pub(crate) async fn flush_close(writer: Pin<&mut impl Future<Output = io::Result<()>>>) {
-    let _ = tokio::time::timeout(CLOSE_FLUSH, writer).await;
 }
 
 async fn write_all(stream: &TcpStream, bytes: Bytes) -> io::Result<()> {
