@@ -178,7 +178,7 @@ struct State {
 pub struct Registration {
     /// Its id (to unregister).
     pub id: ConnId,
-    /// Frames to send (drained by the connection's response body).
+    /// Frames to send (drained by the socket's writer task).
     pub outbound: Arc<Outbox>,
     /// Close requests.
     pub close: Arc<CloseSignal>,
