@@ -77,6 +77,21 @@ impl State {
         Some(frame)
     }
 
+    /// Takes the next frame for the connection, noting the progress.
+    fn take(&mut self) -> Option<Bytes> {
+        let frame = self.pop()?;
+        if self.frames.is_empty() {
+            self.progress = None;
+            if self.frames.capacity() > 64 {
+                // A burst is over: an idle socket keeps no large queue.
+                self.frames = VecDeque::new();
+            }
+        } else {
+            self.progress = Some(Instant::now());
+        }
+        Some(frame)
+    }
+
     fn clear(&mut self) {
         self.frames.clear();
         self.bytes = 0;
@@ -241,19 +256,10 @@ impl Outbox {
             }
             return Poll::Pending;
         }
-        if let Some(frame) = state.pop() {
-            if std::mem::take(&mut state.run_start) {
-                *waited = state.progress.map(|at| at.elapsed());
-            }
-            if state.frames.is_empty() {
-                state.progress = None;
-                if state.frames.capacity() > 64 {
-                    // A burst is over: an idle socket keeps no large queue.
-                    state.frames = VecDeque::new();
-                }
-            } else {
-                state.progress = Some(Instant::now());
-            }
+        if !state.frames.is_empty() && std::mem::take(&mut state.run_start) {
+            *waited = state.progress.map(|at| at.elapsed());
+        }
+        if let Some(frame) = state.take() {
             return Poll::Ready(Some(frame));
         }
         if state.closed {
@@ -275,16 +281,7 @@ impl Outbox {
         if state.held {
             return None;
         }
-        let frame = state.pop()?;
-        if state.frames.is_empty() {
-            state.progress = None;
-            if state.frames.capacity() > 64 {
-                state.frames = VecDeque::new();
-            }
-        } else {
-            state.progress = Some(Instant::now());
-        }
-        Some(frame)
+        state.take()
     }
 
     fn disconnected(&self) {

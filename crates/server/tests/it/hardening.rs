@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use chat_test_support::{Backend, Session, TestApp, WS_WAIT, both_backends};
 use serde_json::{Value, json};
+
+use crate::upgrade::masked_text;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -161,23 +163,6 @@ async fn raw_websocket(port: u16, path: &str, token: &str) -> anyhow::Result<Tcp
         String::from_utf8_lossy(&head)
     );
     Ok(stream)
-}
-
-/// A client text frame (masked, with a zero key: the payload stays as is).
-fn masked_text(payload: &str) -> Vec<u8> {
-    let bytes = payload.as_bytes();
-    let mut frame = vec![0x81];
-    match u16::try_from(bytes.len()) {
-        Ok(len) if len < 126 => frame.push(0x80 | len as u8),
-        Ok(len) => {
-            frame.push(0x80 | 126);
-            frame.extend_from_slice(&len.to_be_bytes());
-        }
-        Err(_) => panic!("test frames are small"),
-    }
-    frame.extend_from_slice(&[0, 0, 0, 0]);
-    frame.extend_from_slice(bytes);
-    frame
 }
 
 async fn a_socket_that_never_reads_is_closed_and_costs_bounded_memory(

@@ -14,7 +14,7 @@ both_backends!(
 );
 
 /// A masked client text frame (a zero key keeps the payload as is).
-fn masked_text(payload: &str) -> Vec<u8> {
+pub(crate) fn masked_text(payload: &str) -> Vec<u8> {
     let bytes = payload.as_bytes();
     let mut frame = vec![0x81];
     match u16::try_from(bytes.len()) {
