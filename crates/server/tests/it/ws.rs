@@ -30,6 +30,22 @@ both_backends!(
 /// Among pipelined sends, a refused one (empty text) and a resend of a `client_id` still
 /// uncommitted are answered in their place: ack, duplicate ack with the original seq,
 /// error, ack — and only the two distinct messages are stored and broadcast.
+/// The next `count` replies on a socket (acks, JSON pongs, errors), in arrival order;
+/// events (messages, presence) come whenever they come and are skipped.
+async fn replies(
+    socket: &mut chat_test_support::WsClient,
+    count: usize,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut answers = Vec::new();
+    while answers.len() < count {
+        let frame = socket.recv().await?;
+        if matches!(frame["type"].as_str(), Some("ack" | "pong" | "error")) {
+            answers.push(frame);
+        }
+    }
+    Ok(answers)
+}
+
 async fn pipelined_refusals_and_duplicates_are_answered_in_frame_order(
     backend: Backend,
 ) -> anyhow::Result<()> {
@@ -51,13 +67,7 @@ async fn pipelined_refusals_and_duplicates_are_answered_in_frame_order(
     // All four were read while the first is uncommitted.
     anns.ping(b"read past them").await?;
     drop(lock);
-    let mut answers = Vec::new();
-    while answers.len() < 4 {
-        let frame = anns.recv().await?;
-        if matches!(frame["type"].as_str(), Some("ack" | "error")) {
-            answers.push(frame);
-        }
-    }
+    let answers = replies(&mut anns, 4).await?;
     let order: Vec<_> = answers
         .iter()
         .map(|a| {
@@ -122,14 +132,7 @@ async fn a_socket_keeps_reading_while_its_sends_commit(backend: Backend) -> anyh
     anns.send(json!({"action": "ping", "request_id": "p"}))
         .await?;
     drop(lock);
-    let mut answers = Vec::new();
-    while answers.len() < 5 {
-        let frame = anns.recv().await?;
-        // Replies only: events (messages, presence) come whenever they come.
-        if matches!(frame["type"].as_str(), Some("ack" | "pong" | "error")) {
-            answers.push(frame);
-        }
-    }
+    let answers = replies(&mut anns, 5).await?;
     let order: Vec<_> = answers
         .iter()
         .map(|a| {
