@@ -41,6 +41,18 @@ id!(
     Seq
 );
 
+impl Seq {
+    /// The seq after this one.
+    pub fn next(self) -> Seq {
+        Seq(self.0 + 1)
+    }
+
+    /// The seq before this one.
+    pub fn prev(self) -> Seq {
+        Seq(self.0 - 1)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! Site administration: every user and chat, activation and admin rights.
 
 use chat_db::models::{ChatRow, SessionRow, UserChanges, UserRow};
+use chat_domain::UserId;
 use chat_selectors::sessions::{LiveSession, invalidate_session, put_session};
 use chat_selectors::users::{UserProfile, put_user_profile};
 
@@ -54,7 +55,7 @@ const WRITE_THROUGH_PASSES: usize = 3;
 pub async fn update_user(
     ctx: &AppContext,
     principal: &Principal,
-    user_id: i64,
+    user_id: UserId,
     is_active: Option<bool>,
     is_admin: Option<bool>,
 ) -> Result<UserView, ServiceError> {
@@ -65,7 +66,7 @@ pub async fn update_user(
             "you cannot change your own admin rights or deactivate yourself",
         ));
     }
-    let before = UserRow::find(&ctx.store.db, user_id)
+    let before = UserRow::find(&ctx.store.db, user_id.0)
         .await?
         .ok_or_else(|| ServiceError::NotFound(format!("user {user_id} not found")))?;
     let changes = UserChanges {
@@ -73,15 +74,15 @@ pub async fn update_user(
         is_admin,
         ..UserChanges::default()
     };
-    let user = UserRow::update(&ctx.store.db, user_id, changes)
+    let user = UserRow::update(&ctx.store.db, user_id.0, changes)
         .await?
         .ok_or_else(|| ServiceError::NotFound(format!("user {user_id} not found")))?;
     if before.is_active && !user.is_active {
         put_user_profile(&ctx.store, &UserProfile::from(&user)).await;
         let ended = revoke_user_sessions(ctx, user_id, None).await?;
         tracing::info!(
-            user.id = user_id,
-            by = principal.user_id,
+            user.id = user_id.0,
+            by = principal.user_id.0,
             sessions_ended = ended,
             "account deactivated"
         );
@@ -97,8 +98,8 @@ pub async fn update_user(
         )
         .await;
         tracing::info!(
-            user.id = user_id,
-            by = principal.user_id,
+            user.id = user_id.0,
+            by = principal.user_id.0,
             is_admin = user.is_admin,
             "admin rights changed"
         );

@@ -6,13 +6,14 @@
 //! fields), so the WebSocket layer forwards the payload as is: one serialization per
 //! event, whatever the number of sockets. Personal events go to `user.<id>`.
 
+use chat_domain::{ChatId, MessageId, Seq, UserId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::AppContext;
 
 /// Topic of a chat's events.
-pub fn chat_topic(chat_id: i64) -> String {
+pub fn chat_topic(chat_id: ChatId) -> String {
     format!("chat.{chat_id}")
 }
 
@@ -101,32 +102,32 @@ pub enum ChatEvent {
     /// A message was stored.
     Message {
         /// Chat.
-        chat_id: i64,
+        chat_id: ChatId,
         /// Message id.
-        id: i64,
+        id: MessageId,
         /// Per-chat sequence number.
-        seq: i64,
+        seq: Seq,
         /// Text.
         message: String,
         /// Sender's username.
         sender: Option<String>,
         /// Sender's id.
-        sender_id: Option<i64>,
+        sender_id: Option<UserId>,
         /// Sender's idempotency key.
         client_id: Option<String>,
         /// Answered message.
-        reply_to: Option<i64>,
+        reply_to: Option<MessageId>,
         /// Time.
         created_at: DateTime<Utc>,
     },
     /// A message's text changed.
     MessageEdited {
         /// Chat.
-        chat_id: i64,
+        chat_id: ChatId,
         /// Message id.
-        id: i64,
+        id: MessageId,
         /// Its seq.
-        seq: i64,
+        seq: Seq,
         /// New text.
         message: String,
         /// Edit time.
@@ -135,62 +136,62 @@ pub enum ChatEvent {
     /// A message was deleted (its text is gone).
     MessageDeleted {
         /// Chat.
-        chat_id: i64,
+        chat_id: ChatId,
         /// Message id.
-        id: i64,
+        id: MessageId,
         /// Its seq.
-        seq: i64,
+        seq: Seq,
         /// Who deleted it.
-        deleted_by: i64,
+        deleted_by: UserId,
         /// Deletion time.
         deleted_at: DateTime<Utc>,
     },
     /// A member's read marker moved.
     Read {
         /// Chat.
-        chat_id: i64,
+        chat_id: ChatId,
         /// Reader.
-        user_id: i64,
+        user_id: UserId,
         /// Highest seq read.
-        seq: i64,
+        seq: Seq,
     },
     /// Someone joined or was added.
     MemberJoined {
         /// Chat.
-        chat_id: i64,
+        chat_id: ChatId,
         /// New member.
-        user_id: i64,
+        user_id: UserId,
         /// Their username.
         username: String,
         /// Their role.
         role: chat_domain::Role,
         /// Who added them (`None`: they joined).
-        added_by: Option<i64>,
+        added_by: Option<UserId>,
     },
     /// Someone left, was removed, or the chat was deleted.
     MemberLeft {
         /// Chat.
-        chat_id: i64,
+        chat_id: ChatId,
         /// Former member.
-        user_id: i64,
+        user_id: UserId,
         /// Why.
         reason: LeftReason,
         /// Who removed them.
-        removed_by: Option<i64>,
+        removed_by: Option<UserId>,
     },
     /// A member's role changed.
     RoleChanged {
         /// Chat.
-        chat_id: i64,
+        chat_id: ChatId,
         /// Member.
-        user_id: i64,
+        user_id: UserId,
         /// New role.
         role: chat_domain::Role,
     },
     /// A group's settings changed.
     Updated {
         /// Chat.
-        chat_id: i64,
+        chat_id: ChatId,
         /// Name.
         name: Option<String>,
         /// Description.
@@ -201,18 +202,18 @@ pub enum ChatEvent {
     /// Someone is typing (not stored).
     Typing {
         /// Chat.
-        chat_id: i64,
+        chat_id: ChatId,
         /// Who types.
-        user_id: i64,
+        user_id: UserId,
         /// Their username.
         username: String,
     },
     /// The chat is gone.
     Deleted {
         /// Chat.
-        chat_id: i64,
+        chat_id: ChatId,
         /// Who deleted it.
-        deleted_by: i64,
+        deleted_by: UserId,
     },
 }
 
@@ -223,15 +224,15 @@ pub enum ChatEvent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PresenceChange {
     /// Who.
-    pub user_id: i64,
+    pub user_id: UserId,
     /// Connected now.
     pub online: bool,
     /// When last seen (set when going offline).
     pub last_seen_at: Option<DateTime<Utc>>,
     /// The user's chats.
-    pub chats: Vec<i64>,
+    pub chats: Vec<ChatId>,
     /// The user's friends.
-    pub friends: Vec<i64>,
+    pub friends: Vec<UserId>,
 }
 
 impl PresenceChange {
@@ -242,7 +243,7 @@ impl PresenceChange {
 
     /// The `presence` event a client receives: `{type, user_id, online, last_seen_at}`,
     /// with the `chat_id` of a chat socket.
-    pub fn client_event(&self, chat_id: Option<i64>) -> String {
+    pub fn client_event(&self, chat_id: Option<ChatId>) -> String {
         let mut event = serde_json::json!({
             "type": "presence",
             "user_id": self.user_id,
@@ -250,7 +251,7 @@ impl PresenceChange {
             "last_seen_at": self.last_seen_at,
         });
         if let (Some(chat_id), Some(fields)) = (chat_id, event.as_object_mut()) {
-            fields.insert("chat_id".to_owned(), chat_id.into());
+            fields.insert("chat_id".to_owned(), chat_id.0.into());
         }
         event.to_string()
     }
@@ -265,7 +266,7 @@ pub enum Notification {
         /// Request id.
         request_id: i64,
         /// Who asked.
-        from_user_id: i64,
+        from_user_id: UserId,
         /// Their username.
         from_username: String,
     },
@@ -274,23 +275,23 @@ pub enum Notification {
         /// Request id.
         request_id: i64,
         /// Who accepted.
-        user_id: i64,
+        user_id: UserId,
         /// Their username.
         username: String,
     },
     /// The user was added to a chat by someone else (or a direct chat was opened with them).
     AddedToChat {
         /// Chat.
-        chat_id: i64,
+        chat_id: ChatId,
         /// Who added them.
-        by_user_id: i64,
+        by_user_id: UserId,
     },
     /// The user was removed from a chat (or it was deleted).
     RemovedFromChat {
         /// Chat.
-        chat_id: i64,
+        chat_id: ChatId,
         /// Who removed them.
-        by_user_id: i64,
+        by_user_id: UserId,
     },
 }
 
@@ -305,14 +306,14 @@ pub enum UserEvent {
     /// A session ended (logout, password change, deactivation): its sockets close.
     SessionRevoked {
         /// Whose.
-        user_id: i64,
+        user_id: UserId,
         /// Which.
         session_id: String,
     },
     /// The user's site-admin flag changed: their sockets close and reconnect.
     PermissionsChanged {
         /// Whose.
-        user_id: i64,
+        user_id: UserId,
     },
 }
 
@@ -334,7 +335,7 @@ impl UserEvent {
 }
 
 /// Publishes a personal event on `user.<id>`.
-pub async fn publish_user(ctx: &AppContext, user_id: i64, event: &UserEvent) {
+pub async fn publish_user(ctx: &AppContext, user_id: UserId, event: &UserEvent) {
     match event.to_payload() {
         Ok(payload) => ctx.bus.publish(&user_topic(user_id), payload).await,
         Err(err) => tracing::error!(error = %err, "cannot serialize user event"),
@@ -366,21 +367,21 @@ impl ChatEvent {
     /// The `chat.message` event of a stored message.
     pub fn stored(row: &chat_db::models::MessageRow, sender: Option<String>) -> Self {
         ChatEvent::Message {
-            chat_id: row.chat_id,
-            id: row.id,
-            seq: row.seq,
+            chat_id: ChatId(row.chat_id),
+            id: MessageId(row.id),
+            seq: Seq(row.seq),
             message: row.content.clone(),
             sender,
-            sender_id: row.sender_id,
+            sender_id: row.sender_id.map(UserId),
             client_id: row.client_id.clone(),
-            reply_to: row.reply_to,
+            reply_to: row.reply_to.map(MessageId),
             created_at: crate::users::utc(row.created_at),
         }
     }
 }
 
 /// Publishes a chat event on `chat.<id>`.
-pub async fn publish_chat(ctx: &AppContext, chat_id: i64, event: &ChatEvent) {
+pub async fn publish_chat(ctx: &AppContext, chat_id: ChatId, event: &ChatEvent) {
     match event.to_payload() {
         Ok(payload) => ctx.bus.publish(&chat_topic(chat_id), payload).await,
         Err(err) => tracing::error!(error = %err, "cannot serialize chat event"),
@@ -388,7 +389,7 @@ pub async fn publish_chat(ctx: &AppContext, chat_id: i64, event: &ChatEvent) {
 }
 
 /// Publishes a `notification` event on `user.<id>`.
-pub async fn notify(ctx: &AppContext, user_id: i64, notification: &Notification) {
+pub async fn notify(ctx: &AppContext, user_id: UserId, notification: &Notification) {
     publish_user(ctx, user_id, &UserEvent::Notification(notification.clone())).await;
 }
 
@@ -399,12 +400,12 @@ mod tests {
     #[test]
     fn message_events_keep_the_seed_field_names() -> anyhow::Result<()> {
         let event = ChatEvent::Message {
-            chat_id: 1,
-            id: 2,
-            seq: 3,
+            chat_id: ChatId(1),
+            id: MessageId(2),
+            seq: Seq(3),
             message: "hi".to_owned(),
             sender: Some("ann".to_owned()),
-            sender_id: Some(4),
+            sender_id: Some(UserId(4)),
             client_id: None,
             reply_to: None,
             created_at: DateTime::from_timestamp(0, 0).unwrap_or_default(),
@@ -416,8 +417,8 @@ mod tests {
         assert_eq!(json["chat_id"], 1);
         let note: serde_json::Value = serde_json::from_str(
             &UserEvent::Notification(Notification::AddedToChat {
-                chat_id: 5,
-                by_user_id: 6,
+                chat_id: ChatId(5),
+                by_user_id: UserId(6),
             })
             .to_payload()?,
         )?;
@@ -464,26 +465,26 @@ mod tests {
         let at = DateTime::from_timestamp(0, 0).unwrap_or_default();
         let chat_events = [
             ChatEvent::Typing {
-                chat_id: 1,
-                user_id: 2,
+                chat_id: ChatId(1),
+                user_id: UserId(2),
                 username: "ann".to_owned(),
             },
             ChatEvent::Deleted {
-                chat_id: 1,
-                deleted_by: 2,
+                chat_id: ChatId(1),
+                deleted_by: UserId(2),
             },
         ];
         let user_events = [
             UserEvent::SessionRevoked {
-                user_id: 1,
+                user_id: UserId(1),
                 session_id: "s".to_owned(),
             },
-            UserEvent::PermissionsChanged { user_id: 1 },
+            UserEvent::PermissionsChanged { user_id: UserId(1) },
             UserEvent::Presence(PresenceChange {
-                user_id: 1,
+                user_id: UserId(1),
                 online: false,
                 last_seen_at: Some(at),
-                chats: vec![3],
+                chats: vec![ChatId(3)],
                 friends: vec![],
             }),
         ];

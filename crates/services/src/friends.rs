@@ -1,6 +1,7 @@
 //! Friends: requests, acceptance, refusal, removal. One relation per user pair; a
 //! request to someone who already asked you accepts theirs.
 
+use chat_domain::UserId;
 use std::collections::HashMap;
 
 use chat_db::DbError;
@@ -101,10 +102,10 @@ pub async fn list_friends(
     principal: &Principal,
 ) -> Result<Vec<FriendView>, ServiceError> {
     let rows =
-        FriendshipRow::of_user(&ctx.store.db, principal.user_id, "accepted", MAX_LISTED).await?;
+        FriendshipRow::of_user(&ctx.store.db, principal.user_id.0, "accepted", MAX_LISTED).await?;
     let users = users_by_id(
         ctx,
-        rows.iter().map(|r| r.other(principal.user_id)).collect(),
+        rows.iter().map(|r| r.other(principal.user_id.0)).collect(),
     )
     .await?;
     let online = online_now(ctx, users.values().filter(|u| u.is_active).map(|u| u.id)).await;
@@ -112,10 +113,10 @@ pub async fn list_friends(
         .iter()
         .filter_map(|r| {
             let user = users
-                .get(&r.other(principal.user_id))
+                .get(&r.other(principal.user_id.0))
                 .filter(|u| u.is_active)?;
             Some(FriendView {
-                online: online.of(user.id),
+                online: online.of(UserId(user.id)),
                 last_seen_at: user.last_seen_at.map(utc),
                 user: user.clone().into(),
                 since: utc(r.updated_at),
@@ -130,18 +131,18 @@ pub async fn list_requests(
     principal: &Principal,
 ) -> Result<FriendRequests, ServiceError> {
     let rows =
-        FriendshipRow::of_user(&ctx.store.db, principal.user_id, "pending", MAX_LISTED).await?;
+        FriendshipRow::of_user(&ctx.store.db, principal.user_id.0, "pending", MAX_LISTED).await?;
     let users = users_by_id(
         ctx,
         rows.iter()
-            .map(|r| r.other(principal.user_id))
-            .chain([principal.user_id])
+            .map(|r| r.other(principal.user_id.0))
+            .chain([principal.user_id.0])
             .collect(),
     )
     .await?;
     let (outgoing, incoming): (Vec<_>, Vec<_>) = rows
         .iter()
-        .partition(|r| r.requester_id == principal.user_id);
+        .partition(|r| r.requester_id == principal.user_id.0);
     Ok(FriendRequests {
         incoming: incoming
             .into_iter()
@@ -172,13 +173,13 @@ async fn accept_row(
         code: "request_changed",
         detail: "the request changed meanwhile; reload it".to_owned(),
     })?;
-    let me = user_profile(&ctx.store, principal.user_id)
+    let me = user_profile(&ctx.store, principal.user_id.0)
         .await?
         .map(|u| u.username)
         .unwrap_or_default();
     notify(
         ctx,
-        row.requester_id,
+        UserId(row.requester_id),
         &Notification::FriendAccepted {
             request_id: row.id,
             user_id: principal.user_id,
@@ -196,7 +197,7 @@ async fn accept_row(
 pub async fn send_request(
     ctx: &AppContext,
     principal: &Principal,
-    user_id: i64,
+    user_id: UserId,
 ) -> Result<(FriendRequestView, bool), ServiceError> {
     if user_id == principal.user_id {
         return Err(ServiceError::invalid(
@@ -209,7 +210,7 @@ pub async fn send_request(
         rate_limit::FRIEND_REQUEST,
         &format!("user:{}", principal.user_id),
     )?;
-    user_profile(&ctx.store, user_id)
+    user_profile(&ctx.store, user_id.0)
         .await?
         .filter(|u| u.is_active)
         .ok_or_else(|| ServiceError::NotFound(format!("user {user_id} not found")))?;
@@ -217,11 +218,17 @@ pub async fn send_request(
     // Two tries: a request the other side sends at the same moment makes our insert
     // clash with theirs; the second pass then sees it and accepts it.
     for _ in 0..2 {
-        let existing = FriendshipRow::find_pair(&ctx.store.db, principal.user_id, user_id).await?;
+        let existing =
+            FriendshipRow::find_pair(&ctx.store.db, principal.user_id.0, user_id.0).await?;
         let row = match existing {
             None => {
-                match FriendshipRow::insert_pending(&ctx.store.db, principal.user_id, user_id, now)
-                    .await
+                match FriendshipRow::insert_pending(
+                    &ctx.store.db,
+                    principal.user_id.0,
+                    user_id.0,
+                    now,
+                )
+                .await
                 {
                     Ok(row) => row,
                     Err(DbError::Conflict { .. }) => continue,
@@ -234,7 +241,7 @@ pub async fn send_request(
                     detail: "you are already friends".to_owned(),
                 });
             }
-            Some(row) if row.status == "pending" && row.requester_id == principal.user_id => {
+            Some(row) if row.status == "pending" && row.requester_id == principal.user_id.0 => {
                 return Ok((one_view(ctx, &row).await?, false));
             }
             Some(row) if row.status == "pending" => {
@@ -243,7 +250,7 @@ pub async fn send_request(
             Some(row) => {
                 // Declined: `updated_at` is when, and `requester_id` still who asked.
                 let again = row.updated_at + DECLINED_COOLDOWN;
-                if row.requester_id == principal.user_id && now < again {
+                if row.requester_id == principal.user_id.0 && now < again {
                     return Err(ServiceError::Conflict {
                         code: "recently_declined",
                         detail: format!(
@@ -257,7 +264,7 @@ pub async fn send_request(
                     row.id,
                     "declined",
                     "pending",
-                    principal.user_id,
+                    principal.user_id.0,
                     now,
                 )
                 .await?
@@ -267,7 +274,7 @@ pub async fn send_request(
                 }
             }
         };
-        let me = user_profile(&ctx.store, principal.user_id)
+        let me = user_profile(&ctx.store, principal.user_id.0)
             .await?
             .map(|u| u.username)
             .unwrap_or_default();
@@ -296,9 +303,9 @@ async fn incoming(
 ) -> Result<FriendshipRow, ServiceError> {
     let row = FriendshipRow::find(&ctx.store.db, request_id)
         .await?
-        .filter(|r| r.user_low == principal.user_id || r.user_high == principal.user_id)
+        .filter(|r| r.user_low == principal.user_id.0 || r.user_high == principal.user_id.0)
         .ok_or_else(|| ServiceError::NotFound(format!("friend request {request_id} not found")))?;
-    if row.requester_id == principal.user_id {
+    if row.requester_id == principal.user_id.0 {
         return Err(ServiceError::forbidden(
             "own_request",
             "you cannot answer your own request",
@@ -350,9 +357,9 @@ pub async fn decline_request(
 pub async fn remove_friend(
     ctx: &AppContext,
     principal: &Principal,
-    user_id: i64,
+    user_id: UserId,
 ) -> Result<(), ServiceError> {
-    if FriendshipRow::delete_friendship(&ctx.store.db, principal.user_id, user_id).await? {
+    if FriendshipRow::delete_friendship(&ctx.store.db, principal.user_id.0, user_id.0).await? {
         Ok(())
     } else {
         Err(ServiceError::NotFound(format!(

@@ -23,6 +23,7 @@
 //! token they are kept under; writers replace it after their commit. Seqs are gapless,
 //! so the seqs a page needs follow from its range, its size and the newest seq alone.
 
+use chat_domain::ChatId;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -139,7 +140,7 @@ impl HistoryCache {
 
     /// The page's messages in page order, if every one of them is kept under `epoch`.
     /// Counts a hit or a miss.
-    pub fn get(&self, chat_id: i64, epoch: u64, span: Span) -> Option<Vec<Rendered>> {
+    pub fn get(&self, chat_id: ChatId, epoch: u64, span: Span) -> Option<Vec<Rendered>> {
         let found = self.find(chat_id, epoch, span);
         let counter = if found.is_some() {
             &self.hits
@@ -155,11 +156,11 @@ impl HistoryCache {
         self.misses.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn find(&self, chat_id: i64, epoch: u64, span: Span) -> Option<Vec<Rendered>> {
+    fn find(&self, chat_id: ChatId, epoch: u64, span: Span) -> Option<Vec<Rendered>> {
         let mut state = self.lock();
         state.clock += 1;
         let clock = state.clock;
-        let window = state.chats.get_mut(&chat_id)?;
+        let window = state.chats.get_mut(&chat_id.0)?;
         if window.epoch != epoch {
             return None;
         }
@@ -180,7 +181,7 @@ impl HistoryCache {
 
     /// Keeps `messages` (read from the database under `epoch`) for `chat_id`; messages
     /// kept under another token are dropped first.
-    pub fn put(&self, chat_id: i64, epoch: u64, messages: &[Rendered]) {
+    pub fn put(&self, chat_id: ChatId, epoch: u64, messages: &[Rendered]) {
         if !self.enabled() || messages.is_empty() {
             return;
         }
@@ -188,7 +189,7 @@ impl HistoryCache {
         state.clock += 1;
         let clock = state.clock;
         let State { chats, bytes, .. } = &mut *state;
-        let window = chats.entry(chat_id).or_insert_with(|| Window {
+        let window = chats.entry(chat_id.0).or_insert_with(|| Window {
             epoch,
             messages: BTreeMap::new(),
             bytes: 0,
@@ -223,9 +224,9 @@ impl HistoryCache {
 
     /// Drops what is kept for `chat_id` (its messages changed here; other instances
     /// notice by the token).
-    pub fn forget(&self, chat_id: i64) {
+    pub fn forget(&self, chat_id: ChatId) {
         let mut state = self.lock();
-        if let Some(window) = state.chats.remove(&chat_id) {
+        if let Some(window) = state.chats.remove(&chat_id.0) {
             state.bytes -= window.bytes;
         }
     }
@@ -327,21 +328,31 @@ mod tests {
     #[test]
     fn a_page_is_served_only_when_every_message_is_kept_under_the_token() {
         let cache = HistoryCache::new(1 << 20);
-        cache.put(7, 1, &rendered(10..=60));
+        cache.put(ChatId(7), 1, &rendered(10..=60));
         let span = Span::of(HistoryRange::Before(Some(61)), 51, 100);
-        assert_eq!(seqs(cache.get(7, 1, span)), Some((10..=60).rev().collect()));
+        assert_eq!(
+            seqs(cache.get(ChatId(7), 1, span)),
+            Some((10..=60).rev().collect())
+        );
         let after = Span::of(HistoryRange::After(9), 51, 100);
-        assert_eq!(seqs(cache.get(7, 1, after)), Some((10..=60).collect()));
+        assert_eq!(
+            seqs(cache.get(ChatId(7), 1, after)),
+            Some((10..=60).collect())
+        );
         // One message short, another token, another chat: read the database.
         assert_eq!(
-            cache.get(7, 1, Span::of(HistoryRange::Before(Some(62)), 51, 100)),
+            cache.get(
+                ChatId(7),
+                1,
+                Span::of(HistoryRange::Before(Some(62)), 51, 100)
+            ),
             None
         );
-        assert_eq!(cache.get(7, 2, span), None);
-        assert_eq!(cache.get(8, 1, span), None);
+        assert_eq!(cache.get(ChatId(7), 2, span), None);
+        assert_eq!(cache.get(ChatId(8), 1, span), None);
         // An empty page under the current token needs nothing kept.
         assert_eq!(
-            seqs(cache.get(7, 1, Span::of(HistoryRange::After(100), 51, 100))),
+            seqs(cache.get(ChatId(7), 1, Span::of(HistoryRange::After(100), 51, 100))),
             Some(vec![])
         );
         let stats = cache.stats();
@@ -351,14 +362,14 @@ mod tests {
     #[test]
     fn a_new_token_drops_what_was_kept_under_the_old_one() {
         let cache = HistoryCache::new(1 << 20);
-        cache.put(7, 1, &rendered(1..=10));
-        cache.put(7, 2, &rendered(5..=6));
+        cache.put(ChatId(7), 1, &rendered(1..=10));
+        cache.put(ChatId(7), 2, &rendered(5..=6));
         assert_eq!(
-            cache.get(7, 2, Span::of(HistoryRange::After(0), 3, 10)),
+            cache.get(ChatId(7), 2, Span::of(HistoryRange::After(0), 3, 10)),
             None
         );
         assert_eq!(
-            seqs(cache.get(7, 2, Span::of(HistoryRange::After(4), 2, 10))),
+            seqs(cache.get(ChatId(7), 2, Span::of(HistoryRange::After(4), 2, 10))),
             Some(vec![5, 6])
         );
         let bytes = cache.stats().bytes;
@@ -366,10 +377,10 @@ mod tests {
             bytes,
             2 * (rendered(5..=5)[0].1.len() as u64 + ENTRY_OVERHEAD as u64)
         );
-        cache.forget(7);
+        cache.forget(ChatId(7));
         assert_eq!(cache.stats().bytes, 0);
         assert_eq!(
-            cache.get(7, 2, Span::of(HistoryRange::After(4), 2, 10)),
+            cache.get(ChatId(7), 2, Span::of(HistoryRange::After(4), 2, 10)),
             None
         );
     }
@@ -380,28 +391,28 @@ mod tests {
         let budget = one_chat * 3 + one_chat / 2;
         let cache = HistoryCache::new(budget);
         for chat in 1..=3 {
-            cache.put(chat, 1, &rendered(101..=200));
+            cache.put(ChatId(chat), 1, &rendered(101..=200));
         }
         let span = Span::of(HistoryRange::Before(None), 10, 200);
-        assert!(cache.get(1, 1, span).is_some());
+        assert!(cache.get(ChatId(1), 1, span).is_some());
         // Over the budget: down to three quarters of it, the least recently used first
         // (2, then 3; 1 was read since).
-        cache.put(4, 1, &rendered(101..=200));
+        cache.put(ChatId(4), 1, &rendered(101..=200));
         let kept: Vec<bool> = (1..=4)
-            .map(|chat| cache.get(chat, 1, span).is_some())
+            .map(|chat| cache.get(ChatId(chat), 1, span).is_some())
             .collect();
         assert_eq!(kept, [true, false, false, true]);
         assert_eq!(cache.stats().bytes, 2 * one_chat as u64);
         // A chat keeps at most MAX_PER_CHAT messages, the newest.
         let big = HistoryCache::new(usize::MAX);
-        big.put(9, 1, &rendered(1..=(MAX_PER_CHAT as i64 + 10)));
+        big.put(ChatId(9), 1, &rendered(1..=(MAX_PER_CHAT as i64 + 10)));
         assert!(
-            big.get(9, 1, Span::of(HistoryRange::After(0), 5, 10_000))
+            big.get(ChatId(9), 1, Span::of(HistoryRange::After(0), 5, 10_000))
                 .is_none()
         );
         assert!(
             big.get(
-                9,
+                ChatId(9),
                 1,
                 Span::of(HistoryRange::Before(None), 5, MAX_PER_CHAT as i64 + 10)
             )
@@ -409,7 +420,7 @@ mod tests {
         );
         // Nothing is kept with no budget.
         let off = HistoryCache::new(0);
-        off.put(1, 1, &rendered(1..=3));
+        off.put(ChatId(1), 1, &rendered(1..=3));
         assert_eq!(off.stats().chats, 0);
     }
 }

@@ -4,6 +4,7 @@
 use chat_db::DbError;
 use chat_db::models::{ChatRow, HistoryRange, MembershipRow, MessageRow};
 use chat_domain::permissions;
+use chat_domain::{ChatId, MessageId, Seq};
 use chat_domain::{ClientId, FieldErrors, MessageBody};
 use chat_selectors::chats::Profile;
 use chat_selectors::{ENTITY_TTL, keys};
@@ -111,7 +112,7 @@ fn range_of(query: &HistoryQuery) -> Result<HistoryRange, ServiceError> {
 pub async fn history(
     ctx: &AppContext,
     principal: &Principal,
-    chat_id: i64,
+    chat_id: ChatId,
     query: HistoryQuery,
 ) -> Result<Page<MessageView>, ServiceError> {
     let access = access(ctx, principal, chat_id).await?;
@@ -126,11 +127,11 @@ pub async fn history(
 pub async fn history_json_for_token(
     ctx: &AppContext,
     claims: AccessClaims,
-    chat_id: i64,
+    chat_id: ChatId,
     query: HistoryQuery,
 ) -> Result<String, ServiceError> {
-    let epoch_key = keys::history_epoch(chat_id);
-    let last_key = keys::history_last(chat_id);
+    let epoch_key = keys::history_epoch(chat_id.0);
+    let last_key = keys::history_last(chat_id.0);
     let (access, tokens) =
         authenticated_access(ctx, claims, chat_id, &[&epoch_key, &last_key]).await?;
     permissions::view_chat(access.header.kind, access.actor).map_err(denied)?;
@@ -151,7 +152,7 @@ pub async fn history_json_for_token(
             _ => cache.count_miss(),
         }
     }
-    let rows = MessageRow::history(&ctx.store.db, chat_id, range, limit + 1).await?;
+    let rows = MessageRow::history(&ctx.store.db, chat_id.0, range, limit + 1).await?;
     let rendered = rows
         .into_iter()
         .map(|entry| {
@@ -219,13 +220,13 @@ fn page_json(rendered: Vec<Rendered>, limit: i64, range: HistoryRange) -> String
 async fn history_page(
     ctx: &AppContext,
     access: &ChatAccess,
-    chat_id: i64,
+    chat_id: ChatId,
     query: HistoryQuery,
 ) -> Result<Page<MessageView>, ServiceError> {
     permissions::view_chat(access.header.kind, access.actor).map_err(denied)?;
     let limit = pagination::limit(query.limit)?;
     let range = range_of(&query)?;
-    let rows = MessageRow::history(&ctx.store.db, chat_id, range, limit + 1).await?;
+    let rows = MessageRow::history(&ctx.store.db, chat_id.0, range, limit + 1).await?;
     Ok(pagination::page(
         rows,
         limit,
@@ -238,9 +239,9 @@ async fn history_page(
 /// are no longer served. Called after a stored message changed, before answering.
 /// Tried twice (the second time on a fresh connection if the first failed); if both fail
 /// other instances may serve the old text until the token expires (5 minutes).
-async fn history_changed(ctx: &AppContext, chat_id: i64) {
+async fn history_changed(ctx: &AppContext, chat_id: ChatId) {
     ctx.history.forget(chat_id);
-    let key = keys::history_epoch(chat_id);
+    let key = keys::history_epoch(chat_id.0);
     let fresh = rand::random::<u64>().to_string();
     for attempt in 1..=2 {
         match ctx.store.cache.set(&key, &fresh, ENTITY_TTL).await {
@@ -256,7 +257,7 @@ async fn history_changed(ctx: &AppContext, chat_id: i64) {
 pub async fn send_message(
     ctx: &AppContext,
     principal: &Principal,
-    chat_id: i64,
+    chat_id: ChatId,
     input: SendMessageInput,
 ) -> Result<(MessageView, bool), ServiceError> {
     send_message_with(ctx, principal, chat_id, input, Pacing::Refuse).await
@@ -268,7 +269,7 @@ pub async fn send_message(
 pub async fn send_message_paced(
     ctx: &AppContext,
     principal: &Principal,
-    chat_id: i64,
+    chat_id: ChatId,
     input: SendMessageInput,
 ) -> Result<(MessageView, bool), ServiceError> {
     send_message_with(ctx, principal, chat_id, input, Pacing::Wait).await
@@ -286,7 +287,7 @@ enum Pacing {
 async fn send_message_with(
     ctx: &AppContext,
     principal: &Principal,
-    chat_id: i64,
+    chat_id: ChatId,
     input: SendMessageInput,
     pacing: Pacing,
 ) -> Result<(MessageView, bool), ServiceError> {
@@ -303,7 +304,7 @@ async fn send_message_with(
 pub async fn begin_send_paced(
     ctx: &AppContext,
     principal: &Principal,
-    chat_id: i64,
+    chat_id: ChatId,
     input: SendMessageInput,
 ) -> Result<PendingSend, ServiceError> {
     begin_send(ctx, principal, chat_id, input, Pacing::Wait).await
@@ -357,7 +358,7 @@ impl PendingSend {
 async fn begin_send(
     ctx: &AppContext,
     principal: &Principal,
-    chat_id: i64,
+    chat_id: ChatId,
     input: SendMessageInput,
     pacing: Pacing,
 ) -> Result<PendingSend, ServiceError> {
@@ -385,7 +386,7 @@ async fn begin_send(
     }
     let sender = profile.map(|u| u.username);
     if let Some(reply_to) = input.reply_to {
-        MessageRow::find(&ctx.store.db, chat_id, reply_to)
+        MessageRow::find(&ctx.store.db, chat_id.0, reply_to)
             .await?
             .ok_or_else(|| ServiceError::invalid("reply_to", "is not a message of this chat"))?;
     }
@@ -396,8 +397,8 @@ async fn begin_send(
         .message_prepare
         .observe(prepared.elapsed().as_secs_f64());
     let pending = PendingMessage {
-        chat_id,
-        sender_id: principal.user_id,
+        chat_id: chat_id.0,
+        sender_id: principal.user_id.0,
         content: body.as_str().to_owned(),
         client_id: client_id.as_ref().map(|c| c.as_str().to_owned()),
         reply_to: input.reply_to,
@@ -408,8 +409,8 @@ async fn begin_send(
     let ticket = ctx.writer.enqueue(pending).await?;
     Ok(PendingSend {
         ticket,
-        chat_id,
-        sender_id: principal.user_id,
+        chat_id: chat_id.0,
+        sender_id: principal.user_id.0,
         client_id,
         sender,
     })
@@ -417,10 +418,10 @@ async fn begin_send(
 
 async fn load_message(
     ctx: &AppContext,
-    chat_id: i64,
-    message_id: i64,
+    chat_id: ChatId,
+    message_id: MessageId,
 ) -> Result<MessageRow, ServiceError> {
-    MessageRow::find(&ctx.store.db, chat_id, message_id)
+    MessageRow::find(&ctx.store.db, chat_id.0, message_id.0)
         .await?
         .ok_or_else(|| {
             ServiceError::NotFound(format!("message {message_id} not found in chat {chat_id}"))
@@ -431,21 +432,21 @@ async fn load_message(
 pub async fn edit_message(
     ctx: &AppContext,
     principal: &Principal,
-    chat_id: i64,
-    message_id: i64,
+    chat_id: ChatId,
+    message_id: MessageId,
     content: &str,
 ) -> Result<MessageView, ServiceError> {
     let (access, profile) = access_with(ctx, principal, chat_id, Profile::Include).await?;
     permissions::post_in_chat(access.actor).map_err(denied)?;
     let message = load_message(ctx, chat_id, message_id).await?;
-    permissions::edit_message(principal.user_id, message.sender_id).map_err(denied)?;
+    permissions::edit_message(principal.user_id.0, message.sender_id).map_err(denied)?;
     let body = MessageBody::parse(content).map_err(|m| ServiceError::invalid("content", m))?;
     // Each edit is a write, a broadcast to the chat and a reload of its cached history.
     ctx.limits.check(
         rate_limit::MESSAGE_EDIT,
         &format!("user:{}", principal.user_id),
     )?;
-    let edited = MessageRow::edit(&ctx.store.db, message_id, body.as_str(), chat_db::now())
+    let edited = MessageRow::edit(&ctx.store.db, message_id.0, body.as_str(), chat_db::now())
         .await?
         .ok_or_else(|| ServiceError::Conflict {
             code: "message_deleted",
@@ -455,8 +456,8 @@ pub async fn edit_message(
     let edited_at = edited.edited_at.map(utc).unwrap_or_else(chrono::Utc::now);
     let event = ChatEvent::MessageEdited {
         chat_id,
-        id: edited.id,
-        seq: edited.seq,
+        id: MessageId(edited.id),
+        seq: Seq(edited.seq),
         message: edited.content.clone(),
         edited_at,
     };
@@ -470,23 +471,23 @@ pub async fn edit_message(
 pub async fn delete_message(
     ctx: &AppContext,
     principal: &Principal,
-    chat_id: i64,
-    message_id: i64,
+    chat_id: ChatId,
+    message_id: MessageId,
 ) -> Result<(), ServiceError> {
     let access = access(ctx, principal, chat_id).await?;
     permissions::view_chat(access.header.kind, access.actor).map_err(denied)?;
     let message = load_message(ctx, chat_id, message_id).await?;
-    permissions::delete_message(access.actor, principal.user_id, message.sender_id)
+    permissions::delete_message(access.actor, principal.user_id.0, message.sender_id)
         .map_err(denied)?;
     if let Some(deleted) =
-        MessageRow::soft_delete(&ctx.store.db, message_id, chat_db::now()).await?
+        MessageRow::soft_delete(&ctx.store.db, message_id.0, chat_db::now()).await?
     {
         history_changed(ctx, chat_id).await;
         let deleted_at = deleted.deleted_at.map(utc).unwrap_or_else(chrono::Utc::now);
         let event = ChatEvent::MessageDeleted {
             chat_id,
-            id: deleted.id,
-            seq: deleted.seq,
+            id: MessageId(deleted.id),
+            seq: Seq(deleted.seq),
             deleted_by: principal.user_id,
             deleted_at,
         };
@@ -500,20 +501,20 @@ pub async fn delete_message(
 pub async fn mark_read(
     ctx: &AppContext,
     principal: &Principal,
-    chat_id: i64,
-    seq: i64,
+    chat_id: ChatId,
+    seq: Seq,
 ) -> Result<ReadMarker, ServiceError> {
     let access = access(ctx, principal, chat_id).await?;
     permissions::post_in_chat(access.actor).map_err(denied)?;
-    if seq < 0 {
+    if seq.0 < 0 {
         return Err(ServiceError::invalid("seq", "must not be negative"));
     }
-    let chat = ChatRow::find(&ctx.store.db, chat_id)
+    let chat = ChatRow::find(&ctx.store.db, chat_id.0)
         .await?
         .ok_or_else(|| ServiceError::NotFound(format!("chat {chat_id} not found")))?;
-    let target = seq.min(chat.last_seq);
+    let target = seq.min(Seq(chat.last_seq));
     if let Some(moved) =
-        MembershipRow::mark_read(&ctx.store.db, chat_id, principal.user_id, target).await?
+        MembershipRow::mark_read(&ctx.store.db, chat_id.0, principal.user_id.0, target.0).await?
     {
         publish_chat(
             ctx,
@@ -521,18 +522,18 @@ pub async fn mark_read(
             &ChatEvent::Read {
                 chat_id,
                 user_id: principal.user_id,
-                seq: moved.last_read_seq,
+                seq: Seq(moved.last_read_seq),
             },
         )
         .await;
     }
-    let membership = MembershipRow::find(&ctx.store.db, chat_id, principal.user_id)
+    let membership = MembershipRow::find(&ctx.store.db, chat_id.0, principal.user_id.0)
         .await?
         .ok_or_else(|| {
             ServiceError::forbidden("not_a_member", "you are not a member of this chat")
         })?;
     Ok(ReadMarker {
-        chat_id,
+        chat_id: chat_id.0,
         last_read_seq: membership.last_read_seq,
         unread_count: (chat.last_seq - membership.last_read_seq).max(0),
     })

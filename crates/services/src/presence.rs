@@ -8,6 +8,8 @@
 //! next live instance takes its sockets off the counters and announces the users left
 //! with none as offline ([`start_heartbeat`]).
 
+use chat_domain::ChatId;
+use chat_domain::UserId;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -23,20 +25,24 @@ pub const HEARTBEAT: Duration = Duration::from_secs(10);
 
 async fn announce(
     ctx: &AppContext,
-    user_id: i64,
+    user_id: UserId,
     online: bool,
     last_seen: Option<chrono::NaiveDateTime>,
 ) -> Result<(), ServiceError> {
-    let chats = MembershipRow::chat_ids_of(&ctx.store.db, user_id).await?;
+    let chats = MembershipRow::chat_ids_of(&ctx.store.db, user_id.0)
+        .await?
+        .into_iter()
+        .map(ChatId)
+        .collect();
     let friends = FriendshipRow::of_user(
         &ctx.store.db,
-        user_id,
+        user_id.0,
         "accepted",
         crate::friends::MAX_LISTED,
     )
     .await?
     .iter()
-    .map(|friendship| friendship.other(user_id))
+    .map(|friendship| UserId(friendship.other(user_id.0)))
     .collect();
     let change = PresenceChange {
         user_id,
@@ -59,10 +65,10 @@ pub struct OnlineNow(Option<HashMap<i64, bool>>);
 impl OnlineNow {
     /// Whether `user_id` has a socket open anywhere; `None` when presence could not be
     /// read (or the user was not asked about).
-    pub fn of(&self, user_id: i64) -> Option<bool> {
+    pub fn of(&self, user_id: UserId) -> Option<bool> {
         self.0
             .as_ref()
-            .and_then(|known| known.get(&user_id).copied())
+            .and_then(|known| known.get(&user_id.0).copied())
     }
 }
 
@@ -86,10 +92,10 @@ pub async fn online_now(ctx: &AppContext, user_ids: impl IntoIterator<Item = i64
 }
 
 /// A socket of `user_id` opened. Announces "online" if it is the user's first anywhere.
-pub async fn connected(ctx: &AppContext, user_id: i64) -> Result<(), ServiceError> {
+pub async fn connected(ctx: &AppContext, user_id: UserId) -> Result<(), ServiceError> {
     let sockets = ctx
         .presence
-        .connected(user_id)
+        .connected(user_id.0)
         .await
         .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
     if sockets == 1 {
@@ -100,10 +106,10 @@ pub async fn connected(ctx: &AppContext, user_id: i64) -> Result<(), ServiceErro
 
 /// A socket of `user_id` closed. Announces "offline" (and records `last_seen_at`) if
 /// it was the user's last.
-pub async fn disconnected(ctx: &AppContext, user_id: i64) -> Result<(), ServiceError> {
+pub async fn disconnected(ctx: &AppContext, user_id: UserId) -> Result<(), ServiceError> {
     let sockets = ctx
         .presence
-        .disconnected(user_id)
+        .disconnected(user_id.0)
         .await
         .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
     if sockets == 0 {
@@ -112,9 +118,9 @@ pub async fn disconnected(ctx: &AppContext, user_id: i64) -> Result<(), ServiceE
     Ok(())
 }
 
-async fn went_offline(ctx: &AppContext, user_id: i64) -> Result<(), ServiceError> {
+async fn went_offline(ctx: &AppContext, user_id: UserId) -> Result<(), ServiceError> {
     let now = chat_db::now();
-    UserRow::touch(&ctx.store.db, user_id, now).await?;
+    UserRow::touch(&ctx.store.db, user_id.0, now).await?;
     announce(ctx, user_id, false, Some(now)).await
 }
 
@@ -136,12 +142,12 @@ pub fn start_heartbeat(ctx: AppContext, every: Duration) {
                     let ctx = ctx.clone();
                     tokio::spawn(async move {
                         for user_id in changed.offline {
-                            if let Err(err) = went_offline(&ctx, user_id).await {
+                            if let Err(err) = went_offline(&ctx, UserId(user_id)).await {
                                 tracing::warn!(error = %err, "cannot announce a user offline");
                             }
                         }
                         for user_id in changed.online {
-                            if let Err(err) = announce(&ctx, user_id, true, None).await {
+                            if let Err(err) = announce(&ctx, UserId(user_id), true, None).await {
                                 tracing::warn!(error = %err, "cannot announce a user online");
                             }
                         }

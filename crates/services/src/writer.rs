@@ -17,6 +17,7 @@ use chat_db::bus::EventBus;
 use chat_db::cache::Cache;
 use chat_db::models::{MessageRow, NewMessage};
 use chat_db::{DbError, DbPool};
+use chat_domain::ChatId;
 use chat_selectors::keys;
 
 use crate::history_cache::LAST_SEQ_TTL;
@@ -316,7 +317,7 @@ async fn run(
                     answered.push(guard);
                     if let Ok(Some(row)) = &result {
                         match ChatEvent::stored(row, message.sender).to_payload() {
-                            Ok(payload) => events.push((chat_topic(row.chat_id), payload)),
+                            Ok(payload) => events.push((chat_topic(ChatId(row.chat_id)), payload)),
                             Err(err) => {
                                 tracing::error!(error = %err, "cannot serialize chat event")
                             }

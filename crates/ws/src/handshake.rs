@@ -193,7 +193,7 @@ async fn upgrade(
     }
     let hub: Arc<Hub> = hub.into_inner();
     let registration = match hub.register(
-        UserId(accepted.principal.user_id),
+        accepted.principal.user_id,
         &accepted.principal.session_id,
         accepted.scope,
         &accepted.chats,
@@ -302,7 +302,7 @@ pub async fn ws_all(
         Ok(principal) => principal,
         Err(refusal) => return refusal,
     };
-    let chats = match my_chat_positions(&ctx, UserId(principal.user_id)).await {
+    let chats = match my_chat_positions(&ctx, principal.user_id).await {
         Ok(chats) => chats,
         Err(err) => return refuse_service(err),
     };
@@ -327,13 +327,13 @@ pub async fn ws_all(
 /// `GET /ws/chats/{chat_id}`: one chat (members only).
 pub async fn ws_chat(
     req: HttpRequest,
-    path: web::Path<i64>,
+    path: web::Path<ChatId>,
     ctx: web::Data<AppContext>,
     hub: web::Data<Hub>,
     settings: web::Data<WsSettings>,
     query: web::Query<HandshakeQuery>,
 ) -> HttpResponse {
-    let chat = ChatId(path.into_inner());
+    let chat = path.into_inner();
     let principal = match checked(&req, &ctx, &settings, &query).await {
         Ok(principal) => principal,
         Err(refusal) => return refusal,
@@ -358,7 +358,7 @@ pub async fn ws_chat(
 /// (seed 002's style).
 pub async fn ws_direct(
     req: HttpRequest,
-    path: web::Path<i64>,
+    path: web::Path<UserId>,
     ctx: web::Data<AppContext>,
     hub: web::Data<Hub>,
     settings: web::Data<WsSettings>,

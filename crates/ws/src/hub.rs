@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::web::Bytes;
-use chat_domain::{ChatId, UserId};
+use chat_domain::{ChatId, Seq, UserId};
 use chat_services::chats::ChatPosition;
 use chat_services::events::{BusMessage, EventKind, PresenceChange};
 use chat_services::metrics::Metrics;
@@ -129,14 +129,14 @@ pub struct TooManySockets {
 }
 
 struct Conn {
-    user_id: i64,
+    user_id: UserId,
     session_id: String,
     scope: Scope,
     /// The chats it follows (so unregistering touches only those).
-    chats: HashSet<i64>,
+    chats: HashSet<ChatId>,
     /// While the socket re-reads its memberships: the membership changes applied to it
     /// since (`true`: joined), replayed over what it read.
-    journal: Option<Vec<(i64, bool)>>,
+    journal: Option<Vec<(ChatId, bool)>>,
     outbox: Arc<Outbox>,
     close: Arc<CloseSignal>,
     revalidate: Arc<Notify>,
@@ -158,16 +158,16 @@ impl Conn {
 
 #[derive(Default)]
 struct ChatOrder {
-    next: Option<i64>,
-    held: BTreeMap<i64, (Bytes, Instant)>,
+    next: Option<Seq>,
+    held: BTreeMap<Seq, (Bytes, Instant)>,
 }
 
 #[derive(Default)]
 struct State {
     conns: HashMap<ConnId, Conn>,
-    by_chat: HashMap<i64, HashSet<ConnId>>,
-    by_user: HashMap<i64, HashSet<ConnId>>,
-    order: HashMap<i64, ChatOrder>,
+    by_chat: HashMap<ChatId, HashSet<ConnId>>,
+    by_user: HashMap<UserId, HashSet<ConnId>>,
+    order: HashMap<ChatId, ChatOrder>,
     /// Frames queued to sockets since [`Hub::count`] last ran.
     delivered: std::cell::Cell<u64>,
     /// Unfilled seq gaps announced since [`Hub::count`] last ran.
@@ -223,8 +223,8 @@ impl Default for Hub {
 struct Head {
     #[serde(rename = "type")]
     kind: EventKind,
-    seq: Option<i64>,
-    user_id: Option<i64>,
+    seq: Option<Seq>,
+    user_id: Option<UserId>,
     session_id: Option<String>,
     /// When the message was accepted (`chat.message`), for the delivery latency.
     created_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -268,7 +268,6 @@ impl Hub {
         scope: Scope,
         chats: &[ChatPosition],
     ) -> Result<Registration, TooManySockets> {
-        let user_id = user_id.0;
         let mut state = self.lock();
         let max = self.limits.max_sockets_per_user;
         if state.by_user.get(&user_id).map_or(0, HashSet::len) >= max {
@@ -292,7 +291,7 @@ impl Hub {
                 revalidate: revalidate.clone(),
             },
         );
-        state.add_chats(id, &raw_positions(chats));
+        state.add_chats(id, chats);
         drop(state);
         // Registered after the stop began (its handshake was already under way): it
         // closes like the others rather than keep the process waiting.
@@ -330,15 +329,16 @@ impl Hub {
             return;
         };
         let Some(chats) = chats else { return };
-        let mut wanted: HashMap<i64, i64> = raw_positions(chats).into_iter().collect();
+        let mut wanted: HashMap<ChatId, Seq> =
+            chats.iter().map(|p| (p.chat_id, p.last_seq)).collect();
         for (chat, joined) in journal {
             if joined {
-                wanted.entry(chat).or_insert(0);
+                wanted.entry(chat).or_insert(Seq(0));
             } else {
                 wanted.remove(&chat);
             }
         }
-        let followed: Vec<i64> = state
+        let followed: Vec<ChatId> = state
             .conns
             .get(&id)
             .map(|c| c.chats.iter().copied().collect())
@@ -348,7 +348,10 @@ impl Hub {
                 state.stop_following(id, chat);
             }
         }
-        let added: Vec<(i64, i64)> = wanted.into_iter().collect();
+        let added: Vec<ChatPosition> = wanted
+            .into_iter()
+            .map(|(chat_id, last_seq)| ChatPosition { chat_id, last_seq })
+            .collect();
         state.add_chats(id, &added);
     }
 
@@ -372,7 +375,7 @@ impl Hub {
             .lock()
             .conns
             .get(&id)
-            .map(|c| c.chats.iter().copied().map(ChatId).collect())
+            .map(|c| c.chats.iter().copied().collect())
             .unwrap_or_default();
         chats.sort_unstable();
         chats
@@ -431,7 +434,8 @@ impl Hub {
         if let Some(chat) = message
             .topic
             .strip_prefix("chat.")
-            .and_then(|c| c.parse::<i64>().ok())
+            .and_then(|c| c.parse().ok())
+            .map(ChatId)
         {
             let Some(head) = head else { return };
             match head.kind {
@@ -478,13 +482,14 @@ impl Hub {
                 | EventKind::Notification
                 | EventKind::SessionRevoked
                 | EventKind::PermissionsChanged => {
-                    tracing::warn!(kind = ?head.kind, chat, "a personal event on a chat topic; dropped");
+                    tracing::warn!(kind = ?head.kind, chat = chat.0, "a personal event on a chat topic; dropped");
                 }
             }
         } else if let Some(user) = message
             .topic
             .strip_prefix("user.")
-            .and_then(|u| u.parse::<i64>().ok())
+            .and_then(|u| u.parse().ok())
+            .map(UserId)
         {
             let Some(head) = head else { return };
             match head.kind {
@@ -511,7 +516,7 @@ impl Hub {
                 | EventKind::Updated
                 | EventKind::Typing
                 | EventKind::Deleted => {
-                    tracing::warn!(kind = ?head.kind, user, "a chat event on a user topic; dropped");
+                    tracing::warn!(kind = ?head.kind, user = user.0, "a chat event on a user topic; dropped");
                 }
             }
         }
@@ -520,7 +525,7 @@ impl Hub {
     fn release_held(&self) {
         let mut state = self.lock();
         let now = Instant::now();
-        let overdue: Vec<i64> = state
+        let overdue: Vec<ChatId> = state
             .order
             .iter()
             .filter(|(_, order)| {
@@ -558,7 +563,7 @@ impl Hub {
 
 /// `{"type": "resync", …}`: events may have been lost; fetch with `after_seq` (from
 /// `after_seq` for the one chat named, or for every chat).
-fn resync_event(chat: Option<(i64, i64)>) -> String {
+fn resync_event(chat: Option<(ChatId, Seq)>) -> String {
     match chat {
         Some((chat_id, after_seq)) => serde_json::json!({
             "type": "resync", "chat_id": chat_id, "after_seq": after_seq,
@@ -572,18 +577,13 @@ fn resync_event(chat: Option<(i64, i64)>) -> String {
     .to_string()
 }
 
-fn remove_from(map: &mut HashMap<i64, HashSet<ConnId>>, key: i64, id: ConnId) {
+fn remove_from<K: std::hash::Hash + Eq>(map: &mut HashMap<K, HashSet<ConnId>>, key: K, id: ConnId) {
     if let Some(ids) = map.get_mut(&key) {
         ids.remove(&id);
         if ids.is_empty() {
             map.remove(&key);
         }
     }
-}
-
-/// The hub's state keeps plain numbers (its maps are keyed by them).
-fn raw_positions(chats: &[ChatPosition]) -> Vec<(i64, i64)> {
-    chats.iter().map(|p| (p.chat_id.0, p.last_seq.0)).collect()
 }
 
 impl State {
@@ -598,13 +598,13 @@ impl State {
         }
     }
 
-    fn deliver_to_chat(&self, chat: i64, payload: &Bytes) {
+    fn deliver_to_chat(&self, chat: ChatId, payload: &Bytes) {
         self.deliver_to_chat_except(chat, payload, None);
     }
 
     /// Delivers to the chat's sockets, except those of `except_user` (typing notices
     /// go to the other members).
-    fn deliver_to_chat_except(&self, chat: i64, payload: &Bytes, except_user: Option<i64>) {
+    fn deliver_to_chat_except(&self, chat: ChatId, payload: &Bytes, except_user: Option<UserId>) {
         if let Some(ids) = self.by_chat.get(&chat) {
             for id in ids {
                 if except_user
@@ -616,22 +616,22 @@ impl State {
         }
     }
 
-    fn add_chats(&mut self, id: ConnId, chats: &[(i64, i64)]) {
-        for (chat, last_seq) in chats {
+    fn add_chats(&mut self, id: ConnId, chats: &[ChatPosition]) {
+        for position in chats {
             let Some(conn) = self.conns.get_mut(&id) else {
                 return;
             };
-            if conn.chats.insert(*chat) {
-                self.by_chat.entry(*chat).or_default().insert(id);
-                let order = self.order.entry(*chat).or_default();
+            if conn.chats.insert(position.chat_id) {
+                self.by_chat.entry(position.chat_id).or_default().insert(id);
+                let order = self.order.entry(position.chat_id).or_default();
                 if order.next.is_none() {
-                    order.next = Some(last_seq + 1);
+                    order.next = Some(position.last_seq.next());
                 }
             }
         }
     }
 
-    fn close_user(&self, user: i64, reason: Closing) {
+    fn close_user(&self, user: UserId, reason: Closing) {
         for id in self.by_user.get(&user).into_iter().flatten() {
             if let Some(conn) = self.conns.get(id) {
                 conn.shut(reason);
@@ -639,7 +639,7 @@ impl State {
         }
     }
 
-    fn deliver_to_user(&self, user: i64, payload: &Bytes) {
+    fn deliver_to_user(&self, user: UserId, payload: &Bytes) {
         if let Some(ids) = self.by_user.get(&user) {
             for id in ids {
                 if self
@@ -653,7 +653,7 @@ impl State {
         }
     }
 
-    fn deliver_in_order(&mut self, chat: i64, seq: i64, payload: Bytes) {
+    fn deliver_in_order(&mut self, chat: ChatId, seq: Seq, payload: Bytes) {
         if !self.by_chat.contains_key(&chat) {
             // Nobody here follows the chat: nothing to order. Forget its position so a
             // later follower starts fresh.
@@ -667,13 +667,13 @@ impl State {
                 return;
             }
             Some(next) if seq < next => {}
-            _ => order.next = Some(seq + 1),
+            _ => order.next = Some(seq.next()),
         }
         self.deliver_to_chat(chat, &payload);
         self.release_consecutive(chat);
     }
 
-    fn release_consecutive(&mut self, chat: i64) {
+    fn release_consecutive(&mut self, chat: ChatId) {
         loop {
             let Some(order) = self.order.get_mut(&chat) else {
                 return;
@@ -682,26 +682,26 @@ impl State {
             let Some((payload, _)) = order.held.remove(&next) else {
                 return;
             };
-            order.next = Some(next + 1);
+            order.next = Some(next.next());
             self.deliver_to_chat(chat, &payload);
         }
     }
 
     /// Delivers what waits for a missing predecessor. The skipped seqs are announced
     /// first (a `resync` hint naming where to fetch from), so clients recover them.
-    fn flush_held(&mut self, chat: i64) {
+    fn flush_held(&mut self, chat: ChatId) {
         let Some(order) = self.order.get_mut(&chat) else {
             return;
         };
         let expected = order.next;
         let held = std::mem::take(&mut order.held);
         if let Some((last, _)) = held.last_key_value() {
-            order.next = Some(last + 1);
+            order.next = Some(last.next());
         }
         if let (Some(expected), Some(first)) = (expected, held.keys().next())
             && *first > expected
         {
-            let hint = frames::text(&resync_event(Some((chat, expected - 1))));
+            let hint = frames::text(&resync_event(Some((chat, expected.prev()))));
             self.gaps += 1;
             self.deliver_to_chat(chat, &hint);
         }
@@ -710,7 +710,7 @@ impl State {
         }
     }
 
-    fn follow(&mut self, chat: i64, user: i64) {
+    fn follow(&mut self, chat: ChatId, user: UserId) {
         let ids: Vec<ConnId> = self
             .by_user
             .get(&user)
@@ -735,7 +735,7 @@ impl State {
     }
 
     /// Socket `id` no longer follows `chat`.
-    fn stop_following(&mut self, id: ConnId, chat: i64) {
+    fn stop_following(&mut self, id: ConnId, chat: ChatId) {
         remove_from(&mut self.by_chat, chat, id);
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.chats.remove(&chat);
@@ -749,7 +749,7 @@ impl State {
     /// chats (but their own), and each `/ws` socket of one of their friends, hears it
     /// once.
     fn deliver_presence(&self, change: &PresenceChange) {
-        let mut targets: HashMap<ConnId, Option<i64>> = HashMap::new();
+        let mut targets: HashMap<ConnId, Option<ChatId>> = HashMap::new();
         for chat in &change.chats {
             for id in self.by_chat.get(chat).into_iter().flatten() {
                 // The user's own sockets are not told about themselves.
@@ -773,7 +773,7 @@ impl State {
             return;
         }
         // One frame for `/ws` sockets and one per chat for chat sockets (which name it).
-        let mut frames_by_chat: HashMap<Option<i64>, Bytes> = HashMap::new();
+        let mut frames_by_chat: HashMap<Option<ChatId>, Bytes> = HashMap::new();
         for (id, chat) in targets {
             let frame = frames_by_chat
                 .entry(chat)
@@ -782,7 +782,7 @@ impl State {
         }
     }
 
-    fn unfollow(&mut self, chat: i64, user: i64) {
+    fn unfollow(&mut self, chat: ChatId, user: UserId) {
         let ids: Vec<ConnId> = self
             .by_user
             .get(&user)
@@ -797,14 +797,14 @@ impl State {
                 if let Some(journal) = &mut conn.journal {
                     journal.push((chat, false));
                 }
-                if conn.scope == Scope::Chat(ChatId(chat)) {
+                if conn.scope == Scope::Chat(chat) {
                     conn.shut(Closing::RemovedFromChat);
                 }
             }
         }
     }
 
-    fn drop_chat(&mut self, chat: i64) {
+    fn drop_chat(&mut self, chat: ChatId) {
         if let Some(ids) = self.by_chat.remove(&chat) {
             for id in ids {
                 if let Some(conn) = self.conns.get_mut(&id) {
@@ -812,7 +812,7 @@ impl State {
                     if let Some(journal) = &mut conn.journal {
                         journal.push((chat, false));
                     }
-                    if conn.scope == Scope::Chat(ChatId(chat)) {
+                    if conn.scope == Scope::Chat(chat) {
                         conn.shut(Closing::ChatDeleted);
                     }
                 }
@@ -821,7 +821,7 @@ impl State {
         self.order.remove(&chat);
     }
 
-    fn close_session(&self, user: i64, session: &str) {
+    fn close_session(&self, user: UserId, session: &str) {
         for id in self.by_user.get(&user).into_iter().flatten() {
             if let Some(conn) = self.conns.get(id).filter(|c| c.session_id == session) {
                 conn.shut(Closing::SessionRevoked);

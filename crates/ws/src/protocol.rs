@@ -4,6 +4,7 @@
 //! bare `{"message": "hi"}`, which is a `send_message`). `request_id`, when present,
 //! is echoed in the reply. A bad frame gets an `error` event and the socket stays open.
 
+use chat_domain::{ChatId, MessageId, Seq};
 use chat_services::ServiceError;
 use chat_services::chats::MessageView;
 use serde::Deserialize;
@@ -27,7 +28,7 @@ pub struct ClientFrame {
     #[serde(skip)]
     pub request_id: Option<Value>,
     /// The chat (optional on chat-scoped sockets).
-    pub chat_id: Option<i64>,
+    pub chat_id: Option<ChatId>,
     /// Message text (`send_message`, `edit_message`).
     pub message: Option<String>,
     /// Idempotency key (`send_message`).
@@ -39,9 +40,9 @@ pub struct ClientFrame {
     /// Older than this seq (`retrieve_message`).
     pub before_seq: Option<i64>,
     /// Read position (`mark_read`).
-    pub seq: Option<i64>,
+    pub seq: Option<Seq>,
     /// The message (`edit_message`, `delete_message`).
-    pub message_id: Option<i64>,
+    pub message_id: Option<MessageId>,
 }
 
 /// A protocol-level refusal: code and detail.
@@ -114,7 +115,7 @@ impl ClientFrame {
     }
 
     /// The chat the action is about: the frame's `chat_id`, or the socket's chat.
-    pub fn chat(&self, socket_chat: Option<i64>) -> Result<i64, FrameError> {
+    pub fn chat(&self, socket_chat: Option<ChatId>) -> Result<ChatId, FrameError> {
         match (self.chat_id, socket_chat) {
             (Some(id), Some(own)) if id != own => Err(FrameError::new(
                 "wrong_chat",
@@ -163,7 +164,7 @@ pub fn message_json(view: &MessageView) -> Value {
 /// The `messages` reply (seed 000's shape), newest first.
 pub fn messages_event(
     request_id: Option<Value>,
-    chat_id: i64,
+    chat_id: ChatId,
     messages: &[MessageView],
     has_more: bool,
 ) -> String {
@@ -186,7 +187,7 @@ mod tests {
     fn bare_message_frames_are_sends() -> Result<(), String> {
         let frame = parse(r#"{"message": "hi"}"#).map_err(|e| format!("{e:?}"))?;
         assert_eq!(frame.action(), Ok("send_message"));
-        assert_eq!(frame.chat(Some(3)), Ok(3));
+        assert_eq!(frame.chat(Some(ChatId(3))), Ok(ChatId(3)));
         assert!(frame.chat(None).is_err());
         Ok(())
     }
@@ -228,10 +229,13 @@ mod tests {
     #[test]
     fn chat_scoped_sockets_refuse_other_chats() {
         let frame = ClientFrame {
-            chat_id: Some(2),
+            chat_id: Some(ChatId(2)),
             ..ClientFrame::default()
         };
-        assert_eq!(frame.chat(Some(1)).map_err(|e| e.code), Err("wrong_chat"));
-        assert_eq!(frame.chat(None), Ok(2));
+        assert_eq!(
+            frame.chat(Some(ChatId(1))).map_err(|e| e.code),
+            Err("wrong_chat")
+        );
+        assert_eq!(frame.chat(None), Ok(ChatId(2)));
     }
 }

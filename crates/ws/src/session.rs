@@ -1,6 +1,7 @@
 //! One task per socket: reads frames and runs their actions, writes queued events,
 //! pings, and closes with a code when it must.
 
+use chat_domain::ChatId;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -125,9 +126,9 @@ impl Flood {
 }
 
 impl Connection {
-    fn socket_chat(&self) -> Option<i64> {
+    fn socket_chat(&self) -> Option<ChatId> {
         match self.scope {
-            Scope::Chat(id) => Some(id.0),
+            Scope::Chat(id) => Some(id),
             Scope::AllChats => None,
         }
     }
@@ -222,7 +223,7 @@ impl Connection {
                 self.hub.begin_revalidation(id);
                 let read = chat_services::chats::my_chat_positions(
                     &self.ctx,
-                    chat_domain::UserId(self.principal.user_id),
+                    chat_domain::UserId(self.principal.user_id.0),
                 )
                 .await;
                 self.hub.finish_revalidation(id, read.as_deref().ok());
@@ -435,7 +436,7 @@ impl Connection {
     async fn begin_send(
         &self,
         frame: &ClientFrame,
-    ) -> Result<(i64, messages::PendingSend), FrameError> {
+    ) -> Result<(ChatId, messages::PendingSend), FrameError> {
         let (chat, input) = self.send_input(frame)?;
         // Over the message budget the send waits (the socket is not read meanwhile)
         // rather than being refused.
@@ -445,7 +446,7 @@ impl Connection {
         Ok((chat, send))
     }
 
-    fn send_input(&self, frame: &ClientFrame) -> Result<(i64, SendMessageInput), FrameError> {
+    fn send_input(&self, frame: &ClientFrame) -> Result<(ChatId, SendMessageInput), FrameError> {
         let chat = frame.chat(self.socket_chat())?;
         let content = frame
             .message
@@ -613,7 +614,7 @@ impl Connection {
     async fn retrieve(
         &self,
         request_id: Option<Value>,
-        chat: i64,
+        chat: ChatId,
         number: i64,
         before_seq: Option<i64>,
     ) -> String {
@@ -665,7 +666,7 @@ async fn oldest(pending: &mut Pending<'_>) -> String {
 /// A send's acknowledgement.
 fn send_ack(
     request_id: Option<Value>,
-    chat: i64,
+    chat: ChatId,
     message: &chat_services::chats::MessageView,
     created: bool,
 ) -> String {
@@ -677,7 +678,7 @@ fn send_ack(
 }
 
 /// `{"type": "ack", request_id, chat_id, …}`.
-fn ack(request_id: Option<Value>, chat_id: i64, extra: Value) -> String {
+fn ack(request_id: Option<Value>, chat_id: ChatId, extra: Value) -> String {
     let mut reply = json!({"type": "ack", "request_id": request_id, "chat_id": chat_id});
     if let (Some(target), Value::Object(fields)) = (reply.as_object_mut(), extra) {
         target.extend(fields);

@@ -3,6 +3,7 @@
 //! splits it) and the protocol parser (any text or JSON never panics; `request_id`
 //! comes back). Case counts are kept small so the file runs in seconds.
 
+use chat_domain::ChatId;
 use std::collections::VecDeque;
 
 use actix_codec::Encoder;
@@ -349,7 +350,7 @@ proptest! {
         if let Ok(frame) = parsed {
             // What the session asks next never panics either.
             let _ = frame.action();
-            let _ = frame.chat(Some(1));
+            let _ = frame.chat(Some(ChatId(1)));
             let _ = frame.chat(None);
         }
     }
@@ -384,7 +385,7 @@ proptest! {
         prop_assert!(frame.is_ok(), "{:?}", frame.err());
         if let Ok(frame) = frame {
             prop_assert_eq!(frame.request_id.as_ref(), Some(&id));
-            prop_assert_eq!(frame.chat_id, Some(chat_id));
+            prop_assert_eq!(frame.chat_id, Some(ChatId(chat_id)));
             prop_assert_eq!(frame.message.as_deref(), Some(message.as_str()));
             prop_assert_eq!(frame.number, Some(number));
             prop_assert_eq!(frame.action().ok(), Some("send_message"));

@@ -1,6 +1,7 @@
 //! `/admin`: site administration.
 
 use actix_web::web;
+use chat_domain::UserId;
 use chat_services::AppContext;
 use chat_services::admin;
 use chat_services::chats::ChatView;
@@ -69,7 +70,7 @@ pub struct UpdateUser {
 pub async fn update_user(
     ctx: web::Data<AppContext>,
     user: AuthUser,
-    path: web::Path<i64>,
+    path: web::Path<UserId>,
     body: ApiJson<UpdateUser>,
 ) -> Result<web::Json<UserView>, ApiError> {
     Ok(web::Json(

@@ -1,6 +1,7 @@
 //! `/friends`: friends and friend requests.
 
 use actix_web::{HttpResponse, web};
+use chat_domain::UserId;
 use chat_services::AppContext;
 use chat_services::friends::{self, FriendRequestView, FriendRequests, FriendView};
 use chat_services::pagination::Page;
@@ -55,7 +56,8 @@ pub async fn list_requests(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SendFriendRequest {
     /// The user to befriend.
-    pub user_id: i64,
+    #[schema(value_type = i64)]
+    pub user_id: UserId,
 }
 
 /// Ask someone to be friends. If they already asked you, this accepts their request.
@@ -134,7 +136,7 @@ pub async fn decline_request(
 pub async fn remove_friend(
     ctx: web::Data<AppContext>,
     user: AuthUser,
-    path: web::Path<i64>,
+    path: web::Path<UserId>,
 ) -> Result<HttpResponse, ApiError> {
     friends::remove_friend(&ctx, &user.0, path.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())

@@ -2,6 +2,7 @@
 
 use crate::{ApiError, ApiJson, AuthUser, Problem};
 use actix_web::web;
+use chat_domain::UserId;
 use chat_services::AppContext;
 use chat_services::pagination::Page;
 use chat_services::users::{self, PublicUser, UpdateMeInput, UserView};
@@ -123,7 +124,7 @@ pub async fn search_users(
 pub async fn get_user(
     ctx: web::Data<AppContext>,
     _user: AuthUser,
-    path: web::Path<i64>,
+    path: web::Path<UserId>,
 ) -> Result<web::Json<PublicUser>, ApiError> {
     Ok(web::Json(users::get_user(&ctx, path.into_inner()).await?))
 }

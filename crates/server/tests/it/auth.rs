@@ -1,5 +1,6 @@
 //! Sign-up, log-in, refresh rotation, log-out — through the real server, both modes.
 
+use chat_domain::UserId;
 use chat_services::auth::tokens::{JwtKeys, issue_access};
 use chat_test_support::{Backend, TEST_JWT_SECRET, TEST_PASSWORD, TestApp, both_backends};
 use serde_json::json;
@@ -329,7 +330,7 @@ async fn deactivated_accounts_cannot_log_in(backend: Backend) -> anyhow::Result<
         ..Default::default()
     };
     chat_db::models::UserRow::update(&app.context.store.db, judy.user_id, changes).await?;
-    chat_services::auth::revoke_user_sessions(&app.context, judy.user_id, None).await?;
+    chat_services::auth::revoke_user_sessions(&app.context, UserId(judy.user_id), None).await?;
     app.post(
         "/api/v1/auth/login",
         None,
@@ -432,7 +433,7 @@ async fn expired_and_forged_tokens_are_refused(backend: Backend) -> anyhow::Resu
     let now = chrono_now();
     let expired = issue_access(
         &JwtKeys::from_secret(TEST_JWT_SECRET.as_bytes()),
-        leo.user_id,
+        UserId(leo.user_id),
         &claims.sid,
         now - 3600,
         now - 5,
@@ -442,7 +443,7 @@ async fn expired_and_forged_tokens_are_refused(backend: Backend) -> anyhow::Resu
         .expect_problem(401, "token_expired")?;
     let forged = issue_access(
         &JwtKeys::from_secret(b"someone else's secret, 32 bytes+"),
-        leo.user_id,
+        UserId(leo.user_id),
         &claims.sid,
         now,
         now + 600,
@@ -453,7 +454,7 @@ async fn expired_and_forged_tokens_are_refused(backend: Backend) -> anyhow::Resu
     // A valid signature for another user's id with this session does not pass either.
     let swapped = issue_access(
         &JwtKeys::from_secret(TEST_JWT_SECRET.as_bytes()),
-        leo.user_id + 1,
+        UserId(leo.user_id + 1),
         &claims.sid,
         now,
         now + 600,

@@ -1,5 +1,6 @@
 //! Messages: sending, idempotency, seq allocation, history, edits, deletes, events.
 
+use chat_domain::UserId;
 use std::time::Duration;
 
 use chat_services::auth::tokens::{JwtKeys, issue_access, verify_access};
@@ -600,12 +601,12 @@ async fn the_history_route_refuses_every_bad_caller(backend: Backend) -> anyhow:
     app.get(&path, Some("not-a-token"))
         .await?
         .expect_problem(401, "invalid_token")?;
-    let expired = issue_access(&keys, bob.user_id, &bob_sid, now - 3600, now - 5)?;
+    let expired = issue_access(&keys, UserId(bob.user_id), &bob_sid, now - 3600, now - 5)?;
     app.get(&path, Some(&expired))
         .await?
         .expect_problem(401, "token_expired")?;
     // A valid signature naming ann with bob's session: the session is bob's.
-    let swapped = issue_access(&keys, ann.user_id, &bob_sid, now, now + 600)?;
+    let swapped = issue_access(&keys, UserId(ann.user_id), &bob_sid, now, now + 600)?;
     app.get(&path, Some(&swapped))
         .await?
         .expect_problem(401, "session_revoked")?;

@@ -1,5 +1,6 @@
 //! The check behind every authenticated request.
 
+use chat_domain::UserId;
 use chat_selectors::sessions::live_session;
 
 use crate::auth::tokens;
@@ -9,7 +10,7 @@ use crate::{AppContext, ServiceError};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     /// The user.
-    pub user_id: i64,
+    pub user_id: UserId,
     /// Their session.
     pub session_id: String,
     /// Site admin.
@@ -25,9 +26,9 @@ pub async fn current_principal(
 ) -> Result<Option<Principal>, ServiceError> {
     Ok(live_session(&ctx.store, &principal.session_id)
         .await?
-        .filter(|s| s.user_id == principal.user_id)
+        .filter(|s| s.user_id == principal.user_id.0)
         .map(|s| Principal {
-            user_id: s.user_id,
+            user_id: UserId(s.user_id),
             session_id: principal.session_id.clone(),
             is_admin: s.is_admin,
         }))
@@ -42,7 +43,7 @@ pub async fn authenticate(ctx: &AppContext, access_token: &str) -> Result<Princi
         .filter(|s| s.user_id.to_string() == claims.sub)
         .ok_or_else(session_ended)?;
     Ok(Principal {
-        user_id: session.user_id,
+        user_id: UserId(session.user_id),
         session_id: claims.sid,
         is_admin: session.is_admin,
     })

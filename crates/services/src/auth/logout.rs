@@ -1,6 +1,7 @@
 //! Ending sessions.
 
 use chat_db::models::SessionRow;
+use chat_domain::UserId;
 use chat_selectors::sessions::invalidate_session;
 
 use crate::auth::Principal;
@@ -8,7 +9,7 @@ use crate::events::{UserEvent, publish_user};
 use crate::{AppContext, ServiceError};
 
 /// Bus topic of a user's own events (presence, notifications, session ends).
-pub fn user_topic(user_id: i64) -> String {
+pub fn user_topic(user_id: UserId) -> String {
     format!("user.{user_id}")
 }
 
@@ -16,7 +17,7 @@ pub fn user_topic(user_id: i64) -> String {
 /// its tokens from now on), then tells the WebSocket layer to close its sockets.
 pub(crate) async fn revoke_session(
     ctx: &AppContext,
-    user_id: i64,
+    user_id: UserId,
     session_id: &str,
 ) -> Result<(), ServiceError> {
     SessionRow::revoke(&ctx.store.db, session_id, chat_db::now()).await?;
@@ -32,7 +33,7 @@ pub(crate) async fn revoke_session(
 /// Ends the caller's session: its access token stops working at once.
 pub async fn logout(ctx: &AppContext, principal: &Principal) -> Result<(), ServiceError> {
     revoke_session(ctx, principal.user_id, &principal.session_id).await?;
-    tracing::info!(user.id = principal.user_id, "logged out");
+    tracing::info!(user.id = principal.user_id.0, "logged out");
     Ok(())
 }
 
@@ -40,11 +41,11 @@ pub async fn logout(ctx: &AppContext, principal: &Principal) -> Result<(), Servi
 /// own; deactivation keeps none). Returns how many were ended.
 pub async fn revoke_user_sessions(
     ctx: &AppContext,
-    user_id: i64,
+    user_id: UserId,
     keep: Option<&str>,
 ) -> Result<usize, ServiceError> {
     let revoked =
-        SessionRow::revoke_all_for_user(&ctx.store.db, user_id, keep, chat_db::now()).await?;
+        SessionRow::revoke_all_for_user(&ctx.store.db, user_id.0, keep, chat_db::now()).await?;
     for session_id in &revoked {
         invalidate_session(&ctx.store, session_id).await;
         let event = UserEvent::SessionRevoked {

@@ -1,6 +1,7 @@
 //! Refresh-token rotation with reuse detection.
 
 use chat_db::models::SessionRow;
+use chat_domain::UserId;
 
 use crate::auth::revoke_session;
 use crate::auth::session::{TokenPair, token_pair};
@@ -60,7 +61,7 @@ pub async fn refresh(
             user.id = user.id,
             "refresh token reused; revoking the session"
         );
-        revoke_session(ctx, user.id, &session.id).await?;
+        revoke_session(ctx, UserId(user.id), &session.id).await?;
         return Err(refused(
             "refresh_token_reused",
             "this refresh token was already used; the session has been ended",

@@ -1,6 +1,7 @@
 //! Opening a session: the token pair every successful sign-up, log-in and refresh returns.
 
 use chat_db::models::{SessionRow, UserRow};
+use chat_domain::UserId;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -58,8 +59,13 @@ fn signed_pair(
 ) -> Result<TokenPair, ServiceError> {
     let now = chrono::Utc::now().timestamp();
     let expires_in = ttl_secs(ctx.auth.access_ttl);
-    let access_token =
-        tokens::issue_access(&ctx.auth.keys, user.id, session_id, now, now + expires_in)?;
+    let access_token = tokens::issue_access(
+        &ctx.auth.keys,
+        UserId(user.id),
+        session_id,
+        now,
+        now + expires_in,
+    )?;
     Ok(TokenPair {
         user: UserView::from(user),
         access_token,
@@ -70,12 +76,12 @@ fn signed_pair(
 }
 
 /// A new session row for `user`, with a fresh id and refresh nonce.
-fn new_session(ctx: &AppContext, user_id: i64) -> SessionRow {
+fn new_session(ctx: &AppContext, user_id: UserId) -> SessionRow {
     let now = chat_db::now();
     let refresh_ttl = chrono::Duration::seconds(ttl_secs(ctx.auth.refresh_ttl));
     SessionRow {
         id: tokens::new_session_id(),
-        user_id,
+        user_id: user_id.0,
         refresh_nonce: tokens::random_token(),
         refresh_gen: 0,
         created_at: now,
@@ -90,7 +96,7 @@ pub(crate) async fn open_session(
     ctx: &AppContext,
     user: &UserRow,
 ) -> Result<TokenPair, ServiceError> {
-    let row = new_session(ctx, user.id);
+    let row = new_session(ctx, UserId(user.id));
     SessionRow::insert(&ctx.store.db, &row).await?;
     tracing::info!(user.id = user.id, "session opened");
     token_pair(ctx, user, &row.id, &row.refresh_nonce, 0).await
@@ -104,7 +110,7 @@ pub(crate) async fn open_verified_session(
     ctx: &AppContext,
     user: &UserRow,
 ) -> Result<Option<TokenPair>, ServiceError> {
-    let row = new_session(ctx, user.id);
+    let row = new_session(ctx, UserId(user.id));
     let Some(user) =
         SessionRow::insert_if_credentials_unchanged(&ctx.store.db, &row, &user.password_hash)
             .await?

@@ -1,6 +1,7 @@
 //! Single-use WebSocket tickets: browsers cannot set headers on a WebSocket handshake,
 //! and a token in the URL ends up in logs. A ticket is useless after one use or 30 s.
 
+use chat_domain::UserId;
 use std::time::Duration;
 
 use chat_selectors::keys;
@@ -41,7 +42,7 @@ pub async fn issue_ws_ticket(
     )?;
     let ticket = tokens::random_token();
     let data = serde_json::to_string(&TicketData {
-        user_id: principal.user_id,
+        user_id: principal.user_id.0,
         session_id: principal.session_id.clone(),
     })
     .map_err(|e| ServiceError::Internal(e.into()))?;
@@ -91,7 +92,7 @@ pub async fn redeem_ws_ticket(ctx: &AppContext, ticket: &str) -> Result<Principa
             )
         })?;
     Ok(Principal {
-        user_id: session.user_id,
+        user_id: UserId(session.user_id),
         session_id: data.session_id,
         is_admin: session.is_admin,
     })

@@ -9,6 +9,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chat_domain::UserId;
 use hmac::{Hmac, Mac};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -70,7 +71,7 @@ pub struct AccessClaims {
 /// Signs an access token for `user_id` in session `sid`, valid until `exp`.
 pub fn issue_access(
     keys: &JwtKeys,
-    user_id: i64,
+    user_id: UserId,
     sid: &str,
     iat: i64,
     exp: i64,
@@ -219,7 +220,7 @@ mod tests {
     #[test]
     fn access_tokens_round_trip() -> anyhow::Result<()> {
         let now = chrono::Utc::now().timestamp();
-        let token = issue_access(&keys(), 7, "s1", now, now + 60)?;
+        let token = issue_access(&keys(), UserId(7), "s1", now, now + 60)?;
         let claims = verify_access(&keys(), &token)?;
         assert_eq!((claims.sub.as_str(), claims.sid.as_str()), ("7", "s1"));
         Ok(())
@@ -229,10 +230,11 @@ mod tests {
     fn a_rotated_out_secret_still_verifies_but_never_signs() -> anyhow::Result<()> {
         let now = chrono::Utc::now().timestamp();
         let old = b"the old secret, rotated out now!";
-        let signed_before = issue_access(&JwtKeys::from_secret(old), 7, "s1", now, now + 60)?;
+        let signed_before =
+            issue_access(&JwtKeys::from_secret(old), UserId(7), "s1", now, now + 60)?;
         let rotating = keys().with_previous(old);
         assert_eq!(verify_access(&rotating, &signed_before)?.sub, "7");
-        let signed_now = issue_access(&rotating, 7, "s1", now, now + 60)?;
+        let signed_now = issue_access(&rotating, UserId(7), "s1", now, now + 60)?;
         assert!(
             verify_access(&JwtKeys::from_secret(old), &signed_now).is_err(),
             "new tokens are signed with the current secret"
@@ -252,7 +254,7 @@ mod tests {
     #[test]
     fn expired_and_forged_tokens_are_refused_with_distinct_codes() -> anyhow::Result<()> {
         let now = chrono::Utc::now().timestamp();
-        let expired = issue_access(&keys(), 7, "s1", now - 120, now - 60)?;
+        let expired = issue_access(&keys(), UserId(7), "s1", now - 120, now - 60)?;
         assert!(matches!(
             verify_access(&keys(), &expired),
             Err(ServiceError::Unauthorized {
@@ -261,7 +263,7 @@ mod tests {
             })
         ));
         let other = JwtKeys::from_secret(b"another secret another secret!!!");
-        let forged = issue_access(&other, 7, "s1", now, now + 60)?;
+        let forged = issue_access(&other, UserId(7), "s1", now, now + 60)?;
         assert!(matches!(
             verify_access(&keys(), &forged),
             Err(ServiceError::Unauthorized {

@@ -1,6 +1,8 @@
 //! Loading what a permission rule needs: the chat's header and the caller's role,
 //! both through the cache.
 
+use chat_domain::ChatId;
+use chat_domain::UserId;
 use chat_domain::permissions::{Actor, Denied};
 use chat_domain::{ChatKind, Role, Visibility};
 use chat_selectors::chats::{
@@ -30,7 +32,7 @@ pub(crate) fn denied(d: Denied) -> ServiceError {
 pub(crate) async fn access(
     ctx: &AppContext,
     principal: &Principal,
-    chat_id: i64,
+    chat_id: ChatId,
 ) -> Result<ChatAccess, ServiceError> {
     Ok(access_with(ctx, principal, chat_id, Profile::Skip).await?.0)
 }
@@ -40,10 +42,10 @@ pub(crate) async fn access(
 pub(crate) async fn access_with(
     ctx: &AppContext,
     principal: &Principal,
-    chat_id: i64,
+    chat_id: ChatId,
     profile: Profile,
 ) -> Result<(ChatAccess, Option<UserProfile>), ServiceError> {
-    let read = chat_access(&ctx.store, chat_id, principal.user_id, profile).await?;
+    let read = chat_access(&ctx.store, chat_id.0, principal.user_id.0, profile).await?;
     access_from(principal, chat_id, read)
 }
 
@@ -54,15 +56,15 @@ pub(crate) async fn access_with(
 pub(crate) async fn authenticated_access(
     ctx: &AppContext,
     claims: AccessClaims,
-    chat_id: i64,
+    chat_id: ChatId,
     extra: &[&str],
 ) -> Result<(ChatAccess, Vec<Option<String>>), ServiceError> {
     let user_id: i64 = claims.sub.parse().map_err(|_| session_ended())?;
     let (session, read, extra) =
-        session_and_chat_access(&ctx.store, &claims.sid, user_id, chat_id, extra).await?;
+        session_and_chat_access(&ctx.store, &claims.sid, user_id, chat_id.0, extra).await?;
     let session = session.ok_or_else(session_ended)?;
     let principal = Principal {
-        user_id: session.user_id,
+        user_id: UserId(session.user_id),
         session_id: claims.sid,
         is_admin: session.is_admin,
     };
@@ -80,7 +82,7 @@ fn visible(header: &ChatHeader, role: Option<Role>, site_admin: bool) -> bool {
 
 fn access_from(
     principal: &Principal,
-    chat_id: i64,
+    chat_id: ChatId,
     read: AccessRead,
 ) -> Result<(ChatAccess, Option<UserProfile>), ServiceError> {
     let not_found = || ServiceError::NotFound(format!("chat {chat_id} not found"));

@@ -2,7 +2,9 @@
 
 use chat_db::DbError;
 use chat_db::models::{ChatRow, FriendshipRow, NewChat};
+use chat_domain::ChatId;
 use chat_domain::Role;
+use chat_domain::UserId;
 use chat_domain::chat::direct_key;
 use chat_selectors::chats::put_membership;
 use chat_selectors::users::user_profile;
@@ -19,7 +21,7 @@ use crate::{AppContext, ServiceError};
 pub async fn open_direct(
     ctx: &AppContext,
     principal: &Principal,
-    user_id: i64,
+    user_id: UserId,
 ) -> Result<(ChatView, bool), ServiceError> {
     if user_id == principal.user_id {
         return Err(ServiceError::invalid(
@@ -27,16 +29,16 @@ pub async fn open_direct(
             "you cannot open a direct chat with yourself",
         ));
     }
-    let other = user_profile(&ctx.store, user_id)
+    let other = user_profile(&ctx.store, user_id.0)
         .await?
         .filter(|u| u.is_active)
         .ok_or_else(|| ServiceError::NotFound(format!("user {user_id} not found")))?;
-    let key = direct_key(principal.user_id, user_id);
+    let key = direct_key(principal.user_id.0, user_id.0);
     if let Some(chat) = ChatRow::find_direct(&ctx.store.db, &key).await? {
         return Ok((full_view(ctx, chat, principal.user_id).await?, false));
     }
     if ctx.chat.direct_requires_friendship {
-        let friends = FriendshipRow::find_pair(&ctx.store.db, principal.user_id, user_id)
+        let friends = FriendshipRow::find_pair(&ctx.store.db, principal.user_id.0, user_id.0)
             .await?
             .is_some_and(|f| f.status == "accepted");
         if !friends {
@@ -56,13 +58,13 @@ pub async fn open_direct(
         description: None,
         visibility: "private",
         direct_key: Some(&key),
-        created_by: Some(principal.user_id),
+        created_by: Some(principal.user_id.0),
         created_at: now,
         last_activity_at: now,
         member_count: 2,
     };
     let members = [
-        (principal.user_id, Role::Member.as_str()),
+        (principal.user_id.0, Role::Member.as_str()),
         (other.id, Role::Member.as_str()),
     ];
     match ChatRow::create(&ctx.store.db, new, &members).await {
@@ -79,28 +81,32 @@ pub async fn open_direct(
             // `/ws` sockets follow a chat when its `chat.member_joined` passes: without
             // these, the sockets both members already hold would hear nothing of the
             // new chat until they reconnect.
-            let own_name = user_profile(&ctx.store, principal.user_id)
+            let own_name = user_profile(&ctx.store, principal.user_id.0)
                 .await?
                 .map(|p| p.username)
                 .unwrap_or_default();
             for (user_id, username, added_by) in [
                 (principal.user_id, own_name, None),
-                (other.id, other.username.clone(), Some(principal.user_id)),
+                (
+                    UserId(other.id),
+                    other.username.clone(),
+                    Some(principal.user_id),
+                ),
             ] {
                 let joined = ChatEvent::MemberJoined {
-                    chat_id: chat.id,
+                    chat_id: ChatId(chat.id),
                     user_id,
                     username,
                     role: Role::Member,
                     added_by,
                 };
-                publish_chat(ctx, chat.id, &joined).await;
+                publish_chat(ctx, ChatId(chat.id), &joined).await;
             }
             notify(
                 ctx,
-                other.id,
+                UserId(other.id),
                 &Notification::AddedToChat {
-                    chat_id: chat.id,
+                    chat_id: ChatId(chat.id),
                     by_user_id: principal.user_id,
                 },
             )

@@ -2,6 +2,7 @@
 
 use chat_db::models::{ChatChanges, ChatRow, HistoryRange, MembershipRow, MessageRow, NewChat};
 use chat_domain::permissions;
+use chat_domain::{ChatId, UserId};
 use chat_domain::{ChatName, Description, FieldErrors, Role, Visibility};
 use chat_selectors::chats::{ChatHeader, put_chat_header, put_membership};
 
@@ -39,10 +40,10 @@ pub struct UpdateChatInput {
 pub(crate) async fn full_view(
     ctx: &AppContext,
     chat: ChatRow,
-    viewer: i64,
+    viewer: UserId,
 ) -> Result<ChatView, ServiceError> {
     let db = &ctx.store.db;
-    let membership = MembershipRow::find(db, chat.id, viewer).await?;
+    let membership = MembershipRow::find(db, chat.id, viewer.0).await?;
     let last = MessageRow::history(db, chat.id, HistoryRange::Before(None), 1)
         .await?
         .into_iter()
@@ -56,8 +57,8 @@ pub(crate) async fn full_view(
     Ok(ChatView::new(chat, membership.as_ref(), last, members))
 }
 
-pub(crate) async fn load_chat(ctx: &AppContext, chat_id: i64) -> Result<ChatRow, ServiceError> {
-    ChatRow::find(&ctx.store.db, chat_id)
+pub(crate) async fn load_chat(ctx: &AppContext, chat_id: ChatId) -> Result<ChatRow, ServiceError> {
+    ChatRow::find(&ctx.store.db, chat_id.0)
         .await?
         .ok_or_else(|| ServiceError::NotFound(format!("chat {chat_id} not found")))
 }
@@ -96,7 +97,7 @@ pub async fn create_group(
         description: description.as_deref(),
         visibility: visibility.as_str(),
         direct_key: None,
-        created_by: Some(principal.user_id),
+        created_by: Some(principal.user_id.0),
         created_at: now,
         last_activity_at: now,
         member_count: 1,
@@ -104,30 +105,30 @@ pub async fn create_group(
     let (chat, _) = ChatRow::create(
         &ctx.store.db,
         new,
-        &[(principal.user_id, Role::Owner.as_str())],
+        &[(principal.user_id.0, Role::Owner.as_str())],
     )
     .await?;
     // Write-through, not just invalidation: a probe of the next id may have cached "no
     // such chat" moments ago.
     put_chat_header(&ctx.store, chat.id, Some(&ChatHeader::from_row(&chat))).await;
-    put_membership(&ctx.store, chat.id, principal.user_id, Some(Role::Owner)).await;
+    put_membership(&ctx.store, chat.id, principal.user_id.0, Some(Role::Owner)).await;
     // The owner's open `/ws` sockets follow the new group as this event passes (they
     // were opened before it existed).
-    let username = chat_selectors::users::user_profile(&ctx.store, principal.user_id)
+    let username = chat_selectors::users::user_profile(&ctx.store, principal.user_id.0)
         .await?
         .map(|p| p.username)
         .unwrap_or_default();
     let joined = ChatEvent::MemberJoined {
-        chat_id: chat.id,
+        chat_id: ChatId(chat.id),
         user_id: principal.user_id,
         username,
         role: Role::Owner,
         added_by: None,
     };
-    publish_chat(ctx, chat.id, &joined).await;
+    publish_chat(ctx, ChatId(chat.id), &joined).await;
     tracing::info!(
         chat.id = chat.id,
-        user.id = principal.user_id,
+        user.id = principal.user_id.0,
         "group created"
     );
     full_view(ctx, chat, principal.user_id).await
@@ -137,7 +138,7 @@ pub async fn create_group(
 pub async fn get_chat(
     ctx: &AppContext,
     principal: &Principal,
-    chat_id: i64,
+    chat_id: ChatId,
 ) -> Result<ChatView, ServiceError> {
     let access = access(ctx, principal, chat_id).await?;
     permissions::view_chat(access.header.kind, access.actor).map_err(denied)?;
@@ -148,7 +149,7 @@ pub async fn get_chat(
 pub async fn update_chat(
     ctx: &AppContext,
     principal: &Principal,
-    chat_id: i64,
+    chat_id: ChatId,
     input: UpdateChatInput,
 ) -> Result<ChatView, ServiceError> {
     let access = access(ctx, principal, chat_id).await?;
@@ -170,11 +171,11 @@ pub async fn update_chat(
         description: description.as_ref().map(|d| d.as_deref()),
         visibility: visibility.map(Visibility::as_str),
     };
-    let chat = ChatRow::update(&ctx.store.db, chat_id, changes)
+    let chat = ChatRow::update(&ctx.store.db, chat_id.0, changes)
         .await?
         .ok_or_else(|| ServiceError::NotFound(format!("chat {chat_id} not found")))?;
     let header = ChatHeader::from_row(&chat);
-    put_chat_header(&ctx.store, chat_id, Some(&header)).await;
+    put_chat_header(&ctx.store, chat_id.0, Some(&header)).await;
     let event = ChatEvent::Updated {
         chat_id,
         name: chat.name.clone(),
@@ -189,17 +190,17 @@ pub async fn update_chat(
 pub async fn delete_chat(
     ctx: &AppContext,
     principal: &Principal,
-    chat_id: i64,
+    chat_id: ChatId,
 ) -> Result<(), ServiceError> {
     let access = access(ctx, principal, chat_id).await?;
     permissions::delete_chat(access.header.kind, access.actor).map_err(denied)?;
-    let members = MembershipRow::member_ids(&ctx.store.db, chat_id).await?;
-    if !ChatRow::delete(&ctx.store.db, chat_id).await? {
+    let members = MembershipRow::member_ids(&ctx.store.db, chat_id.0).await?;
+    if !ChatRow::delete(&ctx.store.db, chat_id.0).await? {
         return Err(ServiceError::NotFound(format!("chat {chat_id} not found")));
     }
-    put_chat_header(&ctx.store, chat_id, None).await;
+    put_chat_header(&ctx.store, chat_id.0, None).await;
     for user_id in members {
-        put_membership(&ctx.store, chat_id, user_id, None).await;
+        put_membership(&ctx.store, chat_id.0, user_id, None).await;
     }
     publish_chat(
         ctx,
@@ -211,8 +212,8 @@ pub async fn delete_chat(
     )
     .await;
     tracing::info!(
-        chat.id = chat_id,
-        user.id = principal.user_id,
+        chat.id = chat_id.0,
+        user.id = principal.user_id.0,
         "group deleted"
     );
     Ok(())
@@ -241,7 +242,7 @@ pub async fn discover_groups(
 pub async fn join_chat(
     ctx: &AppContext,
     principal: &Principal,
-    chat_id: i64,
+    chat_id: ChatId,
 ) -> Result<ChatView, ServiceError> {
     let access = access(ctx, principal, chat_id).await?;
     permissions::join_chat(access.header.kind, access.header.visibility, access.actor)
@@ -259,10 +260,10 @@ pub async fn join_chat(
 /// number of requests in flight, which the per-user rate limits keep small.)
 pub(crate) async fn ensure_room_for_chat(
     ctx: &AppContext,
-    user_id: i64,
+    user_id: UserId,
 ) -> Result<(), ServiceError> {
     let max = ctx.chat.max_chats_per_user;
-    if MembershipRow::count_of(&ctx.store.db, user_id).await? >= max {
+    if MembershipRow::count_of(&ctx.store.db, user_id.0).await? >= max {
         return Err(ServiceError::Conflict {
             code: "too_many_chats",
             detail: format!("a user may belong to at most {max} chats (CHAT_MAX_CHATS_PER_USER)"),
@@ -275,16 +276,16 @@ pub(crate) async fn ensure_room_for_chat(
 /// is a 409 `already_member`; a user in too many chats a 409 `too_many_chats`.
 pub(crate) async fn add_membership(
     ctx: &AppContext,
-    chat_id: i64,
-    user_id: i64,
+    chat_id: ChatId,
+    user_id: UserId,
     role: Role,
-    added_by: Option<i64>,
+    added_by: Option<UserId>,
 ) -> Result<MembershipRow, ServiceError> {
     ensure_room_for_chat(ctx, user_id).await?;
     let row = MembershipRow::add(
         &ctx.store.db,
-        chat_id,
-        user_id,
+        chat_id.0,
+        user_id.0,
         role.as_str(),
         chat_db::now(),
     )
@@ -296,8 +297,8 @@ pub(crate) async fn add_membership(
         },
         other => other.into(),
     })?;
-    put_membership(&ctx.store, chat_id, user_id, Some(role)).await;
-    let username = chat_selectors::users::user_profile(&ctx.store, user_id)
+    put_membership(&ctx.store, chat_id.0, user_id.0, Some(role)).await;
+    let username = chat_selectors::users::user_profile(&ctx.store, user_id.0)
         .await?
         .map(|p| p.username)
         .unwrap_or_default();
@@ -319,18 +320,18 @@ pub(crate) async fn add_membership(
 /// Ends a membership, records it and announces it.
 pub(crate) async fn end_membership(
     ctx: &AppContext,
-    chat_id: i64,
-    user_id: i64,
+    chat_id: ChatId,
+    user_id: UserId,
     reason: LeftReason,
-    removed_by: Option<i64>,
+    removed_by: Option<UserId>,
 ) -> Result<(), ServiceError> {
-    if !MembershipRow::remove(&ctx.store.db, chat_id, user_id).await? {
+    if !MembershipRow::remove(&ctx.store.db, chat_id.0, user_id.0).await? {
         return Err(ServiceError::Conflict {
             code: "membership_changed",
             detail: "not a member any more, or now the owner; reload the members".to_owned(),
         });
     }
-    put_membership(&ctx.store, chat_id, user_id, None).await;
+    put_membership(&ctx.store, chat_id.0, user_id.0, None).await;
     publish_chat(
         ctx,
         chat_id,
@@ -349,7 +350,7 @@ pub(crate) async fn end_membership(
 pub async fn leave_chat(
     ctx: &AppContext,
     principal: &Principal,
-    chat_id: i64,
+    chat_id: ChatId,
 ) -> Result<(), ServiceError> {
     let access = access(ctx, principal, chat_id).await?;
     permissions::leave_chat(access.header.kind, access.actor).map_err(denied)?;

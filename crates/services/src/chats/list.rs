@@ -33,7 +33,7 @@ pub async fn list_chats(
     let limit = pagination::limit(limit)?;
     let after = cursor.map(decode).transpose()?;
     let entries =
-        ChatRow::list_for_user(&ctx.store.db, principal.user_id, after, limit + 1).await?;
+        ChatRow::list_for_user(&ctx.store.db, principal.user_id.0, after, limit + 1).await?;
     let small: Vec<i64> = entries
         .iter()
         .take(usize::try_from(limit).unwrap_or(0))

@@ -44,7 +44,7 @@ pub async fn authorize_socket(
     principal: &Principal,
     chat_id: ChatId,
 ) -> Result<Seq, ServiceError> {
-    let access = access(ctx, principal, chat_id.0).await?;
+    let access = access(ctx, principal, chat_id).await?;
     permissions::post_in_chat(access.actor).map_err(denied)?;
     Ok(Seq(chat_db::models::ChatRow::find(
         &ctx.store.db,
@@ -58,10 +58,10 @@ pub async fn authorize_socket(
 pub async fn typing(
     ctx: &AppContext,
     principal: &Principal,
-    chat_id: i64,
+    chat_id: ChatId,
 ) -> Result<(), ServiceError> {
-    authorize_socket(ctx, principal, ChatId(chat_id)).await?;
-    let username = user_profile(&ctx.store, principal.user_id)
+    authorize_socket(ctx, principal, chat_id).await?;
+    let username = user_profile(&ctx.store, principal.user_id.0)
         .await?
         .map(|u| u.username)
         .unwrap_or_default();

@@ -3,6 +3,7 @@
 use chat_db::models::MembershipRow;
 use chat_domain::Role;
 use chat_domain::permissions;
+use chat_domain::{ChatId, UserId};
 use chat_selectors::chats::{membership_role, put_membership};
 use chat_selectors::users::user_profile;
 
@@ -17,13 +18,13 @@ use crate::{AppContext, ServiceError};
 
 async fn member_view(
     ctx: &AppContext,
-    chat_id: i64,
-    user_id: i64,
+    chat_id: ChatId,
+    user_id: UserId,
 ) -> Result<MemberView, ServiceError> {
-    let entry = MembershipRow::members(&ctx.store.db, chat_id, Some(user_id - 1), 1)
+    let entry = MembershipRow::members(&ctx.store.db, chat_id.0, Some(user_id.0 - 1), 1)
         .await?
         .into_iter()
-        .find(|m| m.membership.user_id == user_id)
+        .find(|m| m.membership.user_id == user_id.0)
         .ok_or_else(|| ServiceError::NotFound("not a member of this chat".to_owned()))?;
     MemberView::many(ctx, vec![entry])
         .await
@@ -35,7 +36,7 @@ async fn member_view(
 pub async fn list_members(
     ctx: &AppContext,
     principal: &Principal,
-    chat_id: i64,
+    chat_id: ChatId,
     limit: Option<i64>,
     cursor: Option<&str>,
 ) -> Result<Page<MemberView>, ServiceError> {
@@ -43,7 +44,7 @@ pub async fn list_members(
     permissions::view_chat(access.header.kind, access.actor).map_err(denied)?;
     let limit = pagination::limit(limit)?;
     let after = cursor.map(pagination::decode_id_cursor).transpose()?;
-    let rows = MembershipRow::members(&ctx.store.db, chat_id, after, limit + 1).await?;
+    let rows = MembershipRow::members(&ctx.store.db, chat_id.0, after, limit + 1).await?;
     let online = online_now(ctx, rows.iter().map(|m| m.user.id)).await;
     Ok(pagination::page(
         rows,
@@ -58,16 +59,16 @@ pub async fn list_members(
 pub async fn add_member(
     ctx: &AppContext,
     principal: &Principal,
-    chat_id: i64,
-    user_id: i64,
+    chat_id: ChatId,
+    user_id: UserId,
 ) -> Result<(MemberView, bool), ServiceError> {
     let access = access(ctx, principal, chat_id).await?;
     permissions::add_member(access.header.kind, access.actor).map_err(denied)?;
-    user_profile(&ctx.store, user_id)
+    user_profile(&ctx.store, user_id.0)
         .await?
         .filter(|u| u.is_active)
         .ok_or_else(|| ServiceError::NotFound(format!("user {user_id} not found")))?;
-    if membership_role(&ctx.store, chat_id, user_id)
+    if membership_role(&ctx.store, chat_id.0, user_id.0)
         .await?
         .is_some()
     {
@@ -107,36 +108,36 @@ pub async fn add_member(
 pub async fn change_role(
     ctx: &AppContext,
     principal: &Principal,
-    chat_id: i64,
-    user_id: i64,
+    chat_id: ChatId,
+    user_id: UserId,
     role: &str,
 ) -> Result<MemberView, ServiceError> {
     let role = Role::parse(role).map_err(|m| ServiceError::invalid("role", m))?;
     let access = access(ctx, principal, chat_id).await?;
-    let target = membership_role(&ctx.store, chat_id, user_id)
+    let target = membership_role(&ctx.store, chat_id.0, user_id.0)
         .await?
         .ok_or_else(|| ServiceError::NotFound("not a member of this chat".to_owned()))?;
     permissions::change_role(access.header.kind, access.actor, target).map_err(denied)?;
     if role == Role::Owner {
-        let owner = MembershipRow::owner_of(&ctx.store.db, chat_id)
+        let owner = MembershipRow::owner_of(&ctx.store.db, chat_id.0)
             .await?
             .ok_or_else(|| {
                 ServiceError::Internal(anyhow::anyhow!("group {chat_id} has no owner"))
             })?;
-        if !MembershipRow::transfer_ownership(&ctx.store.db, chat_id, owner, user_id).await? {
+        if !MembershipRow::transfer_ownership(&ctx.store.db, chat_id.0, owner, user_id.0).await? {
             return Err(ServiceError::Conflict {
                 code: "membership_changed",
                 detail: "the group's members changed meanwhile; retry".to_owned(),
             });
         }
-        put_membership(&ctx.store, chat_id, owner, Some(Role::Admin)).await;
-        put_membership(&ctx.store, chat_id, user_id, Some(Role::Owner)).await;
+        put_membership(&ctx.store, chat_id.0, owner, Some(Role::Admin)).await;
+        put_membership(&ctx.store, chat_id.0, user_id.0, Some(Role::Owner)).await;
         publish_chat(
             ctx,
             chat_id,
             &ChatEvent::RoleChanged {
                 chat_id,
-                user_id: owner,
+                user_id: UserId(owner),
                 role: Role::Admin,
             },
         )
@@ -152,13 +153,13 @@ pub async fn change_role(
         )
         .await;
     } else if role != target {
-        MembershipRow::set_role(&ctx.store.db, chat_id, user_id, role.as_str())
+        MembershipRow::set_role(&ctx.store.db, chat_id.0, user_id.0, role.as_str())
             .await?
             .ok_or_else(|| ServiceError::Conflict {
                 code: "membership_changed",
                 detail: "not a member any more, or now the owner; reload the members".to_owned(),
             })?;
-        put_membership(&ctx.store, chat_id, user_id, Some(role)).await;
+        put_membership(&ctx.store, chat_id.0, user_id.0, Some(role)).await;
         publish_chat(
             ctx,
             chat_id,
@@ -178,14 +179,14 @@ pub async fn change_role(
 pub async fn remove_member(
     ctx: &AppContext,
     principal: &Principal,
-    chat_id: i64,
-    user_id: i64,
+    chat_id: ChatId,
+    user_id: UserId,
 ) -> Result<(), ServiceError> {
     if user_id == principal.user_id {
         return leave_chat(ctx, principal, chat_id).await;
     }
     let access = access(ctx, principal, chat_id).await?;
-    let target = membership_role(&ctx.store, chat_id, user_id)
+    let target = membership_role(&ctx.store, chat_id.0, user_id.0)
         .await?
         .ok_or_else(|| ServiceError::NotFound("not a member of this chat".to_owned()))?;
     permissions::remove_member(access.header.kind, access.actor, target).map_err(denied)?;

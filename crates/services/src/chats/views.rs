@@ -1,6 +1,7 @@
 //! What clients see of chats, members and messages.
 
 use chat_db::models::{ChatRow, MemberEntry, MembershipRow, MessageEntry, MessageRow};
+use chat_domain::UserId;
 use chat_domain::{ChatKind, Role, Visibility};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -95,7 +96,7 @@ impl MemberView {
     pub fn new(entry: MemberEntry, online: &OnlineNow) -> Self {
         MemberView {
             user_id: entry.user.id,
-            online: online.of(entry.user.id),
+            online: online.of(UserId(entry.user.id)),
             last_seen_at: entry.user.last_seen_at.map(utc),
             username: entry.user.username,
             display_name: entry.user.display_name,

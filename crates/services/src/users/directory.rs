@@ -1,6 +1,7 @@
 //! Finding other users.
 
 use chat_db::models::UserRow;
+use chat_domain::UserId;
 
 use crate::pagination::{self, Page};
 use crate::users::PublicUser;
@@ -29,8 +30,8 @@ pub async fn search_users(
 }
 
 /// One user's public profile; deactivated users are not found.
-pub async fn get_user(ctx: &AppContext, user_id: i64) -> Result<PublicUser, ServiceError> {
-    UserRow::find(&ctx.store.db, user_id)
+pub async fn get_user(ctx: &AppContext, user_id: UserId) -> Result<PublicUser, ServiceError> {
+    UserRow::find(&ctx.store.db, user_id.0)
         .await?
         .filter(|u| u.is_active)
         .map(PublicUser::from)

@@ -1,6 +1,7 @@
 //! The caller's own account.
 
 use chat_db::models::{UserChanges, UserRow};
+use chat_domain::UserId;
 use chat_domain::{DisplayName, FieldErrors, Password};
 
 use crate::auth::{Principal, passwords, revoke_user_sessions};
@@ -18,8 +19,8 @@ pub struct UpdateMeInput {
     pub new_password: Option<String>,
 }
 
-async fn load(ctx: &AppContext, user_id: i64) -> Result<UserRow, ServiceError> {
-    UserRow::find(&ctx.store.db, user_id)
+async fn load(ctx: &AppContext, user_id: UserId) -> Result<UserRow, ServiceError> {
+    UserRow::find(&ctx.store.db, user_id.0)
         .await?
         .ok_or_else(|| ServiceError::NotFound("user not found".to_owned()))
 }
@@ -85,7 +86,7 @@ pub async fn update_me(
     )
     .await;
     if password_hash.is_some() {
-        let ended = revoke_user_sessions(ctx, user.id, Some(&principal.session_id)).await?;
+        let ended = revoke_user_sessions(ctx, UserId(user.id), Some(&principal.session_id)).await?;
         tracing::info!(
             user.id = user.id,
             other_sessions_ended = ended,

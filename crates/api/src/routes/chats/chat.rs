@@ -1,6 +1,7 @@
 //! Chat handlers: list, create, open direct, view, change, delete, join, leave.
 
 use actix_web::{HttpResponse, web};
+use chat_domain::{ChatId, UserId};
 use chat_services::AppContext;
 use chat_services::chats::{self, ChatView, CreateGroupInput, UpdateChatInput};
 use chat_services::pagination::Page;
@@ -71,7 +72,8 @@ pub async fn create_group(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct OpenDirect {
     /// The other user.
-    pub user_id: i64,
+    #[schema(value_type = i64)]
+    pub user_id: UserId,
 }
 
 /// Get or create the direct chat with a user (one per pair).
@@ -107,7 +109,7 @@ pub async fn open_direct(
 pub async fn get_chat(
     ctx: web::Data<AppContext>,
     user: AuthUser,
-    path: web::Path<i64>,
+    path: web::Path<ChatId>,
 ) -> Result<web::Json<ChatView>, ApiError> {
     Ok(web::Json(
         chats::get_chat(&ctx, &user.0, path.into_inner()).await?,
@@ -135,7 +137,7 @@ pub struct UpdateChat {
 pub async fn update_chat(
     ctx: web::Data<AppContext>,
     user: AuthUser,
-    path: web::Path<i64>,
+    path: web::Path<ChatId>,
     body: ApiJson<UpdateChat>,
 ) -> Result<web::Json<ChatView>, ApiError> {
     let body = body.0;
@@ -157,7 +159,7 @@ pub async fn update_chat(
 pub async fn delete_chat(
     ctx: web::Data<AppContext>,
     user: AuthUser,
-    path: web::Path<i64>,
+    path: web::Path<ChatId>,
 ) -> Result<HttpResponse, ApiError> {
     chats::delete_chat(&ctx, &user.0, path.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -174,7 +176,7 @@ pub async fn delete_chat(
 pub async fn join_chat(
     ctx: web::Data<AppContext>,
     user: AuthUser,
-    path: web::Path<i64>,
+    path: web::Path<ChatId>,
 ) -> Result<web::Json<ChatView>, ApiError> {
     Ok(web::Json(
         chats::join_chat(&ctx, &user.0, path.into_inner()).await?,
@@ -190,7 +192,7 @@ pub async fn join_chat(
 pub async fn leave_chat(
     ctx: web::Data<AppContext>,
     user: AuthUser,
-    path: web::Path<i64>,
+    path: web::Path<ChatId>,
 ) -> Result<HttpResponse, ApiError> {
     chats::leave_chat(&ctx, &user.0, path.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())

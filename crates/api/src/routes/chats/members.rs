@@ -1,6 +1,7 @@
 //! Member handlers.
 
 use actix_web::{HttpResponse, web};
+use chat_domain::{ChatId, UserId};
 use chat_services::AppContext;
 use chat_services::chats::{self, MemberView};
 use chat_services::pagination::Page;
@@ -26,7 +27,7 @@ pub struct ListMembers {
 pub async fn list_members(
     ctx: web::Data<AppContext>,
     user: AuthUser,
-    path: web::Path<i64>,
+    path: web::Path<ChatId>,
     query: web::Query<ListMembers>,
 ) -> Result<web::Json<Page<MemberView>>, ApiError> {
     Ok(web::Json(
@@ -41,6 +42,15 @@ pub async fn list_members(
     ))
 }
 
+/// `/chats/{chat_id}/members/{user_id}`.
+#[derive(Debug, Deserialize)]
+pub struct MemberPath {
+    /// The chat.
+    pub chat_id: ChatId,
+    /// The member.
+    pub user_id: UserId,
+}
+
 /// Add a member to a group (owner, admins, site admins).
 #[utoipa::path(put, path = "/api/v1/chats/{chat_id}/members/{user_id}", tag = "members", security(("bearer" = []), ("oauth2" = [])),
     params(("chat_id" = i64, Path, description = "Chat id"), ("user_id" = i64, Path, description = "User to add")),
@@ -51,9 +61,9 @@ pub async fn list_members(
 pub async fn add_member(
     ctx: web::Data<AppContext>,
     user: AuthUser,
-    path: web::Path<(i64, i64)>,
+    path: web::Path<MemberPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let (chat_id, user_id) = path.into_inner();
+    let MemberPath { chat_id, user_id } = path.into_inner();
     let (member, created) = chats::add_member(&ctx, &user.0, chat_id, user_id).await?;
     Ok(if created {
         HttpResponse::Created().json(member)
@@ -79,10 +89,10 @@ pub struct ChangeRole {
 pub async fn change_role(
     ctx: web::Data<AppContext>,
     user: AuthUser,
-    path: web::Path<(i64, i64)>,
+    path: web::Path<MemberPath>,
     body: ApiJson<ChangeRole>,
 ) -> Result<web::Json<MemberView>, ApiError> {
-    let (chat_id, user_id) = path.into_inner();
+    let MemberPath { chat_id, user_id } = path.into_inner();
     Ok(web::Json(
         chats::change_role(&ctx, &user.0, chat_id, user_id, &body.0.role).await?,
     ))
@@ -96,9 +106,9 @@ pub async fn change_role(
 pub async fn remove_member(
     ctx: web::Data<AppContext>,
     user: AuthUser,
-    path: web::Path<(i64, i64)>,
+    path: web::Path<MemberPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let (chat_id, user_id) = path.into_inner();
+    let MemberPath { chat_id, user_id } = path.into_inner();
     chats::remove_member(&ctx, &user.0, chat_id, user_id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

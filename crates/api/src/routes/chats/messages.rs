@@ -1,6 +1,7 @@
 //! Message handlers.
 
 use actix_web::{HttpResponse, web};
+use chat_domain::{ChatId, MessageId, Seq};
 use chat_services::AppContext;
 use chat_services::chats::MessageView;
 use chat_services::messages::{self, HistoryQuery, ReadMarker, SendMessageInput};
@@ -34,7 +35,7 @@ pub struct ListMessages {
 pub async fn list_messages(
     ctx: web::Data<AppContext>,
     token: VerifiedToken,
-    path: web::Path<i64>,
+    path: web::Path<ChatId>,
     query: web::Query<ListMessages>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
@@ -74,7 +75,7 @@ pub struct SendMessage {
 pub async fn send_message(
     ctx: web::Data<AppContext>,
     user: AuthUser,
-    path: web::Path<i64>,
+    path: web::Path<ChatId>,
     body: ApiJson<SendMessage>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.0;
@@ -100,6 +101,15 @@ pub struct EditMessage {
     pub content: String,
 }
 
+/// `/chats/{chat_id}/messages/{message_id}`.
+#[derive(Debug, Deserialize)]
+pub struct MessagePath {
+    /// The chat.
+    pub chat_id: ChatId,
+    /// The message.
+    pub message_id: MessageId,
+}
+
 /// Edit your message.
 #[utoipa::path(patch, path = "/api/v1/chats/{chat_id}/messages/{message_id}", tag = "messages", security(("bearer" = []), ("oauth2" = [])),
     params(("chat_id" = i64, Path, description = "Chat id"), ("message_id" = i64, Path, description = "Message id")), request_body = EditMessage,
@@ -112,10 +122,13 @@ pub struct EditMessage {
 pub async fn edit_message(
     ctx: web::Data<AppContext>,
     user: AuthUser,
-    path: web::Path<(i64, i64)>,
+    path: web::Path<MessagePath>,
     body: ApiJson<EditMessage>,
 ) -> Result<web::Json<MessageView>, ApiError> {
-    let (chat_id, message_id) = path.into_inner();
+    let MessagePath {
+        chat_id,
+        message_id,
+    } = path.into_inner();
     Ok(web::Json(
         messages::edit_message(&ctx, &user.0, chat_id, message_id, &body.0.content).await?,
     ))
@@ -129,9 +142,12 @@ pub async fn edit_message(
 pub async fn delete_message(
     ctx: web::Data<AppContext>,
     user: AuthUser,
-    path: web::Path<(i64, i64)>,
+    path: web::Path<MessagePath>,
 ) -> Result<HttpResponse, ApiError> {
-    let (chat_id, message_id) = path.into_inner();
+    let MessagePath {
+        chat_id,
+        message_id,
+    } = path.into_inner();
     messages::delete_message(&ctx, &user.0, chat_id, message_id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -140,7 +156,8 @@ pub async fn delete_message(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct MarkRead {
     /// Highest seq read; the marker only moves forward.
-    pub seq: i64,
+    #[schema(value_type = i64)]
+    pub seq: Seq,
 }
 
 /// Move your read marker forward.
@@ -152,7 +169,7 @@ pub struct MarkRead {
 pub async fn mark_read(
     ctx: web::Data<AppContext>,
     user: AuthUser,
-    path: web::Path<i64>,
+    path: web::Path<ChatId>,
     body: ApiJson<MarkRead>,
 ) -> Result<web::Json<ReadMarker>, ApiError> {
     Ok(web::Json(
