@@ -20,9 +20,9 @@ pub const USERS: [(&str, &str); 4] = [
 #[derive(Debug)]
 pub struct Seeded {
     /// `(username, user id)` of each account.
-    pub users: Vec<(String, i64)>,
+    pub users: Vec<(String, UserId)>,
     /// `(name, chat id)` of each chat.
-    pub chats: Vec<(String, i64)>,
+    pub chats: Vec<(String, ChatId)>,
     /// Messages sent.
     pub messages: usize,
 }
@@ -88,7 +88,7 @@ pub async fn seed(ctx: &AppContext, password: &str) -> anyhow::Result<Seeded> {
         demo.principals
             .push(authenticate(ctx, &access_token).await?);
     }
-    let id = |i: usize| UserId(users.get(i).map(|u| u.1).unwrap_or_default());
+    let id = |i: usize| users.get(i).map_or(UserId(0), |u| u.1);
     // alice, bob and carol are friends; dave has asked alice and waits for her answer.
     for (from, to) in [(0, 1), (0, 2), (1, 2)] {
         let (request, _) = friends::send_request(ctx, demo.who(from)?, id(to)).await?;
@@ -108,24 +108,23 @@ pub async fn seed(ctx: &AppContext, password: &str) -> anyhow::Result<Seeded> {
     )
     .await?;
     for member in 1..USERS.len() {
-        join_chat(ctx, demo.who(member)?, ChatId(general.id)).await?;
+        join_chat(ctx, demo.who(member)?, general.id).await?;
     }
-    demo.say(ChatId(general.id), 0, &["Welcome to the demo server!"])
+    demo.say(general.id, 0, &["Welcome to the demo server!"])
         .await?;
     demo.say(
-        ChatId(general.id),
+        general.id,
         1,
         &["Hi all 👋", "Is the release still on for Friday?"],
     )
     .await?;
     demo.say(
-        ChatId(general.id),
+        general.id,
         2,
         &["It is. Notes: https://example.com/release-notes"],
     )
     .await?;
-    demo.say(ChatId(general.id), 3, &["Just joined, hello!"])
-        .await?;
+    demo.say(general.id, 3, &["Just joined, hello!"]).await?;
     chats.push((general.name.clone().unwrap_or_default(), general.id));
 
     let project = create_group(
@@ -139,21 +138,21 @@ pub async fn seed(ctx: &AppContext, password: &str) -> anyhow::Result<Seeded> {
     )
     .await?;
     for member in [0, 2] {
-        add_member(ctx, demo.who(1)?, ChatId(project.id), id(member)).await?;
+        add_member(ctx, demo.who(1)?, project.id, id(member)).await?;
     }
-    demo.say(ChatId(project.id), 1, &["Kick-off tomorrow at 10."])
+    demo.say(project.id, 1, &["Kick-off tomorrow at 10."])
         .await?;
-    demo.say(ChatId(project.id), 0, &["I'll bring the mock-ups."])
+    demo.say(project.id, 0, &["I'll bring the mock-ups."])
         .await?;
-    demo.say(ChatId(project.id), 2, &["Sounds good — see you there."])
+    demo.say(project.id, 2, &["Sounds good — see you there."])
         .await?;
     chats.push((project.name.clone().unwrap_or_default(), project.id));
 
     let (direct, _) = open_direct(ctx, demo.who(0)?, id(1)).await?;
-    demo.say(ChatId(direct.id), 0, &["Lunch later?"]).await?;
-    demo.say(ChatId(direct.id), 1, &["Sure, 12:30 at the usual place."])
+    demo.say(direct.id, 0, &["Lunch later?"]).await?;
+    demo.say(direct.id, 1, &["Sure, 12:30 at the usual place."])
         .await?;
-    demo.say(ChatId(direct.id), 0, &["👍"]).await?;
+    demo.say(direct.id, 0, &["👍"]).await?;
     chats.push(("alice ↔ bob".to_owned(), direct.id));
 
     Ok(Seeded {

@@ -53,7 +53,8 @@ pub struct HistoryQuery {
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct ReadMarker {
     /// Chat.
-    pub chat_id: i64,
+    #[schema(value_type = i64)]
+    pub chat_id: ChatId,
     /// Highest seq read.
     pub last_read_seq: i64,
     /// Messages after it.
@@ -533,7 +534,7 @@ pub async fn mark_read(
             ServiceError::forbidden("not_a_member", "you are not a member of this chat")
         })?;
     Ok(ReadMarker {
-        chat_id: chat_id.0,
+        chat_id,
         last_read_seq: membership.last_read_seq,
         unread_count: (chat.last_seq - membership.last_read_seq).max(0),
     })

@@ -374,7 +374,7 @@ pub async fn ws_direct(
         return not_upgradable();
     }
     let (chat, last_seq) = match open_direct(&ctx, &principal, other).await {
-        Ok((chat, _)) => (ChatId(chat.id), Seq(chat.last_seq)),
+        Ok((chat, _)) => (chat.id, Seq(chat.last_seq)),
         Err(err) => return refuse_service(err),
     };
     let history = query.history;

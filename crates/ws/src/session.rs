@@ -221,11 +221,9 @@ impl Connection {
                 // leaves that pass the hub during the read applied on top.
                 let id = self.registration.id;
                 self.hub.begin_revalidation(id);
-                let read = chat_services::chats::my_chat_positions(
-                    &self.ctx,
-                    chat_domain::UserId(self.principal.user_id.0),
-                )
-                .await;
+                let read =
+                    chat_services::chats::my_chat_positions(&self.ctx, self.principal.user_id)
+                        .await;
                 self.hub.finish_revalidation(id, read.as_deref().ok());
                 if let Err(err) = &read {
                     tracing::warn!(error = %err, "cannot re-read memberships; closing the socket");

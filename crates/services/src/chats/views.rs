@@ -2,6 +2,7 @@
 
 use chat_db::models::{ChatRow, MemberEntry, MembershipRow, MessageEntry, MessageRow};
 use chat_domain::UserId;
+use chat_domain::{ChatId, MessageId, Seq};
 use chat_domain::{ChatKind, Role, Visibility};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -19,13 +20,17 @@ pub const MEMBER_PREVIEW_MAX: i32 = 20;
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct MessageView {
     /// Id.
-    pub id: i64,
+    #[schema(value_type = i64)]
+    pub id: MessageId,
     /// Chat.
-    pub chat_id: i64,
+    #[schema(value_type = i64)]
+    pub chat_id: ChatId,
     /// Per-chat sequence number: gapless, strictly increasing.
-    pub seq: i64,
+    #[schema(value_type = i64)]
+    pub seq: Seq,
     /// Author's id (`null` once the account is gone).
-    pub sender_id: Option<i64>,
+    #[schema(value_type = Option<i64>)]
+    pub sender_id: Option<UserId>,
     /// Author's username.
     pub sender: Option<String>,
     /// Text; empty once deleted.
@@ -46,10 +51,10 @@ impl MessageView {
     /// From a row and its sender's username.
     pub fn new(row: MessageRow, sender: Option<String>) -> Self {
         MessageView {
-            id: row.id,
-            chat_id: row.chat_id,
-            seq: row.seq,
-            sender_id: row.sender_id,
+            id: MessageId(row.id),
+            chat_id: ChatId(row.chat_id),
+            seq: Seq(row.seq),
+            sender_id: row.sender_id.map(UserId),
             sender,
             content: row.content,
             client_id: row.client_id,
@@ -71,7 +76,8 @@ impl From<MessageEntry> for MessageView {
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct MemberView {
     /// User id.
-    pub user_id: i64,
+    #[schema(value_type = i64)]
+    pub user_id: UserId,
     /// Username.
     pub username: String,
     /// Display name.
@@ -95,7 +101,7 @@ impl MemberView {
     /// From a membership with its account, and the presence read for the page.
     pub fn new(entry: MemberEntry, online: &OnlineNow) -> Self {
         MemberView {
-            user_id: entry.user.id,
+            user_id: UserId(entry.user.id),
             online: online.of(UserId(entry.user.id)),
             last_seen_at: entry.user.last_seen_at.map(utc),
             username: entry.user.username,
@@ -120,7 +126,8 @@ impl MemberView {
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct ChatView {
     /// Id.
-    pub id: i64,
+    #[schema(value_type = i64)]
+    pub id: ChatId,
     /// `direct` or `group`.
     #[schema(value_type = String, example = "group")]
     pub kind: ChatKind,
@@ -165,7 +172,7 @@ impl ChatView {
         members: Option<Vec<MemberView>>,
     ) -> Self {
         ChatView {
-            id: chat.id,
+            id: ChatId(chat.id),
             kind: ChatKind::parse(&chat.kind).unwrap_or(ChatKind::Group),
             visibility: Visibility::parse(&chat.visibility).unwrap_or(Visibility::Private),
             name: chat.name,
@@ -189,7 +196,8 @@ impl ChatView {
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct GroupListing {
     /// Id.
-    pub id: i64,
+    #[schema(value_type = i64)]
+    pub id: ChatId,
     /// Name.
     pub name: Option<String>,
     /// Description.
@@ -206,7 +214,7 @@ pub struct GroupListing {
 impl From<ChatRow> for GroupListing {
     fn from(chat: ChatRow) -> Self {
         GroupListing {
-            id: chat.id,
+            id: ChatId(chat.id),
             visibility: Visibility::parse(&chat.visibility).unwrap_or(Visibility::Private),
             name: chat.name,
             description: chat.description,

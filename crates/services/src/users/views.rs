@@ -1,6 +1,7 @@
 //! What clients see of an account.
 
 use chat_db::models::UserRow;
+use chat_domain::UserId;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -14,7 +15,8 @@ pub(crate) fn utc(t: NaiveDateTime) -> DateTime<Utc> {
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct UserView {
     /// Id.
-    pub id: i64,
+    #[schema(value_type = i64)]
+    pub id: UserId,
     /// Username, as chosen.
     pub username: String,
     /// E-mail (lower-cased).
@@ -34,7 +36,7 @@ pub struct UserView {
 impl From<UserRow> for UserView {
     fn from(row: UserRow) -> Self {
         Self {
-            id: row.id,
+            id: UserId(row.id),
             username: row.username,
             email: row.email,
             display_name: row.display_name,
@@ -50,7 +52,8 @@ impl From<UserRow> for UserView {
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct PublicUser {
     /// Id.
-    pub id: i64,
+    #[schema(value_type = i64)]
+    pub id: UserId,
     /// Username.
     pub username: String,
     /// Name shown to others.
@@ -62,7 +65,7 @@ pub struct PublicUser {
 impl From<UserRow> for PublicUser {
     fn from(row: UserRow) -> Self {
         Self {
-            id: row.id,
+            id: UserId(row.id),
             username: row.username,
             display_name: row.display_name,
             created_at: utc(row.created_at),
