@@ -1,6 +1,8 @@
 //! The event bus: services publish domain events on topics; the WebSocket layer
 //! subscribes and fans them out. In-process in embedded mode; Redis pub/sub in
-//! production, so an event published on one instance reaches every instance.
+//! production, so an event published on one instance reaches every instance that
+//! follows its topic: an instance subscribes to a chat's or a user's channel only while
+//! one of its sockets follows it ([`EventBus::follow`]).
 
 use std::sync::Arc;
 
@@ -47,7 +49,24 @@ pub trait EventBus: Send + Sync + 'static {
     fn subscriptions(&self) -> usize {
         0
     }
+    /// This instance now needs the events of `topics` (a local socket follows them).
+    /// With a broker the subscription follows asynchronously, in call order with
+    /// [`EventBus::unfollow`]; without one every event is local and this is a no-op.
+    /// Topics under [`BROADCAST_PREFIXES`] are always received and need no call.
+    fn follow(&self, _topics: Vec<String>) {}
+    /// This instance no longer needs the events of `topics`.
+    fn unfollow(&self, _topics: Vec<String>) {}
+    /// Resolves once every follow and unfollow requested before it is in effect with the
+    /// broker (a socket's handshake waits for it, so the socket hears everything
+    /// published after it is answered); `None` when there is nothing to wait for.
+    fn barrier(&self) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        None
+    }
 }
+
+/// Topic prefixes every instance receives whatever its sockets follow (presence:
+/// a user's friends and chat partners may be connected anywhere).
+pub const BROADCAST_PREFIXES: &[&str] = &["presence."];
 
 /// The in-process bus of the embedded mode.
 pub struct MemoryBus {

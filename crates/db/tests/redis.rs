@@ -124,10 +124,13 @@ async fn cache_errors_fast_when_redis_is_down() -> anyhow::Result<()> {
 type Receiver = tokio::sync::broadcast::Receiver<std::sync::Arc<chat_db::bus::BusMessage>>;
 
 /// A receiver on `bus` once its (asynchronous) PSUBSCRIBE is in place: probes are
-/// published until one comes back, then drained.
-async fn subscribed(bus: &RedisBus) -> anyhow::Result<Receiver> {
+/// published until one comes back, then drained. The instance follows `topics` (and the
+/// probe, after them: once the probe is heard, so are they).
+async fn subscribed(bus: &RedisBus, topics: &[&str]) -> anyhow::Result<Receiver> {
     let mut receiver = bus.subscribe();
     let probe = format!("probe-{:016x}", rand::random::<u64>());
+    bus.follow(topics.iter().map(|t| (*t).to_owned()).collect());
+    bus.follow(vec![probe.clone()]);
     for _ in 0..100 {
         bus.publish(&probe, String::new()).await;
         let heard = tokio::time::timeout(Duration::from_millis(100), receiver.recv()).await;
@@ -158,9 +161,9 @@ async fn events_cross_instances_and_stay_within_their_prefix() -> anyhow::Result
     let a = RedisBus::start(pool()?, &prefix);
     let b = RedisBus::start(pool()?, &prefix);
     let stranger = RedisBus::start(pool()?, &format!("{prefix}-x"));
-    let mut on_a = subscribed(&a).await?;
-    let mut on_b = subscribed(&b).await?;
-    let mut on_stranger = subscribed(&stranger).await?;
+    let mut on_a = subscribed(&a, &["chat.7"]).await?;
+    let mut on_b = subscribed(&b, &["chat.7"]).await?;
+    let mut on_stranger = subscribed(&stranger, &["chat.7"]).await?;
     a.publish("chat.7", r#"{"n":1}"#.to_owned()).await;
     a.publish("chat.7", r#"{"n":2}"#.to_owned()).await;
     for receiver in [&mut on_a, &mut on_b] {
@@ -186,7 +189,7 @@ async fn publish_many_keeps_its_order_across_instances() -> anyhow::Result<()> {
     let pool = || open_connections(&url()).map_err(anyhow::Error::msg);
     let a = RedisBus::start(pool()?, &prefix);
     let b = RedisBus::start(pool()?, &prefix);
-    let mut on_b = subscribed(&b).await?;
+    let mut on_b = subscribed(&b, &["chat.0", "chat.1", "chat.2"]).await?;
     let batch: Vec<(String, String)> = (1..=20)
         .map(|n| (format!("chat.{}", n % 3), format!(r#"{{"n":{n}}}"#)))
         .collect();
@@ -198,6 +201,63 @@ async fn publish_many_keeps_its_order_across_instances() -> anyhow::Result<()> {
             (topic.as_str(), payload.as_str())
         );
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_instance_hears_only_the_topics_it_follows_and_every_presence() -> anyhow::Result<()> {
+    let prefix = prefix();
+    let pool = || open_connections(&url()).map_err(anyhow::Error::msg);
+    let (a, b) = (
+        RedisBus::start(pool()?, &prefix),
+        RedisBus::start(pool()?, &prefix),
+    );
+    let mut on_b = subscribed(&b, &["chat.1", "user.5"]).await?;
+    assert_eq!(
+        b.subscriptions(),
+        4,
+        "chat.1, user.5, the probe and presence.*"
+    );
+    a.publish_many(vec![
+        ("chat.2".to_owned(), "not followed".to_owned()),
+        ("chat.1".to_owned(), "followed".to_owned()),
+        ("user.6".to_owned(), "not followed".to_owned()),
+        (
+            "presence.6".to_owned(),
+            "everyone hears presence".to_owned(),
+        ),
+        ("user.5".to_owned(), "followed".to_owned()),
+    ])
+    .await;
+    let mut heard = Vec::new();
+    for _ in 0..3 {
+        let message = next_event(&mut on_b).await?;
+        heard.push((message.topic.clone(), message.payload.clone()));
+    }
+    assert_eq!(
+        heard,
+        [
+            ("chat.1".to_owned(), "followed".to_owned()),
+            (
+                "presence.6".to_owned(),
+                "everyone hears presence".to_owned()
+            ),
+            ("user.5".to_owned(), "followed".to_owned()),
+        ]
+    );
+    // Unfollowed, then something followed after it is heard: the unfollow took effect.
+    b.unfollow(vec!["chat.1".to_owned()]);
+    let mut on_b = subscribed(&b, &["chat.3"]).await?;
+    a.publish_many(vec![
+        ("chat.1".to_owned(), "no longer followed".to_owned()),
+        ("chat.3".to_owned(), "followed".to_owned()),
+    ])
+    .await;
+    let message = next_event(&mut on_b).await?;
+    assert_eq!(
+        (message.topic.as_str(), message.payload.as_str()),
+        ("chat.3", "followed")
+    );
     Ok(())
 }
 

@@ -174,7 +174,7 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("cannot listen on {} (CHAT_BIND): {e}", config.bind))?;
         let port = listener.local_addr()?.port();
         let hub_arc = Hub::start(
-            context.bus.subscribe(),
+            context.bus.clone(),
             HubLimits {
                 max_queued_bytes: config.ws_max_queued_bytes,
                 max_sockets_per_user: config.max_sockets_per_user,

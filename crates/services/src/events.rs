@@ -12,6 +12,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::AppContext;
 
+/// Topic of a user's presence changes (every instance hears it: the user's friends and
+/// chat partners may be connected anywhere).
+pub fn presence_topic(user_id: UserId) -> String {
+    format!("presence.{user_id}")
+}
+
 /// Topic of a chat's events.
 pub fn chat_topic(chat_id: ChatId) -> String {
     format!("chat.{chat_id}")
@@ -167,6 +173,10 @@ pub enum ChatEvent {
         role: chat_domain::Role,
         /// Who added them (`None`: they joined).
         added_by: Option<UserId>,
+        /// The chat's newest seq when the membership began: the member's sockets get the
+        /// messages after it (in-order delivery starts there, so a message that passes
+        /// before an instance hears the chat shows as a gap and a `resync` hint).
+        last_seq: Seq,
     },
     /// Someone left, was removed, or the chat was deleted.
     MemberLeft {
@@ -386,6 +396,38 @@ pub async fn publish_chat(ctx: &AppContext, chat_id: ChatId, event: &ChatEvent) 
         Ok(payload) => ctx.bus.publish(&chat_topic(chat_id), payload).await,
         Err(err) => tracing::error!(error = %err, "cannot serialize chat event"),
     }
+}
+
+/// Announces memberships: each `chat.member_joined` of `joins` on the topic of each of
+/// `members` — the instances holding a member's sockets may not hear the chat's topic
+/// yet (they subscribe only to what their sockets follow), and this is how they learn
+/// to — and, with `to_chat`, on the chat's topic for everyone already following it.
+/// One broker round trip. A chat being created has no follower yet: its joins go to its
+/// members only.
+pub async fn publish_joined(
+    ctx: &AppContext,
+    chat_id: ChatId,
+    members: &[UserId],
+    joins: &[ChatEvent],
+    to_chat: bool,
+) {
+    let mut events = Vec::new();
+    for join in joins {
+        let payload = match join.to_payload() {
+            Ok(payload) => payload,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot serialize a membership event");
+                continue;
+            }
+        };
+        for member in members {
+            events.push((user_topic(*member), payload.clone()));
+        }
+        if to_chat {
+            events.push((chat_topic(chat_id), payload));
+        }
+    }
+    ctx.bus.publish_many(events).await;
 }
 
 /// Publishes a `notification` event on `user.<id>`.

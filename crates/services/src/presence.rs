@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use chat_db::models::{FriendshipRow, MembershipRow, UserRow};
 
-use crate::events::{PresenceChange, user_topic};
+use crate::events::{PresenceChange, presence_topic};
 use crate::users::utc;
 use crate::{AppContext, ServiceError};
 
@@ -54,7 +54,7 @@ async fn announce(
     let payload = change
         .to_payload()
         .map_err(|e| ServiceError::Internal(e.into()))?;
-    ctx.bus.publish(&user_topic(user_id), payload).await;
+    ctx.bus.publish(&presence_topic(user_id), payload).await;
     Ok(())
 }
 

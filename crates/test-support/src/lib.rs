@@ -96,23 +96,38 @@ fn init_tracing() {
 
 /// Waits until `receiver` (a fresh subscription of `bus`) hears events: Redis
 /// subscriptions come up asynchronously, so probes are published until one returns.
-/// The probes are drained; they use topic `probe.<random>`.
+/// The probes are drained; they use topic `probe.<random>`, followed for the purpose
+/// (the instance hears only topics it follows, and its follows take effect in order:
+/// once the probe returns, every topic followed before it is heard too).
 pub async fn await_bus_ready(
     bus: &std::sync::Arc<dyn chat_db::bus::EventBus>,
     receiver: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<chat_db::bus::BusMessage>>,
 ) -> anyhow::Result<()> {
     let probe = format!("probe.{}", random_suffix());
+    bus.follow(vec![probe.clone()]);
     for _ in 0..100 {
         bus.publish(&probe, String::new()).await;
         let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
         while let Ok(Ok(message)) = tokio::time::timeout_at(deadline, receiver.recv()).await {
             if message.topic == probe {
                 while receiver.try_recv().is_ok() {}
+                bus.unfollow(vec![probe]);
                 return Ok(());
             }
         }
     }
     anyhow::bail!("the event bus subscription never came up")
+}
+
+/// Makes the instance of `bus` hear `topics` (as a socket following them would), and
+/// waits until it does.
+pub async fn follow_topics(
+    bus: &std::sync::Arc<dyn chat_db::bus::EventBus>,
+    receiver: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<chat_db::bus::BusMessage>>,
+    topics: &[String],
+) -> anyhow::Result<()> {
+    bus.follow(topics.to_vec());
+    await_bus_ready(bus, receiver).await
 }
 
 /// A running server and what it runs against.

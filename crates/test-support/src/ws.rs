@@ -156,6 +156,25 @@ impl WsClient {
         }
     }
 
+    /// The next frame of any of these types (others stay queued, as for
+    /// [`WsClient::recv_type`]).
+    pub async fn recv_type_any(&mut self, kinds: &[&str]) -> anyhow::Result<Value> {
+        let wanted = |v: &Value| kinds.iter().any(|k| v["type"] == *k);
+        if let Some(at) = self.pending.iter().position(wanted) {
+            return self
+                .pending
+                .remove(at)
+                .ok_or_else(|| anyhow::anyhow!("queue changed"));
+        }
+        loop {
+            let value = self.read().await?;
+            if wanted(&value) {
+                return Ok(value);
+            }
+            self.pending.push_back(value);
+        }
+    }
+
     /// Reads up to the first frame of type `barrier` and returns it, failing on any frame
     /// of `kinds` before it (frames already queued count too). The test arranges for the
     /// barrier to travel the same ordered path after anything that must not arrive (a

@@ -209,7 +209,8 @@ async fn upgrade(
             );
         }
     };
-    let connection = Connection {
+    let barrier = ctx.bus.barrier();
+    let mut connection = Registered(Some(Connection {
         ctx: ctx.into_inner(),
         hub,
         principal: accepted.principal,
@@ -217,10 +218,36 @@ async fn upgrade(
         registration,
         history,
         frame_budget: settings.frame_budget,
-    };
+    }));
+    // With a broker, the instance subscribes to what the socket follows before the
+    // socket is answered, so it hears whatever is published once the client has its
+    // 101. A broker that does not answer in time costs the wait, not the socket: what
+    // it missed shows as a seq gap and a `resync` hint.
+    if let Some(ready) = barrier
+        && tokio::time::timeout(SUBSCRIBE_WAIT, ready).await.is_err()
+    {
+        tracing::warn!("the event bus did not confirm a socket's subscriptions in time");
+    }
     // Served on the connection once the 101 is written (see `upgrade`).
-    slot.put(connection);
+    if let Some(connection) = connection.0.take() {
+        slot.put(connection);
+    }
     HttpResponse::from(response.finish().map_into_boxed_body())
+}
+
+/// How long a handshake waits for the bus to subscribe to what the socket follows.
+const SUBSCRIBE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A registered socket not yet handed to its connection: unregistered if the handshake
+/// is dropped (the client went away) while it waits.
+struct Registered(Option<Connection>);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Some(connection) = self.0.take() {
+            connection.abandon();
+        }
+    }
 }
 
 /// A WebSocket handshake that did not come as an HTTP/1.1 upgrade (`Connection: Upgrade`

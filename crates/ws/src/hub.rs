@@ -27,6 +27,7 @@
 //! events it missed: every socket gets a `resync` hint and re-reads its access and
 //! memberships; none is closed for it.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,7 +36,9 @@ use std::time::{Duration, Instant};
 use actix_web::web::Bytes;
 use chat_domain::{ChatId, Seq, UserId};
 use chat_services::chats::ChatPosition;
-use chat_services::events::{BusMessage, EventKind, PresenceChange};
+use chat_services::events::{
+    BusMessage, EventBus, EventKind, PresenceChange, chat_topic, user_topic,
+};
 use chat_services::metrics::Metrics;
 use serde::Deserialize;
 use tokio::sync::{Notify, broadcast};
@@ -172,6 +175,9 @@ struct State {
     delivered: std::cell::Cell<u64>,
     /// Unfilled seq gaps announced since [`Hub::count`] last ran.
     gaps: u64,
+    /// Topics that gained their first local follower (`true`) or lost their last
+    /// (`false`) since [`Hub::flush_interest`] last ran, in order.
+    interest: Vec<(bool, String)>,
 }
 
 /// A registered socket's ends.
@@ -201,6 +207,9 @@ pub struct Hub {
     stopping: AtomicBool,
     /// Where deliveries, latencies and lags are counted (none in unit tests).
     metrics: Option<Arc<Metrics>>,
+    /// Told which topics this instance's sockets follow (none in unit tests that do not
+    /// look at it).
+    bus: Option<Arc<dyn EventBus>>,
 }
 
 impl Default for Hub {
@@ -212,6 +221,7 @@ impl Default for Hub {
             revalidations: tokio::sync::Semaphore::new(CONCURRENT_REVALIDATIONS),
             stopping: AtomicBool::new(false),
             metrics: None,
+            bus: None,
         }
     }
 }
@@ -225,20 +235,23 @@ struct Head {
     kind: EventKind,
     seq: Option<Seq>,
     user_id: Option<UserId>,
+    /// The chat of a `chat.member_joined` on a user's topic.
+    chat_id: Option<ChatId>,
+    /// Its newest seq when that membership began.
+    last_seq: Option<Seq>,
     session_id: Option<String>,
     /// When the message was accepted (`chat.message`), for the delivery latency.
     created_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Hub {
-    /// A hub fed by `events`; spawns the router task (call inside a tokio runtime).
-    pub fn start(
-        events: broadcast::Receiver<Arc<BusMessage>>,
-        limits: HubLimits,
-        metrics: Arc<Metrics>,
-    ) -> Arc<Hub> {
+    /// A hub fed by `bus`, which it tells what its sockets follow; spawns the router
+    /// task (call inside a tokio runtime).
+    pub fn start(bus: Arc<dyn EventBus>, limits: HubLimits, metrics: Arc<Metrics>) -> Arc<Hub> {
+        let events = bus.subscribe();
         let hub = Arc::new(Hub {
             metrics: Some(metrics),
+            bus: Some(bus),
             ..Hub::with_limits(limits)
         });
         tokio::spawn(route(hub.clone(), events));
@@ -256,6 +269,31 @@ impl Hub {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // Every mutation completes before the guard drops: a poisoned state is consistent.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tells the bus which topics gained or lost their local followers. Called with the
+    /// state locked, so the bus hears the changes of all threads in the order they
+    /// happened (it subscribes and unsubscribes in that order).
+    fn flush_interest(&self, state: &mut State) {
+        if state.interest.is_empty() {
+            return;
+        }
+        let Some(bus) = &self.bus else {
+            state.interest.clear();
+            return;
+        };
+        let mut changes = std::mem::take(&mut state.interest).into_iter().peekable();
+        while let Some((follow, topic)) = changes.next() {
+            let mut run = vec![topic];
+            while let Some((_, topic)) = changes.next_if(|(f, _)| *f == follow) {
+                run.push(topic);
+            }
+            if follow {
+                bus.follow(run);
+            } else {
+                bus.unfollow(run);
+            }
+        }
     }
 
     /// Registers a socket following `chats`, given as `(chat id, last seq)`: in-order
@@ -277,7 +315,7 @@ impl Hub {
         let outbound = Outbox::held(self.limits.max_queued_bytes);
         let close = Arc::new(CloseSignal::default());
         let revalidate = Arc::new(Notify::new());
-        state.by_user.entry(user_id).or_default().insert(id);
+        state.add_user_conn(user_id, id);
         state.conns.insert(
             id,
             Conn {
@@ -292,6 +330,7 @@ impl Hub {
             },
         );
         state.add_chats(id, chats);
+        self.flush_interest(&mut state);
         drop(state);
         // Registered after the stop began (its handshake was already under way): it
         // closes like the others rather than keep the process waiting.
@@ -353,20 +392,22 @@ impl Hub {
             .map(|(chat_id, last_seq)| ChatPosition { chat_id, last_seq })
             .collect();
         state.add_chats(id, &added);
+        self.flush_interest(&mut state);
     }
 
     /// Forgets a socket.
     pub fn unregister(&self, id: ConnId) {
         let mut state = self.lock();
         if let Some(conn) = state.conns.remove(&id) {
-            remove_from(&mut state.by_user, conn.user_id, id);
+            state.remove_user_conn(conn.user_id, id);
             for chat in conn.chats {
-                remove_from(&mut state.by_chat, chat, id);
+                state.remove_chat_conn(chat, id);
                 if !state.by_chat.contains_key(&chat) {
                     state.order.remove(&chat);
                 }
             }
         }
+        self.flush_interest(&mut state);
     }
 
     /// The chats socket `id` follows now (tests and diagnostics).
@@ -422,6 +463,7 @@ impl Hub {
         let mut state = self.lock();
         self.handle_locked(&mut state, message, head, payload);
         self.count(&mut state);
+        self.flush_interest(&mut state);
     }
 
     fn handle_locked(
@@ -456,10 +498,11 @@ impl Hub {
                     }
                 }
                 EventKind::MemberJoined => {
+                    // The member's own `/ws` sockets hear it on the member's topic.
                     if let Some(user) = head.user_id {
                         state.follow(chat, user);
                     }
-                    state.deliver_to_chat(chat, &payload());
+                    state.deliver_to_chat_except(chat, &payload(), head.user_id);
                 }
                 EventKind::MemberLeft => {
                     state.deliver_to_chat(chat, &payload());
@@ -488,6 +531,9 @@ impl Hub {
         } else if let Some(user) = message
             .topic
             .strip_prefix("user.")
+            // Presence is on `presence.<id>` (heard by every instance), the rest of a
+            // user's events on `user.<id>` (heard where the user has sockets).
+            .or_else(|| message.topic.strip_prefix("presence."))
             .and_then(|u| u.parse().ok())
             .map(UserId)
         {
@@ -506,11 +552,25 @@ impl Hub {
                 }
                 EventKind::PermissionsChanged => state.close_user(user, Closing::Reauthenticate),
                 EventKind::Notification => state.deliver_to_user(user, &payload()),
+                // A membership of this user (theirs, or another member's of a chat being
+                // created with them): their `/ws` sockets follow the chat from now on,
+                // in order after the seq the membership began at.
+                EventKind::MemberJoined => {
+                    if let Some(chat) = head.chat_id {
+                        state.follow(chat, user);
+                        if let (true, Some(last_seq)) =
+                            (state.by_chat.contains_key(&chat), head.last_seq)
+                        {
+                            let order = state.order.entry(chat).or_default();
+                            order.next.get_or_insert(last_seq.next());
+                        }
+                        state.deliver_to_user(user, &payload());
+                    }
+                }
                 EventKind::Message
                 | EventKind::MessageEdited
                 | EventKind::MessageDeleted
                 | EventKind::Read
-                | EventKind::MemberJoined
                 | EventKind::MemberLeft
                 | EventKind::RoleChanged
                 | EventKind::Updated
@@ -577,16 +637,56 @@ fn resync_event(chat: Option<(ChatId, Seq)>) -> String {
     .to_string()
 }
 
-fn remove_from<K: std::hash::Hash + Eq>(map: &mut HashMap<K, HashSet<ConnId>>, key: K, id: ConnId) {
-    if let Some(ids) = map.get_mut(&key) {
-        ids.remove(&id);
-        if ids.is_empty() {
-            map.remove(&key);
+impl State {
+    /// Socket `id` follows `chat`; the first local follower makes the instance follow
+    /// the chat's topic.
+    fn add_chat_conn(&mut self, chat: ChatId, id: ConnId) {
+        match self.by_chat.entry(chat) {
+            Entry::Occupied(mut ids) => {
+                ids.get_mut().insert(id);
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(HashSet::from([id]));
+                self.interest.push((true, chat_topic(chat)));
+            }
         }
     }
-}
 
-impl State {
+    /// Socket `id` no longer follows `chat`; after the last, neither does the instance.
+    fn remove_chat_conn(&mut self, chat: ChatId, id: ConnId) {
+        if let Some(ids) = self.by_chat.get_mut(&chat) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.by_chat.remove(&chat);
+                self.interest.push((false, chat_topic(chat)));
+            }
+        }
+    }
+
+    /// Socket `id` belongs to `user`: the instance follows the user's topic while it
+    /// holds one of their sockets.
+    fn add_user_conn(&mut self, user: UserId, id: ConnId) {
+        match self.by_user.entry(user) {
+            Entry::Occupied(mut ids) => {
+                ids.get_mut().insert(id);
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(HashSet::from([id]));
+                self.interest.push((true, user_topic(user)));
+            }
+        }
+    }
+
+    fn remove_user_conn(&mut self, user: UserId, id: ConnId) {
+        if let Some(ids) = self.by_user.get_mut(&user) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.by_user.remove(&user);
+                self.interest.push((false, user_topic(user)));
+            }
+        }
+    }
+
     fn send(&self, id: ConnId, payload: &Bytes) {
         if let Some(conn) = self.conns.get(&id) {
             match conn.outbox.push(payload.clone()) {
@@ -622,7 +722,7 @@ impl State {
                 return;
             };
             if conn.chats.insert(position.chat_id) {
-                self.by_chat.entry(position.chat_id).or_default().insert(id);
+                self.add_chat_conn(position.chat_id, id);
                 let order = self.order.entry(position.chat_id).or_default();
                 if order.next.is_none() {
                     order.next = Some(position.last_seq.next());
@@ -730,13 +830,13 @@ impl State {
                     journal.push((chat, true));
                 }
             }
-            self.by_chat.entry(chat).or_default().insert(id);
+            self.add_chat_conn(chat, id);
         }
     }
 
     /// Socket `id` no longer follows `chat`.
     fn stop_following(&mut self, id: ConnId, chat: ChatId) {
-        remove_from(&mut self.by_chat, chat, id);
+        self.remove_chat_conn(chat, id);
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.chats.remove(&chat);
         }
@@ -791,7 +891,7 @@ impl State {
             .copied()
             .collect();
         for id in ids {
-            remove_from(&mut self.by_chat, chat, id);
+            self.remove_chat_conn(chat, id);
             if let Some(conn) = self.conns.get_mut(&id) {
                 conn.chats.remove(&chat);
                 if let Some(journal) = &mut conn.journal {
@@ -806,6 +906,7 @@ impl State {
 
     fn drop_chat(&mut self, chat: ChatId) {
         if let Some(ids) = self.by_chat.remove(&chat) {
+            self.interest.push((false, chat_topic(chat)));
             for id in ids {
                 if let Some(conn) = self.conns.get_mut(&id) {
                     conn.chats.remove(&chat);
@@ -993,10 +1094,12 @@ mod tests {
         let hub = Hub::default();
         let all = register(&hub, 2, "s2", Scope::AllChats, &[]);
         let one = register(&hub, 2, "s2b", Scope::Chat(ChatId(9)), &[(9, 0)]);
-        hub.handle(&message(
-            "chat.9",
-            serde_json::json!({"type": "chat.member_joined", "user_id": 2}),
-        ));
+        // A join is published on the member's topic and on the chat's: the member's
+        // own sockets hear it once (from their topic), and follow the chat from either.
+        let joined = serde_json::json!({"type": "chat.member_joined", "chat_id": 9,
+            "user_id": 2, "last_seq": 0});
+        hub.handle(&message("chat.9", joined.clone()));
+        hub.handle(&message("user.2", joined));
         hub.handle(&message(
             "chat.9",
             serde_json::json!({"type": "chat.message", "seq": 1}),
@@ -1198,5 +1301,106 @@ mod tests {
             serde_json::json!({"type": "chat.message", "seq": 2}),
         ));
         assert!(reg.outbound.is_empty(), "nothing reaches a revoked session");
+    }
+
+    /// Remembers what the hub asks the bus to follow.
+    struct Recording {
+        changes: Mutex<Vec<(bool, Vec<String>)>>,
+        local: broadcast::Sender<Arc<BusMessage>>,
+    }
+
+    impl Default for Recording {
+        fn default() -> Self {
+            Recording {
+                changes: Mutex::default(),
+                local: broadcast::channel(1).0,
+            }
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl EventBus for Recording {
+        async fn publish(&self, _topic: &str, _payload: String) {}
+        fn subscribe(&self) -> broadcast::Receiver<Arc<BusMessage>> {
+            self.local.subscribe()
+        }
+        fn backend(&self) -> &'static str {
+            "recording"
+        }
+        fn follow(&self, topics: Vec<String>) {
+            self.changes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((true, topics));
+        }
+        fn unfollow(&self, topics: Vec<String>) {
+            self.changes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((false, topics));
+        }
+    }
+
+    impl Recording {
+        fn take(&self) -> Vec<(bool, Vec<String>)> {
+            std::mem::take(&mut *self.changes.lock().unwrap_or_else(|p| p.into_inner()))
+        }
+    }
+
+    #[test]
+    fn the_instance_follows_a_topic_from_its_first_local_follower_to_its_last() {
+        let bus = Arc::new(Recording::default());
+        let hub = Hub {
+            bus: Some(bus.clone()),
+            ..Hub::default()
+        };
+        let owned = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+        let first = register(&hub, 1, "a", Scope::AllChats, &[(5, 0), (6, 0)]);
+        assert_eq!(
+            bus.take(),
+            [(true, owned(&["user.1", "chat.5", "chat.6"]))],
+            "one request for everything the first socket brings"
+        );
+        let second = register(&hub, 2, "b", Scope::Chat(ChatId(5)), &[(5, 0)]);
+        assert_eq!(
+            bus.take(),
+            [(true, owned(&["user.2"]))],
+            "chat.5 is followed already"
+        );
+        // Someone on another instance adds user 2 to chat 7: their /ws socket is not
+        // one (it is a chat socket), so nothing new is followed; user 1's is.
+        hub.handle(&message(
+            "user.1",
+            serde_json::json!({"type": "chat.member_joined", "chat_id": 7, "user_id": 1,
+                "username": "u1", "role": "member", "added_by": 3, "last_seq": 0}),
+        ));
+        assert_eq!(bus.take(), [(true, owned(&["chat.7"]))]);
+        assert_eq!(hub.followed(first.id), [ChatId(5), ChatId(6), ChatId(7)]);
+        hub.unregister(first.id);
+        let mut left = bus.take();
+        for (_, topics) in &mut left {
+            topics.sort();
+        }
+        assert_eq!(left, [(false, owned(&["chat.6", "chat.7", "user.1"]))]);
+        hub.unregister(second.id);
+        let mut left = bus.take();
+        for (_, topics) in &mut left {
+            topics.sort();
+        }
+        assert_eq!(left, [(false, owned(&["chat.5", "user.2"]))]);
+    }
+
+    #[test]
+    fn presence_on_its_broadcast_topic_reaches_chat_partners() {
+        let hub = Hub::default();
+        let watcher = register(&hub, 2, "s", Scope::AllChats, &[(3, 0)]);
+        watcher.outbound.release();
+        hub.handle(&message(
+            "presence.1",
+            serde_json::json!({"type": "presence", "user_id": 1, "online": true,
+                "last_seen_at": null, "chats": [3], "friends": []}),
+        ));
+        let frames = watcher.outbound.take_all();
+        assert_eq!(frames.len(), 1);
     }
 }

@@ -4,15 +4,18 @@
 //! pub/sub ignores Redis database numbers, so deployments and parallel test runs
 //! sharing one Redis would otherwise hear each other.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use redis::AsyncCommands;
-use tokio::sync::broadcast;
+use redis::aio::{PubSubSink, PubSubStream};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::bus::{BusMessage, EventBus, MemoryBus};
+use crate::bus::{BROADCAST_PREFIXES, BusMessage, EventBus, MemoryBus};
 use crate::cache::{Cache, CacheError};
 
 mod connections;
@@ -173,14 +176,25 @@ impl Cache for RedisCache {
 }
 
 /// The Redis pub/sub event bus. Publishing goes through the shared command
-/// connections; one background task per process holds the subscription and feeds a
-/// local broadcast.
+/// connections; one background task per process holds the subscriptions — a channel per
+/// topic some local socket follows, plus the patterns every instance hears
+/// ([`BROADCAST_PREFIXES`]) — and feeds a local broadcast.
 pub struct RedisBus {
     connections: RedisConnections,
     prefix: String,
     local: Arc<MemoryBus>,
-    /// Subscriptions the subscriber task holds (its one pattern, while subscribed).
-    subscribed: Arc<std::sync::atomic::AtomicUsize>,
+    /// Subscriptions the subscriber task holds now (channels and patterns).
+    subscribed: Arc<AtomicUsize>,
+    /// Follow/unfollow requests, in call order, to the subscriber task.
+    interest: mpsc::UnboundedSender<Interest>,
+}
+
+/// A change of what this instance follows, or a wait for the changes before it.
+#[derive(Debug)]
+enum Interest {
+    Follow(Vec<String>),
+    Unfollow(Vec<String>),
+    Barrier(oneshot::Sender<()>),
 }
 
 impl RedisBus {
@@ -188,18 +202,21 @@ impl RedisBus {
     /// Must be called inside a tokio runtime.
     pub fn start(connections: RedisConnections, prefix: &str) -> Self {
         let local = Arc::new(MemoryBus::new());
-        let subscribed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let subscribed = Arc::new(AtomicUsize::new(0));
+        let (interest, requests) = mpsc::unbounded_channel();
         tokio::spawn(subscribe_forever(
             connections.client().clone(),
-            prefix.to_owned(),
+            Channels::new(prefix),
             local.clone(),
             subscribed.clone(),
+            requests,
         ));
         Self {
             connections,
             prefix: prefix.to_owned(),
             local,
             subscribed,
+            interest,
         }
     }
 
@@ -254,7 +271,22 @@ impl EventBus for RedisBus {
     }
 
     fn subscriptions(&self) -> usize {
-        self.subscribed.load(std::sync::atomic::Ordering::Relaxed)
+        self.subscribed.load(Ordering::Relaxed)
+    }
+
+    fn follow(&self, topics: Vec<String>) {
+        // The task ends only with the runtime; a send after that has nobody to tell.
+        let _ = self.interest.send(Interest::Follow(topics));
+    }
+
+    fn unfollow(&self, topics: Vec<String>) {
+        let _ = self.interest.send(Interest::Unfollow(topics));
+    }
+
+    fn barrier(&self) -> Option<oneshot::Receiver<()>> {
+        let (done, wait) = oneshot::channel();
+        self.interest.send(Interest::Barrier(done)).ok()?;
+        Some(wait)
     }
 
     fn backend(&self) -> &'static str {
@@ -262,54 +294,286 @@ impl EventBus for RedisBus {
     }
 }
 
-/// Holds a `PSUBSCRIBE {prefix}:*` and forwards each message to the local bus;
-/// re-subscribes after any failure.
-async fn subscribe_forever(
-    client: redis::Client,
+/// Channels per `SUBSCRIBE` command when (re)subscribing many at once.
+const SUBSCRIBE_CHUNK: usize = 1_000;
+
+/// Channel names of one deployment: `{prefix}:{topic}`.
+struct Channels {
     prefix: String,
-    local: Arc<MemoryBus>,
-    subscribed: Arc<std::sync::atomic::AtomicUsize>,
-) {
-    use std::sync::atomic::Ordering;
-    let pattern = format!("{prefix}:*");
-    let strip = format!("{prefix}:");
-    let mut subscribed_before = false;
-    loop {
-        match client.get_async_pubsub().await {
-            Ok(mut pubsub) => match pubsub.psubscribe(&pattern).await {
-                Ok(()) => {
-                    subscribed.store(1, Ordering::Relaxed);
-                    tracing::info!(pattern, "subscribed to redis events");
-                    if subscribed_before {
-                        // Events published while we were not subscribed are gone: tell
-                        // local subscribers, so they can make their clients recover.
-                        local.deliver(BusMessage {
-                            topic: crate::bus::GAP_TOPIC.to_owned(),
-                            payload: String::new(),
-                        });
+    patterns: Vec<String>,
+}
+
+impl Channels {
+    fn new(prefix: &str) -> Self {
+        Channels {
+            prefix: format!("{prefix}:"),
+            patterns: BROADCAST_PREFIXES
+                .iter()
+                .map(|p| format!("{prefix}:{p}*"))
+                .collect(),
+        }
+    }
+
+    fn of<'a>(&self, topics: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+        topics
+            .into_iter()
+            .map(|t| format!("{}{t}", self.prefix))
+            .collect()
+    }
+
+    fn topic<'a>(&self, channel: &'a str) -> Option<&'a str> {
+        channel.strip_prefix(&self.prefix)
+    }
+}
+
+/// What one round of requests changes: topics to subscribe and to unsubscribe, net of
+/// requests that cancel out (followed and unfollowed again before the round ran), and
+/// who waits for the round to be in effect.
+#[derive(Debug, Default)]
+struct Changes {
+    add: Vec<String>,
+    remove: Vec<String>,
+    waiting: Vec<oneshot::Sender<()>>,
+}
+
+impl Changes {
+    /// Tells the barriers of the round that it is in effect.
+    fn done(self) {
+        for waiter in self.waiting {
+            // A handshake that stopped waiting has nobody to tell.
+            let _ = waiter.send(());
+        }
+    }
+}
+
+/// Applies `request` and every request already waiting to `wanted` (the topics
+/// subscribed, each with the number of follows not yet unfollowed), returning the net
+/// change.
+fn take_changes(
+    first: Interest,
+    queued: &mut mpsc::UnboundedReceiver<Interest>,
+    wanted: &mut HashMap<String, usize>,
+) -> Changes {
+    let mut add: HashSet<String> = HashSet::new();
+    let mut remove: HashSet<String> = HashSet::new();
+    let mut waiting = Vec::new();
+    let mut request = Some(first);
+    while let Some(next) = request.take().or_else(|| queued.try_recv().ok()) {
+        match next {
+            Interest::Follow(topics) => {
+                for topic in topics {
+                    let follows = wanted.entry(topic.clone()).or_insert(0);
+                    *follows += 1;
+                    if *follows == 1 && !remove.remove(&topic) {
+                        add.insert(topic);
                     }
-                    subscribed_before = true;
-                    let mut messages = pubsub.on_message();
-                    while let Some(message) = messages.next().await {
-                        let channel = message.get_channel_name();
-                        let Some(topic) = channel.strip_prefix(&strip) else {
-                            continue;
-                        };
-                        match message.get_payload::<String>() {
-                            Ok(payload) => local.deliver(BusMessage {
-                                topic: topic.to_owned(),
-                                payload,
-                            }),
-                            Err(err) => tracing::warn!(error = %err, "undecodable redis event"),
+                }
+            }
+            Interest::Unfollow(topics) => {
+                for topic in topics {
+                    let Some(follows) = wanted.get_mut(&topic) else {
+                        continue;
+                    };
+                    *follows -= 1;
+                    if *follows == 0 {
+                        wanted.remove(&topic);
+                        if !add.remove(&topic) {
+                            remove.insert(topic);
                         }
                     }
-                    subscribed.store(0, Ordering::Relaxed);
-                    tracing::warn!("redis subscription ended; re-subscribing");
                 }
-                Err(err) => tracing::warn!(error = %err, "redis psubscribe failed"),
-            },
+            }
+            Interest::Barrier(waiter) => waiting.push(waiter),
+        }
+    }
+    Changes {
+        add: add.into_iter().collect(),
+        remove: remove.into_iter().collect(),
+        waiting,
+    }
+}
+
+/// Holds this instance's subscriptions and forwards each message to the local bus;
+/// re-subscribes (everything still wanted) after any failure.
+async fn subscribe_forever(
+    client: redis::Client,
+    channels: Channels,
+    local: Arc<MemoryBus>,
+    subscribed: Arc<AtomicUsize>,
+    mut requests: mpsc::UnboundedReceiver<Interest>,
+) {
+    let mut wanted: HashMap<String, usize> = HashMap::new();
+    let mut subscribed_before = false;
+    // Barriers that came while there was no subscription: answered once there is one.
+    let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
+    loop {
+        // What changed while there was no subscription.
+        while let Ok(request) = requests.try_recv() {
+            waiting.extend(take_changes(request, &mut requests, &mut wanted).waiting);
+        }
+        match subscribe_all(&client, &channels, &wanted).await {
+            Ok((mut sink, mut stream)) => {
+                Changes {
+                    waiting: std::mem::take(&mut waiting),
+                    ..Changes::default()
+                }
+                .done();
+                subscribed.store(wanted.len() + channels.patterns.len(), Ordering::Relaxed);
+                tracing::info!(channels = wanted.len(), "subscribed to redis events");
+                if subscribed_before {
+                    // Events published while we were not subscribed are gone: tell
+                    // local subscribers, so they can make their clients recover.
+                    local.deliver(BusMessage {
+                        topic: crate::bus::GAP_TOPIC.to_owned(),
+                        payload: String::new(),
+                    });
+                }
+                subscribed_before = true;
+                loop {
+                    tokio::select! {
+                        message = stream.next() => {
+                            let Some(message) = message else { break };
+                            let channel = message.get_channel_name();
+                            let Some(topic) = channels.topic(channel) else { continue };
+                            match message.get_payload::<String>() {
+                                Ok(payload) => local.deliver(BusMessage {
+                                    topic: topic.to_owned(),
+                                    payload,
+                                }),
+                                Err(err) => tracing::warn!(error = %err, "undecodable redis event"),
+                            }
+                        }
+                        request = requests.recv() => {
+                            // The bus is gone (the process is stopping).
+                            let Some(request) = request else { return };
+                            let mut changes = take_changes(request, &mut requests, &mut wanted);
+                            if let Err(err) = apply(&mut sink, &channels, &changes).await {
+                                tracing::warn!(error = %err, "redis subscribe failed");
+                                // Answered after the re-subscription.
+                                waiting.append(&mut changes.waiting);
+                                break;
+                            }
+                            subscribed.store(wanted.len() + channels.patterns.len(), Ordering::Relaxed);
+                            changes.done();
+                        }
+                    }
+                }
+                subscribed.store(0, Ordering::Relaxed);
+                tracing::warn!("redis subscription ended; re-subscribing");
+            }
             Err(err) => tracing::warn!(error = %err, "redis pub/sub connection failed"),
         }
         tokio::time::sleep(RESUBSCRIBE_BACKOFF).await;
+    }
+}
+
+/// A pub/sub connection subscribed to the broadcast patterns and every wanted channel.
+async fn subscribe_all(
+    client: &redis::Client,
+    channels: &Channels,
+    wanted: &HashMap<String, usize>,
+) -> redis::RedisResult<(PubSubSink, PubSubStream)> {
+    let (mut sink, stream) = client.get_async_pubsub().await?.split();
+    sink.psubscribe(&channels.patterns).await?;
+    let names = channels.of(wanted.keys());
+    for chunk in names.chunks(SUBSCRIBE_CHUNK) {
+        sink.subscribe(chunk).await?;
+    }
+    Ok((sink, stream))
+}
+
+/// Sends one round's changes: unsubscribes first, so a connection never holds more than
+/// what is wanted plus what is being added.
+async fn apply(
+    sink: &mut PubSubSink,
+    channels: &Channels,
+    changes: &Changes,
+) -> redis::RedisResult<()> {
+    for chunk in channels.of(&changes.remove).chunks(SUBSCRIBE_CHUNK) {
+        sink.unsubscribe(chunk).await?;
+    }
+    for chunk in channels.of(&changes.add).chunks(SUBSCRIBE_CHUNK) {
+        sink.subscribe(chunk).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topics(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    #[test]
+    fn requests_that_cancel_out_change_nothing() {
+        let (send, mut waiting) = mpsc::unbounded_channel();
+        let mut wanted: HashMap<String, usize> = HashMap::from([("chat.1".to_owned(), 1)]);
+        for request in [
+            Interest::Follow(topics(&["chat.2", "chat.3"])),
+            Interest::Unfollow(topics(&["chat.2", "chat.1"])),
+            Interest::Follow(topics(&["chat.1", "chat.4"])),
+            Interest::Unfollow(topics(&["chat.9"])),
+        ] {
+            let _ = send.send(request);
+        }
+        let first = waiting.try_recv().unwrap_or(Interest::Follow(Vec::new()));
+        let mut changes = take_changes(first, &mut waiting, &mut wanted);
+        changes.add.sort();
+        assert_eq!(
+            (changes.add, changes.remove),
+            (topics(&["chat.3", "chat.4"]), Vec::<String>::new())
+        );
+        let mut now: Vec<&String> = wanted.keys().collect();
+        now.sort();
+        assert_eq!(now, ["chat.1", "chat.3", "chat.4"]);
+        let changes = take_changes(
+            Interest::Unfollow(topics(&["chat.3"])),
+            &mut waiting,
+            &mut wanted,
+        );
+        assert_eq!(changes.remove, ["chat.3"]);
+    }
+
+    #[test]
+    fn a_topic_followed_twice_stays_until_unfollowed_twice() {
+        let (_send, mut queued) = mpsc::unbounded_channel();
+        let mut wanted = HashMap::new();
+        let follow = || Interest::Follow(topics(&["chat.1"]));
+        let unfollow = || Interest::Unfollow(topics(&["chat.1"]));
+        assert_eq!(
+            take_changes(follow(), &mut queued, &mut wanted).add,
+            ["chat.1"]
+        );
+        assert!(
+            take_changes(follow(), &mut queued, &mut wanted)
+                .add
+                .is_empty()
+        );
+        assert!(
+            take_changes(unfollow(), &mut queued, &mut wanted)
+                .remove
+                .is_empty()
+        );
+        assert_eq!(
+            take_changes(unfollow(), &mut queued, &mut wanted).remove,
+            ["chat.1"]
+        );
+        assert!(
+            take_changes(unfollow(), &mut queued, &mut wanted)
+                .remove
+                .is_empty()
+        );
+        assert!(wanted.is_empty());
+    }
+
+    #[test]
+    fn channels_carry_the_prefix_and_patterns_cover_broadcast_topics() {
+        let channels = Channels::new("staging");
+        assert_eq!(channels.of(&topics(&["chat.7"])), ["staging:chat.7"]);
+        assert_eq!(channels.topic("staging:user.3"), Some("user.3"));
+        assert_eq!(channels.topic("other:user.3"), None);
+        assert_eq!(channels.patterns, ["staging:presence.*"]);
     }
 }

@@ -637,7 +637,12 @@ async fn logout_publishes_a_session_revoked_event(backend: Backend) -> anyhow::R
     let app = TestApp::spawn(backend).await?;
     let quinn = app.register("quinn").await?;
     let mut events = app.context.bus.subscribe();
-    chat_test_support::await_bus_ready(&app.context.bus, &mut events).await?;
+    chat_test_support::follow_topics(
+        &app.context.bus,
+        &mut events,
+        &[format!("user.{}", quinn.user_id)],
+    )
+    .await?;
     app.request(
         actix_web::http::Method::POST,
         "/api/v1/auth/logout",

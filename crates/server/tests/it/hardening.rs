@@ -81,7 +81,7 @@ async fn presence_costs_one_bus_message_per_change_whatever_the_chat_count(
         assert_eq!(event["message"], text.as_str());
     }
     // The crowd user's presence changes reach the bus as one message each, on the
-    // user's own topic (sockets that overlap make one stretch online, so there may be
+    // user's presence topic (sockets that overlap make one stretch online, so there may be
     // fewer than two per cycle), ending with "offline".
     let mut changes = Vec::new();
     let mut per_chat = 0;
@@ -100,7 +100,7 @@ async fn presence_costs_one_bus_message_per_change_whatever_the_chat_count(
                 if value["type"] != "presence" || value["user_id"] != crowd.user_id {
                     continue;
                 }
-                if message.topic == format!("user.{}", crowd.user_id) {
+                if message.topic == format!("presence.{}", crowd.user_id) {
                     assert_eq!(value["chats"].as_array().map(Vec::len), Some(2000));
                     changes.push(value["online"] == true);
                 } else {
@@ -365,6 +365,8 @@ async fn a_leave_racing_the_handshake_is_not_followed(backend: Backend) -> anyho
     reached_rx.recv().await?;
     // Ann's memberships were read; she is removed before her socket registers.
     let mut watch = app.context.bus.subscribe();
+    chat_test_support::follow_topics(&app.context.bus, &mut watch, &[format!("chat.{chat}")])
+        .await?;
     app.delete(
         &format!("/api/v1/chats/{chat}/members/{}", ann.user_id),
         Some(&bob.access_token),

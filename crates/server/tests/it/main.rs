@@ -15,6 +15,7 @@ mod messages;
 mod ops;
 mod proxy;
 mod rotation;
+mod scaleout;
 mod shutdown;
 mod upgrade;
 mod users;

@@ -4,9 +4,7 @@ use chat_domain::UserId;
 use std::time::Duration;
 
 use chat_services::auth::tokens::{JwtKeys, issue_access, verify_access};
-use chat_test_support::{
-    Backend, Session, TEST_JWT_SECRET, TestApp, await_bus_ready, both_backends,
-};
+use chat_test_support::{Backend, Session, TEST_JWT_SECRET, TestApp, both_backends, follow_topics};
 use serde_json::{Value, json};
 
 both_backends!(
@@ -219,7 +217,7 @@ async fn fifty_concurrent_sends_get_seqs_one_to_fifty(backend: Backend) -> anyho
     // Every instance's hub sees the bus: a chat's events must be published in seq
     // order even when the sends race (the writer publishes, not the request tasks).
     let mut events = app.context.bus.subscribe();
-    await_bus_ready(&app.context.bus, &mut events).await?;
+    follow_topics(&app.context.bus, &mut events, &[format!("chat.{chat}")]).await?;
     let senders = [&ann, &bob, &cy];
     let path = format!("/api/v1/chats/{chat}/messages");
     let sends = (0..50).map(|i| {
@@ -424,22 +422,65 @@ async fn next_event(
 
 async fn writes_publish_their_events(backend: Backend) -> anyhow::Result<()> {
     let app = TestApp::spawn(backend).await?;
+    let (ann, bob) = (app.register("ann").await?, app.register("bob").await?);
     let mut events = app.context.bus.subscribe();
-    await_bus_ready(&app.context.bus, &mut events).await?;
-    let (ann, bob, chat) = app.two_in_a_group().await?;
+    let (ann_topic, bob_topic) = (
+        format!("user.{}", ann.user_id),
+        format!("user.{}", bob.user_id),
+    );
+    follow_topics(
+        &app.context.bus,
+        &mut events,
+        &[ann_topic.clone(), bob_topic.clone()],
+    )
+    .await?;
+    let chat = app
+        .post(
+            "/api/v1/chats",
+            Some(&ann.access_token),
+            json!({"name": "Room", "visibility": "public"}),
+        )
+        .await?
+        .expect_status(201)?
+        .json["id"]
+        .as_i64()
+        .unwrap_or_default();
     let topic = format!("chat.{chat}");
-    // Creating the group announces its owner (so her open `/ws` sockets follow it),
-    // then adding Bob announces him.
-    let owner = next_event(&mut events, &topic).await?;
+    // Creating the group announces its owner on her own topic (so the instances
+    // holding her `/ws` sockets follow it: nobody follows the chat's topic yet).
+    let owner = next_event(&mut events, &ann_topic).await?;
     assert_eq!(
         (
             owner["type"].as_str(),
+            owner["chat_id"].as_i64(),
             owner["user_id"].as_i64(),
             owner["role"].as_str()
         ),
-        (Some("chat.member_joined"), Some(ann.user_id), Some("owner"))
+        (
+            Some("chat.member_joined"),
+            Some(chat),
+            Some(ann.user_id),
+            Some("owner")
+        )
     );
-    assert_eq!(owner["added_by"], serde_json::Value::Null);
+    assert_eq!(
+        (&owner["added_by"], &owner["last_seq"]),
+        (&serde_json::Value::Null, &json!(0))
+    );
+    follow_topics(&app.context.bus, &mut events, std::slice::from_ref(&topic)).await?;
+    app.post(
+        &format!("/api/v1/chats/{chat}/join"),
+        Some(&bob.access_token),
+        json!({}),
+    )
+    .await?
+    .expect_status(200)?;
+    // Joining is announced to Bob's own topic and to the chat's.
+    let own = next_event(&mut events, &bob_topic).await?;
+    assert_eq!(
+        (own["type"].as_str(), own["user_id"].as_i64()),
+        (Some("chat.member_joined"), Some(bob.user_id))
+    );
     let joined = next_event(&mut events, &topic).await?;
     assert_eq!(
         (joined["type"].as_str(), joined["user_id"].as_i64()),
@@ -540,6 +581,12 @@ async fn writes_publish_their_events(backend: Backend) -> anyhow::Result<()> {
     );
     // Personal notifications.
     let cy = app.register("cyd").await?;
+    follow_topics(
+        &app.context.bus,
+        &mut events,
+        &[format!("user.{}", cy.user_id)],
+    )
+    .await?;
     let request = app
         .post(
             "/api/v1/friends/requests",
@@ -561,7 +608,10 @@ async fn writes_publish_their_events(backend: Backend) -> anyhow::Result<()> {
     )
     .await?
     .expect_status(201)?;
-    let added = next_event(&mut events, &format!("user.{}", cy.user_id)).await?;
+    let cy_topic = format!("user.{}", cy.user_id);
+    let own = next_event(&mut events, &cy_topic).await?;
+    assert_eq!(own["type"], "chat.member_joined");
+    let added = next_event(&mut events, &cy_topic).await?;
     assert_eq!(
         (added["kind"].as_str(), added["chat_id"].as_i64()),
         (Some("added_to_chat"), Some(chat))

@@ -2,17 +2,17 @@
 
 use chat_db::DbError;
 use chat_db::models::{ChatRow, FriendshipRow, NewChat};
-use chat_domain::ChatId;
 use chat_domain::Role;
 use chat_domain::UserId;
 use chat_domain::chat::direct_key;
+use chat_domain::{ChatId, Seq};
 use chat_selectors::chats::put_membership;
 use chat_selectors::users::user_profile;
 
 use crate::auth::Principal;
 use crate::chats::ChatView;
 use crate::chats::groups::full_view;
-use crate::events::{ChatEvent, Notification, notify, publish_chat};
+use crate::events::{ChatEvent, Notification, notify, publish_joined};
 use crate::{AppContext, ServiceError};
 
 /// The direct chat between the caller and `user_id`, created if needed (`true` when
@@ -78,30 +78,37 @@ pub async fn open_direct(
             for (member, _) in members {
                 put_membership(&ctx.store, chat.id, member, Some(Role::Member)).await;
             }
-            // `/ws` sockets follow a chat when its `chat.member_joined` passes: without
-            // these, the sockets both members already hold would hear nothing of the
-            // new chat until they reconnect.
+            // `/ws` sockets follow a chat when a `chat.member_joined` of it passes on
+            // their user's topic: without these, the sockets both members already hold
+            // would hear nothing of the new chat until they reconnect.
             let own_name = user_profile(&ctx.store, principal.user_id.0)
                 .await?
                 .map(|p| p.username)
                 .unwrap_or_default();
-            for (user_id, username, added_by) in [
+            let joins = [
                 (principal.user_id, own_name, None),
                 (
                     UserId(other.id),
                     other.username.clone(),
                     Some(principal.user_id),
                 ),
-            ] {
-                let joined = ChatEvent::MemberJoined {
-                    chat_id: ChatId(chat.id),
-                    user_id,
-                    username,
-                    role: Role::Member,
-                    added_by,
-                };
-                publish_chat(ctx, ChatId(chat.id), &joined).await;
-            }
+            ]
+            .map(|(user_id, username, added_by)| ChatEvent::MemberJoined {
+                chat_id: ChatId(chat.id),
+                user_id,
+                username,
+                role: Role::Member,
+                added_by,
+                last_seq: Seq(chat.last_seq),
+            });
+            publish_joined(
+                ctx,
+                ChatId(chat.id),
+                &[principal.user_id, UserId(other.id)],
+                &joins,
+                false,
+            )
+            .await;
             notify(
                 ctx,
                 UserId(other.id),

@@ -2,14 +2,14 @@
 
 use chat_db::models::{ChatChanges, ChatRow, HistoryRange, MembershipRow, MessageRow, NewChat};
 use chat_domain::permissions;
-use chat_domain::{ChatId, UserId};
+use chat_domain::{ChatId, Seq, UserId};
 use chat_domain::{ChatName, Description, FieldErrors, Role, Visibility};
 use chat_selectors::chats::{ChatHeader, put_chat_header, put_membership};
 
 use crate::auth::Principal;
 use crate::chats::views::{ChatView, GroupListing, MEMBER_PREVIEW_MAX, MemberView, MessageView};
 use crate::chats::{access, denied};
-use crate::events::{ChatEvent, LeftReason, publish_chat};
+use crate::events::{ChatEvent, LeftReason, publish_chat, publish_joined};
 use crate::pagination::{self, Page};
 use crate::rate_limit;
 use crate::{AppContext, ServiceError};
@@ -124,8 +124,9 @@ pub async fn create_group(
         username,
         role: Role::Owner,
         added_by: None,
+        last_seq: Seq(chat.last_seq),
     };
-    publish_chat(ctx, ChatId(chat.id), &joined).await;
+    publish_joined(ctx, ChatId(chat.id), &[principal.user_id], &[joined], false).await;
     tracing::info!(
         chat.id = chat.id,
         user.id = principal.user_id.0,
@@ -302,18 +303,18 @@ pub(crate) async fn add_membership(
         .await?
         .map(|p| p.username)
         .unwrap_or_default();
-    publish_chat(
-        ctx,
+    let last_seq = ChatRow::find(&ctx.store.db, chat_id.0)
+        .await?
+        .map_or(0, |chat| chat.last_seq);
+    let joined = ChatEvent::MemberJoined {
         chat_id,
-        &ChatEvent::MemberJoined {
-            chat_id,
-            user_id,
-            username,
-            role,
-            added_by,
-        },
-    )
-    .await;
+        user_id,
+        username,
+        role,
+        added_by,
+        last_seq: Seq(last_seq),
+    };
+    publish_joined(ctx, chat_id, &[user_id], &[joined], true).await;
     Ok(row)
 }
 

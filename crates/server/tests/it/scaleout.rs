@@ -1,0 +1,153 @@
+//! Production mode with several instances on one Redis: each instance subscribes only to
+//! the chats and users its sockets follow, and what crosses instances still arrives.
+
+use chat_test_support::{Backend, Session, TestApp};
+use serde_json::json;
+
+/// The value of an unlabelled series in `/metrics`.
+async fn metric(app: &TestApp, name: &str) -> anyhow::Result<f64> {
+    let text = app.get("/metrics", None).await?.text;
+    text.lines()
+        .find(|line| line.split_whitespace().next() == Some(name))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|value| value.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no {name} in /metrics"))
+}
+
+async fn group(app: &TestApp, owner: &Session, members: &[&Session]) -> anyhow::Result<i64> {
+    let created = app
+        .post(
+            "/api/v1/chats",
+            Some(&owner.access_token),
+            json!({"name": "Room", "visibility": "private"}),
+        )
+        .await?;
+    created.expect_status(201)?;
+    let chat = created.json["id"].as_i64().unwrap_or_default();
+    for member in members {
+        add(app, owner, chat, member).await?;
+    }
+    Ok(chat)
+}
+
+async fn add(app: &TestApp, owner: &Session, chat: i64, member: &Session) -> anyhow::Result<()> {
+    app.request(
+        actix_web::http::Method::PUT,
+        &format!("/api/v1/chats/{chat}/members/{}", member.user_id),
+        Some(&owner.access_token),
+        None,
+    )
+    .await?
+    .expect_status(201)?;
+    Ok(())
+}
+
+async fn say(app: &TestApp, who: &Session, chat: i64, text: &str) -> anyhow::Result<()> {
+    app.post(
+        &format!("/api/v1/chats/{chat}/messages"),
+        Some(&who.access_token),
+        json!({"content": text}),
+    )
+    .await?
+    .expect_status(201)?;
+    Ok(())
+}
+
+#[actix_web::test]
+async fn an_instance_receives_only_the_traffic_its_sockets_follow() -> anyhow::Result<()> {
+    let a = TestApp::spawn(Backend::Postgres).await?;
+    let b = a.spawn_peer().await?;
+    let (ann, bob) = (a.register("ann").await?, a.register("bob").await?);
+    let followed = group(&a, &ann, &[&bob]).await?;
+    let busy = group(&a, &ann, &[&bob]).await?;
+    // Bob follows one chat, on instance B.
+    let mut bobs = b
+        .ws(&format!("/ws/chats/{followed}"), &bob.access_token)
+        .await?;
+    say(&a, &ann, followed, "first").await?;
+    assert_eq!(bobs.recv_type("chat.message").await?["message"], "first");
+    let before = metric(&b, "chat_bus_messages_received_total").await?;
+    for n in 0..30 {
+        say(&a, &ann, busy, &format!("busy {n}")).await?;
+    }
+    say(&a, &ann, followed, "second").await?;
+    // What B follows crosses over, in order …
+    assert_eq!(bobs.recv_type("chat.message").await?["message"], "second");
+    // … and the 30 messages of the chat no socket of B follows never reach B.
+    let received = metric(&b, "chat_bus_messages_received_total").await? - before;
+    assert!(
+        (1.0..10.0).contains(&received),
+        "instance B received {received} bus messages for 1 it needed"
+    );
+    // Presence, user topics and the chat: bob's user, the chat, and presence.*.
+    assert_eq!(metric(&b, "chat_bus_subscriptions").await?, 3.0);
+    drop(bobs);
+    let mut left = metric(&b, "chat_bus_subscriptions").await?;
+    for _ in 0..100 {
+        if left == 1.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        left = metric(&b, "chat_bus_subscriptions").await?;
+    }
+    assert_eq!(left, 1.0, "only presence.* is left once the socket is gone");
+    b.shutdown().await;
+    a.shutdown().await;
+    Ok(())
+}
+
+#[actix_web::test]
+async fn a_member_added_on_another_instance_hears_the_chat() -> anyhow::Result<()> {
+    let a = TestApp::spawn(Backend::Postgres).await?;
+    let b = a.spawn_peer().await?;
+    let (ann, bob) = (a.register("ann").await?, a.register("bob").await?);
+    // Bob's `/ws` socket is on B, which follows no chat of his yet.
+    let mut bobs = b.ws("/ws", &bob.access_token).await?;
+    bobs.send(json!({"action": "ping"})).await?;
+    bobs.recv_type("pong").await?;
+    // Ann, on A, makes a group with a history and adds Bob.
+    let chat = group(&a, &ann, &[]).await?;
+    say(&a, &ann, chat, "before bob").await?;
+    add(&a, &ann, chat, &bob).await?;
+    let joined = bobs.recv_type("chat.member_joined").await?;
+    assert_eq!(
+        (
+            joined["chat_id"].as_i64(),
+            joined["user_id"].as_i64(),
+            joined["last_seq"].as_i64()
+        ),
+        (Some(chat), Some(bob.user_id), Some(1))
+    );
+    let note = bobs.recv_type("notification").await?;
+    assert_eq!(
+        (note["kind"].as_str(), note["chat_id"].as_i64()),
+        (Some("added_to_chat"), Some(chat))
+    );
+    // B learned of the membership on Bob's own topic (its `chat.member_joined`) and
+    // follows the chat: the next messages reach him, in order, without a reconnect.
+    for text in ["one", "two"] {
+        say(&a, &ann, chat, text).await?;
+    }
+    let first = bobs.recv_type_any(&["chat.message", "resync"]).await?;
+    match first["type"].as_str() {
+        // The first message passed before B's subscription was in place: the gap
+        // is announced from the seq the membership began at.
+        Some("resync") => {
+            assert_eq!(
+                (first["chat_id"].as_i64(), first["after_seq"].as_i64()),
+                (Some(chat), Some(1))
+            );
+            assert_eq!(bobs.recv_type("chat.message").await?["message"], "two");
+        }
+        _ => {
+            assert_eq!(
+                (first["message"].as_str(), first["seq"].as_i64()),
+                (Some("one"), Some(2))
+            );
+            assert_eq!(bobs.recv_type("chat.message").await?["message"], "two");
+        }
+    }
+    b.shutdown().await;
+    a.shutdown().await;
+    Ok(())
+}
