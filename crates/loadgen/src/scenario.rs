@@ -649,7 +649,10 @@ async fn socket_loop(
                         }
                     }
                     "error" => {
-                        counters.errors.fetch_add(1, Ordering::Relaxed);
+                        // The first few are shown: the count alone does not say what failed.
+                        if counters.errors.fetch_add(1, Ordering::Relaxed) < 3 {
+                            eprintln!("server error event: {text}");
+                        }
                     }
                     _ => {}
                 }
