@@ -648,12 +648,11 @@ async fn socket_loop(
                             counters.acked.fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                    "error" => {
-                        // The first few are shown: the count alone does not say what failed.
-                        if counters.errors.fetch_add(1, Ordering::Relaxed) < 3 {
-                            eprintln!("server error event: {text}");
-                        }
+                    // The first few are shown: the count alone does not say what failed.
+                    "error" if counters.errors.fetch_add(1, Ordering::Relaxed) < 3 => {
+                        eprintln!("server error event: {text}");
                     }
+                    "error" => {}
                     _ => {}
                 }
             }
