@@ -430,6 +430,27 @@ pub async fn publish_joined(
     ctx.bus.publish_many(events).await;
 }
 
+/// Announces that memberships ended (`event`: a `chat.member_left`, or the
+/// `chat.deleted` of the chat): on the chat's topic, then on each member's own topic, in
+/// one broker round trip. The member's topic reaches an instance that learned of the
+/// membership on it and may not hear the chat's topic yet; where both arrive, the chat's
+/// comes first and the member's only confirms it.
+pub async fn publish_left(
+    ctx: &AppContext,
+    chat_id: ChatId,
+    members: &[UserId],
+    event: &ChatEvent,
+) {
+    match event.to_payload() {
+        Ok(payload) => {
+            let mut events = vec![(chat_topic(chat_id), payload.clone())];
+            events.extend(members.iter().map(|m| (user_topic(*m), payload.clone())));
+            ctx.bus.publish_many(events).await;
+        }
+        Err(err) => tracing::error!(error = %err, "cannot serialize a membership event"),
+    }
+}
+
 /// Publishes a `notification` event on `user.<id>`.
 pub async fn notify(ctx: &AppContext, user_id: UserId, notification: &Notification) {
     publish_user(ctx, user_id, &UserEvent::Notification(notification.clone())).await;

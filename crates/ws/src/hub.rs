@@ -498,11 +498,14 @@ impl Hub {
                     }
                 }
                 EventKind::MemberJoined => {
-                    // The member's own `/ws` sockets hear it on the member's topic.
                     if let Some(user) = head.user_id {
                         state.follow(chat, user);
                     }
-                    state.deliver_to_chat_except(chat, &payload(), head.user_id);
+                    // The member's own `/ws` sockets hear it on the member's topic (where
+                    // it carries `last_seq`; a join published without it went to the chat
+                    // only).
+                    let joiner = head.user_id.filter(|_| head.last_seq.is_some());
+                    state.deliver_join(chat, &payload(), joiner);
                 }
                 EventKind::MemberLeft => {
                     state.deliver_to_chat(chat, &payload());
@@ -567,15 +570,20 @@ impl Hub {
                         state.deliver_to_user(user, &payload());
                     }
                 }
+                // A membership of this user ended (or its chat was deleted): their sockets
+                // stop following the chat, even where the chat's own event was not heard.
+                EventKind::MemberLeft | EventKind::Deleted => {
+                    if let Some(chat) = head.chat_id {
+                        state.unfollow(chat, user);
+                    }
+                }
                 EventKind::Message
                 | EventKind::MessageEdited
                 | EventKind::MessageDeleted
                 | EventKind::Read
-                | EventKind::MemberLeft
                 | EventKind::RoleChanged
                 | EventKind::Updated
-                | EventKind::Typing
-                | EventKind::Deleted => {
+                | EventKind::Typing => {
                     tracing::warn!(kind = ?head.kind, user = user.0, "a chat event on a user topic; dropped");
                 }
             }
@@ -700,6 +708,22 @@ impl State {
 
     fn deliver_to_chat(&self, chat: ChatId, payload: &Bytes) {
         self.deliver_to_chat_except(chat, payload, None);
+    }
+
+    /// Delivers a join to the chat's sockets, except the `/ws` sockets of `joiner` (which
+    /// hear it on their own topic).
+    fn deliver_join(&self, chat: ChatId, payload: &Bytes, joiner: Option<UserId>) {
+        if let Some(ids) = self.by_chat.get(&chat) {
+            for id in ids {
+                let own = self
+                    .conns
+                    .get(id)
+                    .is_some_and(|c| Some(c.user_id) == joiner && c.scope == Scope::AllChats);
+                if !own {
+                    self.send(*id, payload);
+                }
+            }
+        }
     }
 
     /// Delivers to the chat's sockets, except those of `except_user` (typing notices
@@ -1402,5 +1426,42 @@ mod tests {
         ));
         let frames = watcher.outbound.take_all();
         assert_eq!(frames.len(), 1);
+    }
+
+    #[test]
+    fn an_ended_membership_on_the_members_topic_stops_the_following() {
+        let hub = Hub::default();
+        let all = register(&hub, 1, "s", Scope::AllChats, &[(7, 0), (8, 0)]);
+        hub.handle(&message(
+            "user.1",
+            serde_json::json!({"type": "chat.member_left", "chat_id": 7, "user_id": 1,
+                "reason": "removed", "removed_by": 2}),
+        ));
+        hub.handle(&message(
+            "user.1",
+            serde_json::json!({"type": "chat.deleted", "chat_id": 8, "deleted_by": 2}),
+        ));
+        assert!(hub.followed(all.id).is_empty());
+    }
+
+    #[test]
+    fn a_join_on_the_chat_topic_skips_only_the_joiners_all_chats_sockets() {
+        let hub = Hub::default();
+        let all = register(&hub, 1, "a", Scope::AllChats, &[(7, 0)]);
+        let one = register(&hub, 1, "b", Scope::Chat(ChatId(7)), &[(7, 0)]);
+        let other = register(&hub, 2, "c", Scope::AllChats, &[(7, 0)]);
+        for reg in [&all, &one, &other] {
+            reg.outbound.release();
+        }
+        hub.handle(&message(
+            "chat.7",
+            serde_json::json!({"type": "chat.member_joined", "chat_id": 7, "user_id": 1,
+                "last_seq": 0}),
+        ));
+        let counts: Vec<usize> = [&all, &one, &other]
+            .iter()
+            .map(|reg| reg.outbound.take_all().len())
+            .collect();
+        assert_eq!(counts, [0, 1, 1]);
     }
 }

@@ -294,6 +294,10 @@ impl EventBus for RedisBus {
     }
 }
 
+/// How long a round of (un)subscriptions may take before the connection counts as dead
+/// (messages are not forwarded while a round waits for its confirmations).
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Channels per `SUBSCRIBE` command when (re)subscribing many at once.
 const SUBSCRIBE_CHUNK: usize = 1_000;
 
@@ -411,7 +415,13 @@ async fn subscribe_forever(
         while let Ok(request) = requests.try_recv() {
             waiting.extend(take_changes(request, &mut requests, &mut wanted).waiting);
         }
-        match subscribe_all(&client, &channels, &wanted).await {
+        let connected = tokio::time::timeout(
+            SUBSCRIBE_TIMEOUT,
+            subscribe_all(&client, &channels, &wanted),
+        )
+        .await
+        .unwrap_or_else(|_| Err(timed_out()));
+        match connected {
             Ok((mut sink, mut stream)) => {
                 Changes {
                     waiting: std::mem::take(&mut waiting),
@@ -447,7 +457,10 @@ async fn subscribe_forever(
                             // The bus is gone (the process is stopping).
                             let Some(request) = request else { return };
                             let mut changes = take_changes(request, &mut requests, &mut wanted);
-                            if let Err(err) = apply(&mut sink, &channels, &changes).await {
+                            let applied = tokio::time::timeout(SUBSCRIBE_TIMEOUT, apply(&mut sink, &channels, &changes))
+                                .await
+                                .unwrap_or_else(|_| Err(timed_out()));
+                            if let Err(err) = applied {
                                 tracing::warn!(error = %err, "redis subscribe failed");
                                 // Answered after the re-subscription.
                                 waiting.append(&mut changes.waiting);
@@ -465,6 +478,13 @@ async fn subscribe_forever(
         }
         tokio::time::sleep(RESUBSCRIBE_BACKOFF).await;
     }
+}
+
+fn timed_out() -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "redis did not confirm the subscriptions in time",
+    ))
 }
 
 /// A pub/sub connection subscribed to the broadcast patterns and every wanted channel.

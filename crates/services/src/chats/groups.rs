@@ -9,7 +9,7 @@ use chat_selectors::chats::{ChatHeader, put_chat_header, put_membership};
 use crate::auth::Principal;
 use crate::chats::views::{ChatView, GroupListing, MEMBER_PREVIEW_MAX, MemberView, MessageView};
 use crate::chats::{access, denied};
-use crate::events::{ChatEvent, LeftReason, publish_chat, publish_joined};
+use crate::events::{ChatEvent, LeftReason, publish_chat, publish_joined, publish_left};
 use crate::pagination::{self, Page};
 use crate::rate_limit;
 use crate::{AppContext, ServiceError};
@@ -200,18 +200,15 @@ pub async fn delete_chat(
         return Err(ServiceError::NotFound(format!("chat {chat_id} not found")));
     }
     put_chat_header(&ctx.store, chat_id.0, None).await;
-    for user_id in members {
-        put_membership(&ctx.store, chat_id.0, user_id, None).await;
+    for user_id in &members {
+        put_membership(&ctx.store, chat_id.0, *user_id, None).await;
     }
-    publish_chat(
-        ctx,
+    let members: Vec<UserId> = members.into_iter().map(UserId).collect();
+    let deleted = ChatEvent::Deleted {
         chat_id,
-        &ChatEvent::Deleted {
-            chat_id,
-            deleted_by: principal.user_id,
-        },
-    )
-    .await;
+        deleted_by: principal.user_id,
+    };
+    publish_left(ctx, chat_id, &members, &deleted).await;
     tracing::info!(
         chat.id = chat_id.0,
         user.id = principal.user_id.0,
@@ -333,17 +330,13 @@ pub(crate) async fn end_membership(
         });
     }
     put_membership(&ctx.store, chat_id.0, user_id.0, None).await;
-    publish_chat(
-        ctx,
+    let left = ChatEvent::MemberLeft {
         chat_id,
-        &ChatEvent::MemberLeft {
-            chat_id,
-            user_id,
-            reason,
-            removed_by,
-        },
-    )
-    .await;
+        user_id,
+        reason,
+        removed_by,
+    };
+    publish_left(ctx, chat_id, &[user_id], &left).await;
     Ok(())
 }
 
