@@ -269,6 +269,18 @@ impl TestApp {
             .ok_or_else(|| anyhow::anyhow!("no chat id: {}", created.text))
     }
 
+    /// `who` says `text` in `chat` over REST (201 expected).
+    pub async fn send_text(&self, who: &Session, chat: i64, text: &str) -> anyhow::Result<()> {
+        self.post(
+            &format!("/api/v1/chats/{chat}/messages"),
+            Some(&who.access_token),
+            json!({"content": text}),
+        )
+        .await?
+        .expect_status(201)?;
+        Ok(())
+    }
+
     /// Two users, `ann` and `bob`, in a public group `ann` owns: the usual stage of
     /// message and WebSocket tests. Returns both and the chat id.
     pub async fn two_in_a_group(&self) -> anyhow::Result<(Session, Session, i64)> {

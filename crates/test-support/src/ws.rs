@@ -141,19 +141,7 @@ impl WsClient {
     /// The next frame of this `type`. Frames of other types stay queued for later
     /// calls, so the relative order of an ack and an event does not matter.
     pub async fn recv_type(&mut self, kind: &str) -> anyhow::Result<Value> {
-        if let Some(at) = self.pending.iter().position(|v| v["type"] == kind) {
-            return self
-                .pending
-                .remove(at)
-                .ok_or_else(|| anyhow::anyhow!("queue changed"));
-        }
-        loop {
-            let value = self.read().await?;
-            if value["type"] == kind {
-                return Ok(value);
-            }
-            self.pending.push_back(value);
-        }
+        self.recv_type_any(&[kind]).await
     }
 
     /// The next frame of any of these types (others stay queued, as for

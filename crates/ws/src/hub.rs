@@ -645,54 +645,62 @@ fn resync_event(chat: Option<(ChatId, Seq)>) -> String {
     .to_string()
 }
 
+/// Adds socket `id` under `key`; the key's first socket records a follow of `topic(key)`.
+fn add_conn<K: std::hash::Hash + Eq + Copy>(
+    map: &mut HashMap<K, HashSet<ConnId>>,
+    interest: &mut Vec<(bool, String)>,
+    key: K,
+    id: ConnId,
+    topic: fn(K) -> String,
+) {
+    match map.entry(key) {
+        Entry::Occupied(mut ids) => {
+            ids.get_mut().insert(id);
+        }
+        Entry::Vacant(slot) => {
+            slot.insert(HashSet::from([id]));
+            interest.push((true, topic(key)));
+        }
+    }
+}
+
+/// Removes socket `id` from `key`; the key's last socket records an unfollow.
+fn remove_conn<K: std::hash::Hash + Eq + Copy>(
+    map: &mut HashMap<K, HashSet<ConnId>>,
+    interest: &mut Vec<(bool, String)>,
+    key: K,
+    id: ConnId,
+    topic: fn(K) -> String,
+) {
+    if let Some(ids) = map.get_mut(&key) {
+        ids.remove(&id);
+        if ids.is_empty() {
+            map.remove(&key);
+            interest.push((false, topic(key)));
+        }
+    }
+}
+
 impl State {
     /// Socket `id` follows `chat`; the first local follower makes the instance follow
     /// the chat's topic.
     fn add_chat_conn(&mut self, chat: ChatId, id: ConnId) {
-        match self.by_chat.entry(chat) {
-            Entry::Occupied(mut ids) => {
-                ids.get_mut().insert(id);
-            }
-            Entry::Vacant(slot) => {
-                slot.insert(HashSet::from([id]));
-                self.interest.push((true, chat_topic(chat)));
-            }
-        }
+        add_conn(&mut self.by_chat, &mut self.interest, chat, id, chat_topic);
     }
 
     /// Socket `id` no longer follows `chat`; after the last, neither does the instance.
     fn remove_chat_conn(&mut self, chat: ChatId, id: ConnId) {
-        if let Some(ids) = self.by_chat.get_mut(&chat) {
-            ids.remove(&id);
-            if ids.is_empty() {
-                self.by_chat.remove(&chat);
-                self.interest.push((false, chat_topic(chat)));
-            }
-        }
+        remove_conn(&mut self.by_chat, &mut self.interest, chat, id, chat_topic);
     }
 
     /// Socket `id` belongs to `user`: the instance follows the user's topic while it
     /// holds one of their sockets.
     fn add_user_conn(&mut self, user: UserId, id: ConnId) {
-        match self.by_user.entry(user) {
-            Entry::Occupied(mut ids) => {
-                ids.get_mut().insert(id);
-            }
-            Entry::Vacant(slot) => {
-                slot.insert(HashSet::from([id]));
-                self.interest.push((true, user_topic(user)));
-            }
-        }
+        add_conn(&mut self.by_user, &mut self.interest, user, id, user_topic);
     }
 
     fn remove_user_conn(&mut self, user: UserId, id: ConnId) {
-        if let Some(ids) = self.by_user.get_mut(&user) {
-            ids.remove(&id);
-            if ids.is_empty() {
-                self.by_user.remove(&user);
-                self.interest.push((false, user_topic(user)));
-            }
-        }
+        remove_conn(&mut self.by_user, &mut self.interest, user, id, user_topic);
     }
 
     fn send(&self, id: ConnId, payload: &Bytes) {

@@ -104,19 +104,12 @@ impl<'a> Reader<'a> {
         default: &str,
         range: RangeInclusive<Duration>,
     ) -> Result<Duration, ConfigError> {
-        let value = self.parsed(key, default, parse_duration)?;
-        if range.contains(&value) {
-            Ok(value)
-        } else {
-            Err(invalid(
-                key,
-                format!(
-                    "must be between {} and {}",
-                    show_duration(*range.start()),
-                    show_duration(*range.end())
-                ),
-            ))
-        }
+        within(
+            key,
+            self.parsed(key, default, parse_duration)?,
+            range,
+            show_duration,
+        )
     }
 
     /// A size in bytes (see [`parse_bytes`]) within `range`.
@@ -126,19 +119,12 @@ impl<'a> Reader<'a> {
         default: &str,
         range: RangeInclusive<usize>,
     ) -> Result<usize, ConfigError> {
-        let value = self.parsed(key, default, parse_bytes)?;
-        if range.contains(&value) {
-            Ok(value)
-        } else {
-            Err(invalid(
-                key,
-                format!(
-                    "must be between {} and {}",
-                    show_bytes(*range.start()),
-                    show_bytes(*range.end())
-                ),
-            ))
-        }
+        within(
+            key,
+            self.parsed(key, default, parse_bytes)?,
+            range,
+            show_bytes,
+        )
     }
 
     /// A boolean (see [`parse_bool`]).
@@ -170,6 +156,27 @@ impl<'a> Reader<'a> {
                     .collect();
                 invalid(key, format!("'{raw}' is not one of {}", names.join(", ")))
             })
+    }
+}
+
+/// `value` if within `range`; otherwise the error naming the bounds as `show` writes them.
+fn within<T: PartialOrd + Copy>(
+    key: &str,
+    value: T,
+    range: RangeInclusive<T>,
+    show: fn(T) -> String,
+) -> Result<T, ConfigError> {
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(invalid(
+            key,
+            format!(
+                "must be between {} and {}",
+                show(*range.start()),
+                show(*range.end())
+            ),
+        ))
     }
 }
 

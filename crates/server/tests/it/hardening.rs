@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_test_support::{Backend, Session, TestApp, WS_WAIT, both_backends};
+use chat_test_support::{Backend, TestApp, WS_WAIT, both_backends};
 use serde_json::{Value, json};
 
 use crate::upgrade::masked_text;
@@ -46,17 +46,6 @@ async fn many_groups(app: &TestApp, user: i64, count: usize) -> anyhow::Result<(
     Ok(())
 }
 
-async fn send_in(app: &TestApp, who: &Session, chat: i64, text: &str) -> anyhow::Result<()> {
-    app.post(
-        &format!("/api/v1/chats/{chat}/messages"),
-        Some(&who.access_token),
-        json!({"content": text}),
-    )
-    .await?
-    .expect_status(201)?;
-    Ok(())
-}
-
 async fn presence_costs_one_bus_message_per_change_whatever_the_chat_count(
     backend: Backend,
 ) -> anyhow::Result<()> {
@@ -76,7 +65,7 @@ async fn presence_costs_one_bus_message_per_change_whatever_the_chat_count(
         drop(socket);
         // The unrelated user's socket stays open and keeps receiving its own chat.
         let text = format!("still here {round}");
-        send_in(&app, &bob, chat, &text).await?;
+        app.send_text(&bob, chat, &text).await?;
         let event = anns.recv_type("chat.message").await?;
         assert_eq!(event["message"], text.as_str());
     }
@@ -174,7 +163,7 @@ async fn a_socket_that_never_reads_is_closed_and_costs_bounded_memory(
     // 100 messages of 4 000 two-byte characters: each page of them is ~800 KB.
     let text = "é".repeat(4000);
     for _ in 0..100 {
-        send_in(&app, &ann, chat, &text).await?;
+        app.send_text(&ann, chat, &text).await?;
     }
     let mut presence = app.context.bus.subscribe();
     let mut socket =
@@ -385,7 +374,7 @@ async fn a_leave_racing_the_handshake_is_not_followed(backend: Backend) -> anyho
     let mut anns = connecting.await??;
     anns.send(json!({"action": "ping"})).await?;
     anns.recv_type("pong").await?;
-    send_in(&app, &bob, chat, "not for ann").await?;
+    app.send_text(&bob, chat, "not for ann").await?;
     // Published (the hub reads the bus in order) before the next message is even sent:
     // had it been routed to Ann, it would reach her first.
     loop {
@@ -394,7 +383,7 @@ async fn a_leave_racing_the_handshake_is_not_followed(backend: Backend) -> anyho
             break;
         }
     }
-    send_in(&app, &bob, kept, "for ann").await?;
+    app.send_text(&bob, kept, "for ann").await?;
     let event = anns.recv_type("chat.message").await?;
     assert_eq!(
         (event["chat_id"].as_i64(), event["message"].as_str()),

@@ -15,15 +15,7 @@ async fn metric(app: &TestApp, name: &str) -> anyhow::Result<f64> {
 }
 
 async fn group(app: &TestApp, owner: &Session, members: &[&Session]) -> anyhow::Result<i64> {
-    let created = app
-        .post(
-            "/api/v1/chats",
-            Some(&owner.access_token),
-            json!({"name": "Room", "visibility": "private"}),
-        )
-        .await?;
-    created.expect_status(201)?;
-    let chat = created.json["id"].as_i64().unwrap_or_default();
+    let chat = app.create_group(owner, "Room", "private").await?;
     for member in members {
         add(app, owner, chat, member).await?;
     }
@@ -42,17 +34,6 @@ async fn add(app: &TestApp, owner: &Session, chat: i64, member: &Session) -> any
     Ok(())
 }
 
-async fn say(app: &TestApp, who: &Session, chat: i64, text: &str) -> anyhow::Result<()> {
-    app.post(
-        &format!("/api/v1/chats/{chat}/messages"),
-        Some(&who.access_token),
-        json!({"content": text}),
-    )
-    .await?
-    .expect_status(201)?;
-    Ok(())
-}
-
 #[actix_web::test]
 async fn an_instance_receives_only_the_traffic_its_sockets_follow() -> anyhow::Result<()> {
     let a = TestApp::spawn(Backend::Postgres).await?;
@@ -64,13 +45,13 @@ async fn an_instance_receives_only_the_traffic_its_sockets_follow() -> anyhow::R
     let mut bobs = b
         .ws(&format!("/ws/chats/{followed}"), &bob.access_token)
         .await?;
-    say(&a, &ann, followed, "first").await?;
+    a.send_text(&ann, followed, "first").await?;
     assert_eq!(bobs.recv_type("chat.message").await?["message"], "first");
     let before = metric(&b, "chat_bus_messages_received_total").await?;
     for n in 0..30 {
-        say(&a, &ann, busy, &format!("busy {n}")).await?;
+        a.send_text(&ann, busy, &format!("busy {n}")).await?;
     }
-    say(&a, &ann, followed, "second").await?;
+    a.send_text(&ann, followed, "second").await?;
     // What B follows crosses over, in order …
     assert_eq!(bobs.recv_type("chat.message").await?["message"], "second");
     // … and the 30 messages of the chat no socket of B follows never reach B.
@@ -107,7 +88,7 @@ async fn a_member_added_on_another_instance_hears_the_chat() -> anyhow::Result<(
     bobs.recv_type("pong").await?;
     // Ann, on A, makes a group with a history and adds Bob.
     let chat = group(&a, &ann, &[]).await?;
-    say(&a, &ann, chat, "before bob").await?;
+    a.send_text(&ann, chat, "before bob").await?;
     add(&a, &ann, chat, &bob).await?;
     let joined = bobs.recv_type("chat.member_joined").await?;
     assert_eq!(
@@ -126,7 +107,7 @@ async fn a_member_added_on_another_instance_hears_the_chat() -> anyhow::Result<(
     // B learned of the membership on Bob's own topic (its `chat.member_joined`) and
     // follows the chat: the next messages reach him, in order, without a reconnect.
     for text in ["one", "two"] {
-        say(&a, &ann, chat, text).await?;
+        a.send_text(&ann, chat, text).await?;
     }
     let first = bobs.recv_type_any(&["chat.message", "resync"]).await?;
     match first["type"].as_str() {
