@@ -434,17 +434,7 @@ async fn writes_publish_their_events(backend: Backend) -> anyhow::Result<()> {
         &[ann_topic.clone(), bob_topic.clone()],
     )
     .await?;
-    let chat = app
-        .post(
-            "/api/v1/chats",
-            Some(&ann.access_token),
-            json!({"name": "Room", "visibility": "public"}),
-        )
-        .await?
-        .expect_status(201)?
-        .json["id"]
-        .as_i64()
-        .unwrap_or_default();
+    let chat = app.create_group(&ann, "Room", "public").await?;
     let topic = format!("chat.{chat}");
     // Creating the group announces its owner on her own topic (so the instances
     // holding her `/ws` sockets follow it: nobody follows the chat's topic yet).
