@@ -12,7 +12,8 @@
 #
 # BENCH_METRICS_OUT=FILE: after the run, the server's /metrics is written to FILE and
 # the disks' /proc/diskstats before and after to FILE.diskstats (scripts/stages.py
-# turns them into the per-stage account of docs/benchmarks.md).
+# turns them into the per-stage account of docs/benchmarks.md), and the server's log
+# (warnings and errors) to FILE.log.
 #
 # Build first: cargo build --release -p chat-server -p chat-loadgen
 set -euo pipefail
@@ -61,4 +62,5 @@ done
 if [ -n "${BENCH_METRICS_OUT:-}" ]; then
   { echo "--- after"; cat /proc/diskstats; } >>"$BENCH_METRICS_OUT.diskstats"
   curl -fs "http://127.0.0.1:$server_port/metrics" >"$BENCH_METRICS_OUT"
+  cp "$work/server.log" "$BENCH_METRICS_OUT.log"
 fi

@@ -5,7 +5,9 @@
     scripts/stages.py FILE
 
 Prints, for each stage histogram, the count, mean, and p50/p90/p99 (upper bucket
-bounds: "≤"), then the disks' writes and flushes during the run.
+bounds: "≤"), the counters that show a stage waiting on a shared resource (database
+pool waits and time-outs, Redis commands without an answer), then the disks' writes and
+flushes during the run.
 """
 import re
 import sys
@@ -21,6 +23,13 @@ STAGES = [
     ("chat_ws_outbox_wait_seconds", "queued on a socket -> taken by its connection for writing (oldest of a run)"),
     ("chat_message_batch_size", "messages per batch"),
 ]
+
+COUNTERS = (
+    "chat_db_pool_timeouts_total",
+    "chat_db_pool_wait_seconds_total",
+    "chat_redis_failures_total",
+    "chat_bus_lagged_total",
+)
 
 
 def histograms(text):
@@ -89,6 +98,10 @@ def main():
         row = [fmt(name, mean)] + [fmt(name, quantile(cumulative, q)) for q in (0.5, 0.9, 0.99)]
         print(f"{name:40} {int(count):>9} " + " ".join(f"{v:>11}" for v in row))
         print(f"  ({what})")
+    print("waits on shared resources:")
+    for line in open(path).read().splitlines():
+        if line.startswith(COUNTERS):
+            print(f"  {line}")
     print("disks during the run:")
     diskstats(path + ".diskstats")
 

@@ -38,6 +38,20 @@ pub trait Cache: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), CacheError>;
     /// `redis` or `memory`.
     fn backend(&self) -> &'static str;
+    /// Commands the backend did not answer since start (never, in process).
+    fn failures(&self) -> BackendFailures {
+        BackendFailures::default()
+    }
+}
+
+/// Commands that got no answer from a remote cache since start: each fell back to the
+/// database, or was skipped, as its caller decides.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BackendFailures {
+    /// Commands that waited the whole timeout.
+    pub timed_out: u64,
+    /// Commands answered with an error (connection refused or dropped, Redis errors).
+    pub errors: u64,
 }
 
 /// Default bytes the in-process cache may hold (keys, values and per-entry overhead)

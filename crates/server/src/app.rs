@@ -19,7 +19,7 @@ use chat_db::redis::{RedisBus, RedisCache, open_connections};
 use chat_db::{DbPool, PoolOptions, run_migrations};
 use chat_selectors::Store;
 use chat_services::auth::tokens::JwtKeys;
-use chat_services::history_cache::HistoryCache;
+use chat_services::history_cache::{HistoryCache, NewestSeqs};
 use chat_services::lifecycle::Lifecycle;
 use chat_services::rate_limit::RateLimiter;
 use chat_services::writer::{MessageWriter, POSTGRES_WRITERS};
@@ -175,6 +175,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let hub_arc = Hub::start(
             context.bus.clone(),
+            NewestSeqs::new(context.store.cache.clone()),
             HubLimits {
                 max_queued_bytes: config.ws_max_queued_bytes,
                 max_sockets_per_user: config.max_sockets_per_user,

@@ -424,3 +424,30 @@ mod tests {
         assert_eq!(off.stats().chats, 0);
     }
 }
+
+/// Reads chats' newest committed seqs (`history_last`): what a socket that began
+/// following a chat mid-stream compares with what reached it, to know whether a message
+/// passed before the bus subscription took effect.
+#[derive(Clone)]
+pub struct NewestSeqs(Arc<dyn chat_db::cache::Cache>);
+
+impl NewestSeqs {
+    /// Reads from `cache` (the shared cache the writers raise the entries in).
+    pub fn new(cache: Arc<dyn chat_db::cache::Cache>) -> Self {
+        NewestSeqs(cache)
+    }
+
+    /// The chat's newest committed seq: `Ok(None)` when no batch of the chat was
+    /// committed for [`LAST_SEQ_TTL`] (the writers raise the entry before publishing),
+    /// an error when the cache did not answer.
+    pub async fn get(
+        &self,
+        chat: ChatId,
+    ) -> Result<Option<chat_domain::Seq>, chat_db::cache::CacheError> {
+        let value = self
+            .0
+            .get(&chat_selectors::keys::history_last(chat.0))
+            .await?;
+        Ok(value.and_then(|v| v.parse().ok()).map(chat_domain::Seq))
+    }
+}

@@ -93,6 +93,7 @@ pub struct Metrics {
     pool_timeouts: IntCounter,
     pool_wait_seconds: Counter,
     redis_up: Option<IntGauge>,
+    redis_failures: Option<IntCounterVec>,
     /// One scrape at a time copies the totals in (each adds only what is new).
     refresh: tokio::sync::Mutex<()>,
 }
@@ -229,6 +230,20 @@ impl Metrics {
         } else {
             None
         };
+        let redis_failures = if redis {
+            let failures = IntCounterVec::new(
+                Opts::new(
+                    "chat_redis_failures_total",
+                    "Redis commands (cache, bus, presence) without an answer, by how: \
+                     timed_out (waited 500 ms), error. Cache reads fall back to the database.",
+                ),
+                &["kind"],
+            )?;
+            r.register(Box::new(failures.clone()))?;
+            Some(failures)
+        } else {
+            None
+        };
         Ok(Metrics {
             http_requests,
             http_duration,
@@ -341,6 +356,7 @@ impl Metrics {
                 "Time requests spent waiting for a database connection.",
             )?,
             redis_up,
+            redis_failures,
             registry: r,
             started: Instant::now(),
             refresh: tokio::sync::Mutex::new(()),
@@ -391,6 +407,11 @@ pub async fn render(ctx: &AppContext) -> String {
         raise_seconds(&m.pool_wait_seconds, p.wait_time);
         m.bus_subscriptions
             .set(to_i64(ctx.bus.subscriptions() as u64));
+        if let Some(failures) = &m.redis_failures {
+            let f = ctx.store.cache.failures();
+            raise(&failures.with_label_values(&["timed_out"]), f.timed_out);
+            raise(&failures.with_label_values(&["error"]), f.errors);
+        }
         if let Some(up) = &m.redis_up {
             up.set(i64::from(ctx.store.cache.ping().await.is_ok()));
         }

@@ -39,6 +39,7 @@ use chat_services::chats::ChatPosition;
 use chat_services::events::{
     BusMessage, EventBus, EventKind, PresenceChange, chat_topic, user_topic,
 };
+use chat_services::history_cache::NewestSeqs;
 use chat_services::metrics::Metrics;
 use serde::Deserialize;
 use tokio::sync::{Notify, broadcast};
@@ -57,6 +58,8 @@ pub const DEFAULT_MAX_SOCKETS_PER_USER: usize = 32;
 pub const GAP_WAIT: Duration = Duration::from_millis(250);
 /// How often held-back messages are checked.
 const GAP_TICK: Duration = Duration::from_millis(50);
+/// Longest wait for the bus to confirm the subscription of a chat joined mid-stream.
+const JOIN_CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Identifies one socket.
 pub type ConnId = u64;
@@ -178,6 +181,28 @@ struct State {
     /// Topics that gained their first local follower (`true`) or lost their last
     /// (`false`) since [`Hub::flush_interest`] last ran, in order.
     interest: Vec<(bool, String)>,
+    /// Memberships begun on a chat this instance did not follow yet, to check once the
+    /// bus confirms the subscription ([`Hub::confirm_joins`]).
+    joins: Vec<PendingJoin>,
+}
+
+/// What sockets that just began following a chat may have missed.
+enum Joined {
+    /// Nothing: they follow it in order from the membership's start.
+    Nothing,
+    /// Seqs after this one passed before them (the chat, the seq, the sockets).
+    Missed(ChatId, Seq, Vec<ConnId>),
+    /// Unknown until the bus confirms the chat's subscription.
+    Unconfirmed(PendingJoin),
+}
+
+/// Sockets that began following `chat` after its seq `after`, when nothing here
+/// followed it: a message published before the bus subscription took effect never
+/// reaches them, and nothing else would tell them if no later message came.
+struct PendingJoin {
+    chat: ChatId,
+    after: Seq,
+    conns: Vec<ConnId>,
 }
 
 /// A registered socket's ends.
@@ -210,6 +235,9 @@ pub struct Hub {
     /// Told which topics this instance's sockets follow (none in unit tests that do not
     /// look at it).
     bus: Option<Arc<dyn EventBus>>,
+    /// Chats' newest committed seqs, for memberships begun mid-stream (none in unit
+    /// tests: such a socket is told to fetch unless a message reached it since).
+    newest: Option<NewestSeqs>,
 }
 
 impl Default for Hub {
@@ -222,6 +250,7 @@ impl Default for Hub {
             stopping: AtomicBool::new(false),
             metrics: None,
             bus: None,
+            newest: None,
         }
     }
 }
@@ -246,12 +275,18 @@ struct Head {
 
 impl Hub {
     /// A hub fed by `bus`, which it tells what its sockets follow; spawns the router
-    /// task (call inside a tokio runtime).
-    pub fn start(bus: Arc<dyn EventBus>, limits: HubLimits, metrics: Arc<Metrics>) -> Arc<Hub> {
+    /// task (call inside a tokio runtime). `newest` reads chats' newest committed seqs.
+    pub fn start(
+        bus: Arc<dyn EventBus>,
+        newest: NewestSeqs,
+        limits: HubLimits,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Hub> {
         let events = bus.subscribe();
         let hub = Arc::new(Hub {
             metrics: Some(metrics),
             bus: Some(bus),
+            newest: Some(newest),
             ..Hub::with_limits(limits)
         });
         tokio::spawn(route(hub.clone(), events));
@@ -498,14 +533,17 @@ impl Hub {
                     }
                 }
                 EventKind::MemberJoined => {
-                    if let Some(user) = head.user_id {
-                        state.follow(chat, user);
-                    }
+                    let joined = head
+                        .user_id
+                        .map(|user| state.begin_following(chat, user, head.last_seq));
                     // The member's own `/ws` sockets hear it on the member's topic (where
                     // it carries `last_seq`; a join published without it went to the chat
                     // only).
                     let joiner = head.user_id.filter(|_| head.last_seq.is_some());
                     state.deliver_join(chat, &payload(), joiner);
+                    if let Some(joined) = joined {
+                        state.announce_missed(joined);
+                    }
                 }
                 EventKind::MemberLeft => {
                     state.deliver_to_chat(chat, &payload());
@@ -560,14 +598,9 @@ impl Hub {
                 // in order after the seq the membership began at.
                 EventKind::MemberJoined => {
                     if let Some(chat) = head.chat_id {
-                        state.follow(chat, user);
-                        if let (true, Some(last_seq)) =
-                            (state.by_chat.contains_key(&chat), head.last_seq)
-                        {
-                            let order = state.order.entry(chat).or_default();
-                            order.next.get_or_insert(last_seq.next());
-                        }
+                        let joined = state.begin_following(chat, user, head.last_seq);
                         state.deliver_to_user(user, &payload());
+                        state.announce_missed(joined);
                     }
                 }
                 // A membership of this user ended (or its chat was deleted): their sockets
@@ -588,6 +621,76 @@ impl Hub {
                 }
             }
         }
+    }
+
+    /// Checks the memberships begun on chats nothing here followed (see
+    /// [`PendingJoin`]) once the bus has confirmed their subscriptions: the chat's newest
+    /// committed seq is read, and its new followers are told to fetch (`resync`) unless
+    /// every message up to it has reached them. Called after [`Hub::handle`].
+    pub fn confirm_joins(self: &Arc<Self>) {
+        let joins = std::mem::take(&mut self.lock().joins);
+        if joins.is_empty() {
+            return;
+        }
+        let subscribed = self.bus.as_ref().and_then(|bus| bus.barrier());
+        let hub = self.clone();
+        tokio::spawn(async move {
+            if let Some(subscribed) = subscribed {
+                // A bus that cannot confirm (Redis down) leaves it to the check below,
+                // which then errs on the side of a fetch.
+                let _ = tokio::time::timeout(JOIN_CONFIRM_TIMEOUT, subscribed).await;
+            }
+            for join in joins {
+                let newest = match &hub.newest {
+                    // No entry: nothing committed in the chat since the join (the
+                    // writers raise it before they publish).
+                    Some(newest) => match newest.get(join.chat).await {
+                        Ok(seq) => Some(seq.unwrap_or(join.after)),
+                        Err(_) => None,
+                    },
+                    None => None,
+                };
+                // What was published after the subscription may still be on its way:
+                // it gets the time a gap in seqs gets to fill.
+                if hub.missed(&join, newest) {
+                    tokio::time::sleep(GAP_WAIT).await;
+                    hub.check_join(join, newest);
+                }
+            }
+        });
+    }
+
+    /// Whether messages of `join`'s chat up to `newest` (`None`: unknown) have not all
+    /// reached this instance since the membership began.
+    fn missed(&self, join: &PendingJoin, newest: Option<Seq>) -> bool {
+        let state = self.lock();
+        let next = state.order.get(&join.chat).and_then(|order| order.next);
+        match (newest, next) {
+            // Nothing committed after the membership began, or all of it arrived.
+            (Some(newest), Some(next)) => next <= newest,
+            (Some(newest), None) => newest > join.after,
+            // Unknown: a fetch unless something arrived since.
+            (None, next) => next.is_none_or(|next| next <= join.after.next()),
+        }
+    }
+
+    /// Tells `join`'s sockets still following its chat to fetch, if [`Hub::missed`].
+    fn check_join(&self, join: PendingJoin, newest: Option<Seq>) {
+        if !self.missed(&join, newest) {
+            return;
+        }
+        let state = self.lock();
+        let still: Vec<ConnId> = join
+            .conns
+            .into_iter()
+            .filter(|id| {
+                state
+                    .conns
+                    .get(id)
+                    .is_some_and(|conn| conn.chats.contains(&join.chat))
+            })
+            .collect();
+        state.hint_gap(&still, join.chat, join.after);
     }
 
     fn release_held(&self) {
@@ -842,7 +945,8 @@ impl State {
         }
     }
 
-    fn follow(&mut self, chat: ChatId, user: UserId) {
+    /// `user`'s `/ws` sockets follow `chat`; returns those that did not already.
+    fn follow(&mut self, chat: ChatId, user: UserId) -> Vec<ConnId> {
         let ids: Vec<ConnId> = self
             .by_user
             .get(&user)
@@ -855,14 +959,74 @@ impl State {
             })
             .copied()
             .collect();
+        let mut joined = Vec::new();
         for id in ids {
             if let Some(conn) = self.conns.get_mut(&id) {
-                conn.chats.insert(chat);
+                if conn.chats.insert(chat) {
+                    joined.push(id);
+                }
                 if let Some(journal) = &mut conn.journal {
                     journal.push((chat, true));
                 }
             }
             self.add_chat_conn(chat, id);
+        }
+        joined
+    }
+
+    /// `user`'s `/ws` sockets follow `chat`, in order after `last_seq` (the chat's newest
+    /// seq when the membership began) if nothing here followed it yet. Returns what
+    /// the sockets that just began following may have missed.
+    fn begin_following(&mut self, chat: ChatId, user: UserId, last_seq: Option<Seq>) -> Joined {
+        let known = self.order.get(&chat).and_then(|order| order.next);
+        let conns = self.follow(chat, user);
+        let Some(last_seq) = last_seq else {
+            return Joined::Nothing;
+        };
+        if !self.by_chat.contains_key(&chat) {
+            return Joined::Nothing;
+        }
+        let after = last_seq.next();
+        self.order
+            .entry(chat)
+            .or_default()
+            .next
+            .get_or_insert(after);
+        match known {
+            _ if conns.is_empty() => Joined::Nothing,
+            // Other sockets here are past the membership's start: what they got in
+            // between never reaches the joiners.
+            Some(next) if next > after => Joined::Missed(chat, last_seq, conns),
+            // Followed here and not past it: the rest comes in order.
+            Some(_) => Joined::Nothing,
+            // Not followed here before: whether a message passed before the bus
+            // subscription took effect is known once the bus confirms it.
+            None => Joined::Unconfirmed(PendingJoin {
+                chat,
+                after: last_seq,
+                conns,
+            }),
+        }
+    }
+
+    /// Announces what [`State::begin_following`] found: a gap now, or a check once the
+    /// bus has subscribed.
+    fn announce_missed(&mut self, joined: Joined) {
+        match joined {
+            Joined::Nothing => {}
+            Joined::Missed(chat, after, conns) => self.hint_gap(&conns, chat, after),
+            Joined::Unconfirmed(join) => self.joins.push(join),
+        }
+    }
+
+    /// Tells sockets `ids` that messages of `chat` after `after` may have passed them.
+    fn hint_gap(&self, ids: &[ConnId], chat: ChatId, after: Seq) {
+        if ids.is_empty() {
+            return;
+        }
+        let hint = frames::text(&resync_event(Some((chat, after))));
+        for id in ids {
+            self.send(*id, &hint);
         }
     }
 
@@ -974,6 +1138,7 @@ async fn route(hub: Arc<Hub>, mut events: broadcast::Receiver<Arc<BusMessage>>) 
                         metrics.bus_received.inc();
                     }
                     hub.handle(&message);
+                    hub.confirm_joins();
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     if let Some(metrics) = &hub.metrics {
@@ -1171,6 +1336,124 @@ mod tests {
         }
         assert_eq!(reason(&slow), Some(Closing::Lagging));
         assert_eq!(reason(&fast), None);
+    }
+
+    /// Each queued frame's `type`, with `after_seq` for a `resync` and `seq` otherwise.
+    fn frames_of(outbox: &Outbox) -> Vec<(String, i64)> {
+        outbox
+            .take_all()
+            .iter()
+            .map(|frame| {
+                let text = frames::text_payload(frame).unwrap_or_default();
+                let value: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+                let kind = value["type"].as_str().unwrap_or_default().to_owned();
+                let number = if kind == "resync" {
+                    &value["after_seq"]
+                } else {
+                    &value["seq"]
+                };
+                (kind, number.as_i64().unwrap_or(-1))
+            })
+            .collect()
+    }
+
+    fn joined(chat: i64, user: i64, last_seq: i64) -> BusMessage {
+        message(
+            &format!("user.{user}"),
+            serde_json::json!({"type": "chat.member_joined", "chat_id": chat,
+                "user_id": user, "last_seq": last_seq}),
+        )
+    }
+
+    fn chat_message(chat: i64, seq: i64) -> BusMessage {
+        message(
+            &format!("chat.{chat}"),
+            serde_json::json!({"type": "chat.message", "chat_id": chat, "seq": seq}),
+        )
+    }
+
+    fn hint(after: i64) -> (String, i64) {
+        ("resync".to_owned(), after)
+    }
+
+    fn event(kind: &str, seq: i64) -> (String, i64) {
+        (kind.to_owned(), seq)
+    }
+
+    #[test]
+    fn a_join_where_others_are_past_its_start_is_announced_as_a_gap() {
+        let hub = Hub::default();
+        let other = register(&hub, 1, "s1", Scope::AllChats, &[(7, 10)]);
+        let joiner = register(&hub, 2, "s2", Scope::AllChats, &[]);
+        // Seqs 11 and 12 pass (12 published before the join event was heard); the
+        // membership began at 11.
+        hub.handle(&chat_message(7, 11));
+        hub.handle(&chat_message(7, 12));
+        hub.handle(&joined(7, 2, 11));
+        hub.handle(&chat_message(7, 13));
+        assert_eq!(seqs(&other.outbound), [11, 12, 13]);
+        assert_eq!(
+            frames_of(&joiner.outbound),
+            [
+                event("chat.member_joined", -1),
+                hint(11),
+                event("chat.message", 13)
+            ],
+            "seq 12 passed the joiner: it is told to fetch after 11"
+        );
+        // A join at the point the others are at needs nothing.
+        let late = register(&hub, 3, "s3", Scope::AllChats, &[]);
+        hub.handle(&joined(7, 3, 13));
+        hub.handle(&chat_message(7, 14));
+        assert_eq!(
+            frames_of(&late.outbound),
+            [event("chat.member_joined", -1), event("chat.message", 14)]
+        );
+        assert!(
+            hub.lock().joins.is_empty(),
+            "nothing to confirm for a followed chat"
+        );
+    }
+
+    #[test]
+    fn a_join_on_a_chat_new_here_is_checked_against_the_newest_seq_once_subscribed() {
+        let take = |hub: &Hub| std::mem::take(&mut hub.lock().joins);
+        let cases: [(&str, &[i64], Option<i64>, bool); 5] = [
+            ("nothing committed since the join", &[], Some(5), false),
+            ("committed since and not arrived", &[], Some(7), true),
+            ("committed since and all arrived", &[6, 7], Some(7), false),
+            ("newest unknown, nothing arrived", &[], None, true),
+            ("newest unknown, something arrived", &[6], None, false),
+        ];
+        for (case, arrived, newest, announced) in cases {
+            let hub = Hub::default();
+            let joiner = register(&hub, 2, "s2", Scope::AllChats, &[]);
+            hub.handle(&joined(7, 2, 5));
+            let mut joins = take(&hub);
+            assert_eq!(joins.len(), 1, "{case}: one check pending");
+            for seq in arrived {
+                hub.handle(&chat_message(7, *seq));
+            }
+            let join = joins.remove(0);
+            hub.check_join(join, newest.map(Seq));
+            let mut expected = vec![event("chat.member_joined", -1)];
+            expected.extend(arrived.iter().map(|seq| event("chat.message", *seq)));
+            if announced {
+                expected.push(hint(5));
+            }
+            assert_eq!(frames_of(&joiner.outbound), expected, "{case}");
+        }
+        // A socket gone (or no longer following) by the time of the check is not told.
+        let hub = Hub::default();
+        let joiner = register(&hub, 2, "s2", Scope::AllChats, &[]);
+        hub.handle(&joined(7, 2, 5));
+        let join = take(&hub).remove(0);
+        hub.unregister(joiner.id);
+        hub.check_join(join, Some(Seq(9)));
+        assert_eq!(
+            frames_of(&joiner.outbound),
+            [event("chat.member_joined", -1)]
+        );
     }
 
     #[test]

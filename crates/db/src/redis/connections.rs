@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::ThreadId;
 use std::time::Duration;
@@ -24,7 +25,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, RedisError, RedisResult};
 use tokio::sync::OnceCell;
 
-use crate::cache::CacheError;
+use crate::cache::{BackendFailures, CacheError};
 
 /// This thread's connection, opened by the first command that needs it (concurrent
 /// first commands wait for the same connect).
@@ -40,6 +41,14 @@ struct Inner {
     client: Client,
     timeout: Duration,
     slots: Mutex<HashMap<ThreadId, Slot>>,
+    failures: Failures,
+}
+
+/// Commands that failed since start, by how.
+#[derive(Default)]
+struct Failures {
+    timed_out: AtomicU64,
+    errors: AtomicU64,
 }
 
 impl RedisConnections {
@@ -52,6 +61,7 @@ impl RedisConnections {
                 client,
                 timeout,
                 slots: Mutex::new(HashMap::new()),
+                failures: Failures::default(),
             }),
         })
     }
@@ -59,6 +69,14 @@ impl RedisConnections {
     /// The client, for connections that are not shared (pub/sub).
     pub fn client(&self) -> &Client {
         &self.inner.client
+    }
+
+    /// Commands (cache, bus, presence) that failed since start.
+    pub fn failures(&self) -> BackendFailures {
+        BackendFailures {
+            timed_out: self.inner.failures.timed_out.load(Ordering::Relaxed),
+            errors: self.inner.failures.errors.load(Ordering::Relaxed),
+        }
     }
 
     /// Runs `op` on this thread's connection within the timeout. A failure that leaves
@@ -79,12 +97,17 @@ impl RedisConnections {
         match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => {
+                self.inner.failures.errors.fetch_add(1, Ordering::Relaxed);
                 if leaves_connection_unusable(&err) {
                     self.forget(&slot);
                 }
                 Err(CacheError(err.to_string()))
             }
             Err(_) => {
+                self.inner
+                    .failures
+                    .timed_out
+                    .fetch_add(1, Ordering::Relaxed);
                 // A hung connection stays hung: the next command gets a fresh one.
                 self.forget(&slot);
                 Err(CacheError("timed out".to_owned()))

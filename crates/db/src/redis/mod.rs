@@ -173,6 +173,10 @@ impl Cache for RedisCache {
     fn backend(&self) -> &'static str {
         "redis"
     }
+
+    fn failures(&self) -> crate::cache::BackendFailures {
+        self.connections.failures()
+    }
 }
 
 /// The Redis pub/sub event bus. Publishing goes through the shared command

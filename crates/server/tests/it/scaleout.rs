@@ -132,3 +132,41 @@ async fn a_member_added_on_another_instance_hears_the_chat() -> anyhow::Result<(
     a.shutdown().await;
     Ok(())
 }
+
+/// A message sent right after a membership begins, with no message after it, reaches
+/// the new member on another instance, or is announced as missed (`resync` from the
+/// membership's start) once that instance's subscription is in place — never lost
+/// without a word.
+#[actix_web::test]
+async fn a_message_racing_a_new_membership_reaches_the_member_or_is_announced() -> anyhow::Result<()>
+{
+    let a = TestApp::spawn(Backend::Postgres).await?;
+    let b = a.spawn_peer().await?;
+    let (ann, bob) = (a.register("ann").await?, a.register("bob").await?);
+    let mut bobs = b.ws("/ws", &bob.access_token).await?;
+    bobs.send(json!({"action": "ping"})).await?;
+    bobs.recv_type("pong").await?;
+    for round in 0..3 {
+        let chat = group(&a, &ann, &[]).await?;
+        a.send_text(&ann, chat, "before bob").await?;
+        // The join and the message leave A back to back: B may subscribe to the chat
+        // after the message passed.
+        add(&a, &ann, chat, &bob).await?;
+        a.send_text(&ann, chat, "right after").await?;
+        let joined = bobs.recv_type("chat.member_joined").await?;
+        assert_eq!(joined["chat_id"].as_i64(), Some(chat), "round {round}");
+        let next = bobs.recv_type_any(&["chat.message", "resync"]).await?;
+        let got = match next["type"].as_str() {
+            Some("resync") => (next["chat_id"].as_i64(), next["after_seq"].as_i64()),
+            _ => (next["chat_id"].as_i64(), next["seq"].as_i64()),
+        };
+        let expected = match next["type"].as_str() {
+            Some("resync") => (Some(chat), Some(1)),
+            _ => (Some(chat), Some(2)),
+        };
+        assert_eq!(got, expected, "round {round}: {next}");
+    }
+    b.shutdown().await;
+    a.shutdown().await;
+    Ok(())
+}

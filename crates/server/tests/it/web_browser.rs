@@ -709,31 +709,47 @@ async fn a_group_of_three_is_managed_and_a_site_admin_moderates() -> anyhow::Res
 
     // Olga reloads: the page fills in one round trip (the parked access token is used
     // at once: the chat list and the open chat's history are asked for together, no
-    // refresh before them), and "Seen by" comes back from the member list.
-    olga.client.refresh().await?;
-    olga.wait_for_text("#message-list .text", "welcome both")
-        .await?;
-    olga.wait_until(
-        "[...document.querySelectorAll('#message-list .seen')].some(e => \
-         e.textContent.includes('pat') && e.textContent.includes('quinn'))",
-        "Olga's page still shows who read her message",
-    )
-    .await?;
-    let first_round = olga
-        .eval(
-            "const api = performance.getEntriesByType('resource')\
-               .filter(e => e.name.includes('/api/v1/'));\
-             const firstEnd = Math.min(...api.map(e => e.responseEnd));\
-             const before = part => api.some(e => e.name.includes(part) && e.startTime < firstEnd);\
-             return [before('/api/v1/chats?'), before(`/api/v1/chats/${arguments[0]}/messages`),\
-               before('/api/v1/auth/refresh')];",
-            vec![json!(group)],
+    // refresh before them), and "Seen by" comes back from the member list. The page
+    // starts both requests in the same task, but the browser may record the second's
+    // start a moment later, after a sub-millisecond answer to the first on a loaded
+    // machine: one reload in three showing them together is the design at work (a page
+    // that waits for the list before the history never does).
+    let mut rounds = Vec::new();
+    for _ in 0..3 {
+        olga.client.refresh().await?;
+        olga.wait_for_text("#message-list .text", "welcome both")
+            .await?;
+        olga.wait_until(
+            "[...document.querySelectorAll('#message-list .seen')].some(e => \
+             e.textContent.includes('pat') && e.textContent.includes('quinn'))",
+            "Olga's page still shows who read her message",
         )
         .await?;
+        let first_round = olga
+            .eval(
+                "const api = performance.getEntriesByType('resource')\
+                   .filter(e => e.name.includes('/api/v1/'));\
+                 const firstEnd = Math.min(...api.map(e => e.responseEnd));\
+                 const before = part => api.some(e => e.name.includes(part) && e.startTime < firstEnd);\
+                 return [before('/api/v1/chats?'), before(`/api/v1/chats/${arguments[0]}/messages`),\
+                   before('/api/v1/auth/refresh')];",
+                vec![json!(group)],
+            )
+            .await?;
+        let together = first_round == json!([true, true, false]);
+        rounds.push(first_round);
+        if together {
+            break;
+        }
+    }
     assert_eq!(
-        first_round,
-        json!([true, true, false]),
-        "chats, history, refresh asked for in the first round trip"
+        rounds.last(),
+        Some(&json!([true, true, false])),
+        "chats, history, refresh asked for in the first round trip, in one of three reloads: {rounds:?}"
+    );
+    assert!(
+        rounds.iter().all(|round| round[2] == json!(false)),
+        "no reload refreshes the token first: {rounds:?}"
     );
     // The README's picture of a conversation (`make screenshots`).
     olga.screenshot("readme-chat").await?;
