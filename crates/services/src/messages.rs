@@ -292,7 +292,7 @@ async fn send_message_with(
     input: SendMessageInput,
     pacing: Pacing,
 ) -> Result<(MessageView, bool), ServiceError> {
-    begin_send(ctx, principal, chat_id, input, pacing)
+    begin_send(ctx, principal, chat_id, input, pacing, None)
         .await?
         .outcome(ctx)
         .await
@@ -308,7 +308,22 @@ pub async fn begin_send_paced(
     chat_id: ChatId,
     input: SendMessageInput,
 ) -> Result<PendingSend, ServiceError> {
-    begin_send(ctx, principal, chat_id, input, Pacing::Wait).await
+    begin_send(ctx, principal, chat_id, input, Pacing::Wait, None).await
+}
+
+/// [`begin_send_paced`] for a socket that already knows the sender may post in
+/// `chat_id`: an earlier send there passed the full check, and the socket has followed
+/// the chat since (a membership that ends is an event that stops the following). The
+/// access read is skipped; `sender` is the username that check found
+/// ([`PendingSend::sender`]).
+pub async fn begin_send_paced_as_member(
+    ctx: &AppContext,
+    principal: &Principal,
+    chat_id: ChatId,
+    input: SendMessageInput,
+    sender: Option<String>,
+) -> Result<PendingSend, ServiceError> {
+    begin_send(ctx, principal, chat_id, input, Pacing::Wait, Some(sender)).await
 }
 
 /// A send checked and handed to the writer, not yet committed.
@@ -322,6 +337,11 @@ pub struct PendingSend {
 }
 
 impl PendingSend {
+    /// The sender's username, as the send's check found it.
+    pub fn sender(&self) -> Option<&str> {
+        self.sender.as_deref()
+    }
+
     /// Waits for the commit: the stored message and `true`, or the original message and
     /// `false` when this `client_id` was used before by the sender in this chat.
     pub async fn outcome(self, ctx: &AppContext) -> Result<(MessageView, bool), ServiceError> {
@@ -362,6 +382,7 @@ async fn begin_send(
     chat_id: ChatId,
     input: SendMessageInput,
     pacing: Pacing,
+    member: Option<Option<String>>,
 ) -> Result<PendingSend, ServiceError> {
     let budget = format!("user:{}", principal.user_id);
     // A paced send waits first, so access is checked as it stands when the message is
@@ -371,8 +392,14 @@ async fn begin_send(
     }
     // After the budget: a throttled sender's wait is its own, not the server's.
     let prepared = std::time::Instant::now();
-    let (access, profile) = access_with(ctx, principal, chat_id, Profile::Include).await?;
-    permissions::post_in_chat(access.actor).map_err(denied)?;
+    let sender = match member {
+        Some(sender) => sender,
+        None => {
+            let (access, profile) = access_with(ctx, principal, chat_id, Profile::Include).await?;
+            permissions::post_in_chat(access.actor).map_err(denied)?;
+            profile.map(|u| u.username)
+        }
+    };
     let mut errors = FieldErrors::new();
     let body = errors.check("content", MessageBody::parse(&input.content));
     let client_id = input
@@ -385,7 +412,6 @@ async fn begin_send(
     if pacing == Pacing::Refuse {
         ctx.limits.check(rate_limit::MESSAGES, &budget)?;
     }
-    let sender = profile.map(|u| u.username);
     if let Some(reply_to) = input.reply_to {
         MessageRow::find(&ctx.store.db, chat_id.0, reply_to)
             .await?

@@ -218,6 +218,7 @@ async fn upgrade(
         registration,
         history,
         frame_budget: settings.frame_budget,
+        grant: Default::default(),
     }));
     // With a broker, the instance subscribes to what the socket follows before the
     // socket is answered, so it hears whatever is published once the client has its

@@ -445,6 +445,14 @@ impl Hub {
         self.flush_interest(&mut state);
     }
 
+    /// Whether socket `id` follows `chat` now.
+    pub fn follows(&self, id: ConnId, chat: ChatId) -> bool {
+        self.lock()
+            .conns
+            .get(&id)
+            .is_some_and(|conn| conn.chats.contains(&chat))
+    }
+
     /// The chats socket `id` follows now (tests and diagnostics).
     pub fn followed(&self, id: ConnId) -> Vec<ChatId> {
         let mut chats: Vec<ChatId> = self

@@ -2,6 +2,7 @@
 //! pings, and closes with a code when it must.
 
 use chat_domain::ChatId;
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -66,6 +67,22 @@ pub struct Connection {
     pub history: Option<i64>,
     /// The inbound frame budget (`None`: unlimited).
     pub frame_budget: Option<FrameBudget>,
+    /// What the last fully checked send established (boxed: idle sockets, most of
+    /// them, carry only the pointer).
+    pub(crate) grant: RefCell<Option<Box<SendGrant>>>,
+}
+
+/// How long a socket's sends to one chat skip the access read after one passed it
+/// (while the socket follows the chat): a bound on trusting the socket's own view.
+pub const SEND_GRANT_TTL: Duration = Duration::from_secs(30);
+
+/// A send to `chat` passed the full access check at `at`, finding `sender`: the
+/// socket's next sends there skip that read (a cache round trip each) while the socket
+/// still follows the chat — a membership that ends stops the following first.
+pub(crate) struct SendGrant {
+    chat: ChatId,
+    sender: Option<String>,
+    at: Instant,
 }
 
 /// How fast a socket's frames are read: a token bucket.
@@ -191,6 +208,8 @@ impl Connection {
     /// lag) would otherwise be missed. Fails closed: a socket whose access cannot be
     /// re-read is closed as lagging (reconnect and recover) rather than kept on trust.
     async fn revalidate(&self) {
+        // Events may have been missed: the next send is checked in full.
+        self.grant.borrow_mut().take();
         match chat_services::auth::current_principal(&self.ctx, &self.principal).await {
             Ok(None) => return self.shut(Closing::SessionRevoked),
             Ok(Some(now)) if now.is_admin != self.principal.is_admin => {
@@ -438,10 +457,43 @@ impl Connection {
         let (chat, input) = self.send_input(frame)?;
         // Over the message budget the send waits (the socket is not read meanwhile)
         // rather than being refused.
-        let send = messages::begin_send_paced(&self.ctx, &self.principal, chat, input)
-            .await
-            .map_err(protocol::service_error)?;
+        let send = match self.granted(chat) {
+            Some(sender) => {
+                messages::begin_send_paced_as_member(
+                    &self.ctx,
+                    &self.principal,
+                    chat,
+                    input,
+                    sender,
+                )
+                .await
+            }
+            None => {
+                let send =
+                    messages::begin_send_paced(&self.ctx, &self.principal, chat, input).await;
+                if let Ok(send) = &send {
+                    *self.grant.borrow_mut() = Some(Box::new(SendGrant {
+                        chat,
+                        sender: send.sender().map(str::to_owned),
+                        at: Instant::now(),
+                    }));
+                }
+                send
+            }
+        }
+        .map_err(protocol::service_error)?;
         Ok((chat, send))
+    }
+
+    /// The sender's username if a send to `chat` passed the full check within
+    /// [`SEND_GRANT_TTL`] and the socket has followed the chat since.
+    fn granted(&self, chat: ChatId) -> Option<Option<String>> {
+        let grant = self.grant.borrow();
+        let grant = grant.as_ref()?;
+        (grant.chat == chat
+            && grant.at.elapsed() < SEND_GRANT_TTL
+            && self.hub.follows(self.registration.id, chat))
+        .then(|| grant.sender.clone())
     }
 
     fn send_input(&self, frame: &ClientFrame) -> Result<(ChatId, SendMessageInput), FrameError> {

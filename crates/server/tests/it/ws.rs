@@ -656,6 +656,23 @@ async fn the_all_chats_socket_follows_membership_changes(backend: Backend) -> an
         (missing["code"].as_str(), missing["request_id"].as_i64()),
         (Some("missing_field"), Some(2))
     );
+    // A send to the second chat passes the full check; the socket's next sends there
+    // rely on it while the socket follows the chat.
+    for (n, text) in [(3, "thanks"), (4, "again")] {
+        bobs.send(
+            json!({"action": "send_message", "chat_id": second, "message": text, "request_id": n}),
+        )
+        .await?;
+        // The ack and the socket's own copy of the message, in either order.
+        let (mut acked, mut echoed) = (false, false);
+        while !(acked && echoed) {
+            let frame = bobs.recv_type_any(&["ack", "chat.message"]).await?;
+            match frame["type"].as_str() {
+                Some("ack") => acked = frame["request_id"] == n,
+                _ => echoed = frame["message"] == text,
+            }
+        }
+    }
     // Removed: the leave event arrives, and nothing after it.
     app.delete(
         &format!("/api/v1/chats/{second}/members/{}", bob.user_id),
@@ -665,6 +682,31 @@ async fn the_all_chats_socket_follows_membership_changes(backend: Backend) -> an
     .expect_status(204)?;
     let left = bobs.recv_type("chat.member_left").await?;
     assert_eq!(left["user_id"], bob.user_id);
+    // … and the socket's sends there are refused from then on, nothing stored.
+    bobs.send(
+        json!({"action": "send_message", "chat_id": second, "message": "let me in", "request_id": 5}),
+    )
+    .await?;
+    let refused = bobs.recv_type("error").await?;
+    assert_eq!(
+        (refused["code"].as_str(), refused["request_id"].as_i64()),
+        (Some("not_found"), Some(5)),
+        "{refused}"
+    );
+    let history = app
+        .get(
+            &format!("/api/v1/chats/{second}/messages"),
+            Some(&ann.access_token),
+        )
+        .await?;
+    let texts: Vec<&str> = history.json["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["content"].as_str())
+        .collect();
+    assert!(!texts.contains(&"let me in"), "{texts:?}");
+    assert!(texts.contains(&"again"), "{texts:?}");
     app.post(
         &format!("/api/v1/chats/{second}/messages"),
         Some(&ann.access_token),
