@@ -15,6 +15,11 @@
 # turns them into the per-stage account of docs/benchmarks.md), and the server's log
 # (warnings and errors) to FILE.log.
 #
+# BENCH_INSTANCES=K (postgres only): K server instances of one deployment (ports
+# 18080, 18081, …); the load generator spreads sockets over them (`--spread chat`, the
+# default, keeps a chat's members on one instance; pass `--spread member` to mix them)
+# and each instance's bus messages received and needed are printed after the run.
+#
 # Build first: cargo build --release -p chat-server -p chat-loadgen
 set -euo pipefail
 mode=${1:?sqlite or postgres}; shift
@@ -37,8 +42,9 @@ if [ "$mode" = postgres ]; then
   env+=(CHAT_DATABASE_URL=${pg_admin%/*}/$db CHAT_REDIS_URL=${CHAT_TEST_REDIS_URL:-redis://127.0.0.1:6379}
         CHAT_REDIS_PREFIX=bench$$)
 fi
+peers=() peer_pids=()
 cleanup() {
-  kill "${server_pid:-}" "${bare_pid:-}" 2>/dev/null || true
+  kill "${server_pid:-}" "${bare_pid:-}" "${peer_pids[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
   if [ "$mode" = postgres ]; then
     psql "$pg_admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1
@@ -50,15 +56,42 @@ cleanup() {
 trap cleanup EXIT
 
 ulimit -n 20000 2>/dev/null || true
+instances=${BENCH_INSTANCES:-1}
+if [ "$instances" -gt 1 ] && [ "$mode" != postgres ]; then
+  echo "BENCH_INSTANCES needs postgres (instances share PostgreSQL and Redis)" >&2; exit 2
+fi
 env "${env[@]}" "$bin/chat-server" serve >"$work/server.log" 2>&1 & server_pid=$!
-"$bin/chat-bare-broadcast" "127.0.0.1:$bare_port" >"$work/bare.log" 2>&1 & bare_pid=$!
-for _ in $(seq 1 50); do
-  curl -fs "http://127.0.0.1:$server_port/readyz" >/dev/null 2>&1 && break
-  sleep 0.2
+for i in $(seq 1 $((instances - 1))); do
+  # Migrations are the first instance's; the others find them applied.
+  until curl -fs "http://127.0.0.1:$server_port/readyz" >/dev/null 2>&1; do sleep 0.2; done
+  port=$((server_port + i))
+  env "${env[@]}" CHAT_BIND=127.0.0.1:$port "$bin/chat-server" serve >"$work/server$i.log" 2>&1 &
+  peer_pids+=($!) peers+=("127.0.0.1:$port")
 done
+"$bin/chat-bare-broadcast" "127.0.0.1:$bare_port" >"$work/bare.log" 2>&1 & bare_pid=$!
+for addr in "127.0.0.1:$server_port" "${peers[@]}"; do
+  for _ in $(seq 1 50); do
+    curl -fs "http://$addr/readyz" >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+done
+instance_args=()
+if [ ${#peers[@]} -gt 0 ]; then
+  instance_args=(--instances "$(IFS=,; echo "${peers[*]}")")
+fi
 [ -n "${BENCH_METRICS_OUT:-}" ] && cat /proc/diskstats >"$BENCH_METRICS_OUT.diskstats"
 "$bin/chat-loadgen" "$scenario" --server "127.0.0.1:$server_port" --server-pid "$server_pid" \
-  --baseline "127.0.0.1:$bare_port" --baseline-pid "$bare_pid" "$@"
+  --baseline "127.0.0.1:$bare_port" --baseline-pid "$bare_pid" "${instance_args[@]}" "$@"
+if [ "$instances" -gt 1 ]; then
+  echo "bus messages per instance (received / needed by its sockets):"
+  for addr in "127.0.0.1:$server_port" "${peers[@]}"; do
+    curl -fs "http://$addr/metrics" | awk -v addr="$addr" '
+      $1 == "chat_bus_messages_received_total" { r = $2 }
+      $1 == "chat_bus_messages_needed_total" { n = $2 }
+      $1 == "chat_ws_opened_total" { c = $2 }
+      END { printf "  %s: %d sockets, received %d, needed %d (%.2f)\n", addr, c, r, n, (n > 0 ? r / n : 0) }'
+  done
+fi
 if [ -n "${BENCH_METRICS_OUT:-}" ]; then
   { echo "--- after"; cat /proc/diskstats; } >>"$BENCH_METRICS_OUT.diskstats"
   curl -fs "http://127.0.0.1:$server_port/metrics" >"$BENCH_METRICS_OUT"

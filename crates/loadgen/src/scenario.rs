@@ -101,6 +101,43 @@ pub struct Config {
     /// into a one-to-one chat) instead of groups on `/ws/chats/{id}`; `group_size` is 2.
     #[serde(default)]
     pub direct: bool,
+    /// More instances of the same deployment: sockets connect to `server` and these, as
+    /// `spread` says (set-up always goes to `server`).
+    #[serde(default)]
+    pub instances: Vec<SocketAddr>,
+    /// How sockets are spread over `server` and `instances`.
+    #[serde(default)]
+    pub spread: Spread,
+}
+
+/// How sockets are spread over several instances.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Spread {
+    /// All members of a chat on one instance (as a load balancer routing by chat would):
+    /// each instance needs only its chats' traffic.
+    #[default]
+    Chat,
+    /// Members in turn: every instance has members of every chat.
+    Member,
+}
+
+impl Config {
+    /// The instance socket `index` of `member` connects to.
+    pub fn instance_for(&self, member: &Member, index: usize) -> SocketAddr {
+        if self.instances.is_empty() {
+            return self.server;
+        }
+        let all = self.instances.len() + 1;
+        let slot = match self.spread {
+            Spread::Chat => usize::try_from(member.chat.unsigned_abs()).unwrap_or(0) % all,
+            Spread::Member => index % all,
+        };
+        match slot {
+            0 => self.server,
+            n => self.instances[n - 1],
+        }
+    }
 }
 
 /// One member: its socket's chat, credentials, and whether it sends.
@@ -407,10 +444,11 @@ pub async fn connect(
     member: &Member,
     index: usize,
 ) -> anyhow::Result<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>> {
-    let stream = http::connect_from(config.server, &config.sources, index).await?;
+    let server = config.instance_for(member, index);
+    let stream = http::connect_from(server, &config.sources, index).await?;
     let url = match member.peer {
-        Some(peer) if !config.baseline => format!("ws://{}/ws/direct/{peer}", config.server),
-        _ => format!("ws://{}/ws/chats/{}", config.server, member.chat),
+        Some(peer) if !config.baseline => format!("ws://{server}/ws/direct/{peer}"),
+        _ => format!("ws://{server}/ws/chats/{}", member.chat),
     };
     let mut request = url.into_client_request()?;
     if let Some(token) = &member.token {

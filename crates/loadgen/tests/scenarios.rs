@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use chat_loadgen::history::{self, HistoryConfig, HistoryOutcome};
-use chat_loadgen::scenario::{self, Config, Outcome, SendPlan};
+use chat_loadgen::scenario::{self, Config, Outcome, SendPlan, Spread};
 use chat_test_support::{Backend, TestApp};
 
 fn config(server: std::net::SocketAddr, baseline: bool) -> Config {
@@ -24,6 +24,8 @@ fn config(server: std::net::SocketAddr, baseline: bool) -> Config {
         setup_concurrency: 4,
         drain_quiet: Duration::from_secs(1),
         direct: false,
+        instances: Vec::new(),
+        spread: Spread::Chat,
     }
 }
 
@@ -89,6 +91,44 @@ async fn groups_against_the_server_lose_nothing() -> anyhow::Result<()> {
     assert_clean(&outcome, 6);
     // Every message is stored with its seq, as the sockets said.
     app.shutdown().await;
+    Ok(())
+}
+
+/// The value of an unlabelled series in an instance's `/metrics`.
+async fn metric(app: &TestApp, name: &str) -> anyhow::Result<f64> {
+    let text = app.get("/metrics", None).await?.text;
+    text.lines()
+        .find(|line| line.split_whitespace().next() == Some(name))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|value| value.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no {name} in /metrics"))
+}
+
+/// Two instances of one deployment, each chat's members on one of them: nothing is
+/// lost, and each instance's sockets needed what it received from the bus (it follows
+/// only its own chats).
+#[actix_web::test]
+async fn groups_spread_over_two_instances_lose_nothing() -> anyhow::Result<()> {
+    let a = TestApp::spawn(Backend::Postgres).await?;
+    let b = a.spawn_peer().await?;
+    let server = format!("127.0.0.1:{}", a.port).parse()?;
+    let config = Config {
+        connections: 12,
+        instances: vec![format!("127.0.0.1:{}", b.port).parse()?],
+        ..config(server, false)
+    };
+    let outcome = scenario::run(config, |_| {}).await?;
+    assert_clean(&outcome, 12);
+    for app in [&a, &b] {
+        let received = metric(app, "chat_bus_messages_received_total").await?;
+        let needed = metric(app, "chat_bus_messages_needed_total").await?;
+        assert!(
+            needed > 0.0 && needed <= received,
+            "an instance holding chats' sockets: {needed} of {received} needed"
+        );
+    }
+    b.shutdown().await;
+    a.shutdown().await;
     Ok(())
 }
 

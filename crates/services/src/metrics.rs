@@ -70,6 +70,9 @@ pub struct Metrics {
     /// `chat_bus_messages_received_total`: every bus message this instance received,
     /// whatever its kind (handled or skipped because the instance fell behind).
     pub bus_received: IntCounter,
+    /// `chat_bus_messages_needed_total`: bus messages that reached at least one of this
+    /// instance's sockets (the rest were received for nothing).
+    pub bus_needed: IntCounter,
     /// `chat_bus_subscriptions`: broker subscriptions (channels or patterns) held now.
     bus_subscriptions: IntGauge,
     /// behind (its sockets were told to resynchronise).
@@ -272,6 +275,11 @@ impl Metrics {
                 &r,
                 "chat_bus_messages_received_total",
                 "Bus messages this instance received, whatever their kind.",
+            )?,
+            bus_needed: counter(
+                &r,
+                "chat_bus_messages_needed_total",
+                "Bus messages that reached at least one socket of this instance.",
             )?,
             bus_subscriptions: gauge(
                 &r,

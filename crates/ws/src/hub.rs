@@ -504,7 +504,11 @@ impl Hub {
         let payload = || frames::text(&message.payload);
         let head: Option<Head> = serde_json::from_str(&message.payload).ok();
         let mut state = self.lock();
+        let before = state.delivered.get();
         self.handle_locked(&mut state, message, head, payload);
+        if let (Some(metrics), true) = (&self.metrics, state.delivered.get() > before) {
+            metrics.bus_needed.inc();
+        }
         self.count(&mut state);
         self.flush_interest(&mut state);
     }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use chat_loadgen::history::{self, HistoryConfig, HistoryOutcome, Target};
 use chat_loadgen::report::{self, ServerUsage};
-use chat_loadgen::scenario::{self, Config, Member, Outcome, SendPlan};
+use chat_loadgen::scenario::{self, Config, Member, Outcome, SendPlan, Spread};
 use chat_loadgen::shard::{self, ChildShard, ShardId};
 use clap::{Parser, ValueEnum};
 use serde::{Deserialize, Serialize};
@@ -94,6 +94,14 @@ struct Args {
     /// Source addresses to spread sockets over (127.0.0.2,127.0.0.3,…).
     #[arg(long, value_delimiter = ',')]
     sources: Vec<IpAddr>,
+    /// More instances of the server's deployment (same database and Redis): sockets
+    /// spread over `--server` and these (`--spread`); set-up goes to `--server`.
+    #[arg(long, value_delimiter = ',')]
+    instances: Vec<SocketAddr>,
+    /// How sockets spread over the instances: `chat` (a chat's members on one
+    /// instance) or `member` (every instance has members of every chat).
+    #[arg(long, value_enum, default_value = "chat")]
+    spread: Spread,
     /// Approximate bytes per message.
     #[arg(long, default_value_t = 64)]
     message_bytes: usize,
@@ -185,6 +193,13 @@ impl Args {
             setup_concurrency: self.setup_concurrency,
             drain_quiet: Duration::from_millis(self.drain_quiet_ms),
             direct: self.scenario == Scenario::Direct,
+            // The bare fan-out is one process.
+            instances: if baseline {
+                Vec::new()
+            } else {
+                self.instances.clone()
+            },
+            spread: self.spread,
         }
     }
 
