@@ -505,8 +505,17 @@ impl Hub {
         let head: Option<Head> = serde_json::from_str(&message.payload).ok();
         let mut state = self.lock();
         let before = state.delivered.get();
+        // A message held for a missing predecessor is needed too (it leaves later).
+        let followed = || {
+            message
+                .topic
+                .strip_prefix("chat.")
+                .and_then(|c| c.parse().ok())
+                .is_some_and(|chat| state.by_chat.contains_key(&ChatId(chat)))
+        };
+        let followed = self.metrics.is_some() && followed();
         self.handle_locked(&mut state, message, head, payload);
-        if let (Some(metrics), true) = (&self.metrics, state.delivered.get() > before) {
+        if let (Some(metrics), true) = (&self.metrics, followed || state.delivered.get() > before) {
             metrics.bus_needed.inc();
         }
         self.count(&mut state);
