@@ -82,7 +82,7 @@ fi
 [ -n "${BENCH_METRICS_OUT:-}" ] && cat /proc/diskstats >"$BENCH_METRICS_OUT.diskstats"
 "$bin/chat-loadgen" "$scenario" --server "127.0.0.1:$server_port" --server-pid "$server_pid" \
   --baseline "127.0.0.1:$bare_port" --baseline-pid "$bare_pid" "${instance_args[@]}" "$@"
-if [ "$instances" -gt 1 ]; then
+if [ -n "${BENCH_INSTANCES:-}" ] && [ "$mode" = postgres ]; then
   echo "bus messages per instance (received / needed by its sockets):"
   for addr in "127.0.0.1:$server_port" "${peers[@]}"; do
     curl -fs "http://$addr/metrics" | awk -v addr="$addr" '
