@@ -489,7 +489,9 @@ impl Hub {
         }
     }
 
-    fn handle(&self, message: &BusMessage) {
+    /// Routes one bus message; true when it left memberships to confirm
+    /// ([`Hub::confirm_joins`]).
+    fn handle(&self, message: &BusMessage) -> bool {
         if message.topic == chat_services::events::GAP_TOPIC {
             tracing::warn!(
                 "events may have been missed (broker reconnected); sockets resynchronise"
@@ -498,7 +500,7 @@ impl Hub {
                 metrics.bus_gaps.inc();
             }
             self.resync_all();
-            return;
+            return false;
         }
         // Encoded once per event, only for events some socket may receive as they are.
         let payload = || frames::text(&message.payload);
@@ -520,6 +522,7 @@ impl Hub {
         }
         self.count(&mut state);
         self.flush_interest(&mut state);
+        !state.joins.is_empty()
     }
 
     fn handle_locked(
@@ -1158,8 +1161,9 @@ async fn route(hub: Arc<Hub>, mut events: broadcast::Receiver<Arc<BusMessage>>) 
                     if let Some(metrics) = &hub.metrics {
                         metrics.bus_received.inc();
                     }
-                    hub.handle(&message);
-                    hub.confirm_joins();
+                    if hub.handle(&message) {
+                        hub.confirm_joins();
+                    }
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     if let Some(metrics) = &hub.metrics {
