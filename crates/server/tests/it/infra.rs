@@ -119,6 +119,16 @@ async fn a_redis_outage_degrades_to_the_database() -> anyhow::Result<()> {
     app.get("/api/v1/users/me", Some(&again.access_token))
         .await?
         .expect_status(200)?;
+    // A socket still opens — its handshake stops waiting for the subscriptions Redis
+    // cannot confirm — and hears what is said on this instance, delivered locally.
+    let mut socket = app
+        .ws(&format!("/ws/chats/{group}"), &again.access_token)
+        .await?;
+    app.send_text(&again, group, "still here").await?;
+    assert_eq!(
+        socket.recv_type("chat.message").await?["message"],
+        "still here"
+    );
     let ready = app.get("/readyz", None).await?;
     ready.expect_status(503)?;
     assert_eq!(ready.json["database"], "ok");
