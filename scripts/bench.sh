@@ -57,13 +57,18 @@ trap cleanup EXIT
 
 ulimit -n 20000 2>/dev/null || true
 instances=${BENCH_INSTANCES:-1}
+case $instances in ''|*[!0-9]*|0) echo "BENCH_INSTANCES must be a positive number" >&2; exit 2 ;; esac
 if [ "$instances" -gt 1 ] && [ "$mode" != postgres ]; then
   echo "BENCH_INSTANCES needs postgres (instances share PostgreSQL and Redis)" >&2; exit 2
 fi
 env "${env[@]}" "$bin/chat-server" serve >"$work/server.log" 2>&1 & server_pid=$!
 for i in $(seq 1 $((instances - 1))); do
-  # Migrations are the first instance's; the others find them applied.
-  until curl -fs "http://127.0.0.1:$server_port/readyz" >/dev/null 2>&1; do sleep 0.2; done
+  # Migrations are the first instance's; the others start once it is ready.
+  for _ in $(seq 1 100); do
+    curl -fs "http://127.0.0.1:$server_port/readyz" >/dev/null 2>&1 && break
+    kill -0 "$server_pid" 2>/dev/null || { echo "the first instance exited: $work/server.log" >&2; cat "$work/server.log" >&2; exit 1; }
+    sleep 0.2
+  done
   port=$((server_port + i))
   env "${env[@]}" CHAT_BIND=127.0.0.1:$port "$bin/chat-server" serve >"$work/server$i.log" 2>&1 &
   peer_pids+=($!) peers+=("127.0.0.1:$port")
@@ -85,7 +90,7 @@ fi
 if [ -n "${BENCH_INSTANCES:-}" ] && [ "$mode" = postgres ]; then
   echo "bus messages per instance (received / needed by its sockets):"
   for addr in "127.0.0.1:$server_port" "${peers[@]}"; do
-    curl -fs "http://$addr/metrics" | awk -v addr="$addr" '
+    { curl -fs "http://$addr/metrics" || true; } | awk -v addr="$addr" '
       $1 == "chat_bus_messages_received_total" { r = $2 }
       $1 == "chat_bus_messages_needed_total" { n = $2 }
       $1 == "chat_ws_opened_total" { c = $2 }

@@ -94,16 +94,6 @@ async fn groups_against_the_server_lose_nothing() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The value of an unlabelled series in an instance's `/metrics`.
-async fn metric(app: &TestApp, name: &str) -> anyhow::Result<f64> {
-    let text = app.get("/metrics", None).await?.text;
-    text.lines()
-        .find(|line| line.split_whitespace().next() == Some(name))
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|value| value.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no {name} in /metrics"))
-}
-
 /// Two instances of one deployment, each chat's members on one of them: nothing is
 /// lost, and each instance's sockets needed what it received from the bus (it follows
 /// only its own chats).
@@ -120,8 +110,8 @@ async fn groups_spread_over_two_instances_lose_nothing() -> anyhow::Result<()> {
     let outcome = scenario::run(config, |_| {}).await?;
     assert_clean(&outcome, 12);
     for app in [&a, &b] {
-        let received = metric(app, "chat_bus_messages_received_total").await?;
-        let needed = metric(app, "chat_bus_messages_needed_total").await?;
+        let received = app.metric("chat_bus_messages_received_total").await?;
+        let needed = app.metric("chat_bus_messages_needed_total").await?;
         assert!(
             needed > 0.0 && needed <= received,
             "an instance holding chats' sockets: {needed} of {received} needed"

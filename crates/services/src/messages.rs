@@ -321,9 +321,19 @@ pub async fn begin_send_paced_as_member(
     principal: &Principal,
     chat_id: ChatId,
     input: SendMessageInput,
-    sender: Option<String>,
+    member: KnownMember<'_>,
 ) -> Result<PendingSend, ServiceError> {
-    begin_send(ctx, principal, chat_id, input, Pacing::Wait, Some(sender)).await
+    begin_send(ctx, principal, chat_id, input, Pacing::Wait, Some(member)).await
+}
+
+/// What a socket knows of its sender in a chat (see [`begin_send_paced_as_member`]).
+pub struct KnownMember<'a> {
+    /// The username the earlier full check found.
+    pub sender: Option<String>,
+    /// Whether the socket still follows the chat: asked after any wait for the
+    /// sender's budget, so a membership that ended during the wait is checked in full
+    /// (and refused).
+    pub still_follows: &'a (dyn Fn() -> bool + Sync),
 }
 
 /// A send checked and handed to the writer, not yet committed.
@@ -334,12 +344,19 @@ pub struct PendingSend {
     sender_id: i64,
     client_id: Option<ClientId>,
     sender: Option<String>,
+    checked: bool,
 }
 
 impl PendingSend {
     /// The sender's username, as the send's check found it.
     pub fn sender(&self) -> Option<&str> {
         self.sender.as_deref()
+    }
+
+    /// Whether the sender's access was read in full for this send (not taken from
+    /// what its socket knew).
+    pub fn checked_in_full(&self) -> bool {
+        self.checked
     }
 
     /// Waits for the commit: the stored message and `true`, or the original message and
@@ -351,6 +368,7 @@ impl PendingSend {
             sender_id,
             client_id,
             sender,
+            ..
         } = self;
         // A resent client_id is caught by the unique index (rolling back that message's
         // seq too) rather than by a look-up per send.
@@ -382,7 +400,7 @@ async fn begin_send(
     chat_id: ChatId,
     input: SendMessageInput,
     pacing: Pacing,
-    member: Option<Option<String>>,
+    member: Option<KnownMember<'_>>,
 ) -> Result<PendingSend, ServiceError> {
     let budget = format!("user:{}", principal.user_id);
     // A paced send waits first, so access is checked as it stands when the message is
@@ -392,8 +410,10 @@ async fn begin_send(
     }
     // After the budget: a throttled sender's wait is its own, not the server's.
     let prepared = std::time::Instant::now();
-    let sender = match member {
-        Some(sender) => sender,
+    let known = member.filter(|member| (member.still_follows)());
+    let checked = known.is_none();
+    let sender = match known {
+        Some(member) => member.sender,
         None => {
             let (access, profile) = access_with(ctx, principal, chat_id, Profile::Include).await?;
             permissions::post_in_chat(access.actor).map_err(denied)?;
@@ -440,6 +460,7 @@ async fn begin_send(
         sender_id: principal.user_id.0,
         client_id,
         sender,
+        checked,
     })
 }
 

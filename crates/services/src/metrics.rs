@@ -237,7 +237,7 @@ impl Metrics {
             let failures = IntCounterVec::new(
                 Opts::new(
                     "chat_redis_failures_total",
-                    "Redis commands (cache, bus, presence) without an answer, by how: \
+                    "Redis commands (cache, publishing, presence) without an answer, by how: \
                      timed_out (waited 500 ms), error. Cache reads fall back to the database.",
                 ),
                 &["kind"],

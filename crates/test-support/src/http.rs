@@ -159,6 +159,16 @@ impl TestApp {
         self.request(Method::GET, path, token, None).await
     }
 
+    /// The value of an unlabelled series in this instance's `/metrics`.
+    pub async fn metric(&self, name: &str) -> anyhow::Result<f64> {
+        let text = self.get("/metrics", None).await?.text;
+        text.lines()
+            .find(|line| line.split_whitespace().next() == Some(name))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|value| value.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("no {name} in /metrics"))
+    }
+
     /// `DELETE path`.
     pub async fn delete(&self, path: &str, token: Option<&str>) -> anyhow::Result<Response> {
         self.request(Method::DELETE, path, token, None).await

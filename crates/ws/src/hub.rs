@@ -166,6 +166,9 @@ impl Conn {
 struct ChatOrder {
     next: Option<Seq>,
     held: BTreeMap<Seq, (Bytes, Instant)>,
+    /// Checks of memberships begun here before the bus confirmed the chat's
+    /// subscription, still running: until they end, later joiners are checked too.
+    confirming: u32,
 }
 
 #[derive(Default)]
@@ -181,8 +184,9 @@ struct State {
     /// Topics that gained their first local follower (`true`) or lost their last
     /// (`false`) since [`Hub::flush_interest`] last ran, in order.
     interest: Vec<(bool, String)>,
-    /// Memberships begun on a chat this instance did not follow yet, to check once the
-    /// bus confirms the subscription ([`Hub::confirm_joins`]).
+    /// Memberships begun on a chat this instance did not follow yet (or whose
+    /// subscription is not confirmed yet), to check once the bus confirms it
+    /// ([`Hub::confirm_joins`]).
     joins: Vec<PendingJoin>,
 }
 
@@ -676,34 +680,24 @@ impl Hub {
                 };
                 // What was published after the subscription may still be on its way:
                 // it gets the time a gap in seqs gets to fill.
-                if hub.missed(&join, newest) {
+                if hub.lock().missed(&join, newest) {
                     tokio::time::sleep(GAP_WAIT).await;
-                    hub.check_join(join, newest);
                 }
+                hub.check_join(join, newest);
             }
         });
     }
 
-    /// Whether messages of `join`'s chat up to `newest` (`None`: unknown) have not all
-    /// reached this instance since the membership began.
-    fn missed(&self, join: &PendingJoin, newest: Option<Seq>) -> bool {
-        let state = self.lock();
-        let next = state.order.get(&join.chat).and_then(|order| order.next);
-        match (newest, next) {
-            // Nothing committed after the membership began, or all of it arrived.
-            (Some(newest), Some(next)) => next <= newest,
-            (Some(newest), None) => newest > join.after,
-            // Unknown: a fetch unless something arrived since.
-            (None, next) => next.is_none_or(|next| next <= join.after.next()),
-        }
-    }
-
-    /// Tells `join`'s sockets still following its chat to fetch, if [`Hub::missed`].
+    /// Tells `join`'s sockets still following its chat to fetch, if [`State::missed`];
+    /// the chat's subscription counts as confirmed from then on.
     fn check_join(&self, join: PendingJoin, newest: Option<Seq>) {
-        if !self.missed(&join, newest) {
+        let mut state = self.lock();
+        if let Some(order) = state.order.get_mut(&join.chat) {
+            order.confirming = order.confirming.saturating_sub(1);
+        }
+        if !state.missed(&join, newest) {
             return;
         }
-        let state = self.lock();
         let still: Vec<ConnId> = join
             .conns
             .into_iter()
@@ -1002,7 +996,11 @@ impl State {
     /// seq when the membership began) if nothing here followed it yet. Returns what
     /// the sockets that just began following may have missed.
     fn begin_following(&mut self, chat: ChatId, user: UserId, last_seq: Option<Seq>) -> Joined {
-        let known = self.order.get(&chat).and_then(|order| order.next);
+        // What this instance knows of the chat's stream, if it followed it already.
+        let (known, confirming) = match self.order.get(&chat) {
+            Some(order) if self.by_chat.contains_key(&chat) => (order.next, order.confirming > 0),
+            _ => (None, false),
+        };
         let conns = self.follow(chat, user);
         let Some(last_seq) = last_seq else {
             return Joined::Nothing;
@@ -1011,25 +1009,26 @@ impl State {
             return Joined::Nothing;
         }
         let after = last_seq.next();
-        self.order
-            .entry(chat)
-            .or_default()
-            .next
-            .get_or_insert(after);
+        let order = self.order.entry(chat).or_default();
+        order.next.get_or_insert(after);
         match known {
             _ if conns.is_empty() => Joined::Nothing,
             // Other sockets here are past the membership's start: what they got in
             // between never reaches the joiners.
             Some(next) if next > after => Joined::Missed(chat, last_seq, conns),
-            // Followed here and not past it: the rest comes in order.
-            Some(_) => Joined::Nothing,
-            // Not followed here before: whether a message passed before the bus
-            // subscription took effect is known once the bus confirms it.
-            None => Joined::Unconfirmed(PendingJoin {
-                chat,
-                after: last_seq,
-                conns,
-            }),
+            // Followed here, subscribed, and not past it: the rest comes in order.
+            Some(_) if !confirming => Joined::Nothing,
+            // Not followed here before (or its subscription not yet confirmed): whether
+            // a message passed before the subscription took effect is known once the
+            // bus confirms it.
+            _ => {
+                order.confirming += 1;
+                Joined::Unconfirmed(PendingJoin {
+                    chat,
+                    after: last_seq,
+                    conns,
+                })
+            }
         }
     }
 
@@ -1040,6 +1039,19 @@ impl State {
             Joined::Nothing => {}
             Joined::Missed(chat, after, conns) => self.hint_gap(&conns, chat, after),
             Joined::Unconfirmed(join) => self.joins.push(join),
+        }
+    }
+
+    /// Whether messages of `join`'s chat up to `newest` (`None`: unknown) have not all
+    /// reached this instance since the membership began.
+    fn missed(&self, join: &PendingJoin, newest: Option<Seq>) -> bool {
+        let next = self.order.get(&join.chat).and_then(|order| order.next);
+        match (newest, next) {
+            // Nothing committed after the membership began, or all of it arrived.
+            (Some(newest), Some(next)) => next <= newest,
+            (Some(newest), None) => newest > join.after,
+            // Unknown: a fetch unless something arrived since.
+            (None, next) => next.is_none_or(|next| next <= join.after.next()),
         }
     }
 
@@ -1121,6 +1133,10 @@ impl State {
                     conn.shut(Closing::RemovedFromChat);
                 }
             }
+        }
+        // Nobody here follows it any more: a later follower starts from its own seq.
+        if !self.by_chat.contains_key(&chat) {
+            self.order.remove(&chat);
         }
     }
 
@@ -1478,6 +1494,54 @@ mod tests {
         assert_eq!(
             frames_of(&joiner.outbound),
             [event("chat.member_joined", -1)]
+        );
+    }
+
+    #[test]
+    fn joiners_before_the_subscription_is_confirmed_are_all_checked() {
+        let hub = Hub::default();
+        let ann = register(&hub, 1, "s1", Scope::AllChats, &[]);
+        let bob = register(&hub, 2, "s2", Scope::AllChats, &[]);
+        // A new direct chat: both members' joins arrive before the bus confirms.
+        hub.handle(&joined(7, 1, 0));
+        hub.handle(&joined(7, 2, 0));
+        let joins = std::mem::take(&mut hub.lock().joins);
+        assert_eq!(joins.len(), 2, "the second joiner is checked too");
+        for join in joins {
+            hub.check_join(join, Some(Seq(1)));
+        }
+        for socket in [&ann, &bob] {
+            assert_eq!(
+                frames_of(&socket.outbound),
+                [event("chat.member_joined", -1), hint(0)],
+                "seq 1 was committed and never arrived"
+            );
+        }
+        // Confirmed: a later joiner where nothing is missing needs no check.
+        let cy = register(&hub, 3, "s3", Scope::AllChats, &[]);
+        hub.handle(&joined(7, 3, 0));
+        assert!(hub.lock().joins.is_empty());
+        assert_eq!(frames_of(&cy.outbound), [event("chat.member_joined", -1)]);
+    }
+
+    #[test]
+    fn a_chat_nobody_here_follows_any_more_starts_afresh_for_its_next_member() {
+        let hub = Hub::default();
+        let ann = register(&hub, 1, "s1", Scope::AllChats, &[(7, 10)]);
+        hub.handle(&message(
+            "user.1",
+            serde_json::json!({"type": "chat.member_left", "chat_id": 7, "user_id": 1}),
+        ));
+        assert!(!hub.follows(ann.id, ChatId(7)));
+        // Bob joins at 20, after ten messages nobody here heard.
+        let bob = register(&hub, 2, "s2", Scope::AllChats, &[]);
+        hub.handle(&joined(7, 2, 20));
+        assert_eq!(hub.lock().joins.len(), 1, "checked once subscribed");
+        hub.handle(&chat_message(7, 21));
+        assert_eq!(
+            frames_of(&bob.outbound),
+            [event("chat.member_joined", -1), event("chat.message", 21)],
+            "delivered at once, not held behind seq 11"
         );
     }
 

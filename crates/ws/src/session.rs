@@ -459,41 +459,41 @@ impl Connection {
         // rather than being refused.
         let send = match self.granted(chat) {
             Some(sender) => {
+                let (hub, id) = (&*self.hub, self.registration.id);
+                let still_follows = move || hub.follows(id, chat);
+                let member = messages::KnownMember {
+                    sender,
+                    still_follows: &still_follows,
+                };
                 messages::begin_send_paced_as_member(
                     &self.ctx,
                     &self.principal,
                     chat,
                     input,
-                    sender,
+                    member,
                 )
                 .await
             }
-            None => {
-                let send =
-                    messages::begin_send_paced(&self.ctx, &self.principal, chat, input).await;
-                if let Ok(send) = &send {
-                    *self.grant.borrow_mut() = Some(Box::new(SendGrant {
-                        chat,
-                        sender: send.sender().map(str::to_owned),
-                        at: Instant::now(),
-                    }));
-                }
-                send
-            }
+            None => messages::begin_send_paced(&self.ctx, &self.principal, chat, input).await,
         }
         .map_err(protocol::service_error)?;
+        if send.checked_in_full() {
+            *self.grant.borrow_mut() = Some(Box::new(SendGrant {
+                chat,
+                sender: send.sender().map(str::to_owned),
+                at: Instant::now(),
+            }));
+        }
         Ok((chat, send))
     }
 
     /// The sender's username if a send to `chat` passed the full check within
-    /// [`SEND_GRANT_TTL`] and the socket has followed the chat since.
+    /// [`SEND_GRANT_TTL`] (whether the socket still follows the chat is asked after the
+    /// send's wait for its budget).
     fn granted(&self, chat: ChatId) -> Option<Option<String>> {
         let grant = self.grant.borrow();
         let grant = grant.as_ref()?;
-        (grant.chat == chat
-            && grant.at.elapsed() < SEND_GRANT_TTL
-            && self.hub.follows(self.registration.id, chat))
-        .then(|| grant.sender.clone())
+        (grant.chat == chat && grant.at.elapsed() < SEND_GRANT_TTL).then(|| grant.sender.clone())
     }
 
     fn send_input(&self, frame: &ClientFrame) -> Result<(ChatId, SendMessageInput), FrameError> {

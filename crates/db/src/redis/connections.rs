@@ -71,7 +71,7 @@ impl RedisConnections {
         &self.inner.client
     }
 
-    /// Commands (cache, bus, presence) that failed since start.
+    /// Commands (cache, publishing, presence) that failed since start.
     pub fn failures(&self) -> BackendFailures {
         BackendFailures {
             timed_out: self.inner.failures.timed_out.load(Ordering::Relaxed),

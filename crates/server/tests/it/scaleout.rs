@@ -4,16 +4,6 @@
 use chat_test_support::{Backend, Session, TestApp};
 use serde_json::json;
 
-/// The value of an unlabelled series in `/metrics`.
-async fn metric(app: &TestApp, name: &str) -> anyhow::Result<f64> {
-    let text = app.get("/metrics", None).await?.text;
-    text.lines()
-        .find(|line| line.split_whitespace().next() == Some(name))
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|value| value.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no {name} in /metrics"))
-}
-
 async fn group(app: &TestApp, owner: &Session, members: &[&Session]) -> anyhow::Result<i64> {
     let chat = app.create_group(owner, "Room", "private").await?;
     for member in members {
@@ -47,7 +37,7 @@ async fn an_instance_receives_only_the_traffic_its_sockets_follow() -> anyhow::R
         .await?;
     a.send_text(&ann, followed, "first").await?;
     assert_eq!(bobs.recv_type("chat.message").await?["message"], "first");
-    let before = metric(&b, "chat_bus_messages_received_total").await?;
+    let before = b.metric("chat_bus_messages_received_total").await?;
     for n in 0..30 {
         a.send_text(&ann, busy, &format!("busy {n}")).await?;
     }
@@ -55,21 +45,21 @@ async fn an_instance_receives_only_the_traffic_its_sockets_follow() -> anyhow::R
     // What B follows crosses over, in order …
     assert_eq!(bobs.recv_type("chat.message").await?["message"], "second");
     // … and the 30 messages of the chat no socket of B follows never reach B.
-    let received = metric(&b, "chat_bus_messages_received_total").await? - before;
+    let received = b.metric("chat_bus_messages_received_total").await? - before;
     assert!(
         (1.0..10.0).contains(&received),
         "instance B received {received} bus messages for 1 it needed"
     );
     // Presence, user topics and the chat: bob's user, the chat, and presence.*.
-    assert_eq!(metric(&b, "chat_bus_subscriptions").await?, 3.0);
+    assert_eq!(b.metric("chat_bus_subscriptions").await?, 3.0);
     drop(bobs);
-    let mut left = metric(&b, "chat_bus_subscriptions").await?;
+    let mut left = b.metric("chat_bus_subscriptions").await?;
     for _ in 0..100 {
         if left == 1.0 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        left = metric(&b, "chat_bus_subscriptions").await?;
+        left = b.metric("chat_bus_subscriptions").await?;
     }
     assert_eq!(left, 1.0, "only presence.* is left once the socket is gone");
     b.shutdown().await;
