@@ -48,6 +48,8 @@ pub const OPENAPI_PATH: &str = "/api/openapi.json";
         chats::chat::delete_chat,
         chats::chat::join_chat,
         chats::chat::leave_chat,
+        chats::chat::mute_chat,
+        chats::chat::unmute_chat,
         groups::discover_groups,
         chats::members::list_members,
         chats::members::add_member,

@@ -139,6 +139,23 @@ impl MembershipRow {
         .or_else(|e| if matches!(e, diesel::result::Error::RollbackTransaction) { Ok(false) } else { Err(e) })?)
     }
 
+    /// Mutes or unmutes the chat for a member; the row, or `None` if not a member.
+    pub async fn set_muted(
+        pool: &DbPool,
+        chat_id: i64,
+        user_id: i64,
+        muted: bool,
+    ) -> Result<Option<Self>, DbError> {
+        with_conn!(pool, conn => {
+            Ok(diesel::update(memberships::table.find((chat_id, user_id)))
+                .set(memberships::muted.eq(muted))
+                .returning(Self::as_returning())
+                .get_result(conn)
+                .await
+                .optional()?)
+        })
+    }
+
     /// Moves the read marker forward to `seq`; never backwards. Returns the row when it moved.
     pub async fn mark_read(
         pool: &DbPool,

@@ -17,7 +17,91 @@ both_backends!(
     admin_endpoints_list_and_deactivate,
     probing_the_next_ids_does_not_hide_new_chats_or_users,
     friends_and_members_carry_presence_and_read_markers,
+    a_member_mutes_and_unmutes_a_chat,
 );
+
+/// `muted` of `chat` in `who`'s chat list.
+async fn muted_in_list(app: &TestApp, who: &Session, chat: i64) -> anyhow::Result<Value> {
+    let listed = app.get("/api/v1/chats", Some(&who.access_token)).await?;
+    listed.expect_status(200)?;
+    let item = listed.json["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|item| item["id"] == chat)
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("chat {chat} is not in {}", listed.text))?;
+    Ok(item["muted"].clone())
+}
+
+/// Muting is a member's own setting: shown in their list and chat view only,
+/// idempotent, refused to outsiders as any member-only action is.
+async fn a_member_mutes_and_unmutes_a_chat(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, bob, chat) = app.two_in_a_group().await?;
+    let path = format!("/api/v1/chats/{chat}/mute");
+    assert_eq!(muted_in_list(&app, &ann, chat).await?, json!(false));
+    for _ in 0..2 {
+        let muted = app
+            .request(
+                actix_web::http::Method::PUT,
+                &path,
+                Some(&ann.access_token),
+                None,
+            )
+            .await?;
+        muted.expect_status(200)?;
+        assert_eq!(muted.json, json!({"chat_id": chat, "muted": true}));
+    }
+    assert_eq!(muted_in_list(&app, &ann, chat).await?, json!(true));
+    let view = app
+        .get(&format!("/api/v1/chats/{chat}"), Some(&ann.access_token))
+        .await?;
+    assert_eq!(view.json["muted"], json!(true), "{}", view.text);
+    assert_eq!(
+        muted_in_list(&app, &bob, chat).await?,
+        json!(false),
+        "another member's setting is their own"
+    );
+    // Muted, ann still gets the chat's messages.
+    let mut anns = app
+        .ws(&format!("/ws/chats/{chat}"), &ann.access_token)
+        .await?;
+    app.send_text(&bob, chat, "still heard").await?;
+    assert_eq!(
+        anns.recv_type("chat.message").await?["message"],
+        "still heard"
+    );
+    let unmuted = app.delete(&path, Some(&ann.access_token)).await?;
+    unmuted.expect_status(200)?;
+    assert_eq!(unmuted.json["muted"], json!(false));
+    assert_eq!(muted_in_list(&app, &ann, chat).await?, json!(false));
+    // Outsiders: a public group's non-member is told so; a private group does not exist
+    // for them; no token is no answer at all.
+    let cy = app.register("cyd").await?;
+    app.request(
+        actix_web::http::Method::PUT,
+        &path,
+        Some(&cy.access_token),
+        None,
+    )
+    .await?
+    .expect_problem(403, "not_a_member")?;
+    let private = app.create_group(&ann, "Hidden", "private").await?;
+    app.request(
+        actix_web::http::Method::PUT,
+        &format!("/api/v1/chats/{private}/mute"),
+        Some(&cy.access_token),
+        None,
+    )
+    .await?
+    .expect_problem(404, "not_found")?;
+    app.delete(&path, None)
+        .await?
+        .expect_problem(401, "missing_token")?;
+    app.shutdown().await;
+    Ok(())
+}
 
 /// The one member or friend named `user_id` in a list answer's items.
 fn person(items: &Value, user_id: i64) -> anyhow::Result<Value> {

@@ -753,6 +753,28 @@ async fn a_group_of_three_is_managed_and_a_site_admin_moderates() -> anyhow::Res
     );
     // The README's picture of a conversation (`make screenshots`).
     olga.screenshot("readme-chat").await?;
+    // Olga mutes the group: the button says so, the list marks it, the server keeps it.
+    olga.click("#mute-chat").await?;
+    olga.wait_for_text("#mute-chat", "Unmute").await?;
+    olga.wait_for(&format!("#chat-list a[data-chat-id='{group}'] .kind.muted"))
+        .await?;
+    let listed = app
+        .get("/api/v1/chats", Some(&olga_api.access_token))
+        .await?;
+    let muted: Vec<bool> = listed.json["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|item| item["id"] == group)
+        .filter_map(|item| item["muted"].as_bool())
+        .collect();
+    assert_eq!(muted, [true], "{}", listed.text);
+    olga.click("#mute-chat").await?;
+    olga.wait_until(
+        "document.querySelector('#mute-chat').textContent === 'Mute'",
+        "the group is unmuted",
+    )
+    .await?;
     olga.click("#show-members").await?;
     olga.wait_for_text("#members-title", "Members (3)").await?;
 

@@ -340,6 +340,35 @@ pub(crate) async fn end_membership(
     Ok(())
 }
 
+/// The caller's mute setting of a chat.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct MuteState {
+    /// Chat.
+    #[schema(value_type = i64)]
+    pub chat_id: ChatId,
+    /// Whether the chat is muted for the caller.
+    pub muted: bool,
+}
+
+/// Mutes (or unmutes) a chat for the caller, a member: they stay a member and keep
+/// receiving its messages; the chat list says `muted`, and clients stop notifying them
+/// of it. Idempotent.
+pub async fn set_muted(
+    ctx: &AppContext,
+    principal: &Principal,
+    chat_id: ChatId,
+    muted: bool,
+) -> Result<MuteState, ServiceError> {
+    let access = access(ctx, principal, chat_id).await?;
+    permissions::post_in_chat(access.actor).map_err(denied)?;
+    MembershipRow::set_muted(&ctx.store.db, chat_id.0, principal.user_id.0, muted)
+        .await?
+        .ok_or_else(|| {
+            ServiceError::forbidden("not_a_member", "you are not a member of this chat")
+        })?;
+    Ok(MuteState { chat_id, muted })
+}
+
 /// Leaves a group (not its owner, who hands it over first).
 pub async fn leave_chat(
     ctx: &AppContext,

@@ -11,8 +11,8 @@ mod views;
 pub(crate) use access::{ChatAccess, access, access_with, authenticated_access, denied};
 pub use direct::open_direct;
 pub use groups::{
-    CreateGroupInput, UpdateChatInput, create_group, delete_chat, discover_groups, get_chat,
-    join_chat, leave_chat, update_chat,
+    CreateGroupInput, MuteState, UpdateChatInput, create_group, delete_chat, discover_groups,
+    get_chat, join_chat, leave_chat, set_muted, update_chat,
 };
 pub use list::list_chats;
 pub use live::{ChatPosition, authorize_socket, my_chat_positions, typing};

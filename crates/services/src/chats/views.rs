@@ -155,6 +155,9 @@ pub struct ChatView {
     pub last_read_seq: Option<i64>,
     /// Messages after the caller's read marker: `last_seq - last_read_seq`.
     pub unread_count: Option<i64>,
+    /// Whether the caller muted this chat (`null` when not a member): clients do not
+    /// notify for a muted chat.
+    pub muted: Option<bool>,
     /// The newest message.
     pub last_message: Option<MessageView>,
     /// The members, for chats of at most 20 (see `member_count` otherwise).
@@ -185,6 +188,7 @@ impl ChatView {
             role: membership.and_then(|m| Role::parse(&m.role).ok()),
             last_read_seq: membership.map(|m| m.last_read_seq),
             unread_count: membership.map(|m| (chat.last_seq - m.last_read_seq).max(0)),
+            muted: membership.map(|m| m.muted),
             last_message,
             members,
             ws_url: format!("/ws/chats/{}", chat.id),

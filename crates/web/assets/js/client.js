@@ -467,6 +467,17 @@ export class ChatClient extends EventTarget {
     await this.loadChats();
   }
 
+  /** Mutes or unmutes a chat for me: its unread messages stop counting in the title. */
+  async setMuted(chatId, muted) {
+    const path = `/chats/${chatId}/mute`;
+    const state = muted ? await this.api.put(path) : await this.api.delete(path);
+    const chat = this.store.chats.get(chatId);
+    if (chat) {
+      chat.muted = state.muted;
+      this.store.changed("chats", chatId);
+    }
+  }
+
   async leaveGroup(chatId) {
     await this.api.post(`/chats/${chatId}/leave`);
     this.store.removeChat(chatId);

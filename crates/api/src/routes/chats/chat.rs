@@ -1,9 +1,9 @@
-//! Chat handlers: list, create, open direct, view, change, delete, join, leave.
+//! Chat handlers: list, create, open direct, view, change, delete, join, leave, mute.
 
 use actix_web::{HttpResponse, web};
 use chat_domain::{ChatId, UserId};
 use chat_services::AppContext;
-use chat_services::chats::{self, ChatView, CreateGroupInput, UpdateChatInput};
+use chat_services::chats::{self, ChatView, CreateGroupInput, MuteState, UpdateChatInput};
 use chat_services::pagination::Page;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -196,4 +196,37 @@ pub async fn leave_chat(
 ) -> Result<HttpResponse, ApiError> {
     chats::leave_chat(&ctx, &user.0, path.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Mute a chat: you stay a member and keep receiving it; the chat list says `muted` and
+/// clients stop notifying you of it. Idempotent.
+#[utoipa::path(put, path = "/api/v1/chats/{chat_id}/mute", tag = "chats", security(("bearer" = []), ("oauth2" = [])),
+    params(("chat_id" = i64, Path, description = "Chat id")),
+    responses((status = 200, description = "Muted", body = MuteState), (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not a member (`not_a_member`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn mute_chat(
+    ctx: web::Data<AppContext>,
+    user: AuthUser,
+    path: web::Path<ChatId>,
+) -> Result<web::Json<MuteState>, ApiError> {
+    Ok(web::Json(
+        chats::set_muted(&ctx, &user.0, path.into_inner(), true).await?,
+    ))
+}
+
+/// Unmute a chat. Idempotent.
+#[utoipa::path(delete, path = "/api/v1/chats/{chat_id}/mute", tag = "chats", security(("bearer" = []), ("oauth2" = [])),
+    params(("chat_id" = i64, Path, description = "Chat id")),
+    responses((status = 200, description = "Not muted", body = MuteState), (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not a member (`not_a_member`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn unmute_chat(
+    ctx: web::Data<AppContext>,
+    user: AuthUser,
+    path: web::Path<ChatId>,
+) -> Result<web::Json<MuteState>, ApiError> {
+    Ok(web::Json(
+        chats::set_muted(&ctx, &user.0, path.into_inner(), false).await?,
+    ))
 }

@@ -32,6 +32,11 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .service(web::resource("/{chat_id}/join").route(web::post().to(chat::join_chat)))
             .service(web::resource("/{chat_id}/leave").route(web::post().to(chat::leave_chat)))
             .service(
+                web::resource("/{chat_id}/mute")
+                    .route(web::put().to(chat::mute_chat))
+                    .route(web::delete().to(chat::unmute_chat)),
+            )
+            .service(
                 web::resource("/{chat_id}/members").route(web::get().to(members::list_members)),
             )
             .service(

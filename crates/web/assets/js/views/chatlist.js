@@ -29,6 +29,7 @@ function itemKey(store, chat, selected) {
     chat.visibility,
     chat.last_activity_at,
     chat.unread_count,
+    chat.muted ?? false,
     preview(store, chat),
     presence?.online ?? null,
     selected,
@@ -64,6 +65,7 @@ function item(store, chat, selected) {
           { class: "chat-item-top" },
           h("span", { class: "chat-title" }, title),
           chat.kind === "group" ? h("span", { class: "kind" }, chat.visibility === "public" ? "public group" : "group") : null,
+          chat.muted ? h("span", { class: "kind muted", title: "Muted" }, "muted") : null,
           chat.last_activity_at
             ? h("time", { class: "when", datetime: chat.last_activity_at }, shortWhen(chat.last_activity_at))
             : null,
@@ -73,7 +75,7 @@ function item(store, chat, selected) {
       unread
         ? h(
             "span",
-            { class: "badge", "aria-label": `${unread} unread message${unread === 1 ? "" : "s"}` },
+            { class: `badge${chat.muted ? " muted" : ""}`, "aria-label": `${unread} unread message${unread === 1 ? "" : "s"}` },
             unread > 99 ? "99+" : String(unread),
           )
         : null,

@@ -34,6 +34,7 @@ export class Conversation {
     this.title = h("h2", { id: "conversation-title" });
     this.subtitle = h("p", { class: "conv-sub" });
     this.leaveButton = h("button", { type: "button", class: "secondary", id: "leave-group", on: { click: () => this.#leave() } }, "Leave group");
+    this.muteButton = h("button", { type: "button", class: "secondary", id: "mute-chat", "aria-pressed": "false", on: { click: () => this.#toggleMute() } }, "Mute");
     this.membersButton = h(
       "button",
       {
@@ -51,7 +52,7 @@ export class Conversation {
       { class: "conv-head" },
       h("a", { class: "back", href: "#/chats", "aria-label": "Back to chats" }, "←"),
       h("div", { class: "conv-titles" }, this.title, this.subtitle),
-      h("div", { class: "conv-actions" }, this.membersButton, this.leaveButton),
+      h("div", { class: "conv-actions" }, this.muteButton, this.membersButton, this.leaveButton),
     );
     this.membersPanel = null;
     this.olderButton = h("button", { type: "button", class: "link load-older", on: { click: () => this.#loadOlder() } }, "Load older messages");
@@ -190,6 +191,9 @@ export class Conversation {
       replace(this.subtitle, `${members} · ${chat.visibility}${chat.description ? ` · ${chat.description}` : ""}`);
     }
     this.leaveButton.hidden = !chat || chat.kind !== "group" || chat.role === "owner";
+    this.muteButton.hidden = !chat?.role;
+    replace(this.muteButton, chat?.muted ? "Unmute" : "Mute");
+    this.muteButton.setAttribute("aria-pressed", String(Boolean(chat?.muted)));
     this.membersButton.hidden = !chat || chat.kind !== "group";
   }
 
@@ -383,6 +387,18 @@ export class Conversation {
     }
     this.#autosize();
     this.input.focus();
+  }
+
+  async #toggleMute() {
+    const chat = this.store.chats.get(this.chatId);
+    this.muteButton.disabled = true;
+    try {
+      await this.client.setMuted(this.chatId, !chat?.muted);
+    } catch (error) {
+      replace(this.error, error.message);
+    } finally {
+      this.muteButton.disabled = false;
+    }
   }
 
   async #leave() {

@@ -191,10 +191,10 @@ export class Shell {
     setTimeout(() => item.remove(), TOAST_MS);
   }
 
-  /** "(3) Chat": unread messages in the tab's title. */
+  /** "(3) Chat": unread messages of the chats I did not mute, in the tab's title. */
   #title() {
     let unread = 0;
-    for (const chat of this.client.store.chats.values()) unread += chat.unread_count ?? 0;
+    for (const chat of this.client.store.chats.values()) unread += chat.muted ? 0 : (chat.unread_count ?? 0);
     document.title = unread ? `(${unread}) Chat` : "Chat";
   }
 }
