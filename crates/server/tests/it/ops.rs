@@ -202,6 +202,8 @@ async fn openapi_document_lists_every_endpoint_with_its_security() -> anyhow::Re
         ("/api/v1/chats/{chat_id}", "delete"),
         ("/api/v1/chats/{chat_id}/join", "post"),
         ("/api/v1/chats/{chat_id}/leave", "post"),
+        ("/api/v1/chats/{chat_id}/mute", "put"),
+        ("/api/v1/chats/{chat_id}/mute", "delete"),
         ("/api/v1/groups", "get"),
         ("/api/v1/chats/{chat_id}/members", "get"),
         ("/api/v1/chats/{chat_id}/members/{user_id}", "put"),
