@@ -512,15 +512,7 @@ impl Hub {
         let mut state = self.lock();
         let before = state.delivered.get();
         // A message held for a missing predecessor is needed too (it leaves later).
-        let followed = || {
-            message
-                .topic
-                .strip_prefix("chat.")
-                .and_then(|c| c.parse().ok())
-                .is_some_and(|chat| state.by_chat.contains_key(&ChatId(chat)))
-        };
-        let followed = self.metrics.is_some() && followed();
-        self.handle_locked(&mut state, message, head, payload);
+        let followed = self.handle_locked(&mut state, message, head, payload);
         if let (Some(metrics), true) = (&self.metrics, followed || state.delivered.get() > before) {
             metrics.bus_needed.inc();
         }
@@ -529,27 +521,27 @@ impl Hub {
         !state.joins.is_empty()
     }
 
+    /// Routes one event; true when it was for a chat some local socket followed.
     fn handle_locked(
         &self,
         state: &mut State,
         message: &BusMessage,
         head: Option<Head>,
         payload: impl Fn() -> Bytes,
-    ) {
+    ) -> bool {
         if let Some(chat) = message
             .topic
             .strip_prefix("chat.")
             .and_then(|c| c.parse().ok())
             .map(ChatId)
         {
-            let Some(head) = head else { return };
+            let followed = state.by_chat.contains_key(&chat);
+            let Some(head) = head else { return followed };
             match head.kind {
                 EventKind::Message => {
-                    if let (Some(metrics), Some(at), true) = (
-                        &self.metrics,
-                        head.created_at,
-                        state.by_chat.contains_key(&chat),
-                    ) {
+                    if let (Some(metrics), Some(at), true) =
+                        (&self.metrics, head.created_at, followed)
+                    {
                         let waited = chrono::Utc::now().signed_duration_since(at);
                         metrics
                             .delivery_latency
@@ -597,6 +589,7 @@ impl Hub {
                     tracing::warn!(kind = ?head.kind, chat = chat.0, "a personal event on a chat topic; dropped");
                 }
             }
+            followed
         } else if let Some(user) = message
             .topic
             .strip_prefix("user.")
@@ -606,7 +599,7 @@ impl Hub {
             .and_then(|u| u.parse().ok())
             .map(UserId)
         {
-            let Some(head) = head else { return };
+            let Some(head) = head else { return false };
             match head.kind {
                 EventKind::Presence => {
                     match serde_json::from_str::<PresenceChange>(&message.payload) {
@@ -648,6 +641,9 @@ impl Hub {
                     tracing::warn!(kind = ?head.kind, user = user.0, "a chat event on a user topic; dropped");
                 }
             }
+            false
+        } else {
+            false
         }
     }
 

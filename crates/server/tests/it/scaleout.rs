@@ -7,21 +7,11 @@ use serde_json::json;
 async fn group(app: &TestApp, owner: &Session, members: &[&Session]) -> anyhow::Result<i64> {
     let chat = app.create_group(owner, "Room", "private").await?;
     for member in members {
-        add(app, owner, chat, member).await?;
+        app.add_member(chat, member.user_id, &owner.access_token)
+            .await?
+            .expect_status(201)?;
     }
     Ok(chat)
-}
-
-async fn add(app: &TestApp, owner: &Session, chat: i64, member: &Session) -> anyhow::Result<()> {
-    app.request(
-        actix_web::http::Method::PUT,
-        &format!("/api/v1/chats/{chat}/members/{}", member.user_id),
-        Some(&owner.access_token),
-        None,
-    )
-    .await?
-    .expect_status(201)?;
-    Ok(())
 }
 
 #[actix_web::test]
@@ -79,7 +69,9 @@ async fn a_member_added_on_another_instance_hears_the_chat() -> anyhow::Result<(
     // Ann, on A, makes a group with a history and adds Bob.
     let chat = group(&a, &ann, &[]).await?;
     a.send_text(&ann, chat, "before bob").await?;
-    add(&a, &ann, chat, &bob).await?;
+    a.add_member(chat, bob.user_id, &ann.access_token)
+        .await?
+        .expect_status(201)?;
     let joined = bobs.recv_type("chat.member_joined").await?;
     assert_eq!(
         (
@@ -141,7 +133,9 @@ async fn a_message_racing_a_new_membership_reaches_the_member_or_is_announced() 
         a.send_text(&ann, chat, "before bob").await?;
         // The join and the message leave A back to back: B may subscribe to the chat
         // after the message passed.
-        add(&a, &ann, chat, &bob).await?;
+        a.add_member(chat, bob.user_id, &ann.access_token)
+            .await?
+            .expect_status(201)?;
         a.send_text(&ann, chat, "right after").await?;
         let joined = bobs.recv_type("chat.member_joined").await?;
         assert_eq!(joined["chat_id"].as_i64(), Some(chat), "round {round}");
