@@ -111,7 +111,7 @@ const DISCONNECT: &str = "local mine = redis.call('HINCRBY', KEYS[2], ARGV[1], -
     return total";
 
 /// KEYS: this instance's liveness key, its table, the instance set. ARGV: lifetime (ms),
-/// instance id, key prefix, counter TTL (s), then `user, sockets` pairs of what this
+/// instance id, counter key prefix, counter TTL (s), then `user, sockets` pairs of what this
 /// instance holds. Renews the liveness, then moves table and counters to those numbers;
 /// returns the users whose counter crossed zero upwards, then downwards.
 const SYNC: &str = "redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) \
@@ -121,7 +121,7 @@ const SYNC: &str = "redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) \
     for i = 1, #rows, 2 do have[rows[i]] = tonumber(rows[i + 1]) end \
     local up, down = {}, {} \
     local function adjust(user, delta) \
-      local key = ARGV[3] .. ':presence:' .. user \
+      local key = ARGV[3] .. user \
       local before = tonumber(redis.call('GET', key) or '0') \
       local after = before + delta \
       if after <= 0 then redis.call('DEL', key) after = 0 \
@@ -138,13 +138,13 @@ const SYNC: &str = "redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) \
     end \
     return {up, down}";
 
-/// KEYS: the dead instance's table, the instance set, its liveness key. ARGV: key
-/// prefix, instance id. Unless it renewed meanwhile, takes the dead instance's sockets
+/// KEYS: the dead instance's table, the instance set, its liveness key. ARGV: counter
+/// key prefix, instance id. Unless it renewed meanwhile, takes the dead instance's sockets
 /// off each user's counter; returns the users left with none.
 const RECLAIM: &str = "if redis.call('EXISTS', KEYS[3]) == 1 then return {} end \
     local rows = redis.call('HGETALL', KEYS[1]) local gone = {} \
     for i = 1, #rows, 2 do \
-      local key = ARGV[1] .. ':presence:' .. rows[i] \
+      local key = ARGV[1] .. rows[i] \
       local total = redis.call('INCRBY', key, -tonumber(rows[i + 1])) \
       if total <= 0 then redis.call('DEL', key) table.insert(gone, rows[i]) end \
     end \
@@ -180,17 +180,29 @@ impl RedisPresence {
         &self.instance
     }
 
+    /// Every presence key carries the `{presence}` hash tag: in a Redis Cluster they all
+    /// live in one slot, so the scripts that touch tables and counters together run on
+    /// one node. (Presence changes at the rate sockets open and close, not messages.)
     fn key(&self, rest: &str) -> String {
-        format!("{}:{rest}", self.prefix)
+        format!("{}:{{presence}}:{rest}", self.prefix)
+    }
+
+    /// The prefix of the per-user counters; a user's counter is this and the id.
+    fn counters(&self) -> String {
+        self.key("user:")
     }
 
     fn table(&self, instance: &str) -> String {
-        self.key(&format!("presence_instance:{instance}"))
+        self.key(&format!("instance:{instance}"))
+    }
+
+    fn alive(&self, instance: &str) -> String {
+        self.key(&format!("alive:{instance}"))
     }
 
     async fn is_alive(&self, instance: &str) -> Result<bool, CacheError> {
         let mut exists = redis::cmd("EXISTS");
-        exists.arg(self.key(&format!("instance_alive:{instance}")));
+        exists.arg(self.alive(instance));
         self.connections
             .run(|mut conn| async move { exists.query_async(&mut conn).await })
             .await
@@ -200,7 +212,7 @@ impl RedisPresence {
         let mut eval = redis::cmd("EVAL");
         eval.arg(script)
             .arg(2)
-            .arg(self.key(&format!("presence:{user_id}")))
+            .arg(format!("{}{user_id}", self.counters()))
             .arg(self.table(&self.instance))
             .arg(user_id)
             .arg(COUNTER_TTL.as_secs());
@@ -244,19 +256,19 @@ impl PresenceRegistry for RedisPresence {
     }
 
     async fn heartbeat(&self) -> Result<Changed, CacheError> {
-        let instances = self.key("presence_instances");
+        let instances = self.key("instances");
         let lifetime = u64::try_from(self.lifetime.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
         let mut sync = redis::cmd("EVAL");
         sync.arg(SYNC)
             .arg(3)
-            .arg(self.key(&format!("instance_alive:{}", self.instance)))
+            .arg(self.alive(&self.instance))
             .arg(self.table(&self.instance))
             .arg(&instances)
             .arg(lifetime)
             .arg(&self.instance)
-            .arg(&self.prefix)
+            .arg(self.counters())
             .arg(COUNTER_TTL.as_secs());
         let (up, down): (Vec<String>, Vec<String>) = {
             let local = self.local.lock().await;
@@ -293,8 +305,8 @@ impl PresenceRegistry for RedisPresence {
                 .arg(3)
                 .arg(self.table(other))
                 .arg(&instances)
-                .arg(self.key(&format!("instance_alive:{other}")))
-                .arg(&self.prefix)
+                .arg(self.alive(other))
+                .arg(self.counters())
                 .arg(other);
             let users: Vec<String> = self
                 .connections
@@ -318,8 +330,9 @@ impl PresenceRegistry for RedisPresence {
         // An explicit MGET: the reply is an array even for one key. A counter is
         // deleted when it reaches zero, so a missing key is "offline".
         let mut mget = redis::cmd("MGET");
+        let counters = self.counters();
         for user_id in user_ids {
-            mget.arg(self.key(&format!("presence:{user_id}")));
+            mget.arg(format!("{counters}{user_id}"));
         }
         let counts: Vec<Option<i64>> = self
             .connections

@@ -9,6 +9,7 @@
 //! in parallel and twice in a row. Tracing output goes to the test writer when
 //! `TEST_LOG` is set.
 
+mod cluster;
 mod database;
 mod http;
 mod macros;
@@ -24,6 +25,7 @@ use chat_server::config::Sources;
 use chat_server::{Application, Config};
 use chat_services::AppContext;
 
+pub use cluster::RedisCluster;
 pub use database::{RedisKeys, TestDatabase, WriteLock, count_redis_keys, delete_redis_prefix};
 pub use http::{Response, Session, TEST_PASSWORD};
 pub use process::{ServerProcess, free_port};
@@ -192,6 +194,12 @@ impl TestApp {
         let redis_keys =
             (backend == Backend::Postgres).then(|| Arc::new(RedisKeys::new(prefix.clone())));
         Self::start(backend, config, Arc::new(database), redis_keys).await
+    }
+
+    /// A production-mode server (PostgreSQL) whose Redis is `cluster`.
+    pub async fn spawn_on_cluster(cluster: &RedisCluster) -> anyhow::Result<Self> {
+        let url = cluster.url();
+        Self::spawn_with(Backend::Postgres, |c| c.redis_url = Some(url)).await
     }
 
     /// A second server instance on the same database and Redis prefix: what a

@@ -13,6 +13,11 @@
 //!
 //! A connection that fails in a way that leaves it unusable (closed socket, I/O error,
 //! timeout) is forgotten, and that thread's next command opens a new one.
+//!
+//! A comma-separated list of URLs means a Redis Cluster: each thread's connection is
+//! then a cluster connection (itself multiplexed per node), which routes every command
+//! by its key's slot. Commands that take several keys must keep them in one slot unless
+//! the client splits them (it does for `MGET` and `DEL`); pipelines must too.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -21,15 +26,107 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::ThreadId;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, RedisError, RedisResult};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::{
+    AsyncConnectionConfig, Client, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value,
+};
 use tokio::sync::OnceCell;
 
 use crate::cache::{BackendFailures, CacheError};
 
 /// This thread's connection, opened by the first command that needs it (concurrent
 /// first commands wait for the same connect).
-type Slot = Arc<OnceCell<MultiplexedConnection>>;
+type Slot = Arc<OnceCell<RedisConn>>;
+
+/// One thread's connection: to a single Redis, or to a cluster.
+#[derive(Clone)]
+pub enum RedisConn {
+    /// A single Redis server.
+    Single(MultiplexedConnection),
+    /// A Redis Cluster; commands are routed by slot.
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            RedisConn::Single(conn) => conn.req_packed_command(cmd),
+            RedisConn::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            RedisConn::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
+            RedisConn::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            RedisConn::Single(conn) => conn.get_db(),
+            RedisConn::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
+
+/// Where the connections go.
+#[derive(Clone)]
+pub enum RedisTarget {
+    /// One server.
+    Single(Client),
+    /// A cluster, reached through any of its nodes.
+    Cluster(Vec<String>),
+}
+
+impl RedisTarget {
+    /// A single URL is one server; a comma-separated list is a cluster's nodes.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let nodes: Vec<String> = url
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .collect();
+        match nodes.as_slice() {
+            [] => Err("no Redis URL".to_owned()),
+            [one] => Client::open(one.as_str())
+                .map(RedisTarget::Single)
+                .map_err(|e| e.to_string()),
+            _ => {
+                // Checked now, so a typo fails at start rather than at first use.
+                ClusterClient::new(nodes.iter().map(String::as_str)).map_err(|e| e.to_string())?;
+                Ok(RedisTarget::Cluster(nodes))
+            }
+        }
+    }
+
+    /// A cluster client for the nodes, with `timeout` on connects and answers.
+    /// `push` receives pub/sub messages (RESP3), when given.
+    pub fn cluster_client(
+        nodes: &[String],
+        timeout: Duration,
+        push: Option<tokio::sync::mpsc::UnboundedSender<redis::PushInfo>>,
+    ) -> RedisResult<ClusterClient> {
+        let mut builder = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
+            .retries(1);
+        if let Some(push) = push {
+            builder = builder
+                .use_protocol(redis::ProtocolVersion::RESP3)
+                .push_sender(push);
+        }
+        builder.build()
+    }
+}
 
 /// Lazily opened multiplexed connections to one Redis, one per thread using it.
 #[derive(Clone)]
@@ -38,7 +135,7 @@ pub struct RedisConnections {
 }
 
 struct Inner {
-    client: Client,
+    target: RedisTarget,
     timeout: Duration,
     slots: Mutex<HashMap<ThreadId, Slot>>,
     failures: Failures,
@@ -55,10 +152,10 @@ impl RedisConnections {
     /// Connections to `url`; nothing connects until the first command. Every command
     /// (with the connect it may need) is bounded by `timeout`.
     pub fn open(url: &str, timeout: Duration) -> Result<Self, String> {
-        let client = Client::open(url).map_err(|e| e.to_string())?;
+        let target = RedisTarget::parse(url)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                client,
+                target,
                 timeout,
                 slots: Mutex::new(HashMap::new()),
                 failures: Failures::default(),
@@ -66,9 +163,19 @@ impl RedisConnections {
         })
     }
 
-    /// The client, for connections that are not shared (pub/sub).
-    pub fn client(&self) -> &Client {
-        &self.inner.client
+    /// Where the connections go, for connections that are not shared (pub/sub).
+    pub fn target(&self) -> &RedisTarget {
+        &self.inner.target
+    }
+
+    /// Whether this is a Redis Cluster (commands of one pipeline must share a slot).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.inner.target, RedisTarget::Cluster(_))
+    }
+
+    /// The timeout every command is bounded by.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
     }
 
     /// Commands (cache, publishing, presence) that failed since start.
@@ -81,10 +188,7 @@ impl RedisConnections {
 
     /// Runs `op` on this thread's connection within the timeout. A failure that leaves
     /// the connection unusable makes the thread's next command reconnect.
-    pub async fn run<T, F>(
-        &self,
-        op: impl FnOnce(MultiplexedConnection) -> F,
-    ) -> Result<T, CacheError>
+    pub async fn run<T, F>(&self, op: impl FnOnce(RedisConn) -> F) -> Result<T, CacheError>
     where
         F: Future<Output = RedisResult<T>>,
     {
@@ -140,15 +244,25 @@ impl RedisConnections {
         }
     }
 
-    async fn connect(&self) -> RedisResult<MultiplexedConnection> {
-        // `run`'s timeout bounds each command, connect included.
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.inner.timeout))
-            .set_response_timeout(None);
-        self.inner
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
+    async fn connect(&self) -> RedisResult<RedisConn> {
+        match &self.inner.target {
+            RedisTarget::Single(client) => {
+                // `run`'s timeout bounds each command, connect included.
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.inner.timeout))
+                    .set_response_timeout(None);
+                client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .map(RedisConn::Single)
+            }
+            RedisTarget::Cluster(nodes) => {
+                RedisTarget::cluster_client(nodes, self.inner.timeout, None)?
+                    .get_async_connection()
+                    .await
+                    .map(RedisConn::Cluster)
+            }
+        }
     }
 }
 

@@ -18,9 +18,10 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::bus::{BROADCAST_PREFIXES, BusMessage, EventBus, MemoryBus};
 use crate::cache::{Cache, CacheError};
 
+mod cluster_subscriber;
 mod connections;
 
-pub use connections::RedisConnections;
+pub use connections::{RedisConn, RedisConnections, RedisTarget};
 
 /// How long a request waits on Redis before treating it as down and using the
 /// database: a Redis outage must cost milliseconds, not the request.
@@ -93,6 +94,21 @@ impl Cache for RedisCache {
             return Ok(());
         }
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        if self.connections.is_cluster() {
+            // A pipeline must stay in one slot: each key's step goes on its own, all at
+            // once over the multiplexed connections.
+            let raises = entries.iter().map(|(key, n)| {
+                let mut eval = redis::cmd("EVAL");
+                eval.arg(RAISE_SCRIPT)
+                    .arg(1)
+                    .arg(self.key(key))
+                    .arg(*n)
+                    .arg(millis);
+                self.connections
+                    .run(|mut conn| async move { eval.query_async::<()>(&mut conn).await })
+            });
+            return futures_util::future::try_join_all(raises).await.map(|_| ());
+        }
         let mut pipe = redis::pipe();
         for (key, n) in entries {
             pipe.cmd("EVAL")
@@ -208,13 +224,27 @@ impl RedisBus {
         let local = Arc::new(MemoryBus::new());
         let subscribed = Arc::new(AtomicUsize::new(0));
         let (interest, requests) = mpsc::unbounded_channel();
-        tokio::spawn(subscribe_forever(
-            connections.client().clone(),
-            Channels::new(prefix),
-            local.clone(),
-            subscribed.clone(),
-            requests,
-        ));
+        match connections.target() {
+            RedisTarget::Single(client) => {
+                tokio::spawn(subscribe_forever(
+                    client.clone(),
+                    Channels::new(prefix),
+                    local.clone(),
+                    subscribed.clone(),
+                    requests,
+                ));
+            }
+            RedisTarget::Cluster(nodes) => {
+                tokio::spawn(cluster_subscriber::subscribe_forever(
+                    nodes.clone(),
+                    connections.timeout(),
+                    Channels::new(prefix),
+                    local.clone(),
+                    subscribed.clone(),
+                    requests,
+                ));
+            }
+        }
         Self {
             connections,
             prefix: prefix.to_owned(),
@@ -227,12 +257,54 @@ impl RedisBus {
     fn channel(&self, topic: &str) -> String {
         format!("{}:{topic}", self.prefix)
     }
+
+    /// The publish command for `topic`: on a cluster, `SPUBLISH` (the shard that owns
+    /// the channel's slot carries it) except for broadcast topics, which every instance
+    /// hears through a pattern and so go cluster-wide with `PUBLISH`.
+    fn publish_command(&self, topic: &str) -> &'static str {
+        if self.connections.is_cluster() && !is_broadcast(topic) {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        }
+    }
+
+    /// A cluster's publish of many events: a pipeline per channel (a pipeline must stay
+    /// in one slot; one channel's events keep their order), the channels at once.
+    async fn publish_many_sharded(
+        &self,
+        events: &[(String, String)],
+    ) -> Result<(), crate::cache::CacheError> {
+        let mut pipes: Vec<(&str, redis::Pipeline)> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for (topic, payload) in events {
+            let at = *index.entry(topic.as_str()).or_insert_with(|| {
+                pipes.push((topic.as_str(), redis::pipe()));
+                pipes.len() - 1
+            });
+            let (topic, pipe) = &mut pipes[at];
+            pipe.cmd(self.publish_command(topic))
+                .arg(self.channel(topic))
+                .arg(payload)
+                .ignore();
+        }
+        let sends = pipes.into_iter().map(|(_, pipe)| {
+            self.connections
+                .run(|mut conn| async move { pipe.query_async::<()>(&mut conn).await })
+        });
+        futures_util::future::try_join_all(sends).await.map(|_| ())
+    }
+}
+
+/// Whether every instance hears `topic` whatever its sockets follow.
+fn is_broadcast(topic: &str) -> bool {
+    BROADCAST_PREFIXES.iter().any(|p| topic.starts_with(p))
 }
 
 #[async_trait]
 impl EventBus for RedisBus {
     async fn publish(&self, topic: &str, payload: String) {
-        let mut publish = redis::cmd("PUBLISH");
+        let mut publish = redis::cmd(self.publish_command(topic));
         publish.arg(self.channel(topic)).arg(&payload);
         let sent = self
             .connections
@@ -251,17 +323,20 @@ impl EventBus for RedisBus {
         if events.is_empty() {
             return;
         }
-        let mut pipe = redis::pipe();
-        for (topic, payload) in &events {
-            pipe.cmd("PUBLISH")
-                .arg(self.channel(topic))
-                .arg(payload)
-                .ignore();
-        }
-        let sent = self
-            .connections
-            .run(|mut conn| async move { pipe.query_async::<()>(&mut conn).await })
-            .await;
+        let sent = if self.connections.is_cluster() {
+            self.publish_many_sharded(&events).await
+        } else {
+            let mut pipe = redis::pipe();
+            for (topic, payload) in &events {
+                pipe.cmd("PUBLISH")
+                    .arg(self.channel(topic))
+                    .arg(payload)
+                    .ignore();
+            }
+            self.connections
+                .run(|mut conn| async move { pipe.query_async::<()>(&mut conn).await })
+                .await
+        };
         if let Err(err) = sent {
             tracing::warn!(error = %err, events = events.len(), "redis publish failed; delivering locally only");
             for (topic, payload) in events {

@@ -371,13 +371,22 @@ impl Config {
     }
 }
 
-/// `CHAT_REDIS_URL`: a `redis://`, `rediss://` or `redis+unix://` address.
+/// `CHAT_REDIS_URL`: a `redis://`, `rediss://` or `redis+unix://` address, or a
+/// comma-separated list of `redis://`/`rediss://` node addresses of a Redis Cluster.
 fn redis_url(raw: &str) -> Result<String, String> {
-    if ["redis://", "rediss://", "redis+unix://"]
+    let nodes: Vec<&str> = raw.split(',').map(str::trim).collect();
+    let schemes: &[&str] = if nodes.len() > 1 {
+        &["redis://", "rediss://"]
+    } else {
+        &["redis://", "rediss://", "redis+unix://"]
+    };
+    if nodes
         .iter()
-        .any(|scheme| raw.starts_with(scheme))
+        .all(|node| schemes.iter().any(|scheme| node.starts_with(scheme)))
     {
         Ok(raw.to_owned())
+    } else if nodes.len() > 1 {
+        Err("each cluster node must start with redis:// or rediss://".to_owned())
     } else {
         Err("must start with redis:// or rediss://".to_owned())
     }
@@ -446,11 +455,23 @@ mod tests {
     }
 
     #[test]
+    fn a_list_of_redis_nodes_is_a_cluster() -> Result<(), ConfigError> {
+        let nodes = "redis://127.0.0.1:7000, redis://127.0.0.1:7001,redis://127.0.0.1:7002";
+        let c = config(&[("CHAT_REDIS_URL", nodes)])?;
+        assert_eq!(c.redis_url.as_deref(), Some(nodes));
+        let unix = config(&[("CHAT_REDIS_URL", "redis+unix:///run/redis.sock,redis://b:1")]);
+        assert!(unix.is_err(), "a cluster is reached over TCP");
+        Ok(())
+    }
+
+    #[test]
     fn each_bad_value_names_its_key() {
         let cases: &[(&str, &str)] = &[
             ("CHAT_BIND", "nowhere"),
             ("CHAT_DATABASE_URL", "mysql://x"),
             ("CHAT_REDIS_URL", "http://x"),
+            ("CHAT_REDIS_URL", "redis://a:7000,b:7001"),
+            ("CHAT_REDIS_URL", "redis://a:7000,,redis://b:7001"),
             ("CHAT_REDIS_PREFIX", "a b"),
             ("CHAT_REDIS_PREFIX", "chat:staging"),
             ("CHAT_ACCESS_TTL", "2d"),

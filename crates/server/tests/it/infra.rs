@@ -188,6 +188,15 @@ async fn a_dropped_test_server_leaves_no_redis_keys() -> anyhow::Result<()> {
 async fn logout_on_one_instance_is_refused_by_another_at_once() -> anyhow::Result<()> {
     let a = TestApp::spawn(Backend::Postgres).await?;
     let b = a.spawn_peer().await?;
+    logout_is_refused_across_instances(a, b).await
+}
+
+/// A logout on `a` is refused by `b` on the very next request; a user made on `b`
+/// logs in on `a`.
+pub(crate) async fn logout_is_refused_across_instances(
+    a: TestApp,
+    b: TestApp,
+) -> anyhow::Result<()> {
     let dee = a.register("dee").await?;
     // Both instances have the live session cached (shared Redis) …
     a.get("/api/v1/users/me", Some(&dee.access_token))

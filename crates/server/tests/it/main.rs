@@ -8,6 +8,7 @@ mod auth;
 mod browser;
 mod chats;
 mod cli;
+mod cluster;
 mod hardening;
 mod hardening_auth;
 mod infra;

@@ -18,6 +18,12 @@ async fn group(app: &TestApp, owner: &Session, members: &[&Session]) -> anyhow::
 async fn an_instance_receives_only_the_traffic_its_sockets_follow() -> anyhow::Result<()> {
     let a = TestApp::spawn(Backend::Postgres).await?;
     let b = a.spawn_peer().await?;
+    receives_only_what_it_follows(a, b).await
+}
+
+/// Instance `b` receives the bus traffic of the chats its sockets follow, not the rest,
+/// and drops a subscription when its last socket goes.
+pub(crate) async fn receives_only_what_it_follows(a: TestApp, b: TestApp) -> anyhow::Result<()> {
     let (ann, bob) = (a.register("ann").await?, a.register("bob").await?);
     let followed = group(&a, &ann, &[&bob]).await?;
     let busy = group(&a, &ann, &[&bob]).await?;

@@ -1105,6 +1105,14 @@ async fn direct_sockets_in_the_seed_style(backend: Backend) -> anyhow::Result<()
 async fn a_socket_on_one_instance_hears_sends_on_another() -> anyhow::Result<()> {
     let a = TestApp::spawn(Backend::Postgres).await?;
     let b = a.spawn_peer().await?;
+    sockets_hear_each_other_across_instances(a, b).await
+}
+
+/// Messages, presence and a logout cross from one instance (`a`) to another (`b`).
+pub(crate) async fn sockets_hear_each_other_across_instances(
+    a: TestApp,
+    b: TestApp,
+) -> anyhow::Result<()> {
     let (ann, bob, chat) = a.two_in_a_group().await?;
     let mut on_b = b
         .ws(&format!("/ws/chats/{chat}"), &bob.access_token)
