@@ -20,6 +20,11 @@
 # default, keeps a chat's members on one instance; pass `--spread member` to mix them)
 # and each instance's bus messages received and needed are printed after the run.
 #
+# BENCH_REDIS_CLUSTER=1 (postgres only): the instances use a three-master Redis Cluster
+# started for the run (redis-server on ports 17000-17002) instead of CHAT_TEST_REDIS_URL;
+# after the run each shard's published messages (SPUBLISH, PUBLISH) and CPU seconds are
+# printed.
+#
 # Build first: cargo build --release -p chat-server -p chat-loadgen
 set -euo pipefail
 mode=${1:?sqlite or postgres}; shift
@@ -36,15 +41,41 @@ pg_admin=${CHAT_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 
 env=(CHAT_BIND=127.0.0.1:$server_port CHAT_RATE_LIMITS=off CHAT_BCRYPT_COST=4 CHAT_LOG=warn
      CHAT_DATABASE_URL=sqlite://$work/chat.db)
+cluster_ports=(17000 17001 17002) cluster_pids=()
+redis_url=${CHAT_TEST_REDIS_URL:-redis://127.0.0.1:6379}
+if [ -n "${BENCH_REDIS_CLUSTER:-}" ]; then
+  [ "$mode" = postgres ] || { echo "BENCH_REDIS_CLUSTER needs postgres" >&2; exit 2; }
+  for p in "${cluster_ports[@]}"; do
+    redis-server --port "$p" --cluster-port $((p + 100)) --bind 127.0.0.1 --cluster-enabled yes \
+      --cluster-config-file "nodes-$p.conf" --dir "$work" --save "" --appendonly no \
+      >"$work/redis-$p.log" 2>&1 & cluster_pids+=($!)
+  done
+  for p in "${cluster_ports[@]}"; do
+    for _ in $(seq 1 50); do redis-cli -p "$p" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  done
+  redis-cli -p 17000 cluster addslotsrange 0 5460 >/dev/null
+  redis-cli -p 17001 cluster addslotsrange 5461 10922 >/dev/null
+  redis-cli -p 17002 cluster addslotsrange 10923 16383 >/dev/null
+  redis-cli -p 17000 cluster meet 127.0.0.1 17001 17101 >/dev/null
+  redis-cli -p 17000 cluster meet 127.0.0.1 17002 17102 >/dev/null
+  for _ in $(seq 1 100); do
+    ok=0
+    for p in "${cluster_ports[@]}"; do
+      redis-cli -p "$p" cluster info | grep -q 'cluster_state:ok' && ok=$((ok + 1))
+    done
+    [ "$ok" = 3 ] && break
+    sleep 0.2
+  done
+  redis_url=redis://127.0.0.1:17000,redis://127.0.0.1:17001,redis://127.0.0.1:17002
+fi
 if [ "$mode" = postgres ]; then
   db=chat_bench_$$
   psql "$pg_admin" -qc "CREATE DATABASE $db" >/dev/null
-  env+=(CHAT_DATABASE_URL=${pg_admin%/*}/$db CHAT_REDIS_URL=${CHAT_TEST_REDIS_URL:-redis://127.0.0.1:6379}
-        CHAT_REDIS_PREFIX=bench$$)
+  env+=(CHAT_DATABASE_URL=${pg_admin%/*}/$db CHAT_REDIS_URL=$redis_url CHAT_REDIS_PREFIX=bench$$)
 fi
 peers=() peer_pids=()
 cleanup() {
-  kill "${server_pid:-}" "${bare_pid:-}" "${peer_pids[@]}" 2>/dev/null || true
+  kill "${server_pid:-}" "${bare_pid:-}" "${peer_pids[@]}" "${cluster_pids[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
   if [ "$mode" = postgres ]; then
     psql "$pg_admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1
@@ -95,6 +126,17 @@ if [ -n "${BENCH_INSTANCES:-}" ] && [ "$mode" = postgres ]; then
       $1 == "chat_bus_messages_needed_total" { n = $2 }
       $1 == "chat_ws_opened_total" { c = $2 }
       END { printf "  %s: %d sockets, received %d, needed %d (%.2f)\n", addr, c, r, n, (n > 0 ? r / n : 0) }'
+  done
+fi
+if [ -n "${BENCH_REDIS_CLUSTER:-}" ]; then
+  echo "redis cluster shards (published with SPUBLISH / PUBLISH, CPU seconds):"
+  for p in "${cluster_ports[@]}"; do
+    redis-cli -p "$p" info all | tr -d '\r' | awk -F'[:=,]' -v port="$p" '
+      $1 == "cmdstat_spublish" { sp = $3 }
+      $1 == "cmdstat_publish" { pp = $3 }
+      $1 == "used_cpu_sys" { sys = $2 }
+      $1 == "used_cpu_user" { user = $2 }
+      END { printf "  :%s: %d / %d published, CPU %.1f s\n", port, sp, pp, sys + user }'
   done
 fi
 if [ -n "${BENCH_METRICS_OUT:-}" ]; then

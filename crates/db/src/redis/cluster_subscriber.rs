@@ -5,9 +5,12 @@
 //! shards. The broadcast topics (presence) stay classic pub/sub (`PSUBSCRIBE`): a
 //! classic `PUBLISH` reaches every node, and sharded pub/sub has no patterns.
 //!
-//! The cluster client re-subscribes by itself when it reconnects to a node; events
-//! published to that node meanwhile are lost, so the subscriber tells local subscribers
-//! (the gap topic) once the re-subscriptions have settled.
+//! When a node's connection drops, the subscriber starts over with a new cluster
+//! connection and subscribes everything again, as the single-node subscriber does, then
+//! tells local subscribers that events may have been missed (the gap topic). It does not
+//! leave this to the cluster client's own re-subscription: redis-rs 1.8 re-subscribes a
+//! reconnected node's sharded channels in one `SSUBSCRIBE`, which Redis refuses
+//! (`CROSSSLOT`) as soon as they span more than one slot.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,7 +21,6 @@ use futures_util::{StreamExt, TryStreamExt};
 use redis::cluster_async::ClusterConnection;
 use redis::{PushInfo, PushKind, RedisResult, Value};
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
 
 use super::{
     Changes, Channels, Interest, RESUBSCRIBE_BACKOFF, RedisTarget, SUBSCRIBE_TIMEOUT, take_changes,
@@ -28,9 +30,6 @@ use crate::bus::{BusMessage, GAP_TOPIC, MemoryBus};
 
 /// Sharded subscriptions in flight at once (each is one command to one shard).
 const SUBSCRIBE_CONCURRENCY: usize = 64;
-/// After a node's connection dropped, how long the re-subscriptions must have been
-/// quiet before local subscribers are told to recover.
-const GAP_SETTLE: Duration = Duration::from_millis(250);
 
 /// Holds this instance's subscriptions on the cluster and forwards each message to the
 /// local bus; starts over with a new cluster connection after any failure it sees.
@@ -69,20 +68,23 @@ pub(super) async fn subscribe_forever(
                     "subscribed to redis cluster events"
                 );
                 if subscribed_before {
-                    deliver_gap(&local);
+                    // Events published while we were not subscribed are gone: tell
+                    // local subscribers, so they can make their clients recover.
+                    local.deliver(BusMessage {
+                        topic: GAP_TOPIC.to_owned(),
+                        payload: String::new(),
+                    });
                 }
                 subscribed_before = true;
-                let mut gap = Gap::default();
                 loop {
                     tokio::select! {
                         push = pushes.recv() => {
-                            // The client is gone: start over.
+                            // No push (the client is gone) or a dropped node: start over.
                             let Some(push) = push else { break };
-                            forward(&channels, &local, &mut gap, push);
-                        }
-                        () = gap.settled() => {
-                            gap.due = None;
-                            deliver_gap(&local);
+                            if forward(&channels, &local, push) == Forwarded::Dropped {
+                                tracing::warn!("a redis cluster node's connection dropped");
+                                break;
+                            }
                         }
                         request = requests.recv() => {
                             let Some(request) = request else { return };
@@ -112,62 +114,26 @@ pub(super) async fn subscribe_forever(
     }
 }
 
-/// A pending "events may have been lost" notice after a node's connection dropped.
-#[derive(Default)]
-struct Gap {
-    /// When to tell local subscribers, unless more re-subscriptions come first.
-    due: Option<Instant>,
+/// What a push was.
+#[derive(Debug, PartialEq, Eq)]
+enum Forwarded {
+    /// A message (handed on) or a confirmation (nothing to do).
+    Handled,
+    /// A node's connection dropped.
+    Dropped,
 }
 
-impl Gap {
-    fn dropped(&mut self) {
-        self.due = Some(Instant::now() + GAP_SETTLE);
-    }
-
-    /// A subscription confirmed while a notice is pending is the client re-subscribing:
-    /// wait for it to finish.
-    fn confirmed(&mut self) {
-        if self.due.is_some() {
-            self.due = Some(Instant::now() + GAP_SETTLE);
-        }
-    }
-
-    async fn settled(&self) {
-        match self.due {
-            Some(due) => tokio::time::sleep_until(due).await,
-            None => std::future::pending().await,
-        }
-    }
-}
-
-fn deliver_gap(local: &MemoryBus) {
-    // Events published while a subscription was down are gone: local subscribers
-    // make their clients recover.
-    local.deliver(BusMessage {
-        topic: GAP_TOPIC.to_owned(),
-        payload: String::new(),
-    });
-}
-
-/// Hands a pushed message to the local bus, or notes a dropped node connection.
-fn forward(channels: &Channels, local: &MemoryBus, gap: &mut Gap, push: PushInfo) {
+/// Hands a pushed message to the local bus.
+fn forward(channels: &Channels, local: &MemoryBus, push: PushInfo) -> Forwarded {
     let (channel, payload) = match (push.kind, push.data.as_slice()) {
         (PushKind::Message | PushKind::SMessage, [channel, payload])
         | (PushKind::PMessage, [_, channel, payload]) => (channel, payload),
-        (PushKind::Disconnection, _) => {
-            tracing::warn!("a redis cluster node's connection dropped; re-subscribing");
-            gap.dropped();
-            return;
-        }
-        (PushKind::Subscribe | PushKind::SSubscribe | PushKind::PSubscribe, _) => {
-            gap.confirmed();
-            return;
-        }
-        _ => return,
+        (PushKind::Disconnection, _) => return Forwarded::Dropped,
+        _ => return Forwarded::Handled,
     };
     let (Some(channel), Some(payload)) = (text(channel), text(payload)) else {
         tracing::warn!("undecodable redis event");
-        return;
+        return Forwarded::Handled;
     };
     if let Some(topic) = channels.topic(&channel) {
         local.deliver(BusMessage {
@@ -175,6 +141,7 @@ fn forward(channels: &Channels, local: &MemoryBus, gap: &mut Gap, push: PushInfo
             payload,
         });
     }
+    Forwarded::Handled
 }
 
 fn text(value: &Value) -> Option<String> {

@@ -150,6 +150,50 @@ async fn events_cross_instances_on_sharded_channels() -> anyhow::Result<()> {
 }
 
 #[actix_web::test]
+async fn a_dropped_shard_connection_is_announced_and_subscribed_again() -> anyhow::Result<()> {
+    let cluster = RedisCluster::start().await?;
+    let prefix = prefix();
+    let bus = || -> anyhow::Result<Arc<dyn EventBus>> {
+        let connections = open_connections(&cluster.url()).map_err(anyhow::Error::msg)?;
+        Ok(Arc::new(RedisBus::start(connections, &prefix)))
+    };
+    let (one, two) = (bus()?, bus()?);
+    let mut heard = two.subscribe();
+    let topics: Vec<String> = (0..12).map(|i| format!("chat.{i}")).collect();
+    follow_topics(&two, &mut heard, &topics).await?;
+    // Every node cuts its subscribed clients (a restart or a network cut would).
+    let killed: i64 = cluster
+        .count_on_each_node(&["CLIENT", "KILL", "TYPE", "pubsub"])
+        .await?
+        .iter()
+        .sum();
+    assert!(killed >= 1, "no subscribed client was cut");
+    // Local subscribers are told that events may have been missed …
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), heard.recv()).await??;
+        if message.topic == chat_db::bus::GAP_TOPIC {
+            break;
+        }
+    }
+    // … once every channel is held again.
+    for topic in &topics {
+        one.publish(topic, "after".to_owned()).await;
+    }
+    let mut again: Vec<String> = Vec::new();
+    while again.len() < topics.len() {
+        let message = tokio::time::timeout(Duration::from_secs(10), heard.recv()).await??;
+        if message.payload == "after" {
+            again.push(message.topic.clone());
+        }
+    }
+    again.sort();
+    let mut expected = topics.clone();
+    expected.sort();
+    assert_eq!(again, expected);
+    Ok(())
+}
+
+#[actix_web::test]
 async fn two_instances_on_a_cluster_deliver_presence_and_logouts() -> anyhow::Result<()> {
     let cluster = RedisCluster::start().await?;
     let a = TestApp::spawn_on_cluster(&cluster).await?;
