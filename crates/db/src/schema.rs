@@ -140,6 +140,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Who blocked whom.
+    user_blocks (blocker_id, blocked_id) {
+        /// Who blocked.
+        blocker_id -> BigInt,
+        /// Who is blocked.
+        blocked_id -> BigInt,
+        /// Since.
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(memberships -> chats (chat_id));
 diesel::joinable!(memberships -> users (user_id));
@@ -150,5 +162,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     friendships,
     chats,
     memberships,
-    messages
+    messages,
+    user_blocks
 );

@@ -2,7 +2,7 @@
 //! what kind of chat is it?), so they are cached.
 
 use chat_db::DbError;
-use chat_db::models::{ChatRow, MembershipRow};
+use chat_db::models::{BlockRow, ChatRow, MembershipRow};
 use chat_domain::{ChatKind, Role, Visibility};
 use serde::{Deserialize, Serialize};
 
@@ -23,18 +23,42 @@ pub struct ChatHeader {
     pub visibility: Visibility,
     /// Group name.
     pub name: Option<String>,
+    /// A direct chat whose members are blocked from messaging each other (one blocks
+    /// the other): nobody may post. Absent in entries cached before blocks existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub blocked: bool,
 }
 
 impl ChatHeader {
-    /// The header of a stored chat (rows hold only valid names: the schema checks them).
+    /// The header of a stored chat (rows hold only valid names: the schema checks them),
+    /// with no block (see [`direct_header`] for a direct chat's).
     pub fn from_row(row: &ChatRow) -> Self {
         ChatHeader {
             id: row.id,
             kind: ChatKind::parse(&row.kind).unwrap_or(ChatKind::Group),
             visibility: Visibility::parse(&row.visibility).unwrap_or(Visibility::Private),
             name: row.name.clone(),
+            blocked: false,
         }
     }
+}
+
+/// The two members of a direct chat, from its pair key (`low:high`).
+pub fn direct_pair(row: &ChatRow) -> Option<(i64, i64)> {
+    let (low, high) = row.direct_key.as_deref()?.split_once(':')?;
+    Some((low.parse().ok()?, high.parse().ok()?))
+}
+
+/// A stored chat's header, with whether a block stands between the members of a
+/// direct chat.
+pub async fn direct_header(store: &Store, row: &ChatRow) -> Result<ChatHeader, DbError> {
+    let mut header = ChatHeader::from_row(row);
+    if header.kind == ChatKind::Direct
+        && let Some((a, b)) = direct_pair(row)
+    {
+        header.blocked = BlockRow::between(&store.db, a, b).await?;
+    }
+    Ok(header)
 }
 
 /// The chat's header, if it exists.
@@ -46,10 +70,10 @@ pub async fn chat_header(store: &Store, chat_id: i64) -> Result<Option<ChatHeade
 }
 
 async fn load_header(store: &Store, chat_id: i64) -> Result<Option<ChatHeader>, DbError> {
-    Ok(ChatRow::find(&store.db, chat_id)
-        .await?
-        .as_ref()
-        .map(ChatHeader::from_row))
+    match ChatRow::find(&store.db, chat_id).await? {
+        Some(row) => Ok(Some(direct_header(store, &row).await?)),
+        None => Ok(None),
+    }
 }
 
 /// Records a chat's new header (`None`: deleted).

@@ -86,6 +86,9 @@ pub enum EventKind {
     /// [`UserEvent::PermissionsChanged`].
     #[serde(rename = "user.permissions_changed")]
     PermissionsChanged,
+    /// [`UserEvent::AccessChanged`] (between instances only; never sent to a client).
+    #[serde(rename = "user.access_changed")]
+    AccessChanged,
 }
 
 /// `{"type": <kind>, ...the body's fields}`: how every bus payload is written.
@@ -305,6 +308,19 @@ pub enum Notification {
     },
 }
 
+impl Notification {
+    /// The user whose action this announces, where a block of them should silence it
+    /// (a removal is a change of the recipient's access, announced whoever made it).
+    fn from_user(&self) -> Option<UserId> {
+        match self {
+            Notification::FriendRequest { from_user_id, .. } => Some(*from_user_id),
+            Notification::FriendAccepted { user_id, .. } => Some(*user_id),
+            Notification::AddedToChat { by_user_id, .. } => Some(*by_user_id),
+            Notification::RemovedFromChat { .. } => None,
+        }
+    }
+}
+
 /// An event on a user's topic (its `type` is its [`EventKind`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
@@ -325,6 +341,12 @@ pub enum UserEvent {
         /// Whose.
         user_id: UserId,
     },
+    /// What the user may send changed without a membership changing (a block): their
+    /// sockets check their next send in full instead of trusting an earlier check.
+    AccessChanged {
+        /// Whose.
+        user_id: UserId,
+    },
 }
 
 impl UserEvent {
@@ -335,6 +357,7 @@ impl UserEvent {
             UserEvent::Notification(_) => EventKind::Notification,
             UserEvent::SessionRevoked { .. } => EventKind::SessionRevoked,
             UserEvent::PermissionsChanged { .. } => EventKind::PermissionsChanged,
+            UserEvent::AccessChanged { .. } => EventKind::AccessChanged,
         }
     }
 
@@ -451,8 +474,14 @@ pub async fn publish_left(
     }
 }
 
-/// Publishes a `notification` event on `user.<id>`.
+/// Publishes a `notification` event on `user.<id>`, unless the user blocks the one it
+/// comes from.
 pub async fn notify(ctx: &AppContext, user_id: UserId, notification: &Notification) {
+    if let Some(from) = notification.from_user()
+        && crate::users::blocks(ctx, user_id, from).await
+    {
+        return;
+    }
     publish_user(ctx, user_id, &UserEvent::Notification(notification.clone())).await;
 }
 
@@ -509,6 +538,7 @@ mod tests {
             (EventKind::Notification, "notification"),
             (EventKind::SessionRevoked, "session.revoked"),
             (EventKind::PermissionsChanged, "user.permissions_changed"),
+            (EventKind::AccessChanged, "user.access_changed"),
         ];
         for (kind, name) in names {
             assert_eq!(serde_json::to_value(kind)?, name);

@@ -214,6 +214,7 @@ pub async fn send_request(
         .await?
         .filter(|u| u.is_active)
         .ok_or_else(|| ServiceError::NotFound(format!("user {user_id} not found")))?;
+    crate::users::ensure_reachable(ctx, principal.user_id, user_id).await?;
     let now = chat_db::now();
     // Two tries: a request the other side sends at the same moment makes our insert
     // clash with theirs; the second pass then sees it and accepts it.

@@ -417,6 +417,9 @@ async fn begin_send(
         None => {
             let (access, profile) = access_with(ctx, principal, chat_id, Profile::Include).await?;
             permissions::post_in_chat(access.actor).map_err(denied)?;
+            if access.header.blocked {
+                return Err(crate::users::unreachable());
+            }
             profile.map(|u| u.username)
         }
     };

@@ -585,7 +585,8 @@ impl Hub {
                 EventKind::Presence
                 | EventKind::Notification
                 | EventKind::SessionRevoked
-                | EventKind::PermissionsChanged => {
+                | EventKind::PermissionsChanged
+                | EventKind::AccessChanged => {
                     tracing::warn!(kind = ?head.kind, chat = chat.0, "a personal event on a chat topic; dropped");
                 }
             }
@@ -613,6 +614,7 @@ impl Hub {
                     state.close_session(user, &session);
                 }
                 EventKind::PermissionsChanged => state.close_user(user, Closing::Reauthenticate),
+                EventKind::AccessChanged => state.revalidate_user(user),
                 EventKind::Notification => state.deliver_to_user(user, &payload()),
                 // A membership of this user (theirs, or another member's of a chat being
                 // created with them): their `/ws` sockets follow the chat from now on,
@@ -876,6 +878,16 @@ impl State {
                 if order.next.is_none() {
                     order.next = Some(position.last_seq.next());
                 }
+            }
+        }
+    }
+
+    /// The user's sockets re-check their access (and forget what earlier sends
+    /// established) before their next send.
+    fn revalidate_user(&self, user: UserId) {
+        for id in self.by_user.get(&user).into_iter().flatten() {
+            if let Some(conn) = self.conns.get(id) {
+                conn.revalidate.notify_one();
             }
         }
     }

@@ -5,8 +5,8 @@ use actix_web::web;
 use chat_domain::UserId;
 use chat_services::AppContext;
 use chat_services::pagination::Page;
-use chat_services::users::{self, PublicUser, UpdateMeInput, UserView};
-use serde::Deserialize;
+use chat_services::users::{self, BlockState, BlockedUser, PublicUser, UpdateMeInput, UserView};
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 // `GET /api/v1/users/me`
@@ -129,12 +129,94 @@ pub async fn get_user(
     Ok(web::Json(users::get_user(&ctx, path.into_inner()).await?))
 }
 
+// `PUT /api/v1/users/{user_id}/block`
+
+/// Block a user: they can no longer send me friend requests, open a direct chat with me
+/// or post in ours (nor can I until I unblock them); their notifications stop reaching
+/// me; a friend request or friendship between us ends. They are told only "cannot
+/// message this user" when they try. Idempotent.
+#[utoipa::path(
+    put, path = "/api/v1/users/{user_id}/block", tag = "users",
+    security(("bearer" = []), ("oauth2" = [])),
+    params(("user_id" = i64, Path, description = "User id")),
+    responses(
+        (status = 200, description = "Blocked", body = BlockState),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "That is me", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn block_user(
+    ctx: web::Data<AppContext>,
+    user: AuthUser,
+    path: web::Path<UserId>,
+) -> Result<web::Json<BlockState>, ApiError> {
+    Ok(web::Json(
+        users::block_user(&ctx, &user.0, path.into_inner()).await?,
+    ))
+}
+
+// `DELETE /api/v1/users/{user_id}/block`
+
+/// Unblock a user (their own block of me, if any, stands). Idempotent.
+#[utoipa::path(
+    delete, path = "/api/v1/users/{user_id}/block", tag = "users",
+    security(("bearer" = []), ("oauth2" = [])),
+    params(("user_id" = i64, Path, description = "User id")),
+    responses(
+        (status = 200, description = "Not blocked", body = BlockState),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn unblock_user(
+    ctx: web::Data<AppContext>,
+    user: AuthUser,
+    path: web::Path<UserId>,
+) -> Result<web::Json<BlockState>, ApiError> {
+    Ok(web::Json(
+        users::unblock_user(&ctx, &user.0, path.into_inner()).await?,
+    ))
+}
+
+/// The users I block.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BlockList {
+    /// Most recent first (at most 1 000).
+    pub items: Vec<BlockedUser>,
+}
+
+// `GET /api/v1/users/me/blocks`
+
+/// The users I block, most recent first.
+#[utoipa::path(
+    get, path = "/api/v1/users/me/blocks", tag = "users",
+    security(("bearer" = []), ("oauth2" = [])),
+    responses(
+        (status = 200, description = "Blocked users", body = BlockList),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_blocks(
+    ctx: web::Data<AppContext>,
+    user: AuthUser,
+) -> Result<web::Json<BlockList>, ApiError> {
+    Ok(web::Json(BlockList {
+        items: users::list_blocks(&ctx, &user.0).await?,
+    }))
+}
+
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/users/me")
             .route(web::get().to(get_me))
             .route(web::patch().to(update_me)),
     )
+    .service(web::resource("/users/me/blocks").route(web::get().to(list_blocks)))
     .service(web::resource("/users").route(web::get().to(search_users)))
-    .service(web::resource("/users/{user_id}").route(web::get().to(get_user)));
+    .service(web::resource("/users/{user_id}").route(web::get().to(get_user)))
+    .service(
+        web::resource("/users/{user_id}/block")
+            .route(web::put().to(block_user))
+            .route(web::delete().to(unblock_user)),
+    );
 }

@@ -137,6 +137,22 @@ impl FriendshipRow {
         Ok(deleted == 1)
     }
 
+    /// Removes whatever relation the pair has (request, friendship or refusal); `true`
+    /// when there was one.
+    pub async fn delete_pair(pool: &DbPool, a: i64, b: i64) -> Result<bool, DbError> {
+        let (low, high) = ordered(a, b);
+        let deleted = with_conn!(pool, conn => {
+            diesel::delete(
+                friendships::table
+                    .filter(friendships::user_low.eq(low))
+                    .filter(friendships::user_high.eq(high)),
+            )
+            .execute(conn)
+            .await?
+        });
+        Ok(deleted == 1)
+    }
+
     /// Relations of `user_id` in `status`, newest first.
     pub async fn of_user(
         pool: &DbPool,

@@ -1,5 +1,6 @@
 //! Row types and the queries that belong to them (`UserRow::find`, …).
 
+mod blocks;
 mod chats;
 mod friendships;
 mod memberships;
@@ -7,6 +8,7 @@ mod messages;
 mod sessions;
 mod users;
 
+pub use blocks::BlockRow;
 pub use chats::{ChatChanges, ChatListEntry, ChatRow, NewChat};
 pub use friendships::FriendshipRow;
 pub use memberships::{MemberEntry, MembershipRow};

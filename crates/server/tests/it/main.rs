@@ -5,6 +5,7 @@
 //! One file per area: run one with `cargo nextest run -p chat-server --test it auth::`.
 
 mod auth;
+mod blocks;
 mod browser;
 mod chats;
 mod cli;

@@ -113,6 +113,7 @@ mod tests {
             kind,
             visibility,
             name: None,
+            blocked: false,
         };
         let public = header(ChatKind::Group, Visibility::Public);
         let private = header(ChatKind::Group, Visibility::Private);

@@ -37,6 +37,7 @@ pub async fn open_direct(
     if let Some(chat) = ChatRow::find_direct(&ctx.store.db, &key).await? {
         return Ok((full_view(ctx, chat, principal.user_id).await?, false));
     }
+    crate::users::ensure_reachable(ctx, principal.user_id, user_id).await?;
     if ctx.chat.direct_requires_friendship {
         let friends = FriendshipRow::find_pair(&ctx.store.db, principal.user_id.0, user_id.0)
             .await?

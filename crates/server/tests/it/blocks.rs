@@ -1,0 +1,304 @@
+//! Blocking a user — through the real server, both modes: a blocked user cannot send
+//! me friend requests, open a direct chat with me or post in ours (REST and a live
+//! WebSocket), is told only "cannot message this user", and their notifications stop
+//! reaching me; unblocking restores it.
+
+use std::time::Duration;
+
+use actix_web::http::Method;
+use chat_test_support::{Backend, Session, TestApp, both_backends};
+use serde_json::{Value, json};
+
+both_backends!(
+    a_blocked_user_cannot_reach_me_until_unblocked,
+    blocks_are_listed_and_each_side_has_its_own,
+    a_blocked_users_notifications_do_not_reach_me,
+    blocking_refuses_myself_unknown_users_and_anonymous_callers,
+);
+
+async fn set_block(
+    app: &TestApp,
+    who: &Session,
+    user_id: i64,
+    blocked: bool,
+) -> anyhow::Result<Value> {
+    let method = if blocked { Method::PUT } else { Method::DELETE };
+    let response = app
+        .request(
+            method,
+            &format!("/api/v1/users/{user_id}/block"),
+            Some(&who.access_token),
+            None,
+        )
+        .await?;
+    response.expect_status(200)?;
+    assert_eq!(
+        (
+            response.json["user_id"].as_i64(),
+            response.json["blocked"].as_bool()
+        ),
+        (Some(user_id), Some(blocked)),
+        "{}",
+        response.text
+    );
+    Ok(response.json)
+}
+
+async fn send(app: &TestApp, who: &Session, chat: i64, text: &str) -> anyhow::Result<u16> {
+    let response = app
+        .post(
+            &format!("/api/v1/chats/{chat}/messages"),
+            Some(&who.access_token),
+            json!({"content": text}),
+        )
+        .await?;
+    let status = response.status.as_u16();
+    if status == 403 {
+        response.expect_problem(403, "user_unreachable")?;
+        assert_eq!(response.json["detail"], "cannot message this user");
+    }
+    Ok(status)
+}
+
+async fn friend_request(app: &TestApp, from: &Session, to: &Session) -> anyhow::Result<u16> {
+    Ok(app
+        .post(
+            "/api/v1/friends/requests",
+            Some(&from.access_token),
+            json!({"user_id": to.user_id}),
+        )
+        .await?
+        .status
+        .as_u16())
+}
+
+async fn befriend(app: &TestApp, a: &Session, b: &Session) -> anyhow::Result<()> {
+    let request = app
+        .post(
+            "/api/v1/friends/requests",
+            Some(&a.access_token),
+            json!({"user_id": b.user_id}),
+        )
+        .await?;
+    request.expect_status(201)?;
+    let id = request.json["id"].as_i64().unwrap_or_default();
+    app.post(
+        &format!("/api/v1/friends/requests/{id}/accept"),
+        Some(&b.access_token),
+        json!({}),
+    )
+    .await?
+    .expect_status(200)?;
+    Ok(())
+}
+
+async fn open_direct(app: &TestApp, from: &Session, to: &Session) -> anyhow::Result<i64> {
+    let opened = app
+        .post(
+            "/api/v1/chats/direct",
+            Some(&from.access_token),
+            json!({"user_id": to.user_id}),
+        )
+        .await?;
+    anyhow::ensure!(
+        matches!(opened.status.as_u16(), 200 | 201),
+        "direct chat: {}",
+        opened.text
+    );
+    Ok(opened.json["id"].as_i64().unwrap_or_default())
+}
+
+async fn a_blocked_user_cannot_reach_me_until_unblocked(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, bob) = (app.register("ann").await?, app.register("bob").await?);
+    befriend(&app, &bob, &ann).await?;
+    let chat = open_direct(&app, &bob, &ann).await?;
+    // Bob's live socket has sent there once (its next sends trust that check for a while).
+    let mut bobs = app
+        .ws(&format!("/ws/chats/{chat}"), &bob.access_token)
+        .await?;
+    bobs.send(json!({"action": "send_message", "message": "hi", "request_id": "r1"}))
+        .await?;
+    assert_eq!(bobs.recv_type("ack").await?["request_id"], "r1");
+
+    set_block(&app, &ann, bob.user_id, true).await?;
+    set_block(&app, &ann, bob.user_id, true).await?;
+    // Bob is told no more than that he cannot message Ann: over REST …
+    assert_eq!(send(&app, &bob, chat, "hello?").await?, 403);
+    // … and on the socket he already had (the block made it check in full again).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    bobs.send(json!({"action": "send_message", "message": "still?", "request_id": "r2"}))
+        .await?;
+    let refused = bobs.recv_type_any(&["ack", "error"]).await?;
+    assert_eq!(
+        (
+            refused["type"].as_str(),
+            refused["code"].as_str(),
+            refused["request_id"].as_str()
+        ),
+        (Some("error"), Some("user_unreachable"), Some("r2")),
+        "{refused}"
+    );
+    // Ann cannot post there either while she blocks him.
+    assert_eq!(send(&app, &ann, chat, "bye").await?, 403);
+    // Their friendship ended, and Bob's new requests are refused.
+    let friends = app.get("/api/v1/friends", Some(&ann.access_token)).await?;
+    assert_eq!(
+        friends.json["items"].as_array().map(Vec::len),
+        Some(0),
+        "{}",
+        friends.text
+    );
+    assert_eq!(friend_request(&app, &bob, &ann).await?, 403);
+    // Nothing was stored: the history holds the one message sent before the block.
+    let history = app
+        .get(
+            &format!("/api/v1/chats/{chat}/messages"),
+            Some(&ann.access_token),
+        )
+        .await?;
+    assert_eq!(
+        history.json["items"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        history.text
+    );
+
+    set_block(&app, &ann, bob.user_id, false).await?;
+    assert_eq!(send(&app, &bob, chat, "hello again").await?, 201);
+    assert_eq!(send(&app, &ann, chat, "welcome back").await?, 201);
+    assert_eq!(friend_request(&app, &bob, &ann).await?, 201);
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn blocks_are_listed_and_each_side_has_its_own(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn_with(backend, |c| c.direct_requires_friendship = false).await?;
+    let (ann, bob, cy) = (
+        app.register("ann").await?,
+        app.register("bob").await?,
+        app.register("cyd").await?,
+    );
+    // A block stops a new direct chat before it exists.
+    set_block(&app, &ann, cy.user_id, true).await?;
+    let refused = app
+        .post(
+            "/api/v1/chats/direct",
+            Some(&cy.access_token),
+            json!({"user_id": ann.user_id}),
+        )
+        .await?;
+    refused.expect_problem(403, "user_unreachable")?;
+    let mine = app
+        .post(
+            "/api/v1/chats/direct",
+            Some(&ann.access_token),
+            json!({"user_id": cy.user_id}),
+        )
+        .await?;
+    mine.expect_problem(403, "user_unreachable")?;
+    set_block(&app, &ann, bob.user_id, true).await?;
+    let list = app
+        .get("/api/v1/users/me/blocks", Some(&ann.access_token))
+        .await?;
+    list.expect_status(200)?;
+    let listed: Vec<i64> = list.json["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| i["user"]["id"].as_i64())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        listed,
+        [bob.user_id, cy.user_id],
+        "most recent first: {}",
+        list.text
+    );
+    assert!(list.json["items"][0]["blocked_at"].is_string());
+    assert!(
+        list.json["items"][0]["user"].get("email").is_none(),
+        "public fields only"
+    );
+    // A user I block does not learn it from their own list.
+    let theirs = app
+        .get("/api/v1/users/me/blocks", Some(&bob.access_token))
+        .await?;
+    assert_eq!(theirs.json["items"], json!([]));
+    // Both block each other: one unblocking leaves the other's block standing.
+    set_block(&app, &ann, cy.user_id, false).await?;
+    let chat = open_direct(&app, &ann, &cy).await?;
+    set_block(&app, &cy, ann.user_id, true).await?;
+    set_block(&app, &ann, cy.user_id, true).await?;
+    set_block(&app, &ann, cy.user_id, false).await?;
+    assert_eq!(send(&app, &ann, chat, "hello").await?, 403);
+    set_block(&app, &cy, ann.user_id, false).await?;
+    assert_eq!(send(&app, &ann, chat, "hello").await?, 201);
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn a_blocked_users_notifications_do_not_reach_me(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, bob, cy) = (
+        app.register("ann").await?,
+        app.register("bob").await?,
+        app.register("cyd").await?,
+    );
+    set_block(&app, &ann, bob.user_id, true).await?;
+    let mut anns = app.ws("/ws", &ann.access_token).await?;
+    // Bob adds Ann to his group, then Cy adds her to hers: only Cy's reaches her.
+    for (who, name) in [(&bob, "Bob's"), (&cy, "Cy's")] {
+        let group = app.create_group(who, name, "private").await?;
+        app.add_member(group, ann.user_id, &who.access_token)
+            .await?
+            .expect_status(201)?;
+    }
+    let note = anns.recv_type("notification").await?;
+    assert_eq!(
+        (note["kind"].as_str(), note["by_user_id"].as_i64()),
+        (Some("added_to_chat"), Some(cy.user_id)),
+        "{note}"
+    );
+    // Blocking is not leaving: Ann is a member of Bob's group and reads it.
+    let chats = app.get("/api/v1/chats", Some(&ann.access_token)).await?;
+    assert_eq!(
+        chats.json["items"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        chats.text
+    );
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn blocking_refuses_myself_unknown_users_and_anonymous_callers(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let ann = app.register("ann").await?;
+    let path = |id: i64| format!("/api/v1/users/{id}/block");
+    app.request(
+        Method::PUT,
+        &path(ann.user_id),
+        Some(&ann.access_token),
+        None,
+    )
+    .await?
+    .expect_problem(422, "validation_failed")?;
+    app.request(Method::PUT, &path(999_999), Some(&ann.access_token), None)
+        .await?
+        .expect_problem(404, "not_found")?;
+    app.request(Method::PUT, &path(ann.user_id + 1), None, None)
+        .await?
+        .expect_status(401)?;
+    app.get("/api/v1/users/me/blocks", None)
+        .await?
+        .expect_status(401)?;
+    // Lifting a block that is not there changes nothing.
+    set_block(&app, &ann, 999_999, false).await?;
+    app.shutdown().await;
+    Ok(())
+}
