@@ -311,7 +311,7 @@ pub enum Notification {
 impl Notification {
     /// The user whose action this announces, where a block of them should silence it
     /// (a removal is a change of the recipient's access, announced whoever made it).
-    fn from_user(&self) -> Option<UserId> {
+    fn sender(&self) -> Option<UserId> {
         match self {
             Notification::FriendRequest { from_user_id, .. } => Some(*from_user_id),
             Notification::FriendAccepted { user_id, .. } => Some(*user_id),
@@ -477,7 +477,7 @@ pub async fn publish_left(
 /// Publishes a `notification` event on `user.<id>`, unless the user blocks the one it
 /// comes from.
 pub async fn notify(ctx: &AppContext, user_id: UserId, notification: &Notification) {
-    if let Some(from) = notification.from_user()
+    if let Some(from) = notification.sender()
         && crate::users::blocks(ctx, user_id, from).await
     {
         return;
