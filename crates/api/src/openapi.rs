@@ -9,7 +9,7 @@ use utoipa::openapi::security::{
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::routes::{admin, auth, chats, friends, groups, users, ws_ticket};
+use crate::routes::{admin, auth, chats, friends, groups, search, users, ws_ticket};
 use crate::{Problem, ops};
 
 /// Path of the OpenAPI document.
@@ -37,6 +37,8 @@ pub const OPENAPI_PATH: &str = "/api/openapi.json";
         users::block_user,
         users::unblock_user,
         users::list_blocks,
+        search::search_chat,
+        search::search_my_chats,
         friends::list_friends,
         friends::list_requests,
         friends::send_request,

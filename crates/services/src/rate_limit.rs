@@ -110,6 +110,13 @@ pub const MESSAGE_EDIT: Limit = Limit {
     per_second: 1.0,
     burst: 20.0,
 };
+/// Message searches per user (one chat or all of mine): 2 a second, 20 at once. A
+/// search reads an index rather than a page by key: costlier than history.
+pub const SEARCH: Limit = Limit {
+    name: "search",
+    per_second: 2.0,
+    burst: 20.0,
+};
 /// Friend requests per user: 30 an hour, 20 at once.
 pub const FRIEND_REQUEST: Limit = Limit {
     name: "friend_request",

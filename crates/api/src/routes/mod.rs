@@ -5,6 +5,7 @@ pub(crate) mod auth;
 pub(crate) mod chats;
 pub(crate) mod friends;
 pub(crate) mod groups;
+pub(crate) mod search;
 pub(crate) mod users;
 pub(crate) mod ws_ticket;
 
@@ -17,6 +18,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .configure(friends::configure)
         .configure(groups::configure)
         .configure(chats::configure)
+        .configure(search::configure)
         .configure(admin::configure)
         .configure(ws_ticket::configure);
 }

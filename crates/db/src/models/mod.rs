@@ -12,7 +12,7 @@ pub use blocks::BlockRow;
 pub use chats::{ChatChanges, ChatListEntry, ChatRow, NewChat};
 pub use friendships::FriendshipRow;
 pub use memberships::{MemberEntry, MembershipRow};
-pub use messages::{HistoryRange, MessageEntry, MessageRow, NewMessage};
+pub use messages::{HistoryRange, MessageEntry, MessageRow, NewMessage, SearchScope};
 pub use sessions::{NewSession, SessionRow};
 pub use users::{NewUser, UserChanges, UserRow};
 

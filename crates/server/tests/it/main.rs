@@ -18,6 +18,7 @@ mod ops;
 mod proxy;
 mod rotation;
 mod scaleout;
+mod search;
 mod shutdown;
 mod upgrade;
 mod users;

@@ -191,6 +191,8 @@ async fn openapi_document_lists_every_endpoint_with_its_security() -> anyhow::Re
         ("/api/v1/users/{user_id}/block", "put"),
         ("/api/v1/users/{user_id}/block", "delete"),
         ("/api/v1/users/me/blocks", "get"),
+        ("/api/v1/chats/{chat_id}/messages/search", "get"),
+        ("/api/v1/search/messages", "get"),
         ("/api/v1/friends", "get"),
         ("/api/v1/friends/requests", "get"),
         ("/api/v1/friends/requests", "post"),

@@ -17,6 +17,12 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::get().to(messages::list_messages))
                     .route(web::post().to(messages::send_message)),
             )
+            // Before `/{chat_id}/messages/{message_id}`, which would take "search" for
+            // an id.
+            .service(
+                web::resource("/{chat_id}/messages/search")
+                    .route(web::get().to(super::search::search_chat)),
+            )
             .service(
                 web::resource("")
                     .route(web::get().to(chat::list_chats))

@@ -8,7 +8,10 @@ mod batch;
 mod pg_batch;
 mod plan;
 mod queries;
+mod search;
 mod sqlite_batch;
+
+pub use search::SearchScope;
 
 use plan::{BatchPlan, Slot, batch_keys};
 
