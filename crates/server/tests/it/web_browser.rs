@@ -958,3 +958,89 @@ async fn a_group_of_three_is_managed_and_a_site_admin_moderates() -> anyhow::Res
     eprintln!("group and admin scenario took {:?}", started.elapsed());
     Ok(())
 }
+
+/// Ann finds an old message by a word in it with the chat list's search and opens its
+/// chat from the result; then she blocks Bob from the friends tab — his messages to her
+/// are refused while he is listed as blocked — and unblocks him.
+#[actix_web::test]
+async fn a_message_is_found_and_a_friend_blocked_from_the_page() -> anyhow::Result<()> {
+    let app = TestApp::spawn(Backend::Sqlite).await?;
+    let ann_api = app.register("ann").await?;
+    let bob_api = app.register("bob").await?;
+    let request = app
+        .post(
+            "/api/v1/friends/requests",
+            Some(&bob_api.access_token),
+            json!({"user_id": ann_api.user_id}),
+        )
+        .await?;
+    let request_id = request.json["id"].as_i64().unwrap_or_default();
+    app.post(
+        &format!("/api/v1/friends/requests/{request_id}/accept"),
+        Some(&ann_api.access_token),
+        json!({}),
+    )
+    .await?
+    .expect_status(200)?;
+    let opened = app
+        .post(
+            "/api/v1/chats/direct",
+            Some(&bob_api.access_token),
+            json!({"user_id": ann_api.user_id}),
+        )
+        .await?;
+    let chat = opened.json["id"].as_i64().unwrap_or_default();
+    app.send_text(&bob_api, chat, "the harbour code is 4711")
+        .await?;
+    app.send_text(&ann_api, chat, "thanks").await?;
+    let driver = Chromedriver::start()?;
+    let ann = driver.open(&format!("{}/", app.address), "ann").await?;
+    log_in(&ann, "ann").await?;
+
+    ann.fill("#message-search", "harbour").await?;
+    ann.click("#message-search-form button[type=submit]")
+        .await?;
+    ann.wait_for_text("#message-results", "bob: the harbour code is 4711")
+        .await?;
+    ann.click("#message-results a.message-hit").await?;
+    ann.wait_until(
+        &format!("location.hash === '#/chats/{chat}'"),
+        "the result opens its chat",
+    )
+    .await?;
+    ann.fill("#message-search", "zebra").await?;
+    ann.click("#message-search-form button[type=submit]")
+        .await?;
+    ann.wait_for_text("#message-results", "No message holds")
+        .await?;
+    assert_labelled(&ann, "message search").await?;
+
+    let bob = bob_api.user_id;
+    ann.click("#tab-friends").await?;
+    ann.click(&format!(
+        "#friend-list li[data-user-id='{bob}'] button[data-control='block']"
+    ))
+    .await?;
+    ann.wait_for(&format!("#blocked-list li[data-user-id='{bob}']"))
+        .await?;
+    let refused = app
+        .post(
+            &format!("/api/v1/chats/{chat}/messages"),
+            Some(&bob_api.access_token),
+            json!({"content": "hello?"}),
+        )
+        .await?;
+    refused.expect_problem(403, "user_unreachable")?;
+    assert_labelled(&ann, "blocked people").await?;
+    ann.click(&format!(
+        "#blocked-list li[data-user-id='{bob}'] button[data-control='unblock']"
+    ))
+    .await?;
+    ann.wait_for_text("#blocked-list", "Nobody.").await?;
+    app.send_text(&bob_api, chat, "hello again").await?;
+    assert_no_console_errors(&ann, "ann", &[]).await?;
+    ann.close().await?;
+    drop(driver);
+    app.shutdown().await;
+    Ok(())
+}

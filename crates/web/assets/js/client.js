@@ -427,6 +427,25 @@ export class ChatClient extends EventTarget {
     return this.api.get("/friends/requests");
   }
 
+  /** The users I block. */
+  blocks() {
+    return this.api.get("/users/me/blocks");
+  }
+
+  /** Blocks a user: no friend requests, new direct chats or direct messages either way. */
+  blockUser(userId) {
+    return this.api.put(`/users/${userId}/block`);
+  }
+
+  unblockUser(userId) {
+    return this.api.delete(`/users/${userId}/block`);
+  }
+
+  /** Messages of every chat I am in holding the words of `q`, most relevant first. */
+  searchMessages(q) {
+    return this.api.get(`/search/messages${query({ q, limit: 20 })}`);
+  }
+
   askFriend(userId) {
     return this.api.post("/friends/requests", { user_id: userId });
   }

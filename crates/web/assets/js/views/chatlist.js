@@ -1,7 +1,8 @@
 // The chat list: latest activity first, unread badges, last message, presence dots.
 
-import { h, reconcile } from "../dom.js";
+import { h, reconcile, replace } from "../dom.js";
 import { shortWhen } from "../format.js";
+import { busy, field, formError, values } from "./forms.js";
 
 function preview(store, chat) {
   const last = chat.last_message;
@@ -95,8 +96,22 @@ export class ChatList {
       { class: "empty" },
       "No chats yet. Find friends or join a group to start one.",
     );
+    this.searchForm = h(
+      "form",
+      { class: "search-form message-search", role: "search", id: "message-search-form" },
+      field("Search messages", { name: "q", type: "search", id: "message-search", autocomplete: "off" }),
+      h("button", { type: "submit", class: "secondary" }, "Find"),
+      formError(),
+    );
+    this.results = h("ul", { class: "message-results", id: "message-results", "aria-label": "Messages found", hidden: true });
+    this.searchForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.searchMessages(values(this.searchForm).q.trim());
+    });
     this.el = h("section", { class: "panel chats-panel", "aria-labelledby": "chats-title" },
       h("h2", { id: "chats-title", class: "visually-hidden" }, "Chats"),
+      this.searchForm,
+      this.results,
       this.list,
       this.empty,
     );
@@ -106,6 +121,38 @@ export class ChatList {
     };
     client.store.addEventListener("change", this.onChange);
     this.render();
+  }
+
+  /** Shows the messages of my chats that hold the words of `q` (none: hides them). */
+  async searchMessages(q) {
+    if (!q) {
+      this.results.hidden = true;
+      replace(this.results);
+      return;
+    }
+    const button = this.searchForm.querySelector("button[type=submit]");
+    const page = await busy(button, "Finding…", this.searchForm, () => this.client.searchMessages(q));
+    if (!page) return;
+    const store = this.client.store;
+    replace(
+      this.results,
+      page.items.length
+        ? page.items.map((message) => {
+            const chat = store.chats.get(message.chat_id);
+            return h(
+              "li",
+              {},
+              h(
+                "a",
+                { class: "message-hit", href: `#/chats/${message.chat_id}`, dataset: { chatId: message.chat_id, messageId: message.id } },
+                h("span", { class: "hit-chat" }, chat ? store.title(chat) : `Chat ${message.chat_id}`),
+                h("span", { class: "hit-text" }, `${message.sender ?? "Someone"}: ${message.content}`),
+              ),
+            );
+          })
+        : h("li", { class: "empty" }, `No message holds “${q}”.`),
+    );
+    this.results.hidden = false;
   }
 
   select(chatId) {

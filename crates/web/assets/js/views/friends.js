@@ -31,6 +31,7 @@ export class FriendsPanel {
     this.incoming = h("ul", { class: "people", id: "incoming-requests", "aria-label": "Requests to you" });
     this.outgoing = h("ul", { class: "people", id: "outgoing-requests", "aria-label": "Requests you sent" });
     this.friendList = h("ul", { class: "people", id: "friend-list", "aria-label": "Your friends" });
+    this.blockedList = h("ul", { class: "people", id: "blocked-list", "aria-label": "People you block" });
     this.el = h(
       "section",
       { class: "panel friends-panel", "aria-labelledby": "friends-title" },
@@ -44,6 +45,8 @@ export class FriendsPanel {
       this.outgoing,
       h("h3", {}, "Your friends"),
       this.friendList,
+      h("h3", {}, "People you block"),
+      this.blockedList,
     );
     const onSearch = (event) => {
       event.preventDefault();
@@ -84,6 +87,7 @@ export class FriendsPanel {
               { dataset: { userId: user.id } },
               person(user),
               h("button", { type: "button", class: "secondary", on: { click: (e) => this.#ask(e.currentTarget, user) } }, "Add friend"),
+              this.#blockButton(user),
             ),
           )
         : h("li", { class: "empty" }, q ? `Nobody matches “${q}”.` : "Type a name to search."),
@@ -97,6 +101,21 @@ export class FriendsPanel {
       button.disabled = true;
       await this.refresh();
     });
+  }
+
+  /** A button that blocks `user` (their requests, direct chats and messages to me stop). */
+  #blockButton(user) {
+    return h(
+      "button",
+      {
+        type: "button",
+        class: "link danger",
+        dataset: { control: "block" },
+        "aria-label": `Block ${user.username}`,
+        on: { click: (e) => this.#act(e.currentTarget, "Blocking…", async () => { await this.client.blockUser(user.id); await this.refresh(); }) },
+      },
+      "Block",
+    );
   }
 
   /** Runs a button's action; its error goes to the panel's alert line. */
@@ -113,10 +132,15 @@ export class FriendsPanel {
   async refresh({ quiet = false } = {}) {
     if (quiet && this.friends) return this.#drawFriends(this.friends);
     try {
-      const [requests, friends] = await Promise.all([this.client.friendRequests(), this.client.friends()]);
+      const [requests, friends, blocks] = await Promise.all([
+        this.client.friendRequests(),
+        this.client.friends(),
+        this.client.blocks(),
+      ]);
       this.friends = friends.items;
       this.#drawRequests(requests);
       this.#drawFriends(friends.items);
+      this.#drawBlocks(blocks.items);
     } catch (error) {
       replace(this.alert, error.message);
     }
@@ -158,9 +182,26 @@ export class FriendsPanel {
               person(user),
               h("button", { type: "button", class: "primary", on: { click: (e) => this.#act(e.currentTarget, "Opening…", async () => { location.hash = `#/chats/${await this.client.directChat(user.id)}`; }) } }, "Message"),
               h("button", { type: "button", class: "link danger", "aria-label": `Remove ${user.username} from friends`, on: { click: (e) => this.#act(e.currentTarget, "Removing…", async () => { await this.client.removeFriend(user.id); await this.refresh(); }) } }, "Remove"),
+              this.#blockButton(user),
             ),
           )
         : h("li", { class: "empty" }, "No friends yet: search for people above."),
+    );
+  }
+
+  #drawBlocks(blocked) {
+    replace(
+      this.blockedList,
+      blocked.length
+        ? blocked.map(({ user }) =>
+            h(
+              "li",
+              { dataset: { userId: user.id } },
+              person(user),
+              h("button", { type: "button", class: "secondary", dataset: { control: "unblock" }, "aria-label": `Unblock ${user.username}`, on: { click: (e) => this.#act(e.currentTarget, "Unblocking…", async () => { await this.client.unblockUser(user.id); await this.refresh(); }) } }, "Unblock"),
+            ),
+          )
+        : h("li", { class: "empty" }, "Nobody."),
     );
   }
 }
