@@ -2,7 +2,7 @@
 //!
 //! A chat's keys carry its id as a Redis Cluster hash tag (`{7}`): the entries of one
 //! chat that a send or a history page reads together live in one slot, so one node
-//! answers them.
+//! answers that part of the read (a user's or a session's entries live in theirs).
 
 /// Prefixes of keys the in-process cache must never evict for room: a session's entry
 /// (its revocation marker, or the rights last written through) and single-use tickets.

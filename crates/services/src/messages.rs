@@ -489,6 +489,9 @@ pub async fn edit_message(
 ) -> Result<MessageView, ServiceError> {
     let (access, profile) = access_with(ctx, principal, chat_id, Profile::Include).await?;
     permissions::post_in_chat(access.actor).map_err(denied)?;
+    if access.header.blocked {
+        return Err(crate::users::unreachable());
+    }
     let message = load_message(ctx, chat_id, message_id).await?;
     permissions::edit_message(principal.user_id.0, message.sender_id).map_err(denied)?;
     let body = MessageBody::parse(content).map_err(|m| ServiceError::invalid("content", m))?;

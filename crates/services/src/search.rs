@@ -29,9 +29,10 @@ pub struct SearchQuery {
     pub cursor: Option<String>,
 }
 
-/// The words of `q`: runs of letters and digits, lower-cased, at most [`MAX_WORDS`].
-/// Everything else (quotes, operators, punctuation) separates words, so no search text
-/// is an index query of its own.
+/// The words of `q`: runs of letters and digits, at most [`MAX_WORDS`], as typed (each
+/// engine folds their case as it folded the messages'). Everything else (quotes,
+/// operators, punctuation) separates words, so no search text is an index query of its
+/// own.
 fn words(q: Option<&str>) -> Result<Vec<String>, ServiceError> {
     let text = pagination::search_text("q", q, MAX_QUERY_CHARS)?
         .ok_or_else(|| ServiceError::invalid("q", "is required"))?;
@@ -39,7 +40,7 @@ fn words(q: Option<&str>) -> Result<Vec<String>, ServiceError> {
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .take(MAX_WORDS)
-        .map(str::to_lowercase)
+        .map(str::to_owned)
         .collect();
     if words.is_empty() {
         return Err(ServiceError::invalid(
@@ -89,7 +90,7 @@ async fn run(
 }
 
 /// Messages of one chat matching `query`, best first: for whoever may read its history
-/// (members; anyone for a public group; site admins for groups).
+/// (members; site admins for groups).
 pub async fn search_chat(
     ctx: &AppContext,
     principal: &Principal,
@@ -127,7 +128,7 @@ mod tests {
         assert_eq!(
             got,
             Some(
-                ["hello", "world", "or", "x", "dröp", "42"]
+                ["Hello", "WORLD", "OR", "x", "dröp", "42"]
                     .map(str::to_owned)
                     .to_vec()
             )

@@ -137,15 +137,16 @@ impl FriendshipRow {
         Ok(deleted == 1)
     }
 
-    /// Removes whatever relation the pair has (request, friendship or refusal); `true`
-    /// when there was one.
+    /// Removes the pair's pending request or friendship; `true` when there was one. A
+    /// declined request stays, so its cooldown still holds.
     pub async fn delete_pair(pool: &DbPool, a: i64, b: i64) -> Result<bool, DbError> {
         let (low, high) = ordered(a, b);
         let deleted = with_conn!(pool, conn => {
             diesel::delete(
                 friendships::table
                     .filter(friendships::user_low.eq(low))
-                    .filter(friendships::user_high.eq(high)),
+                    .filter(friendships::user_high.eq(high))
+                    .filter(friendships::status.ne("declined")),
             )
             .execute(conn)
             .await?

@@ -79,11 +79,20 @@ pub(super) async fn subscribe_forever(
                 loop {
                     tokio::select! {
                         push = pushes.recv() => {
-                            // No push (the client is gone) or a dropped node: start over.
+                            // No push (the client is gone), a dropped node, or a channel
+                            // still wanted that a shard gave up: start over.
                             let Some(push) = push else { break };
-                            if forward(&channels, &local, push) == Forwarded::Dropped {
-                                tracing::warn!("a redis cluster node's connection dropped");
-                                break;
+                            match forward(&channels, &local, push) {
+                                Forwarded::Handled => {}
+                                Forwarded::Dropped => {
+                                    tracing::warn!("a redis cluster node's connection dropped");
+                                    break;
+                                }
+                                Forwarded::Unsubscribed(topic) if wanted.contains_key(&topic) => {
+                                    tracing::warn!(topic, "a redis cluster shard dropped a subscription (failover or slot move)");
+                                    break;
+                                }
+                                Forwarded::Unsubscribed(_) => {}
                             }
                         }
                         request = requests.recv() => {
@@ -121,6 +130,10 @@ enum Forwarded {
     Handled,
     /// A node's connection dropped.
     Dropped,
+    /// A sharded channel's subscription ended: asked for, or by the shard (Redis ends
+    /// the subscriptions of a slot its node no longer owns, and the cluster client's
+    /// own re-subscription of them fails as a cross-slot command).
+    Unsubscribed(String),
 }
 
 /// Hands a pushed message to the local bus.
@@ -129,6 +142,12 @@ fn forward(channels: &Channels, local: &MemoryBus, push: PushInfo) -> Forwarded 
         (PushKind::Message | PushKind::SMessage, [channel, payload])
         | (PushKind::PMessage, [_, channel, payload]) => (channel, payload),
         (PushKind::Disconnection, _) => return Forwarded::Dropped,
+        (PushKind::SUnsubscribe, [channel, ..]) => {
+            return match text(channel).as_deref().and_then(|c| channels.topic(c)) {
+                Some(topic) => Forwarded::Unsubscribed(topic.to_owned()),
+                None => Forwarded::Handled,
+            };
+        }
         _ => return Forwarded::Handled,
     };
     let (Some(channel), Some(payload)) = (text(channel), text(payload)) else {

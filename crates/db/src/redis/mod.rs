@@ -270,29 +270,42 @@ impl RedisBus {
     }
 
     /// A cluster's publish of many events: a pipeline per channel (a pipeline must stay
-    /// in one slot; one channel's events keep their order), the channels at once.
-    async fn publish_many_sharded(
-        &self,
-        events: &[(String, String)],
-    ) -> Result<(), crate::cache::CacheError> {
-        let mut pipes: Vec<(&str, redis::Pipeline)> = Vec::new();
-        let mut index: HashMap<&str, usize> = HashMap::new();
+    /// in one slot; one channel's events keep their order), the channels at once. The
+    /// events of a channel whose pipeline failed are delivered locally only (those of
+    /// the others come back over the subscription, and must not twice).
+    async fn publish_many_sharded(&self, events: Vec<(String, String)>) {
+        let mut channels: Vec<(String, Vec<String>)> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
         for (topic, payload) in events {
-            let at = *index.entry(topic.as_str()).or_insert_with(|| {
-                pipes.push((topic.as_str(), redis::pipe()));
-                pipes.len() - 1
+            let at = *index.entry(topic.clone()).or_insert_with(|| {
+                channels.push((topic, Vec::new()));
+                channels.len() - 1
             });
-            let (topic, pipe) = &mut pipes[at];
-            pipe.cmd(self.publish_command(topic))
-                .arg(self.channel(topic))
-                .arg(payload)
-                .ignore();
+            channels[at].1.push(payload);
         }
-        let sends = pipes.into_iter().map(|(_, pipe)| {
+        let sends = channels.iter().map(|(topic, payloads)| {
+            let mut pipe = redis::pipe();
+            for payload in payloads {
+                pipe.cmd(self.publish_command(topic))
+                    .arg(self.channel(topic))
+                    .arg(payload)
+                    .ignore();
+            }
             self.connections
                 .run(|mut conn| async move { pipe.query_async::<()>(&mut conn).await })
         });
-        futures_util::future::try_join_all(sends).await.map(|_| ())
+        let outcomes = futures_util::future::join_all(sends).await;
+        for ((topic, payloads), outcome) in channels.into_iter().zip(outcomes) {
+            if let Err(err) = outcome {
+                tracing::warn!(error = %err, topic, events = payloads.len(), "redis publish failed; delivering locally only");
+                for payload in payloads {
+                    self.local.deliver(BusMessage {
+                        topic: topic.clone(),
+                        payload,
+                    });
+                }
+            }
+        }
     }
 }
 
@@ -323,20 +336,20 @@ impl EventBus for RedisBus {
         if events.is_empty() {
             return;
         }
-        let sent = if self.connections.is_cluster() {
-            self.publish_many_sharded(&events).await
-        } else {
-            let mut pipe = redis::pipe();
-            for (topic, payload) in &events {
-                pipe.cmd("PUBLISH")
-                    .arg(self.channel(topic))
-                    .arg(payload)
-                    .ignore();
-            }
-            self.connections
-                .run(|mut conn| async move { pipe.query_async::<()>(&mut conn).await })
-                .await
-        };
+        if self.connections.is_cluster() {
+            return self.publish_many_sharded(events).await;
+        }
+        let mut pipe = redis::pipe();
+        for (topic, payload) in &events {
+            pipe.cmd("PUBLISH")
+                .arg(self.channel(topic))
+                .arg(payload)
+                .ignore();
+        }
+        let sent = self
+            .connections
+            .run(|mut conn| async move { pipe.query_async::<()>(&mut conn).await })
+            .await;
         if let Err(err) = sent {
             tracing::warn!(error = %err, events = events.len(), "redis publish failed; delivering locally only");
             for (topic, payload) in events {

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use actix_web::http::Method;
-use chat_test_support::{Backend, Session, TestApp, both_backends};
+use chat_test_support::{Backend, Session, TEST_PASSWORD, TestApp, both_backends};
 use serde_json::{Value, json};
 
 both_backends!(
@@ -14,6 +14,7 @@ both_backends!(
     blocks_are_listed_and_each_side_has_its_own,
     a_blocked_users_notifications_do_not_reach_me,
     blocking_refuses_myself_unknown_users_and_anonymous_callers,
+    a_block_lifted_keeps_a_declined_requests_cooldown,
 );
 
 async fn set_block(
@@ -119,7 +120,9 @@ async fn a_blocked_user_cannot_reach_me_until_unblocked(backend: Backend) -> any
         .await?;
     bobs.send(json!({"action": "send_message", "message": "hi", "request_id": "r1"}))
         .await?;
-    assert_eq!(bobs.recv_type("ack").await?["request_id"], "r1");
+    let ack = bobs.recv_type("ack").await?;
+    assert_eq!(ack["request_id"], "r1");
+    let hi = ack["message_id"].as_i64().unwrap_or_default();
 
     set_block(&app, &ann, bob.user_id, true).await?;
     set_block(&app, &ann, bob.user_id, true).await?;
@@ -139,6 +142,26 @@ async fn a_blocked_user_cannot_reach_me_until_unblocked(backend: Backend) -> any
         (Some("error"), Some("user_unreachable"), Some("r2")),
         "{refused}"
     );
+    // Not even a typing notice goes through.
+    bobs.send(json!({"action": "typing", "request_id": "t1"}))
+        .await?;
+    let typing = bobs.recv_type("error").await?;
+    assert_eq!(
+        (typing["code"].as_str(), typing["request_id"].as_str()),
+        (Some("user_unreachable"), Some("t1"))
+    );
+    // Nor can he rewrite what he sent, or pull her into a group of his.
+    app.patch(
+        &format!("/api/v1/chats/{chat}/messages/{hi}"),
+        Some(&bob.access_token),
+        json!({"content": "hi, edited"}),
+    )
+    .await?
+    .expect_problem(403, "user_unreachable")?;
+    let group = app.create_group(&bob, "Bob's", "private").await?;
+    app.add_member(group, ann.user_id, &bob.access_token)
+        .await?
+        .expect_problem(403, "user_unreachable")?;
     // Ann cannot post there either while she blocks him.
     assert_eq!(send(&app, &ann, chat, "bye").await?, 403);
     // Their friendship ended, and Bob's new requests are refused.
@@ -242,15 +265,33 @@ async fn blocks_are_listed_and_each_side_has_its_own(backend: Backend) -> anyhow
 
 async fn a_blocked_users_notifications_do_not_reach_me(backend: Backend) -> anyhow::Result<()> {
     let app = TestApp::spawn(backend).await?;
-    let (ann, bob, cy) = (
+    let (ann, bob, cyd) = (
         app.register("ann").await?,
         app.register("bob").await?,
         app.register("cyd").await?,
     );
+    chat_services::auth::create_admin(
+        &app.context,
+        chat_services::auth::RegisterInput {
+            username: "root".to_owned(),
+            email: "root@example.com".to_owned(),
+            password: TEST_PASSWORD.to_owned(),
+            display_name: None,
+        },
+    )
+    .await?;
+    let root = app.login("root", TEST_PASSWORD).await?;
     set_block(&app, &ann, bob.user_id, true).await?;
+    set_block(&app, &ann, root.user_id, true).await?;
     let mut anns = app.ws("/ws", &ann.access_token).await?;
-    // Bob adds Ann to his group, then Cy adds her to hers: only Cy's reaches her.
-    for (who, name) in [(&bob, "Bob's"), (&cy, "Cy's")] {
+    // Bob cannot add Ann to his group at all.
+    let bobs = app.create_group(&bob, "Bob's", "private").await?;
+    app.add_member(bobs, ann.user_id, &bob.access_token)
+        .await?
+        .expect_problem(403, "user_unreachable")?;
+    // A site admin she blocks still may (moderation), but his notice does not reach
+    // her; Cyd's, sent after it, does.
+    for (who, name) in [(&root, "Root's"), (&cyd, "Cyd's")] {
         let group = app.create_group(who, name, "private").await?;
         app.add_member(group, ann.user_id, &who.access_token)
             .await?
@@ -259,10 +300,10 @@ async fn a_blocked_users_notifications_do_not_reach_me(backend: Backend) -> anyh
     let note = anns.recv_type("notification").await?;
     assert_eq!(
         (note["kind"].as_str(), note["by_user_id"].as_i64()),
-        (Some("added_to_chat"), Some(cy.user_id)),
+        (Some("added_to_chat"), Some(cyd.user_id)),
         "{note}"
     );
-    // Blocking is not leaving: Ann is a member of Bob's group and reads it.
+    // Blocking is not leaving: Ann is a member of the admin's group and reads it.
     let chats = app.get("/api/v1/chats", Some(&ann.access_token)).await?;
     assert_eq!(
         chats.json["items"].as_array().map(Vec::len),
@@ -299,6 +340,39 @@ async fn blocking_refuses_myself_unknown_users_and_anonymous_callers(
         .expect_status(401)?;
     // Lifting a block that is not there changes nothing.
     set_block(&app, &ann, 999_999, false).await?;
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn a_block_lifted_keeps_a_declined_requests_cooldown(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, bob) = (app.register("ann").await?, app.register("bob").await?);
+    let request = app
+        .post(
+            "/api/v1/friends/requests",
+            Some(&ann.access_token),
+            json!({"user_id": bob.user_id}),
+        )
+        .await?;
+    request.expect_status(201)?;
+    let id = request.json["id"].as_i64().unwrap_or_default();
+    app.post(
+        &format!("/api/v1/friends/requests/{id}/decline"),
+        Some(&bob.access_token),
+        json!({}),
+    )
+    .await?
+    .expect_status(200)?;
+    // Blocking and unblocking Bob does not let Ann ask him again before the cooldown.
+    set_block(&app, &ann, bob.user_id, true).await?;
+    set_block(&app, &ann, bob.user_id, false).await?;
+    app.post(
+        "/api/v1/friends/requests",
+        Some(&ann.access_token),
+        json!({"user_id": bob.user_id}),
+    )
+    .await?
+    .expect_problem(409, "recently_declined")?;
     app.shutdown().await;
     Ok(())
 }

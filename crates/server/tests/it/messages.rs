@@ -185,6 +185,17 @@ async fn client_ids_make_sends_idempotent(backend: Backend) -> anyhow::Result<()
     }
     ids.dedup();
     assert_eq!(ids.len(), 1, "one message for one client_id: {ids:?}");
+    // Stored once, indexed once (a batch that clashed is stored one by one, and that
+    // path indexes what it stores too).
+    let found = app
+        .get(&format!("{path}/search?q=race"), Some(&ann.access_token))
+        .await?;
+    assert_eq!(
+        found.json["items"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        found.text
+    );
     let next = app
         .post(&path, Some(&ann.access_token), json!({"content": "after"}))
         .await?;

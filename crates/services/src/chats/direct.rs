@@ -70,12 +70,10 @@ pub async fn open_direct(
     ];
     match ChatRow::create(&ctx.store.db, new, &members).await {
         Ok((chat, _)) => {
-            chat_selectors::chats::put_chat_header(
-                &ctx.store,
-                chat.id,
-                Some(&chat_selectors::chats::ChatHeader::from_row(&chat)),
-            )
-            .await;
+            // Read now that the chat exists: a block made after the check above found no
+            // chat to mark, and the header written here must carry it.
+            let header = chat_selectors::chats::direct_header(&ctx.store, &chat).await?;
+            chat_selectors::chats::put_chat_header(&ctx.store, chat.id, Some(&header)).await;
             for (member, _) in members {
                 put_membership(&ctx.store, chat.id, member, Some(Role::Member)).await;
             }

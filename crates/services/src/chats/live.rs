@@ -60,7 +60,11 @@ pub async fn typing(
     principal: &Principal,
     chat_id: ChatId,
 ) -> Result<(), ServiceError> {
-    authorize_socket(ctx, principal, chat_id).await?;
+    let access = access(ctx, principal, chat_id).await?;
+    permissions::post_in_chat(access.actor).map_err(denied)?;
+    if access.header.blocked {
+        return Err(crate::users::unreachable());
+    }
     let username = user_profile(&ctx.store, principal.user_id.0)
         .await?
         .map(|u| u.username)

@@ -68,6 +68,11 @@ pub async fn add_member(
         .await?
         .filter(|u| u.is_active)
         .ok_or_else(|| ServiceError::NotFound(format!("user {user_id} not found")))?;
+    // A block between the two also stops adding each other to groups (a site admin
+    // moderating is not stopped by a block of their own).
+    if !principal.is_admin {
+        crate::users::ensure_reachable(ctx, principal.user_id, user_id).await?;
+    }
     if membership_role(&ctx.store, chat_id.0, user_id.0)
         .await?
         .is_some()

@@ -78,6 +78,7 @@ impl MessageRow {
         pool: &DbPool,
         batch: &[NewMessage<'_>],
     ) -> Result<Vec<Result<Option<MessageRow>, DbError>>, DbError> {
+        let sqlite = matches!(pool, DbPool::Sqlite(_));
         Ok(with_tx!(pool, conn => {
             let mut results = Vec::with_capacity(batch.len());
             for new in batch {
@@ -106,6 +107,23 @@ impl MessageRow {
                 })
                 .await;
                 results.push(one.map_err(DbError::from));
+            }
+            if sqlite {
+                // What the fast path's `index_for_search` does (PostgreSQL's index is
+                // a generated column: nothing to do there).
+                let ids: Vec<String> = results
+                    .iter()
+                    .filter_map(|r| r.as_ref().ok().and_then(Option::as_ref))
+                    .map(|m| m.id.to_string())
+                    .collect();
+                if !ids.is_empty() {
+                    diesel::sql_query(format!(
+                        "INSERT INTO messages_fts (rowid, content) SELECT id, content FROM messages WHERE id IN ({})",
+                        ids.join(",")
+                    ))
+                    .execute(conn)
+                    .await?;
+                }
             }
             Ok::<_, diesel::result::Error>(results)
         })?)

@@ -16,6 +16,11 @@ pub enum SearchScope {
     MemberOf(i64),
 }
 
+/// Whether a search word also matches longer words it begins.
+fn is_prefix(word: &str) -> bool {
+    word.chars().count() >= 3
+}
+
 #[derive(QueryableByName)]
 struct Hit {
     #[diesel(sql_type = BigInt)]
@@ -23,8 +28,9 @@ struct Hit {
 }
 
 impl MessageRow {
-    /// Messages of `scope` holding every one of `words` (each may also begin a longer
-    /// word), deleted ones never; the most relevant first (the engine's ranking: BM25 on
+    /// Messages of `scope` holding every one of `words` (a word of three characters or
+    /// more may also begin a longer word: shorter prefixes would match most of the
+    /// index), deleted ones never; the most relevant first (the engine's ranking: BM25 on
     /// SQLite, `ts_rank` on PostgreSQL), then the newest. `words` must be made of
     /// letters and digits only (the caller splits the user's text).
     pub async fn search(
@@ -60,7 +66,7 @@ impl MessageRow {
                 ),
                 words
                     .iter()
-                    .map(|w| format!("{w}:*"))
+                    .map(|w| format!("{w}{}", if is_prefix(w) { ":*" } else { "" }))
                     .collect::<Vec<_>>()
                     .join(" & "),
             ),
@@ -74,7 +80,7 @@ impl MessageRow {
                 ),
                 words
                     .iter()
-                    .map(|w| format!("\"{w}\"*"))
+                    .map(|w| format!("\"{w}\"{}", if is_prefix(w) { "*" } else { "" }))
                     .collect::<Vec<_>>()
                     .join(" AND "),
             ),

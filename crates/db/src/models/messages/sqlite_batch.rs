@@ -43,6 +43,25 @@ impl Owned {
     }
 }
 
+/// Adds stored messages to the full-text index (`messages_fts`), in one statement for
+/// the lot: inside the transaction that stored them, so the index never lacks a
+/// committed message.
+pub(super) fn index_for_search(
+    conn: &mut SqliteConnection,
+    ids: impl Iterator<Item = i64>,
+) -> QueryResult<usize> {
+    let ids: Vec<String> = ids.map(|id| id.to_string()).collect();
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    // Ids come from the rows just stored (integers), never from a client.
+    diesel::sql_query(format!(
+        "INSERT INTO messages_fts (rowid, content) SELECT id, content FROM messages WHERE id IN ({})",
+        ids.join(",")
+    ))
+    .execute(conn)
+}
+
 /// The whole fast path of a batch in one `BEGIN IMMEDIATE` transaction.
 pub(super) fn store(conn: &mut SqliteConnection, owned: &[Owned]) -> Result<Vec<Slot>, DbError> {
     let batch: Vec<NewMessage<'_>> = owned.iter().map(Owned::as_new).collect();
@@ -73,7 +92,7 @@ pub(super) fn store(conn: &mut SqliteConnection, owned: &[Owned]) -> Result<Vec<
             }
         }
         let (rows, slots) = plan.assign(&batch, bumped);
-        let mut stored = Vec::with_capacity(rows.len());
+        let mut stored: Vec<MessageRow> = Vec::with_capacity(rows.len());
         for row in &rows {
             stored.push(
                 diesel::insert_into(messages::table)
@@ -82,6 +101,7 @@ pub(super) fn store(conn: &mut SqliteConnection, owned: &[Owned]) -> Result<Vec<
                     .get_result(conn)?,
             );
         }
+        index_for_search(conn, stored.iter().map(|m| m.id))?;
         Ok(Slot::fill(slots, stored))
     })
 }
