@@ -315,6 +315,27 @@ impl TestApp {
         Ok((ann, bob, chat))
     }
 
+    /// `a` asks `b` to be friends and `b` accepts.
+    pub async fn befriend(&self, a: &Session, b: &Session) -> anyhow::Result<()> {
+        let request = self
+            .post(
+                "/api/v1/friends/requests",
+                Some(&a.access_token),
+                json!({"user_id": b.user_id}),
+            )
+            .await?;
+        request.expect_status(201)?;
+        let id = request.json["id"].as_i64().unwrap_or_default();
+        self.post(
+            &format!("/api/v1/friends/requests/{id}/accept"),
+            Some(&b.access_token),
+            json!({}),
+        )
+        .await?
+        .expect_status(200)?;
+        Ok(())
+    }
+
     /// Exchanges a refresh token (the raw answer, for unhappy paths).
     pub async fn refresh(&self, refresh_token: &str) -> anyhow::Result<Response> {
         self.post(

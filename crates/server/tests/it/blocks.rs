@@ -73,26 +73,6 @@ async fn friend_request(app: &TestApp, from: &Session, to: &Session) -> anyhow::
         .as_u16())
 }
 
-async fn befriend(app: &TestApp, a: &Session, b: &Session) -> anyhow::Result<()> {
-    let request = app
-        .post(
-            "/api/v1/friends/requests",
-            Some(&a.access_token),
-            json!({"user_id": b.user_id}),
-        )
-        .await?;
-    request.expect_status(201)?;
-    let id = request.json["id"].as_i64().unwrap_or_default();
-    app.post(
-        &format!("/api/v1/friends/requests/{id}/accept"),
-        Some(&b.access_token),
-        json!({}),
-    )
-    .await?
-    .expect_status(200)?;
-    Ok(())
-}
-
 async fn open_direct(app: &TestApp, from: &Session, to: &Session) -> anyhow::Result<i64> {
     let opened = app
         .post(
@@ -112,7 +92,7 @@ async fn open_direct(app: &TestApp, from: &Session, to: &Session) -> anyhow::Res
 async fn a_blocked_user_cannot_reach_me_until_unblocked(backend: Backend) -> anyhow::Result<()> {
     let app = TestApp::spawn(backend).await?;
     let (ann, bob) = (app.register("ann").await?, app.register("bob").await?);
-    befriend(&app, &bob, &ann).await?;
+    app.befriend(&bob, &ann).await?;
     let chat = open_direct(&app, &bob, &ann).await?;
     // Bob's live socket has sent there once (its next sends trust that check for a while).
     let mut bobs = app

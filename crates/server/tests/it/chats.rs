@@ -316,26 +316,6 @@ async fn probing_the_next_ids_does_not_hide_new_chats_or_users(
     Ok(())
 }
 
-async fn befriend(app: &TestApp, a: &Session, b: &Session) -> anyhow::Result<()> {
-    let request = app
-        .post(
-            "/api/v1/friends/requests",
-            Some(&a.access_token),
-            json!({"user_id": b.user_id}),
-        )
-        .await?;
-    request.expect_status(201)?;
-    let id = request.json["id"].as_i64().unwrap_or_default();
-    app.post(
-        &format!("/api/v1/friends/requests/{id}/accept"),
-        Some(&b.access_token),
-        json!({}),
-    )
-    .await?
-    .expect_status(200)?;
-    Ok(())
-}
-
 fn ids(list: &Value, field: &str) -> Vec<i64> {
     list.as_array()
         .into_iter()
@@ -573,7 +553,7 @@ async fn direct_chats_need_friendship_and_are_unique_per_pair(
     )
     .await?
     .expect_problem(403, "friendship_required")?;
-    befriend(&app, &ann, &bob).await?;
+    app.befriend(&ann, &bob).await?;
     let created = app
         .post(
             "/api/v1/chats/direct",

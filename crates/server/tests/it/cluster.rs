@@ -17,6 +17,12 @@ fn prefix() -> String {
     format!("test-{}", random_suffix())
 }
 
+/// An instance's event bus on the cluster.
+fn bus(cluster: &RedisCluster, prefix: &str) -> anyhow::Result<Arc<dyn EventBus>> {
+    let connections = open_connections(&cluster.url()).map_err(anyhow::Error::msg)?;
+    Ok(Arc::new(RedisBus::start(connections, prefix)))
+}
+
 /// How many of the cluster's nodes answer `command` (a count) with more than zero, and
 /// the counts' sum.
 async fn spread(cluster: &RedisCluster, command: &[&str]) -> anyhow::Result<(usize, i64)> {
@@ -92,11 +98,7 @@ async fn the_cache_and_presence_work_on_a_cluster() -> anyhow::Result<()> {
 async fn events_cross_instances_on_sharded_channels() -> anyhow::Result<()> {
     let cluster = RedisCluster::start().await?;
     let prefix = prefix();
-    let bus = || -> anyhow::Result<Arc<dyn EventBus>> {
-        let connections = open_connections(&cluster.url()).map_err(anyhow::Error::msg)?;
-        Ok(Arc::new(RedisBus::start(connections, &prefix)))
-    };
-    let (one, two) = (bus()?, bus()?);
+    let (one, two) = (bus(&cluster, &prefix)?, bus(&cluster, &prefix)?);
     let mut heard = two.subscribe();
     let topics: Vec<String> = (0..30).map(|i| format!("chat.{i}")).collect();
     follow_topics(&two, &mut heard, &topics).await?;
@@ -153,11 +155,7 @@ async fn events_cross_instances_on_sharded_channels() -> anyhow::Result<()> {
 async fn a_dropped_shard_connection_is_announced_and_subscribed_again() -> anyhow::Result<()> {
     let cluster = RedisCluster::start().await?;
     let prefix = prefix();
-    let bus = || -> anyhow::Result<Arc<dyn EventBus>> {
-        let connections = open_connections(&cluster.url()).map_err(anyhow::Error::msg)?;
-        Ok(Arc::new(RedisBus::start(connections, &prefix)))
-    };
-    let (one, two) = (bus()?, bus()?);
+    let (one, two) = (bus(&cluster, &prefix)?, bus(&cluster, &prefix)?);
     let mut heard = two.subscribe();
     let topics: Vec<String> = (0..12).map(|i| format!("chat.{i}")).collect();
     follow_topics(&two, &mut heard, &topics).await?;

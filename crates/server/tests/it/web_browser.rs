@@ -967,21 +967,7 @@ async fn a_message_is_found_and_a_friend_blocked_from_the_page() -> anyhow::Resu
     let app = TestApp::spawn(Backend::Sqlite).await?;
     let ann_api = app.register("ann").await?;
     let bob_api = app.register("bob").await?;
-    let request = app
-        .post(
-            "/api/v1/friends/requests",
-            Some(&bob_api.access_token),
-            json!({"user_id": ann_api.user_id}),
-        )
-        .await?;
-    let request_id = request.json["id"].as_i64().unwrap_or_default();
-    app.post(
-        &format!("/api/v1/friends/requests/{request_id}/accept"),
-        Some(&ann_api.access_token),
-        json!({}),
-    )
-    .await?
-    .expect_status(200)?;
+    app.befriend(&bob_api, &ann_api).await?;
     let opened = app
         .post(
             "/api/v1/chats/direct",
