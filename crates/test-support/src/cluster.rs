@@ -26,8 +26,20 @@ struct Node {
 
 impl RedisCluster {
     /// Starts three masters, gives each a third of the slots, introduces them to each
-    /// other and waits until every node reports the cluster healthy.
+    /// other and waits until every node reports the cluster healthy. Tried three times:
+    /// a free port picked here may be taken by another test before a node binds it.
     pub async fn start() -> anyhow::Result<Self> {
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match Self::start_once().await {
+                Ok(cluster) => return Ok(cluster),
+                Err(err) => failures.push(err.to_string()),
+            }
+        }
+        anyhow::bail!("no redis cluster after three tries: {failures:?}")
+    }
+
+    async fn start_once() -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!("chat-redis-cluster-{}", random_suffix()));
         std::fs::create_dir_all(&dir)?;
         let mut cluster = RedisCluster {
