@@ -13,7 +13,7 @@ use chat_domain::UserId;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use chat_db::models::{FriendshipRow, MembershipRow, UserRow};
+use chat_db::models::{BlockRow, ChatRow, FriendshipRow, MembershipRow, UserRow};
 
 use crate::events::{PresenceChange, presence_topic};
 use crate::users::utc;
@@ -29,11 +29,18 @@ async fn announce(
     online: bool,
     last_seen: Option<chrono::NaiveDateTime>,
 ) -> Result<(), ServiceError> {
-    let chats = MembershipRow::chat_ids_of(&ctx.store.db, user_id.0)
+    let mut chats: Vec<ChatId> = MembershipRow::chat_ids_of(&ctx.store.db, user_id.0)
         .await?
         .into_iter()
         .map(ChatId)
         .collect();
+    // A direct chat with someone on the other side of a block does not carry presence.
+    for partner in BlockRow::partners_of(&ctx.store.db, user_id.0).await? {
+        let key = chat_domain::chat::direct_key(user_id.0, partner);
+        if let Some(direct) = ChatRow::find_direct(&ctx.store.db, &key).await? {
+            chats.retain(|chat| chat.0 != direct.id);
+        }
+    }
     let friends = FriendshipRow::of_user(
         &ctx.store.db,
         user_id.0,

@@ -79,6 +79,21 @@ impl BlockRow {
         Ok(found > 0)
     }
 
+    /// The users on the other side of a block with `user`, either way (usually none).
+    pub async fn partners_of(pool: &DbPool, user: i64) -> Result<Vec<i64>, DbError> {
+        let rows: Vec<(i64, i64)> = with_conn!(pool, conn => {
+            user_blocks::table
+                .filter(user_blocks::blocker_id.eq(user).or(user_blocks::blocked_id.eq(user)))
+                .select((user_blocks::blocker_id, user_blocks::blocked_id))
+                .load(conn)
+                .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(blocker, blocked)| if blocker == user { blocked } else { blocker })
+            .collect())
+    }
+
     /// The users `blocker` blocks, most recent first.
     pub async fn of_blocker(pool: &DbPool, blocker: i64, limit: i64) -> Result<Vec<Self>, DbError> {
         with_conn!(pool, conn => {

@@ -15,6 +15,7 @@ both_backends!(
     a_blocked_users_notifications_do_not_reach_me,
     blocking_refuses_myself_unknown_users_and_anonymous_callers,
     a_block_lifted_keeps_a_declined_requests_cooldown,
+    a_direct_chat_under_a_block_carries_no_presence,
 );
 
 async fn set_block(
@@ -353,6 +354,33 @@ async fn a_block_lifted_keeps_a_declined_requests_cooldown(backend: Backend) -> 
     )
     .await?
     .expect_problem(409, "recently_declined")?;
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn a_direct_chat_under_a_block_carries_no_presence(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, bob) = (app.register("ann").await?, app.register("bob").await?);
+    app.befriend(&ann, &bob).await?;
+    open_direct(&app, &ann, &bob).await?;
+    set_block(&app, &ann, bob.user_id, true).await?;
+    let mut bobs = app.ws("/ws", &bob.access_token).await?;
+    // Ann comes and goes: Bob, whom she blocks, is not told.
+    let anns = app.ws("/ws", &ann.access_token).await?;
+    bobs.expect_none(&["presence"], Duration::from_millis(500))
+        .await?;
+    drop(anns);
+    bobs.expect_none(&["presence"], Duration::from_millis(500))
+        .await?;
+    // Unblocked, their direct chat carries it again.
+    set_block(&app, &ann, bob.user_id, false).await?;
+    let _anns = app.ws("/ws", &ann.access_token).await?;
+    let seen = bobs.recv_type("presence").await?;
+    assert_eq!(
+        (seen["user_id"].as_i64(), seen["online"].as_bool()),
+        (Some(ann.user_id), Some(true)),
+        "{seen}"
+    );
     app.shutdown().await;
     Ok(())
 }
