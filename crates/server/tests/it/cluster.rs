@@ -204,6 +204,9 @@ async fn a_logout_on_a_cluster_is_refused_by_the_other_instance() -> anyhow::Res
     let cluster = RedisCluster::start().await?;
     let a = TestApp::spawn_on_cluster(&cluster).await?;
     let b = a.spawn_peer().await?;
+    // Readiness pings every master.
+    let ready = a.get("/readyz", None).await?;
+    ready.expect_status(200)?;
     crate::infra::logout_is_refused_across_instances(a, b).await
 }
 
