@@ -35,12 +35,13 @@ async fn announce(
         .map(ChatId)
         .collect();
     // A direct chat with someone on the other side of a block does not carry presence.
-    for partner in BlockRow::partners_of(&ctx.store.db, user_id.0).await? {
-        let key = chat_domain::chat::direct_key(user_id.0, partner);
-        if let Some(direct) = ChatRow::find_direct(&ctx.store.db, &key).await? {
-            chats.retain(|chat| chat.0 != direct.id);
-        }
-    }
+    let keys: Vec<String> = BlockRow::partners_of(&ctx.store.db, user_id.0)
+        .await?
+        .into_iter()
+        .map(|partner| chat_domain::chat::direct_key(user_id.0, partner))
+        .collect();
+    let hidden = ChatRow::direct_ids(&ctx.store.db, keys).await?;
+    chats.retain(|chat| !hidden.contains(&chat.0));
     let friends = FriendshipRow::of_user(
         &ctx.store.db,
         user_id.0,

@@ -139,6 +139,20 @@ impl ChatRow {
         })
     }
 
+    /// The ids of the direct chats with these pair keys (those that exist).
+    pub async fn direct_ids(pool: &DbPool, keys: Vec<String>) -> Result<Vec<i64>, DbError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        with_conn!(pool, conn => {
+            Ok(chats::table
+                .filter(chats::direct_key.eq_any(&keys))
+                .select(chats::id)
+                .load(conn)
+                .await?)
+        })
+    }
+
     /// Applies `changes`; `None` when the chat does not exist.
     pub async fn update(
         pool: &DbPool,

@@ -76,6 +76,9 @@ pub(super) async fn subscribe_forever(
                     });
                 }
                 subscribed_before = true;
+                // Unsubscriptions sent and not yet confirmed, per topic: a confirmation
+                // beyond these is a shard giving a channel up.
+                let mut unsubscribing: HashMap<String, usize> = HashMap::new();
                 loop {
                     tokio::select! {
                         push = pushes.recv() => {
@@ -88,16 +91,30 @@ pub(super) async fn subscribe_forever(
                                     tracing::warn!("a redis cluster node's connection dropped");
                                     break;
                                 }
-                                Forwarded::Unsubscribed(topic) if wanted.contains_key(&topic) => {
-                                    tracing::warn!(topic, "a redis cluster shard dropped a subscription (failover or slot move)");
-                                    break;
+                                Forwarded::Unsubscribed(topic) => {
+                                    let asked = match unsubscribing.get_mut(&topic) {
+                                        Some(pending) => {
+                                            *pending -= 1;
+                                            if *pending == 0 {
+                                                unsubscribing.remove(&topic);
+                                            }
+                                            true
+                                        }
+                                        None => false,
+                                    };
+                                    if !asked && wanted.contains_key(&topic) {
+                                        tracing::warn!(topic, "a redis cluster shard dropped a subscription (failover or slot move)");
+                                        break;
+                                    }
                                 }
-                                Forwarded::Unsubscribed(_) => {}
                             }
                         }
                         request = requests.recv() => {
                             let Some(request) = request else { return };
                             let mut changes = take_changes(request, &mut requests, &mut wanted);
+                            for topic in &changes.remove {
+                                *unsubscribing.entry(topic.clone()).or_insert(0) += 1;
+                            }
                             let applied = tokio::time::timeout(
                                 SUBSCRIBE_TIMEOUT,
                                 apply(&mut conn, &channels, &changes),

@@ -185,8 +185,7 @@ async fn client_ids_make_sends_idempotent(backend: Backend) -> anyhow::Result<()
     }
     ids.dedup();
     assert_eq!(ids.len(), 1, "one message for one client_id: {ids:?}");
-    // Stored once, indexed once (a batch that clashed is stored one by one, and that
-    // path indexes what it stores too).
+    // Stored once, and found once by search.
     let found = app
         .get(&format!("{path}/search?q=race"), Some(&ann.access_token))
         .await?;

@@ -71,9 +71,15 @@ pub async fn open_direct(
     match ChatRow::create(&ctx.store.db, new, &members).await {
         Ok((chat, _)) => {
             // Read now that the chat exists: a block made after the check above found no
-            // chat to mark, and the header written here must carry it.
+            // chat to mark, and the header written here must carry it. Read once more
+            // after writing: a block committed meanwhile may have written its header
+            // before this one landed.
             let header = chat_selectors::chats::direct_header(&ctx.store, &chat).await?;
             chat_selectors::chats::put_chat_header(&ctx.store, chat.id, Some(&header)).await;
+            let again = chat_selectors::chats::direct_header(&ctx.store, &chat).await?;
+            if again != header {
+                chat_selectors::chats::put_chat_header(&ctx.store, chat.id, Some(&again)).await;
+            }
             for (member, _) in members {
                 put_membership(&ctx.store, chat.id, member, Some(Role::Member)).await;
             }
