@@ -65,7 +65,7 @@ pub struct FriendRequests {
     pub outgoing: Vec<FriendRequestView>,
 }
 
-async fn users_by_id(
+pub(crate) async fn users_by_id(
     ctx: &AppContext,
     ids: Vec<i64>,
 ) -> Result<HashMap<i64, UserRow>, ServiceError> {

@@ -123,30 +123,29 @@ impl FriendshipRow {
 
     /// Deletes the accepted friendship of a pair; false if they were not friends.
     pub async fn delete_friendship(pool: &DbPool, a: i64, b: i64) -> Result<bool, DbError> {
-        let (low, high) = ordered(a, b);
-        let deleted = with_conn!(pool, conn => {
-            diesel::delete(
-                friendships::table
-                    .filter(friendships::user_low.eq(low))
-                    .filter(friendships::user_high.eq(high))
-                    .filter(friendships::status.eq("accepted")),
-            )
-            .execute(conn)
-            .await?
-        });
-        Ok(deleted == 1)
+        Self::delete_in_status(pool, a, b, &["accepted"]).await
     }
 
     /// Removes the pair's pending request or friendship; `true` when there was one. A
     /// declined request stays, so its cooldown still holds.
     pub async fn delete_pair(pool: &DbPool, a: i64, b: i64) -> Result<bool, DbError> {
+        Self::delete_in_status(pool, a, b, &["pending", "accepted"]).await
+    }
+
+    /// Deletes the pair's relation if it is in one of `statuses`.
+    async fn delete_in_status(
+        pool: &DbPool,
+        a: i64,
+        b: i64,
+        statuses: &[&str],
+    ) -> Result<bool, DbError> {
         let (low, high) = ordered(a, b);
         let deleted = with_conn!(pool, conn => {
             diesel::delete(
                 friendships::table
                     .filter(friendships::user_low.eq(low))
                     .filter(friendships::user_high.eq(high))
-                    .filter(friendships::status.ne("declined")),
+                    .filter(friendships::status.eq_any(statuses)),
             )
             .execute(conn)
             .await?

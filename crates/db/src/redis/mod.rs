@@ -94,16 +94,20 @@ impl Cache for RedisCache {
             return Ok(());
         }
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let raise = |key: &str, n: i64| {
+            let mut eval = redis::cmd("EVAL");
+            eval.arg(RAISE_SCRIPT)
+                .arg(1)
+                .arg(self.key(key))
+                .arg(n)
+                .arg(millis);
+            eval
+        };
         if self.connections.is_cluster() {
             // A pipeline must stay in one slot: each key's step goes on its own, all at
             // once over the multiplexed connections.
             let raises = entries.iter().map(|(key, n)| {
-                let mut eval = redis::cmd("EVAL");
-                eval.arg(RAISE_SCRIPT)
-                    .arg(1)
-                    .arg(self.key(key))
-                    .arg(*n)
-                    .arg(millis);
+                let eval = raise(key, *n);
                 self.connections
                     .run(|mut conn| async move { eval.query_async::<()>(&mut conn).await })
             });
@@ -111,13 +115,7 @@ impl Cache for RedisCache {
         }
         let mut pipe = redis::pipe();
         for (key, n) in entries {
-            pipe.cmd("EVAL")
-                .arg(RAISE_SCRIPT)
-                .arg(1)
-                .arg(self.key(key))
-                .arg(*n)
-                .arg(millis)
-                .ignore();
+            pipe.add_command(raise(key, *n)).ignore();
         }
         self.connections
             .run(|mut conn| async move { pipe.query_async::<()>(&mut conn).await })

@@ -2,7 +2,7 @@
 //! or post in ours (nor can I, until I unblock them), and their notifications do not
 //! reach me. They are told only that they cannot message me.
 
-use chat_db::models::{BlockRow, ChatRow, FriendshipRow, UserRow};
+use chat_db::models::{BlockRow, ChatRow, FriendshipRow};
 use chat_domain::UserId;
 use chat_domain::chat::direct_key;
 use chat_selectors::chats::{direct_header, put_chat_header};
@@ -120,12 +120,8 @@ pub async fn list_blocks(
     principal: &Principal,
 ) -> Result<Vec<BlockedUser>, ServiceError> {
     let rows = BlockRow::of_blocker(&ctx.store.db, principal.user_id.0, MAX_BLOCKS_LISTED).await?;
-    let ids: Vec<i64> = rows.iter().map(|r| r.blocked_id).collect();
-    let users: std::collections::HashMap<i64, UserRow> = UserRow::find_many(&ctx.store.db, &ids)
-        .await?
-        .into_iter()
-        .map(|u| (u.id, u))
-        .collect();
+    let users =
+        crate::friends::users_by_id(ctx, rows.iter().map(|r| r.blocked_id).collect()).await?;
     Ok(rows
         .iter()
         .filter_map(|row| {
