@@ -64,6 +64,8 @@ pub const OPENAPI_PATH: &str = "/api/openapi.json";
         chats::messages::send_message,
         chats::messages::edit_message,
         chats::messages::delete_message,
+        chats::messages::add_reaction,
+        chats::messages::remove_reaction,
         chats::messages::mark_read,
         admin::list_users,
         admin::update_user,

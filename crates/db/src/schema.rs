@@ -137,6 +137,36 @@ diesel::table! {
         edited_at -> Nullable<Timestamp>,
         /// Soft deletion.
         deleted_at -> Nullable<Timestamp>,
+        /// Mentioned members' ids, comma-separated, resolved at send.
+        mentions -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    /// Emoji reactions: one row per (message, member, emoji).
+    message_reactions (message_id, user_id, emoji) {
+        /// The message.
+        message_id -> BigInt,
+        /// Who reacted.
+        user_id -> BigInt,
+        /// The emoji sequence.
+        emoji -> Text,
+        /// When.
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// One row per mention of a member in a message (unread-mention counts).
+    message_mentions (user_id, chat_id, seq) {
+        /// Who is mentioned.
+        user_id -> BigInt,
+        /// The chat.
+        chat_id -> BigInt,
+        /// The message's seq.
+        seq -> BigInt,
+        /// The message.
+        message_id -> BigInt,
     }
 }
 
@@ -156,6 +186,7 @@ diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(memberships -> chats (chat_id));
 diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(messages -> chats (chat_id));
+diesel::joinable!(message_reactions -> messages (message_id));
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     sessions,
@@ -163,5 +194,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     chats,
     memberships,
     messages,
-    user_blocks
+    user_blocks,
+    message_reactions,
+    message_mentions
 );

@@ -159,6 +159,40 @@ impl ClientId {
     }
 }
 
+/// Most distinct `@names` one message may mention; later ones are not looked up.
+pub const MAX_MENTIONS: usize = 50;
+
+/// The usernames a text mentions (`@name`), case-folded, distinct, in order of first
+/// mention. A mention starts at an `@` not preceded by a letter, digit or username
+/// character (so `ann@example.com` mentions no one) and takes the longest run of
+/// username characters after it, less trailing `.` and `-` (sentence punctuation);
+/// runs that cannot be usernames are skipped.
+pub fn mentioned_names(text: &str) -> Vec<String> {
+    let is_name_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+    let mut names: Vec<String> = Vec::new();
+    let mut previous: Option<char> = None;
+    for (at, c) in text.char_indices() {
+        let starts = c == '@' && !previous.is_some_and(|p| is_name_char(p) || p.is_alphanumeric());
+        previous = Some(c);
+        if !starts {
+            continue;
+        }
+        let tail = &text[at + 1..];
+        let end = tail.find(|c: char| !is_name_char(c)).unwrap_or(tail.len());
+        let name = tail[..end].trim_end_matches(['.', '-']);
+        if let Ok(name) = crate::Username::parse(name) {
+            let key = name.key();
+            if !names.contains(&key) {
+                names.push(key);
+                if names.len() == MAX_MENTIONS {
+                    break;
+                }
+            }
+        }
+    }
+    names
+}
+
 /// The direct-chat key of a user pair, the same whichever side asks.
 pub fn direct_key(a: i64, b: i64) -> String {
     let (low, high) = if a < b { (a, b) } else { (b, a) };
@@ -178,6 +212,22 @@ mod tests {
         assert!(Visibility::parse("secret").is_err());
         assert_eq!(ChatKind::parse("direct"), Ok(ChatKind::Direct));
         assert!(Role::Owner > Role::Admin && Role::Admin > Role::Member);
+    }
+
+    #[test]
+    fn mentions_are_found_where_a_name_follows_an_at() {
+        assert_eq!(
+            mentioned_names("hi @Ann, @bob.smith. and @ann again (@carol-) @x @dave_99!"),
+            vec!["ann", "bob.smith", "carol", "dave_99"]
+        );
+        assert!(mentioned_names("mail ann@example.com or @ or @@ or @é").is_empty());
+        assert_eq!(mentioned_names("@eve"), vec!["eve"]);
+        assert_eq!(mentioned_names("(@eve)"), vec!["eve"]);
+        assert_eq!(mentioned_names("é@eve"), Vec::<String>::new());
+        let many: String = (0..60).map(|i| format!("@user{i} ")).collect();
+        assert_eq!(mentioned_names(&many).len(), MAX_MENTIONS);
+        let long = format!("@{}", "a".repeat(40));
+        assert!(mentioned_names(&long).is_empty(), "longer than a username");
     }
 
     #[test]

@@ -7,10 +7,14 @@
 pub mod chat;
 pub mod ids;
 pub mod permissions;
+pub mod reaction;
 pub mod user;
 pub mod validation;
 
-pub use chat::{ChatKind, ChatName, ClientId, Description, MessageBody, Role, Visibility};
+pub use chat::{
+    ChatKind, ChatName, ClientId, Description, MessageBody, Role, Visibility, mentioned_names,
+};
 pub use ids::{ChatId, MessageId, Seq, UserId};
+pub use reaction::Emoji;
 pub use user::{DisplayName, Email, Password, Username};
 pub use validation::FieldErrors;

@@ -56,6 +56,9 @@ pub enum EventKind {
     /// [`ChatEvent::Read`].
     #[serde(rename = "chat.read")]
     Read,
+    /// [`ChatEvent::Reaction`].
+    #[serde(rename = "chat.reaction")]
+    Reaction,
     /// [`ChatEvent::MemberJoined`].
     #[serde(rename = "chat.member_joined")]
     MemberJoined,
@@ -128,6 +131,9 @@ pub enum ChatEvent {
         reply_to: Option<MessageId>,
         /// Time.
         created_at: DateTime<Utc>,
+        /// Mentioned members (left out when none).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        mentions: Vec<UserId>,
     },
     /// A message's text changed.
     MessageEdited {
@@ -154,6 +160,23 @@ pub enum ChatEvent {
         deleted_by: UserId,
         /// Deletion time.
         deleted_at: DateTime<Utc>,
+    },
+    /// A member added or took back a reaction.
+    Reaction {
+        /// Chat.
+        chat_id: ChatId,
+        /// The message.
+        message_id: MessageId,
+        /// Its seq.
+        seq: Seq,
+        /// Who reacted.
+        user_id: UserId,
+        /// The emoji.
+        emoji: String,
+        /// `true`: added; `false`: taken back.
+        added: bool,
+        /// Members reacting with this emoji now.
+        count: i64,
     },
     /// A member's read marker moved.
     Read {
@@ -306,6 +329,22 @@ pub enum Notification {
         /// Who removed them.
         by_user_id: UserId,
     },
+    /// A message mentions the user (`@username`), in a chat they have not muted, from
+    /// someone they do not block.
+    Mention {
+        /// Chat.
+        chat_id: ChatId,
+        /// The message.
+        message_id: MessageId,
+        /// Its seq.
+        seq: Seq,
+        /// Who wrote it.
+        from_user_id: UserId,
+        /// Their username.
+        from_username: String,
+        /// Its first 200 characters.
+        excerpt: String,
+    },
 }
 
 impl Notification {
@@ -317,6 +356,7 @@ impl Notification {
             Notification::FriendAccepted { user_id, .. } => Some(*user_id),
             Notification::AddedToChat { by_user_id, .. } => Some(*by_user_id),
             Notification::RemovedFromChat { .. } => None,
+            Notification::Mention { from_user_id, .. } => Some(*from_user_id),
         }
     }
 }
@@ -383,6 +423,7 @@ impl ChatEvent {
             ChatEvent::MessageEdited { .. } => EventKind::MessageEdited,
             ChatEvent::MessageDeleted { .. } => EventKind::MessageDeleted,
             ChatEvent::Read { .. } => EventKind::Read,
+            ChatEvent::Reaction { .. } => EventKind::Reaction,
             ChatEvent::MemberJoined { .. } => EventKind::MemberJoined,
             ChatEvent::MemberLeft { .. } => EventKind::MemberLeft,
             ChatEvent::RoleChanged { .. } => EventKind::RoleChanged,
@@ -409,6 +450,7 @@ impl ChatEvent {
             client_id: row.client_id.clone(),
             reply_to: row.reply_to.map(MessageId),
             created_at: crate::users::utc(row.created_at),
+            mentions: row.mention_ids().into_iter().map(UserId).collect(),
         }
     }
 }
@@ -501,6 +543,7 @@ mod tests {
             client_id: None,
             reply_to: None,
             created_at: DateTime::from_timestamp(0, 0).unwrap_or_default(),
+            mentions: Vec::new(),
         };
         let json: serde_json::Value = serde_json::from_str(&event.to_payload()?)?;
         assert_eq!(json["type"], "chat.message");

@@ -31,6 +31,8 @@ use std::time::Duration;
 
 use chat_db::models::HistoryRange;
 
+use crate::reactions::Tally;
+
 /// Lifetime of a chat's shared `history_last` entry (renewed by every send): longer than
 /// the other entries' 5 minutes, so a quiet chat's kept pages stay usable for a while;
 /// also how long a failed write of it can leave instances serving pages without a batch.
@@ -78,8 +80,36 @@ impl Span {
     }
 }
 
-/// A kept, rendered message: its seq and its JSON.
-pub type Rendered = (i64, Arc<str>);
+/// A kept, rendered message: its seq and what is kept of it.
+pub type Rendered = (i64, Kept);
+
+/// A rendered message as kept: its JSON up to its reactions, which are kept as who
+/// chose what because each reader's `me` differs (`crate::reactions`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    /// The message's JSON without its closing `]}`: it ends with `"reactions":[`.
+    pub head: Arc<str>,
+    /// Its reactions, in the order first used (`None`: none).
+    pub reactions: Option<Arc<[Tally]>>,
+}
+
+impl Kept {
+    /// Bytes it takes (texts and ids).
+    pub fn len(&self) -> usize {
+        self.head.len()
+            + self.reactions.as_ref().map_or(0, |tallies| {
+                tallies
+                    .iter()
+                    .map(|t| t.emoji.len() + t.users.len() * 8 + 32)
+                    .sum()
+            })
+    }
+
+    /// Whether it takes no bytes at all (never: a message renders as some JSON).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
 
 /// Hits and misses since start, and what is kept now (for `/metrics`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -111,7 +141,7 @@ struct State {
 
 struct Window {
     epoch: u64,
-    messages: BTreeMap<i64, Arc<str>>,
+    messages: BTreeMap<i64, Kept>,
     bytes: usize,
     used: u64,
 }
@@ -269,8 +299,14 @@ mod tests {
     use super::*;
 
     fn rendered(seqs: std::ops::RangeInclusive<i64>) -> Vec<Rendered> {
-        seqs.map(|seq| (seq, Arc::from(format!("{{\"seq\":{seq}}}"))))
-            .collect()
+        seqs.map(|seq| {
+            let kept = Kept {
+                head: Arc::from(format!("{{\"seq\":{seq},\"reactions\":[")),
+                reactions: None,
+            };
+            (seq, kept)
+        })
+        .collect()
     }
 
     fn seqs(page: Option<Vec<Rendered>>) -> Option<Vec<i64>> {

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod pagination;
 pub mod presence;
 pub mod rate_limit;
+pub mod reactions;
 pub mod search;
 pub mod users;
 pub mod writer;

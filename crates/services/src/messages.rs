@@ -2,10 +2,10 @@
 //! The WebSocket layer calls these same functions.
 
 use chat_db::DbError;
-use chat_db::models::{ChatRow, HistoryRange, MembershipRow, MessageRow};
+use chat_db::models::{ChatRow, HistoryRange, MembershipRow, MessageRow, mention_text};
 use chat_domain::permissions;
-use chat_domain::{ChatId, MessageId, Seq};
-use chat_domain::{ClientId, FieldErrors, MessageBody};
+use chat_domain::{ChatId, MessageId, Seq, UserId};
+use chat_domain::{ClientId, FieldErrors, MessageBody, mentioned_names};
 use chat_selectors::chats::Profile;
 use chat_selectors::{ENTITY_TTL, keys};
 use serde::Serialize;
@@ -16,9 +16,10 @@ use crate::auth::Principal;
 use crate::auth::tokens::AccessClaims;
 use crate::chats::{ChatAccess, MessageView, access, access_with, authenticated_access, denied};
 use crate::events::{ChatEvent, publish_chat};
-use crate::history_cache::{Rendered, Span};
+use crate::history_cache::{Kept, Rendered, Span};
 use crate::pagination::{self, Page};
 use crate::rate_limit;
+use crate::reactions::{self, Tally};
 use crate::users::utc;
 use crate::writer::{PendingMessage, Ticket};
 use crate::{AppContext, ServiceError};
@@ -117,7 +118,7 @@ pub async fn history(
     query: HistoryQuery,
 ) -> Result<Page<MessageView>, ServiceError> {
     let access = access(ctx, principal, chat_id).await?;
-    history_page(ctx, &access, chat_id, query).await
+    history_page(ctx, principal.user_id, &access, chat_id, query).await
 }
 
 /// [`history`] for a request that carries a verified access token, rendered as the
@@ -133,6 +134,8 @@ pub async fn history_json_for_token(
 ) -> Result<String, ServiceError> {
     let epoch_key = keys::history_epoch(chat_id.0);
     let last_key = keys::history_last(chat_id.0);
+    // Checked by the access read below (a token whose subject is not an id is refused).
+    let reader = UserId(claims.sub.parse().unwrap_or_default());
     let (access, tokens) =
         authenticated_access(ctx, claims, chat_id, &[&epoch_key, &last_key]).await?;
     permissions::view_chat(access.header.kind, access.actor).map_err(denied)?;
@@ -147,21 +150,21 @@ pub async fn history_json_for_token(
             (Some(epoch), Some(last)) => {
                 let span = Span::of(range, limit + 1, last);
                 if let Some(kept) = cache.get(chat_id, epoch, span) {
-                    return Ok(page_json(kept, limit, range));
+                    return Ok(page_json(kept, limit, range, reader));
                 }
             }
             _ => cache.count_miss(),
         }
     }
     let rows = MessageRow::history(&ctx.store.db, chat_id.0, range, limit + 1).await?;
+    let mut reactions = reactions::load(ctx, rows.iter().map(|e| e.message.id).collect()).await?;
     let rendered = rows
         .into_iter()
         .map(|entry| {
-            let seq = entry.message.seq;
-            serde_json::to_string(&MessageView::from(entry)).map(|json| (seq, Arc::from(json)))
+            let (seq, id) = (entry.message.seq, entry.message.id);
+            kept(&MessageView::from(entry), reactions.remove(&id)).map(|kept| (seq, kept))
         })
-        .collect::<Result<Vec<Rendered>, _>>()
-        .map_err(|err| ServiceError::Internal(err.into()))?;
+        .collect::<Result<Vec<Rendered>, _>>()?;
     if cache.enabled() {
         match epoch {
             // Kept only when the newest seq is known too: without it nothing is served.
@@ -174,7 +177,23 @@ pub async fn history_json_for_token(
             }
         }
     }
-    Ok(page_json(rendered, limit, range))
+    Ok(page_json(rendered, limit, range, reader))
+}
+
+/// What is kept of a message rendered without reactions ([`Kept`]), with its
+/// reactions' tallies.
+fn kept(view: &MessageView, tallies: Option<Vec<Tally>>) -> Result<Kept, ServiceError> {
+    let json = serde_json::to_string(view).map_err(|err| ServiceError::Internal(err.into()))?;
+    // `reactions` is the view's last field, rendered empty here.
+    let head = json.strip_suffix("]}").ok_or_else(|| {
+        ServiceError::Internal(anyhow::anyhow!(
+            "a message's JSON does not end in its reactions"
+        ))
+    })?;
+    Ok(Kept {
+        head: Arc::from(head),
+        reactions: tallies.map(Arc::from),
+    })
 }
 
 /// Where the next page of `range` starts after an item at `seq`.
@@ -187,22 +206,26 @@ fn position(range: HistoryRange, limit: i64, seq: i64) -> String {
 }
 
 /// The JSON of a `Page<MessageView>` from `limit + 1` rendered messages (the extra one
-/// only says there is more), exactly as serde writes it.
-fn page_json(rendered: Vec<Rendered>, limit: i64, range: HistoryRange) -> String {
+/// only says there is more) as `reader` sees it, exactly as serde writes it.
+fn page_json(rendered: Vec<Rendered>, limit: i64, range: HistoryRange, reader: UserId) -> String {
     let page = pagination::page(
         rendered,
         limit,
         |(seq, _)| position(range, limit, *seq),
-        |(_, json)| json,
+        |(_, kept)| kept,
     );
-    let size: usize = page.items.iter().map(|json| json.len() + 1).sum();
+    let size: usize = page.items.iter().map(|kept| kept.head.len() + 3).sum();
     let mut body = String::with_capacity(size + 64);
     body.push_str("{\"items\":[");
-    for (i, json) in page.items.iter().enumerate() {
+    for (i, kept) in page.items.iter().enumerate() {
         if i > 0 {
             body.push(',');
         }
-        body.push_str(json);
+        body.push_str(&kept.head);
+        if let Some(tallies) = &kept.reactions {
+            reactions::write_json(&mut body, tallies, reader);
+        }
+        body.push_str("]}");
     }
     body.push_str("],\"next_cursor\":");
     match &page.next_cursor {
@@ -220,6 +243,7 @@ fn page_json(rendered: Vec<Rendered>, limit: i64, range: HistoryRange) -> String
 
 async fn history_page(
     ctx: &AppContext,
+    reader: UserId,
     access: &ChatAccess,
     chat_id: ChatId,
     query: HistoryQuery,
@@ -228,19 +252,21 @@ async fn history_page(
     let limit = pagination::limit(query.limit)?;
     let range = range_of(&query)?;
     let rows = MessageRow::history(&ctx.store.db, chat_id.0, range, limit + 1).await?;
-    Ok(pagination::page(
+    let mut page = pagination::page(
         rows,
         limit,
         |entry| position(range, limit, entry.message.seq),
         MessageView::from,
-    ))
+    );
+    reactions::attach(ctx, reader, page.items.iter_mut()).await?;
+    Ok(page)
 }
 
 /// A new history token for `chat_id`: kept pages of it (here and on every instance)
 /// are no longer served. Called after a stored message changed, before answering.
 /// Tried twice (the second time on a fresh connection if the first failed); if both fail
 /// other instances may serve the old text until the token expires (5 minutes).
-async fn history_changed(ctx: &AppContext, chat_id: ChatId) {
+pub(crate) async fn history_changed(ctx: &AppContext, chat_id: ChatId) {
     ctx.history.forget(chat_id);
     let key = keys::history_epoch(chat_id.0);
     let fresh = rand::random::<u64>().to_string();
@@ -440,6 +466,15 @@ async fn begin_send(
             .await?
             .ok_or_else(|| ServiceError::invalid("reply_to", "is not a message of this chat"))?;
     }
+    // Resolved once, here: only members are mentioned, and a name that is not one is
+    // left as text (nothing tells the sender whether such a user exists).
+    let names = mentioned_names(body.as_str());
+    let mentioned = if names.is_empty() {
+        Vec::new()
+    } else {
+        MembershipRow::mentioned(&ctx.store.db, chat_id.0, principal.user_id.0, names).await?
+    };
+    let mention_ids: Vec<i64> = mentioned.iter().map(|(id, _)| *id).collect();
     // Checked last, just before the writer takes it: a send accepted from here on is
     // committed before the process exits; one refused here was never stored.
     ctx.lifecycle.accepting()?;
@@ -454,6 +489,11 @@ async fn begin_send(
         reply_to: input.reply_to,
         created_at: chat_db::now(),
         sender: sender.clone(),
+        mentions: mention_text(&mention_ids),
+        notify: mentioned
+            .into_iter()
+            .filter_map(|(id, notify)| notify.then_some(UserId(id)))
+            .collect(),
     };
     // Stored and published by the group-commit writer.
     let ticket = ctx.writer.enqueue(pending).await?;
@@ -517,7 +557,9 @@ pub async fn edit_message(
     };
     publish_chat(ctx, chat_id, &event).await;
     let sender = profile.map(|u| u.username);
-    Ok(MessageView::new(edited, sender))
+    let mut view = MessageView::new(edited, sender);
+    reactions::attach(ctx, principal.user_id, [&mut view]).await?;
+    Ok(view)
 }
 
 /// Soft-deletes a message (author, chat owner/admins, site admins): the text is
@@ -596,6 +638,8 @@ pub async fn mark_read(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reactions::ReactionView;
+    use chat_db::models::ReactionRow;
 
     fn view(seq: i64) -> MessageView {
         let at = chrono::DateTime::from_timestamp(1_700_000_000 + seq, 0)
@@ -613,9 +657,46 @@ mod tests {
                 created_at: at,
                 edited_at: (seq == 2).then_some(at),
                 deleted_at: None,
+                mentions: (seq == 3).then(|| "3,9".to_owned()),
             },
             Some("ann".to_owned()),
         )
+    }
+
+    /// Message 100 + seq's reactions: on odd seqs, 👍 by users 3 and 4, then 🎉 by 5.
+    fn tallies_of(seq: i64) -> Option<Vec<Tally>> {
+        let id = 100 + seq;
+        let rows = vec![
+            ReactionRow {
+                message_id: id,
+                emoji: "👍".to_owned(),
+                user_id: 3,
+            },
+            ReactionRow {
+                message_id: id,
+                emoji: "🎉".to_owned(),
+                user_id: 5,
+            },
+            ReactionRow {
+                message_id: id,
+                emoji: "👍".to_owned(),
+                user_id: 4,
+            },
+        ];
+        (seq % 2 == 1)
+            .then(|| reactions::tallies(rows).remove(&id))
+            .flatten()
+    }
+
+    /// [`view`] with its reactions as `reader` sees them.
+    fn seen_by(seq: i64, reader: UserId) -> MessageView {
+        let mut view = view(seq);
+        view.reactions = tallies_of(seq)
+            .unwrap_or_default()
+            .iter()
+            .map(|t| t.view(reader))
+            .collect::<Vec<ReactionView>>();
+        view
     }
 
     #[test]
@@ -628,16 +709,22 @@ mod tests {
             (vec![1], 1, HistoryRange::Before(Some(2))),
             (vec![], 50, HistoryRange::After(9)),
         ] {
-            let rendered = fetched
-                .iter()
-                .map(|seq| Ok((*seq, Arc::from(serde_json::to_string(&view(*seq))?))))
-                .collect::<anyhow::Result<Vec<Rendered>>>()?;
-            let expected =
-                pagination::page(fetched, limit, |seq| position(range, limit, *seq), view);
-            assert_eq!(
-                page_json(rendered, limit, range),
-                serde_json::to_string(&expected)?
-            );
+            for reader in [UserId(4), UserId(8)] {
+                let rendered = fetched
+                    .iter()
+                    .map(|seq| Ok((*seq, kept(&view(*seq), tallies_of(*seq))?)))
+                    .collect::<anyhow::Result<Vec<Rendered>>>()?;
+                let expected = pagination::page(
+                    fetched.clone(),
+                    limit,
+                    |seq| position(range, limit, *seq),
+                    |seq| seen_by(seq, reader),
+                );
+                assert_eq!(
+                    page_json(rendered, limit, range, reader),
+                    serde_json::to_string(&expected)?
+                );
+            }
         }
         Ok(())
     }

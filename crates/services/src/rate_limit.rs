@@ -110,6 +110,13 @@ pub const MESSAGE_EDIT: Limit = Limit {
     per_second: 1.0,
     burst: 20.0,
 };
+/// Reactions added or taken back per user (REST and WebSocket together): 2 a second,
+/// 30 at once. Each is a write, a broadcast and a reload of the chat's kept history.
+pub const REACTIONS: Limit = Limit {
+    name: "reactions",
+    per_second: 2.0,
+    burst: 30.0,
+};
 /// Message searches per user (one chat or all of mine): 2 a second, 20 at once. A
 /// search reads an index rather than a page by key: costlier than history.
 pub const SEARCH: Limit = Limit {

@@ -76,11 +76,12 @@ async fn run(
     let wanted = (limit + 1).min(MAX_RESULTS - start);
     let rows = MessageRow::search(&ctx.store.db, &words, scope, wanted, start).await?;
     let more = rows.len() as i64 > limit;
-    let items: Vec<MessageView> = rows
+    let mut items: Vec<MessageView> = rows
         .into_iter()
         .take(usize::try_from(limit).unwrap_or(0))
         .map(MessageView::from)
         .collect();
+    crate::reactions::attach(ctx, principal.user_id, items.iter_mut()).await?;
     let next = start + items.len() as i64;
     Ok(Page {
         next_cursor: (more && next < MAX_RESULTS)

@@ -17,7 +17,7 @@ use chat_db::bus::EventBus;
 use chat_db::cache::Cache;
 use chat_db::models::{MessageRow, NewMessage};
 use chat_db::{DbError, DbPool};
-use chat_domain::ChatId;
+use chat_domain::{ChatId, MessageId, Seq, UserId};
 use chat_selectors::keys;
 
 use crate::history_cache::LAST_SEQ_TTL;
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::events::{ChatEvent, chat_topic};
+use crate::events::{ChatEvent, Notification, UserEvent, chat_topic, user_topic};
 use crate::metrics::Metrics;
 
 /// Most messages in one PostgreSQL transaction (four writers share the load).
@@ -66,6 +66,10 @@ pub struct PendingMessage {
     pub created_at: NaiveDateTime,
     /// Sender's username, for the `chat.message` event.
     pub sender: Option<String>,
+    /// The mentioned members' ids as stored ([`chat_db::models::mention_text`]).
+    pub mentions: Option<String>,
+    /// The mentioned members to notify (not the sender, not muting, not blocking).
+    pub notify: Vec<UserId>,
 }
 
 impl PendingMessage {
@@ -77,6 +81,7 @@ impl PendingMessage {
             client_id: self.client_id.as_deref(),
             reply_to: self.reply_to,
             created_at: self.created_at,
+            mentions: self.mentions.as_deref(),
         }
     }
 }
@@ -316,12 +321,13 @@ async fn run(
                     } = job;
                     answered.push(guard);
                     if let Ok(Some(row)) = &result {
-                        match ChatEvent::stored(row, message.sender).to_payload() {
+                        match ChatEvent::stored(row, message.sender.clone()).to_payload() {
                             Ok(payload) => events.push((chat_topic(ChatId(row.chat_id)), payload)),
                             Err(err) => {
                                 tracing::error!(error = %err, "cannot serialize chat event")
                             }
                         }
+                        mention_notifications(&mut events, row, message);
                     }
                     let _ = reply.send(result);
                 }
@@ -350,6 +356,42 @@ async fn run(
 }
 
 /// Publishes one writer's committed batches, one after the other.
+/// The `notification` (`kind: mention`) of each member `message` mentions and should
+/// tell, on their own topics: published with the batch, after its commit.
+fn mention_notifications(
+    events: &mut Vec<(String, String)>,
+    row: &MessageRow,
+    message: PendingMessage,
+) {
+    if message.notify.is_empty() {
+        return;
+    }
+    let notification = UserEvent::Notification(Notification::Mention {
+        chat_id: ChatId(row.chat_id),
+        message_id: MessageId(row.id),
+        seq: Seq(row.seq),
+        from_user_id: UserId(row.sender_id.unwrap_or_default()),
+        from_username: message.sender.unwrap_or_default(),
+        excerpt: excerpt(&row.content),
+    });
+    match notification.to_payload() {
+        Ok(payload) => {
+            for user in message.notify {
+                events.push((user_topic(user), payload.clone()));
+            }
+        }
+        Err(err) => tracing::error!(error = %err, "cannot serialize a mention"),
+    }
+}
+
+/// The start of a text, as a notification shows it: at most 200 characters.
+fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(200) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
 async fn publish(
     bus: Arc<dyn EventBus>,
     mut committed: mpsc::Receiver<Committed>,

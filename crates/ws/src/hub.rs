@@ -580,6 +580,7 @@ impl Hub {
                 EventKind::MessageEdited
                 | EventKind::MessageDeleted
                 | EventKind::Read
+                | EventKind::Reaction
                 | EventKind::RoleChanged
                 | EventKind::Updated => state.deliver_to_chat(chat, &payload()),
                 EventKind::Presence
@@ -637,6 +638,7 @@ impl Hub {
                 | EventKind::MessageEdited
                 | EventKind::MessageDeleted
                 | EventKind::Read
+                | EventKind::Reaction
                 | EventKind::RoleChanged
                 | EventKind::Updated
                 | EventKind::Typing => {

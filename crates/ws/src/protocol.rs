@@ -41,8 +41,10 @@ pub struct ClientFrame {
     pub before_seq: Option<i64>,
     /// Read position (`mark_read`).
     pub seq: Option<Seq>,
-    /// The message (`edit_message`, `delete_message`).
+    /// The message (`edit_message`, `delete_message`, `add_reaction`, `remove_reaction`).
     pub message_id: Option<MessageId>,
+    /// The reaction (`add_reaction`, `remove_reaction`).
+    pub emoji: Option<String>,
 }
 
 /// A protocol-level refusal: code and detail.
@@ -158,6 +160,8 @@ pub fn message_json(view: &MessageView) -> Value {
         "created_at": view.created_at,
         "edited_at": view.edited_at,
         "deleted_at": view.deleted_at,
+        "mentions": view.mentions,
+        "reactions": view.reactions,
     })
 }
 

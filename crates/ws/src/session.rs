@@ -654,6 +654,26 @@ impl Connection {
                     .map_err(protocol::service_error)?;
                 Ok(Some(ack(request_id, chat, json!({"message_id": id}))))
             }
+            action @ ("add_reaction" | "remove_reaction") => {
+                let chat = frame.chat(self.socket_chat())?;
+                let id = frame
+                    .message_id
+                    .ok_or_else(|| FrameError::new("missing_field", "message_id is required"))?;
+                let emoji = frame
+                    .emoji
+                    .as_deref()
+                    .ok_or_else(|| FrameError::new("missing_field", "emoji is required"))?;
+                let add = action == "add_reaction";
+                let now =
+                    chat_services::reactions::set_reaction(ctx, principal, (chat, id), emoji, add)
+                        .await
+                        .map_err(protocol::service_error)?;
+                Ok(Some(ack(
+                    request_id,
+                    chat,
+                    json!({"message_id": id, "reactions": now.reactions}),
+                )))
+            }
             other => Err(FrameError::new(
                 "unknown_action",
                 format!("unknown action '{other}'"),

@@ -5,8 +5,8 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use crate::models::UserRow;
-use crate::schema::{chats, memberships, users};
-use crate::{DbError, DbPool, with_conn, with_tx};
+use crate::schema::{chats, memberships, message_mentions, user_blocks, users};
+use crate::{DbError, DbPool, load_rows, with_conn, with_tx};
 
 /// A user's place in a chat.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
@@ -279,5 +279,64 @@ impl MembershipRow {
                 .load(conn)
                 .await?)
         })
+    }
+
+    /// The members of `chat_id` other than `sender` whose username keys are among
+    /// `keys` (a message's `@mentions`), each with whether they should be told: not
+    /// muting the chat, not blocking `sender`. Anyone else named is not looked at.
+    pub async fn mentioned(
+        pool: &DbPool,
+        chat_id: i64,
+        sender: i64,
+        keys: Vec<String>,
+    ) -> Result<Vec<(i64, bool)>, DbError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let members: Vec<(i64, bool)> = load_rows!(
+            pool,
+            memberships::table
+                .inner_join(users::table)
+                .filter(memberships::chat_id.eq(chat_id))
+                .filter(users::id.ne(sender))
+                .filter(users::username_key.eq_any(keys))
+                .order(users::id)
+                .select((users::id, memberships::muted))
+        );
+        let ids: Vec<i64> = members.iter().map(|m| m.0).collect();
+        let blocking: Vec<i64> = if ids.is_empty() {
+            Vec::new()
+        } else {
+            load_rows!(
+                pool,
+                user_blocks::table
+                    .filter(user_blocks::blocker_id.eq_any(ids))
+                    .filter(user_blocks::blocked_id.eq(sender))
+                    .select(user_blocks::blocker_id)
+            )
+        };
+        Ok(members
+            .into_iter()
+            .map(|(id, muted)| (id, !muted && !blocking.contains(&id)))
+            .collect())
+    }
+
+    /// Per chat of `user_id`, how many messages after their read marker mention them
+    /// (chats with none are left out).
+    pub async fn unread_mentions(pool: &DbPool, user_id: i64) -> Result<Vec<(i64, i64)>, DbError> {
+        let rows: Vec<(i64, i64)> = load_rows!(
+            pool,
+            message_mentions::table
+                .inner_join(
+                    memberships::table.on(memberships::chat_id
+                        .eq(message_mentions::chat_id)
+                        .and(memberships::user_id.eq(message_mentions::user_id))),
+                )
+                .filter(message_mentions::user_id.eq(user_id))
+                .filter(message_mentions::seq.gt(memberships::last_read_seq))
+                .group_by(message_mentions::chat_id)
+                .select((message_mentions::chat_id, diesel::dsl::count_star()))
+        );
+        Ok(rows)
     }
 }

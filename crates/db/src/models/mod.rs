@@ -5,6 +5,7 @@ mod chats;
 mod friendships;
 mod memberships;
 mod messages;
+mod reactions;
 mod sessions;
 mod users;
 
@@ -12,7 +13,8 @@ pub use blocks::BlockRow;
 pub use chats::{ChatChanges, ChatListEntry, ChatRow, NewChat};
 pub use friendships::FriendshipRow;
 pub use memberships::{MemberEntry, MembershipRow};
-pub use messages::{HistoryRange, MessageEntry, MessageRow, NewMessage, SearchScope};
+pub use messages::{HistoryRange, MessageEntry, MessageRow, NewMessage, SearchScope, mention_text};
+pub use reactions::{ReactionOutcome, ReactionRow};
 pub use sessions::{NewSession, SessionRow};
 pub use users::{NewUser, UserChanges, UserRow};
 

@@ -218,6 +218,14 @@ async fn openapi_document_lists_every_endpoint_with_its_security() -> anyhow::Re
         ("/api/v1/chats/{chat_id}/messages", "post"),
         ("/api/v1/chats/{chat_id}/messages/{message_id}", "patch"),
         ("/api/v1/chats/{chat_id}/messages/{message_id}", "delete"),
+        (
+            "/api/v1/chats/{chat_id}/messages/{message_id}/reactions/{emoji}",
+            "put",
+        ),
+        (
+            "/api/v1/chats/{chat_id}/messages/{message_id}/reactions/{emoji}",
+            "delete",
+        ),
         ("/api/v1/chats/{chat_id}/read", "post"),
         ("/api/v1/admin/users", "get"),
         ("/api/v1/admin/users/{user_id}", "patch"),

@@ -44,17 +44,31 @@ pub(crate) async fn full_view(
 ) -> Result<ChatView, ServiceError> {
     let db = &ctx.store.db;
     let membership = MembershipRow::find(db, chat.id, viewer.0).await?;
-    let last = MessageRow::history(db, chat.id, HistoryRange::Before(None), 1)
+    let mut last = MessageRow::history(db, chat.id, HistoryRange::Before(None), 1)
         .await?
         .into_iter()
         .next()
         .map(MessageView::from);
+    crate::reactions::attach(ctx, viewer, last.iter_mut()).await?;
     let members = if chat.member_count <= MEMBER_PREVIEW_MAX {
         Some(MemberView::many(ctx, MembershipRow::members_of(db, &[chat.id]).await?).await)
     } else {
         None
     };
-    Ok(ChatView::new(chat, membership.as_ref(), last, members))
+    let mut view = ChatView::new(chat, membership.as_ref(), last, members);
+    if membership.is_some() {
+        let mentions = MembershipRow::unread_mentions(db, viewer.0).await?;
+        view.unread_mentions = Some(count_for(&mentions, view.id.0));
+    }
+    Ok(view)
+}
+
+/// A chat's count in [`MembershipRow::unread_mentions`]' answer (0 when absent).
+pub(crate) fn count_for(counts: &[(i64, i64)], chat_id: i64) -> i64 {
+    counts
+        .iter()
+        .find(|(chat, _)| *chat == chat_id)
+        .map_or(0, |(_, n)| *n)
 }
 
 pub(crate) async fn load_chat(ctx: &AppContext, chat_id: ChatId) -> Result<ChatRow, ServiceError> {

@@ -6,6 +6,7 @@ use chat_db::models::{ChatRow, MembershipRow};
 use chrono::NaiveDateTime;
 
 use crate::auth::Principal;
+use crate::chats::groups::count_for;
 use crate::chats::views::{ChatView, MEMBER_PREVIEW_MAX, MemberView, MessageView};
 use crate::pagination::{self, Page};
 use crate::presence::online_now;
@@ -50,7 +51,8 @@ pub async fn list_chats(
             .or_default()
             .push(MemberView::new(entry, &online));
     }
-    Ok(pagination::page(
+    let mentions = MembershipRow::unread_mentions(&ctx.store.db, principal.user_id.0).await?;
+    let mut page = pagination::page(
         entries,
         limit,
         |e| {
@@ -64,7 +66,15 @@ pub async fn list_chats(
             let last = e.last_message.map(|m| MessageView::new(m, e.last_sender));
             let preview = (e.chat.member_count <= MEMBER_PREVIEW_MAX)
                 .then(|| members.remove(&e.chat.id).unwrap_or_default());
-            ChatView::new(e.chat, Some(&e.membership), last, preview)
+            let mut view = ChatView::new(e.chat, Some(&e.membership), last, preview);
+            view.unread_mentions = Some(count_for(&mentions, view.id.0));
+            view
         },
-    ))
+    );
+    let lasts = page
+        .items
+        .iter_mut()
+        .filter_map(|c| c.last_message.as_mut());
+    crate::reactions::attach(ctx, principal.user_id, lasts).await?;
+    Ok(page)
 }

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use crate::AppContext;
 use crate::presence::{OnlineNow, online_now};
+use crate::reactions::ReactionView;
 use crate::users::utc;
 
 /// Chats with at most this many members list them inline; bigger ones give only
@@ -45,12 +46,20 @@ pub struct MessageView {
     pub edited_at: Option<DateTime<Utc>>,
     /// Deletion time (the text is blanked).
     pub deleted_at: Option<DateTime<Utc>>,
+    /// Members the text mentions (`@username`), resolved when it was sent.
+    #[schema(value_type = Vec<i64>)]
+    pub mentions: Vec<UserId>,
+    /// Reactions: each emoji once, in the order first used, with how many members chose
+    /// it and whether the caller did. Kept last: cached pages are written up to it.
+    pub reactions: Vec<ReactionView>,
 }
 
 impl MessageView {
     /// From a row and its sender's username.
     pub fn new(row: MessageRow, sender: Option<String>) -> Self {
         MessageView {
+            mentions: row.mention_ids().into_iter().map(UserId).collect(),
+            reactions: Vec::new(),
             id: MessageId(row.id),
             chat_id: ChatId(row.chat_id),
             seq: Seq(row.seq),
@@ -155,6 +164,9 @@ pub struct ChatView {
     pub last_read_seq: Option<i64>,
     /// Messages after the caller's read marker: `last_seq - last_read_seq`.
     pub unread_count: Option<i64>,
+    /// Messages after the caller's read marker that mention them (`null` when not a
+    /// member).
+    pub unread_mentions: Option<i64>,
     /// Whether the caller muted this chat (`null` when not a member): clients do not
     /// notify for a muted chat.
     pub muted: Option<bool>,
@@ -188,6 +200,8 @@ impl ChatView {
             role: membership.and_then(|m| Role::parse(&m.role).ok()),
             last_read_seq: membership.map(|m| m.last_read_seq),
             unread_count: membership.map(|m| (chat.last_seq - m.last_read_seq).max(0)),
+            // Counted by the caller that has the mention rows (list, full view).
+            unread_mentions: membership.map(|_| 0),
             muted: membership.map(|m| m.muted),
             last_message,
             members,

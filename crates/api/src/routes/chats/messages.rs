@@ -6,6 +6,7 @@ use chat_services::AppContext;
 use chat_services::chats::MessageView;
 use chat_services::messages::{self, HistoryQuery, ReadMarker, SendMessageInput};
 use chat_services::pagination::Page;
+use chat_services::reactions::{self, MessageReactions};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -150,6 +151,69 @@ pub async fn delete_message(
     } = path.into_inner();
     messages::delete_message(&ctx, &user.0, chat_id, message_id).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// `/chats/{chat_id}/messages/{message_id}/reactions/{emoji}`.
+#[derive(Debug, Deserialize)]
+pub struct ReactionPath {
+    /// The chat.
+    pub chat_id: ChatId,
+    /// The message.
+    pub message_id: MessageId,
+    /// The emoji, percent-encoded in the path.
+    pub emoji: String,
+}
+
+/// React to a message with an emoji (members only). Idempotent: reacting again with the
+/// same emoji changes nothing. A message carries at most 20 different emoji.
+#[utoipa::path(put, path = "/api/v1/chats/{chat_id}/messages/{message_id}/reactions/{emoji}", tag = "messages", security(("bearer" = []), ("oauth2" = [])),
+    params(("chat_id" = i64, Path, description = "Chat id"), ("message_id" = i64, Path, description = "Message id"),
+        ("emoji" = String, Path, description = "One emoji sequence, percent-encoded (`%F0%9F%91%8D` for 👍)")),
+    responses((status = 200, description = "The message's reactions now", body = MessageReactions),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not a member (`not_a_member`), or a direct chat under a block (`user_unreachable`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The message is deleted (`message_deleted`) or already carries 20 different emoji (`too_many_reactions`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not an emoji", body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json")))]
+pub async fn add_reaction(
+    ctx: web::Data<AppContext>,
+    user: AuthUser,
+    path: web::Path<ReactionPath>,
+) -> Result<web::Json<MessageReactions>, ApiError> {
+    let ReactionPath {
+        chat_id,
+        message_id,
+        emoji,
+    } = path.into_inner();
+    Ok(web::Json(
+        reactions::set_reaction(&ctx, &user.0, (chat_id, message_id), &emoji, true).await?,
+    ))
+}
+
+/// Take back your reaction. Idempotent.
+#[utoipa::path(delete, path = "/api/v1/chats/{chat_id}/messages/{message_id}/reactions/{emoji}", tag = "messages", security(("bearer" = []), ("oauth2" = [])),
+    params(("chat_id" = i64, Path, description = "Chat id"), ("message_id" = i64, Path, description = "Message id"),
+        ("emoji" = String, Path, description = "One emoji sequence, percent-encoded")),
+    responses((status = 200, description = "The message's reactions now", body = MessageReactions),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not an emoji", body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json")))]
+pub async fn remove_reaction(
+    ctx: web::Data<AppContext>,
+    user: AuthUser,
+    path: web::Path<ReactionPath>,
+) -> Result<web::Json<MessageReactions>, ApiError> {
+    let ReactionPath {
+        chat_id,
+        message_id,
+        emoji,
+    } = path.into_inner();
+    Ok(web::Json(
+        reactions::set_reaction(&ctx, &user.0, (chat_id, message_id), &emoji, false).await?,
+    ))
 }
 
 /// A read position.

@@ -56,6 +56,11 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::patch().to(messages::edit_message))
                     .route(web::delete().to(messages::delete_message)),
             )
+            .service(
+                web::resource("/{chat_id}/messages/{message_id}/reactions/{emoji}")
+                    .route(web::put().to(messages::add_reaction))
+                    .route(web::delete().to(messages::remove_reaction)),
+            )
             .service(web::resource("/{chat_id}/read").route(web::post().to(messages::mark_read))),
     );
 }

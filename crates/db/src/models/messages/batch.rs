@@ -99,6 +99,7 @@ impl MessageRow {
                             client_id: new.client_id,
                             reply_to: new.reply_to,
                             created_at: new.created_at,
+                            mentions: new.mentions,
                         })
                         .returning(MessageRow::as_returning())
                         .get_result(conn)
@@ -107,6 +108,18 @@ impl MessageRow {
                 })
                 .await;
                 results.push(one.map_err(DbError::from));
+            }
+            let stored: Vec<MessageRow> = results
+                .iter()
+                .filter_map(|r| r.as_ref().ok().and_then(Option::clone))
+                .collect();
+            // One row at a time: diesel-async has no multi-row insert for SQLite, and
+            // this path is rare.
+            for mention in mention_rows(&stored) {
+                diesel::insert_into(message_mentions::table)
+                    .values(&mention)
+                    .execute(conn)
+                    .await?;
             }
             if sqlite {
                 // What the fast path's `index_for_search` does (PostgreSQL's index is

@@ -19,7 +19,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use crate::schema::{chats, messages, users};
+use crate::schema::{chats, message_mentions, message_reactions, messages, users};
 use crate::{DbError, DbPool, load_rows, with_conn, with_tx};
 
 /// A stored message.
@@ -47,6 +47,25 @@ pub struct MessageRow {
     pub edited_at: Option<NaiveDateTime>,
     /// Soft deletion.
     pub deleted_at: Option<NaiveDateTime>,
+    /// Mentioned members' ids, comma-separated ([`MessageRow::mention_ids`]).
+    pub mentions: Option<String>,
+}
+
+impl MessageRow {
+    /// The members this message mentions, as resolved when it was sent.
+    pub fn mention_ids(&self) -> Vec<i64> {
+        self.mentions
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|id| id.parse().ok())
+            .collect()
+    }
+}
+
+/// How a message's mentioned ids are stored: `None` for none.
+pub fn mention_text(ids: &[i64]) -> Option<String> {
+    (!ids.is_empty()).then(|| ids.iter().map(i64::to_string).collect::<Vec<_>>().join(","))
 }
 
 /// A message to store.
@@ -64,6 +83,8 @@ pub struct NewMessage<'a> {
     pub reply_to: Option<i64>,
     /// Time.
     pub created_at: NaiveDateTime,
+    /// Mentioned members' ids ([`mention_text`]).
+    pub mentions: Option<&'a str>,
 }
 
 #[derive(Insertable)]
@@ -76,6 +97,31 @@ struct MessageInsert<'a> {
     client_id: Option<&'a str>,
     reply_to: Option<i64>,
     created_at: NaiveDateTime,
+    mentions: Option<&'a str>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = message_mentions)]
+struct MentionInsert {
+    user_id: i64,
+    chat_id: i64,
+    seq: i64,
+    message_id: i64,
+}
+
+/// The `message_mentions` rows of stored messages.
+fn mention_rows(stored: &[MessageRow]) -> Vec<MentionInsert> {
+    stored
+        .iter()
+        .flat_map(|m| {
+            m.mention_ids().into_iter().map(|user_id| MentionInsert {
+                user_id,
+                chat_id: m.chat_id,
+                seq: m.seq,
+                message_id: m.id,
+            })
+        })
+        .collect()
 }
 
 /// A message with its sender's username.

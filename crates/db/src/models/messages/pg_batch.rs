@@ -25,6 +25,7 @@ pub(super) struct StoreBatch<'a> {
     pub(super) client_ids: Vec<Option<&'a str>>,
     pub(super) reply_tos: Vec<Option<i64>>,
     pub(super) created: Vec<NaiveDateTime>,
+    pub(super) mentions: Vec<Option<&'a str>>,
 }
 
 impl QueryId for StoreBatch<'_> {
@@ -44,6 +45,7 @@ impl Query for StoreBatch<'_> {
         Timestamp,
         Nullable<Timestamp>,
         Nullable<Timestamp>,
+        Nullable<Text>,
     );
 }
 
@@ -76,17 +78,27 @@ impl QueryFragment<Pg> for StoreBatch<'_> {
         out.push_bind_param::<Array<Nullable<BigInt>>, _>(&self.reply_tos)?;
         out.push_sql(", ");
         out.push_bind_param::<Array<Timestamp>, _>(&self.created)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.mentions)?;
+        // The mentions' rows are written by a second data-modifying CTE of the same
+        // statement: no extra round trip, and only for messages that mention someone.
         out.push_sql(
             ") WITH ORDINALITY AS i(chat_id, sender_id, content, client_id, reply_to, \
-               created_at, ord)) \
-             INSERT INTO messages (chat_id, sender_id, seq, content, client_id, reply_to, \
-               created_at) \
+               created_at, mentions, ord)), \
+             stored AS (INSERT INTO messages (chat_id, sender_id, seq, content, client_id, \
+               reply_to, created_at, mentions) \
              SELECT i.chat_id, i.sender_id, \
                b.last_seq - b.n + row_number() OVER (PARTITION BY i.chat_id ORDER BY i.ord), \
-               i.content, i.client_id, i.reply_to, i.created_at \
+               i.content, i.client_id, i.reply_to, i.created_at, i.mentions \
              FROM input i JOIN bumped b ON b.id = i.chat_id \
              RETURNING id, chat_id, sender_id, seq, content, client_id, reply_to, \
-               created_at, edited_at, deleted_at",
+               created_at, edited_at, deleted_at, mentions), \
+             mentioned AS (INSERT INTO message_mentions (user_id, chat_id, seq, message_id) \
+               SELECT u.id::bigint, s.chat_id, s.seq, s.id FROM stored s \
+               CROSS JOIN LATERAL unnest(string_to_array(s.mentions, ',')) AS u(id) \
+               WHERE s.mentions IS NOT NULL) \
+             SELECT id, chat_id, sender_id, seq, content, client_id, reply_to, \
+               created_at, edited_at, deleted_at, mentions FROM stored",
         );
         Ok(())
     }
@@ -112,6 +124,7 @@ impl<'a> StoreBatch<'a> {
             client_ids: Vec::new(),
             reply_tos: Vec::new(),
             created: Vec::new(),
+            mentions: Vec::new(),
         };
         for m in accepted {
             statement.chat_ids.push(m.chat_id);
@@ -120,6 +133,7 @@ impl<'a> StoreBatch<'a> {
             statement.client_ids.push(m.client_id);
             statement.reply_tos.push(m.reply_to);
             statement.created.push(m.created_at);
+            statement.mentions.push(m.mentions);
         }
         statement
     }
@@ -139,6 +153,7 @@ mod pg_batch_tests {
             client_id: None,
             reply_to: None,
             created_at: NaiveDateTime::default(),
+            mentions: None,
         }
     }
 

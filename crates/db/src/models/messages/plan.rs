@@ -142,6 +142,7 @@ impl BatchPlan {
                         client_id: m.client_id,
                         reply_to: m.reply_to,
                         created_at: m.created_at,
+                        mentions: m.mentions,
                     });
                     *seq += 1;
                     Some(Some((m.chat_id, *seq - 1)))
@@ -165,6 +166,7 @@ mod batch_plan_tests {
             client_id,
             reply_to: None,
             created_at: NaiveDateTime::default(),
+            mentions: None,
         }
     }
 

@@ -83,19 +83,30 @@ impl MessageRow {
         })
     }
 
-    /// Soft-deletes: blanks the text and stamps `deleted_at`; `None` if already deleted.
+    /// Soft-deletes: blanks the text, stamps `deleted_at` and drops the message's
+    /// reactions and mentions (a deleted message is nobody's unread mention); `None` if
+    /// already deleted.
     pub async fn soft_delete(
         pool: &DbPool,
         id: i64,
         now: NaiveDateTime,
     ) -> Result<Option<MessageRow>, DbError> {
-        with_conn!(pool, conn => {
-            Ok(diesel::update(messages::table.find(id).filter(messages::deleted_at.is_null()))
+        with_tx!(pool, conn => {
+            let deleted = diesel::update(messages::table.find(id).filter(messages::deleted_at.is_null()))
                 .set((messages::content.eq(""), messages::deleted_at.eq(now)))
                 .returning(MessageRow::as_returning())
                 .get_result(conn)
                 .await
-                .optional()?)
+                .optional()?;
+            if deleted.is_some() {
+                diesel::delete(message_reactions::table.filter(message_reactions::message_id.eq(id)))
+                    .execute(conn)
+                    .await?;
+                diesel::delete(message_mentions::table.filter(message_mentions::message_id.eq(id)))
+                    .execute(conn)
+                    .await?;
+            }
+            Ok::<_, DbError>(deleted)
         })
     }
 }

@@ -7,7 +7,7 @@ use diesel::prelude::*;
 
 use super::{BatchPlan, MessageRow, NewMessage, Slot, batch_keys};
 use crate::DbError;
-use crate::schema::{chats, messages};
+use crate::schema::{chats, message_mentions, messages};
 
 /// A message the blocking closure owns (it must be `'static`).
 pub(super) struct Owned {
@@ -17,6 +17,7 @@ pub(super) struct Owned {
     client_id: Option<String>,
     reply_to: Option<i64>,
     created_at: NaiveDateTime,
+    mentions: Option<String>,
 }
 
 impl Owned {
@@ -28,6 +29,7 @@ impl Owned {
             client_id: m.client_id.map(str::to_owned),
             reply_to: m.reply_to,
             created_at: m.created_at,
+            mentions: m.mentions.map(str::to_owned),
         }
     }
 
@@ -39,6 +41,7 @@ impl Owned {
             client_id: self.client_id.as_deref(),
             reply_to: self.reply_to,
             created_at: self.created_at,
+            mentions: self.mentions.as_deref(),
         }
     }
 }
@@ -102,6 +105,12 @@ pub(super) fn store(conn: &mut SqliteConnection, owned: &[Owned]) -> Result<Vec<
             );
         }
         index_for_search(conn, stored.iter().map(|m| m.id))?;
+        let mentions = super::mention_rows(&stored);
+        if !mentions.is_empty() {
+            diesel::insert_into(message_mentions::table)
+                .values(&mentions)
+                .execute(conn)?;
+        }
         Ok(Slot::fill(slots, stored))
     })
 }
