@@ -9,7 +9,7 @@ use utoipa::openapi::security::{
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::routes::{admin, auth, chats, friends, groups, search, users, ws_ticket};
+use crate::routes::{admin, attachments, auth, chats, friends, groups, search, users, ws_ticket};
 use crate::{Problem, ops};
 
 /// Path of the OpenAPI document.
@@ -66,6 +66,8 @@ pub const OPENAPI_PATH: &str = "/api/openapi.json";
         chats::messages::delete_message,
         chats::messages::add_reaction,
         chats::messages::remove_reaction,
+        attachments::upload,
+        attachments::download,
         chats::messages::mark_read,
         admin::list_users,
         admin::update_user,

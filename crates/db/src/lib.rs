@@ -14,6 +14,7 @@ mod backup;
 pub mod bus;
 pub mod cache;
 mod error;
+pub mod files;
 mod migrate;
 pub mod models;
 mod pool;

@@ -139,6 +139,36 @@ diesel::table! {
         deleted_at -> Nullable<Timestamp>,
         /// Mentioned members' ids, comma-separated, resolved at send.
         mentions -> Nullable<Text>,
+        /// The attachments it carries, as rendered (a JSON array).
+        attachments -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    /// Files uploaded to chats (their bytes are in the file store).
+    attachments (id) {
+        /// Primary key.
+        id -> BigInt,
+        /// The chat.
+        chat_id -> BigInt,
+        /// Who uploaded it.
+        uploader_id -> Nullable<BigInt>,
+        /// The message carrying it, once sent.
+        message_id -> Nullable<BigInt>,
+        /// Where the bytes are.
+        storage_key -> Text,
+        /// Name as uploaded (cleaned).
+        filename -> Text,
+        /// Sniffed media type.
+        content_type -> Text,
+        /// Bytes.
+        size -> BigInt,
+        /// Image width.
+        width -> Nullable<Integer>,
+        /// Image height.
+        height -> Nullable<Integer>,
+        /// Upload time.
+        created_at -> Timestamp,
     }
 }
 
@@ -196,5 +226,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     messages,
     user_blocks,
     message_reactions,
-    message_mentions
+    message_mentions,
+    attachments
 );

@@ -4,6 +4,7 @@
 //! newtype ids and the field-error collection used for validation answers. No I/O, no
 //! async runtime, no database or web types, so the rules can be unit-tested in isolation.
 
+pub mod attachment;
 pub mod chat;
 pub mod ids;
 pub mod permissions;

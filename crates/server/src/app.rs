@@ -14,6 +14,7 @@ use actix_web::{App, web};
 use chat_api::ProxyPolicy;
 use chat_db::bus::{EventBus, MemoryBus};
 use chat_db::cache::{Cache, MemoryCache};
+use chat_db::files::FileStore;
 use chat_db::presence::{MemoryPresence, PresenceRegistry, RedisPresence};
 use chat_db::redis::{RedisBus, RedisCache, open_connections};
 use chat_db::{DbPool, PoolOptions, run_migrations};
@@ -122,12 +123,14 @@ pub async fn build_context(config: &Config) -> anyhow::Result<AppContext> {
         chat: ChatSettings {
             direct_requires_friendship: config.direct_requires_friendship,
             max_chats_per_user: config.max_chats_per_user,
+            max_upload_bytes: config.max_upload_bytes,
         },
         writer,
         history: Arc::new(HistoryCache::new(config.history_cache_bytes)),
         presence,
         lifecycle: Arc::new(Lifecycle::default()),
         metrics,
+        files: FileStore::open(&config.files)?,
     })
 }
 
@@ -167,6 +170,7 @@ impl Application {
             }
         }
         let context = build_context(&config).await?;
+        chat_services::attachments::spawn_janitor(context.clone());
         if config.redis_url.is_some() {
             chat_services::presence::start_heartbeat(context.clone(), config.presence_heartbeat);
         }

@@ -46,6 +46,7 @@ impl Demo<'_> {
                 content: (*line).to_owned(),
                 client_id: Some(format!("demo-{chat}-{}", self.messages)),
                 reply_to: None,
+                attachments: Vec::new(),
             };
             send_message(self.ctx, self.who(from)?, chat, input).await?;
             self.messages += 1;

@@ -38,6 +38,8 @@ pub struct ChatSettings {
     pub direct_requires_friendship: bool,
     /// `CHAT_MAX_CHATS_PER_USER`: chats one user may belong to.
     pub max_chats_per_user: i64,
+    /// `CHAT_MAX_UPLOAD_MB`, in bytes: the largest attachment.
+    pub max_upload_bytes: usize,
 }
 
 /// Shared state of the service layer.
@@ -63,4 +65,6 @@ pub struct AppContext {
     pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
     /// What operators watch (`/metrics`).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Where attachments' bytes are kept.
+    pub files: chat_db::files::FileStore,
 }

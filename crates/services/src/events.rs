@@ -134,6 +134,9 @@ pub enum ChatEvent {
         /// Mentioned members (left out when none).
         #[serde(skip_serializing_if = "Vec::is_empty")]
         mentions: Vec<UserId>,
+        /// Attached files (left out when none).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        attachments: Vec<crate::attachments::AttachmentView>,
     },
     /// A message's text changed.
     MessageEdited {
@@ -451,6 +454,7 @@ impl ChatEvent {
             reply_to: row.reply_to.map(MessageId),
             created_at: crate::users::utc(row.created_at),
             mentions: row.mention_ids().into_iter().map(UserId).collect(),
+            attachments: crate::chats::attachments_of(row),
         }
     }
 }
@@ -544,6 +548,7 @@ mod tests {
             reply_to: None,
             created_at: DateTime::from_timestamp(0, 0).unwrap_or_default(),
             mentions: Vec::new(),
+            attachments: Vec::new(),
         };
         let json: serde_json::Value = serde_json::from_str(&event.to_payload()?)?;
         assert_eq!(json["type"], "chat.message");

@@ -6,6 +6,7 @@
 //! implementation of each operation.
 
 pub mod admin;
+pub mod attachments;
 pub mod auth;
 pub mod chats;
 pub mod client;

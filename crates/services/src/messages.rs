@@ -33,6 +33,9 @@ pub struct SendMessageInput {
     pub client_id: Option<String>,
     /// A message of the same chat this one answers.
     pub reply_to: Option<i64>,
+    /// Files uploaded to the chat by the sender and not sent yet (with them, the text
+    /// may be empty).
+    pub attachments: Vec<i64>,
 }
 
 /// Which history to read.
@@ -450,14 +453,23 @@ async fn begin_send(
         }
     };
     let mut errors = FieldErrors::new();
-    let body = errors.check("content", MessageBody::parse(&input.content));
+    // A message of files alone has no text.
+    let files_only = !input.attachments.is_empty() && input.content.trim().is_empty();
+    let body = if files_only {
+        None
+    } else {
+        errors.check("content", MessageBody::parse(&input.content))
+    };
     let client_id = input
         .client_id
         .as_deref()
         .and_then(|c| errors.check("client_id", ClientId::parse(c)));
-    let body = errors
-        .finish(|| body)?
-        .ok_or_else(|| ServiceError::invalid("content", "is required"))?;
+    let body = errors.finish(|| body)?;
+    let text = match &body {
+        Some(body) => body.as_str(),
+        None if files_only => "",
+        None => return Err(ServiceError::invalid("content", "is required")),
+    };
     if pacing == Pacing::Refuse {
         ctx.limits.check(rate_limit::MESSAGES, &budget)?;
     }
@@ -468,7 +480,9 @@ async fn begin_send(
     }
     // Resolved once, here: only members are mentioned, and a name that is not one is
     // left as text (nothing tells the sender whether such a user exists).
-    let names = mentioned_names(body.as_str());
+    let attached =
+        crate::attachments::for_send(ctx, principal.user_id, chat_id, &input.attachments).await?;
+    let names = mentioned_names(text);
     let mentioned = if names.is_empty() {
         Vec::new()
     } else {
@@ -484,7 +498,7 @@ async fn begin_send(
     let pending = PendingMessage {
         chat_id: chat_id.0,
         sender_id: principal.user_id.0,
-        content: body.as_str().to_owned(),
+        content: text.to_owned(),
         client_id: client_id.as_ref().map(|c| c.as_str().to_owned()),
         reply_to: input.reply_to,
         created_at: chat_db::now(),
@@ -494,6 +508,13 @@ async fn begin_send(
             .into_iter()
             .filter_map(|(id, notify)| notify.then_some(UserId(id)))
             .collect(),
+        attachments: if attached.is_empty() {
+            None
+        } else {
+            let json = serde_json::to_string(&attached)
+                .map_err(|err| ServiceError::Internal(err.into()))?;
+            Some((attached.iter().map(|a| a.id).collect(), json))
+        },
     };
     // Stored and published by the group-commit writer.
     let ticket = ctx.writer.enqueue(pending).await?;
@@ -579,6 +600,7 @@ pub async fn delete_message(
         MessageRow::soft_delete(&ctx.store.db, message_id.0, chat_db::now()).await?
     {
         history_changed(ctx, chat_id).await;
+        crate::attachments::purge_message(ctx, deleted.id).await?;
         let deleted_at = deleted.deleted_at.map(utc).unwrap_or_else(chrono::Utc::now);
         let event = ChatEvent::MessageDeleted {
             chat_id,
@@ -658,6 +680,7 @@ mod tests {
                 edited_at: (seq == 2).then_some(at),
                 deleted_at: None,
                 mentions: (seq == 3).then(|| "3,9".to_owned()),
+                attachments: None,
             },
             Some("ann".to_owned()),
         )

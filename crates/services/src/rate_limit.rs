@@ -117,6 +117,12 @@ pub const REACTIONS: Limit = Limit {
     per_second: 2.0,
     burst: 30.0,
 };
+/// File uploads per user: 1 a second, 10 at once (each up to `CHAT_MAX_UPLOAD_MB`).
+pub const UPLOADS: Limit = Limit {
+    name: "uploads",
+    per_second: 1.0,
+    burst: 10.0,
+};
 /// Message searches per user (one chat or all of mine): 2 a second, 20 at once. A
 /// search reads an index rather than a page by key: costlier than history.
 pub const SEARCH: Limit = Limit {

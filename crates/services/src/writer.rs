@@ -70,6 +70,8 @@ pub struct PendingMessage {
     pub mentions: Option<String>,
     /// The mentioned members to notify (not the sender, not muting, not blocking).
     pub notify: Vec<UserId>,
+    /// The attached files' ids and their rendering (a JSON array).
+    pub attachments: Option<(Vec<i64>, String)>,
 }
 
 impl PendingMessage {
@@ -82,6 +84,10 @@ impl PendingMessage {
             reply_to: self.reply_to,
             created_at: self.created_at,
             mentions: self.mentions.as_deref(),
+            attachments: self
+                .attachments
+                .as_ref()
+                .map(|(ids, json)| (ids.as_slice(), json.as_str())),
         }
     }
 }

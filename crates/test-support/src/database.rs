@@ -14,11 +14,12 @@ use crate::{Backend, postgres_admin_url, random_suffix, redis_url};
 /// Serializes template creation across test processes.
 const TEMPLATE_LOCK: i64 = 0x6368_6174_7465_6d70;
 
-/// A database owned by one test; dropped (file deleted / `DROP DATABASE … FORCE`)
-/// when the value is.
+/// A database owned by one test, with a directory for its attachments' files; dropped
+/// (files deleted / `DROP DATABASE … FORCE`) when the value is.
 pub struct TestDatabase {
     url: String,
     kind: Kind,
+    files: PathBuf,
 }
 
 enum Kind {
@@ -138,6 +139,7 @@ impl TestDatabase {
                 let url = format!("sqlite://{}", dir.join("chat.db").display());
                 Ok(TestDatabase {
                     url,
+                    files: dir.join("attachments"),
                     kind: Kind::Sqlite(dir),
                 })
             }
@@ -156,6 +158,7 @@ impl TestDatabase {
                 .await?;
                 Ok(TestDatabase {
                     url: with_database(&admin_url, &name),
+                    files: std::env::temp_dir().join(format!("{name}-files")),
                     kind: Kind::Postgres(name),
                 })
             }
@@ -165,6 +168,11 @@ impl TestDatabase {
     /// The `CHAT_DATABASE_URL` of this database.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The `CHAT_ATTACHMENTS_DIR` of servers on this database (created by the server).
+    pub fn files_dir(&self) -> &str {
+        self.files.to_str().unwrap_or_default()
     }
 
     /// Drops the PostgreSQL database now, cutting the server's connections (to
@@ -313,6 +321,7 @@ impl Drop for WriteLock {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.files);
         match &self.kind {
             Kind::Sqlite(dir) => {
                 let _ = std::fs::remove_dir_all(dir);

@@ -19,6 +19,8 @@ pub struct Response {
     pub text: String,
     /// The body as JSON (`Null` if it is not JSON).
     pub json: Value,
+    /// The body's bytes.
+    pub bytes: Vec<u8>,
 }
 
 impl Response {
@@ -151,6 +153,7 @@ impl TestApp {
             headers: response.headers().clone(),
             text,
             json,
+            bytes: bytes.to_vec(),
         })
     }
 

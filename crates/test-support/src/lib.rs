@@ -14,6 +14,7 @@ mod database;
 mod http;
 mod macros;
 mod process;
+mod s3;
 mod ws;
 
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub use cluster::RedisCluster;
 pub use database::{RedisKeys, TestDatabase, WriteLock, count_redis_keys, delete_redis_prefix};
 pub use http::{Response, Session, TEST_PASSWORD};
 pub use process::{ServerProcess, free_port};
+pub use s3::S3Server;
 pub use ws::{Received, Refused, WS_WAIT, WsClient};
 
 /// PostgreSQL server the tests use (`CHAT_TEST_POSTGRES_URL`, default local trust auth).
@@ -181,6 +183,7 @@ impl TestApp {
             ("CHAT_WORKERS", "1"),
             ("CHAT_DATABASE_POOL_SIZE", "5"),
             ("CHAT_LOG", "warn"),
+            ("CHAT_ATTACHMENTS_DIR", database.files_dir()),
         ];
         if backend == Backend::Postgres {
             pairs.push(("CHAT_REDIS_URL", &redis));

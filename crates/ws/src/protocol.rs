@@ -35,6 +35,8 @@ pub struct ClientFrame {
     pub client_id: Option<String>,
     /// Answered message (`send_message`).
     pub reply_to: Option<i64>,
+    /// Uploaded files to attach (`send_message`).
+    pub attachments: Option<Vec<i64>>,
     /// How many messages (`retrieve_message`).
     pub number: Option<i64>,
     /// Older than this seq (`retrieve_message`).
@@ -160,6 +162,7 @@ pub fn message_json(view: &MessageView) -> Value {
         "created_at": view.created_at,
         "edited_at": view.edited_at,
         "deleted_at": view.deleted_at,
+        "attachments": view.attachments,
         "mentions": view.mentions,
         "reactions": view.reactions,
     })

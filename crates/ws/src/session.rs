@@ -498,16 +498,20 @@ impl Connection {
 
     fn send_input(&self, frame: &ClientFrame) -> Result<(ChatId, SendMessageInput), FrameError> {
         let chat = frame.chat(self.socket_chat())?;
-        let content = frame
-            .message
-            .clone()
-            .ok_or_else(|| FrameError::new("missing_field", "message is required"))?;
+        let attachments = frame.attachments.clone().unwrap_or_default();
+        let content = match (&frame.message, attachments.is_empty()) {
+            (Some(text), _) => text.clone(),
+            // Files alone need no text.
+            (None, false) => String::new(),
+            (None, true) => return Err(FrameError::new("missing_field", "message is required")),
+        };
         Ok((
             chat,
             SendMessageInput {
                 content,
                 client_id: frame.client_id.clone(),
                 reply_to: frame.reply_to,
+                attachments,
             },
         ))
     }

@@ -1,6 +1,7 @@
 //! `/api/v1` routes, one file per resource (`chats/`: a chat, its members, its messages).
 
 pub(crate) mod admin;
+pub(crate) mod attachments;
 pub(crate) mod auth;
 pub(crate) mod chats;
 pub(crate) mod friends;
@@ -19,6 +20,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .configure(groups::configure)
         .configure(chats::configure)
         .configure(search::configure)
+        .configure(attachments::configure)
         .configure(admin::configure)
         .configure(ws_ticket::configure);
 }

@@ -1,5 +1,6 @@
 //! Row types and the queries that belong to them (`UserRow::find`, …).
 
+mod attachments;
 mod blocks;
 mod chats;
 mod friendships;
@@ -9,6 +10,7 @@ mod reactions;
 mod sessions;
 mod users;
 
+pub use attachments::{AttachmentRow, NewAttachment};
 pub use blocks::BlockRow;
 pub use chats::{ChatChanges, ChatListEntry, ChatRow, NewChat};
 pub use friendships::FriendshipRow;

@@ -14,6 +14,7 @@ use read::{Reader, invalid};
 pub use read::{parse_bool, parse_bytes, parse_duration};
 pub use sources::{KEYS, Sources};
 
+use chat_db::files::{FilesConfig, S3Config};
 use chat_db::{DatabaseUrl, SqliteSync};
 use chat_services::TestHook;
 use chat_services::rate_limit::{self, Limit};
@@ -98,6 +99,12 @@ pub struct Config {
     /// answering `/readyz` 503 and refusing new work, so a proxy or orchestrator moves
     /// traffic away before connections are refused (part of the grace).
     pub shutdown_delay: Duration,
+    /// `CHAT_MAX_UPLOAD_MB`, in bytes: the largest attachment.
+    pub max_upload_bytes: usize,
+    /// Where attachments are kept: `CHAT_ATTACHMENTS_DIR`, or an S3-compatible bucket
+    /// (`CHAT_S3_BUCKET`, `CHAT_S3_REGION`, `CHAT_S3_ENDPOINT`, `CHAT_S3_ACCESS_KEY_ID`,
+    /// `CHAT_S3_SECRET_ACCESS_KEY`).
+    pub files: FilesConfig,
     /// Whether `serve` handles SIGINT/SIGTERM (tests turn it off; not a `CHAT_` key).
     pub handle_signals: bool,
     /// Tests only (not a `CHAT_` key): see [`chat_ws::WsSettings::before_register`].
@@ -141,6 +148,52 @@ impl std::fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// Where attachments go: a directory, or an S3-compatible bucket when `CHAT_S3_BUCKET`
+/// is set (every key is read either way).
+fn files(r: &Reader<'_>) -> Result<FilesConfig, ConfigError> {
+    let dir = r.parsed("CHAT_ATTACHMENTS_DIR", "data/attachments", |raw| {
+        Ok(std::path::PathBuf::from(raw))
+    })?;
+    let bucket = r.optional("CHAT_S3_BUCKET", |raw| {
+        let ok = (3..=63).contains(&raw.len())
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        ok.then(|| raw.to_owned())
+            .ok_or_else(|| "must be an S3 bucket name (3-63 of a-z, 0-9, '-', '.')".to_owned())
+    })?;
+    let region = r.parsed("CHAT_S3_REGION", "us-east-1", |raw| Ok(raw.to_owned()))?;
+    let endpoint = r.optional("CHAT_S3_ENDPOINT", |raw| {
+        url::Url::parse(raw)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+            .map(|_| raw.trim_end_matches('/').to_owned())
+            .ok_or_else(|| "must be an http:// or https:// URL".to_owned())
+    })?;
+    let credentials = match (
+        r.secret("CHAT_S3_ACCESS_KEY_ID"),
+        r.secret("CHAT_S3_SECRET_ACCESS_KEY"),
+    ) {
+        (Some(id), Some(secret)) => Some((id, secret)),
+        (None, None) => None,
+        _ => {
+            return Err(invalid(
+                "CHAT_S3_SECRET_ACCESS_KEY",
+                "set both CHAT_S3_ACCESS_KEY_ID and CHAT_S3_SECRET_ACCESS_KEY, or neither",
+            ));
+        }
+    };
+    Ok(match bucket {
+        Some(bucket) => FilesConfig::S3(S3Config {
+            bucket,
+            region,
+            endpoint,
+            credentials,
+        }),
+        None => FilesConfig::Local(dir),
+    })
+}
 
 /// Default of `CHAT_MAX_CHATS_PER_USER`.
 pub const DEFAULT_MAX_CHATS_PER_USER: i64 = 1000;
@@ -279,6 +332,8 @@ impl Config {
                 })
             })?
             .unwrap_or_default();
+        let max_upload_mb: usize = r.number("CHAT_MAX_UPLOAD_MB", 10, 1..=1024)?;
+        let files = files(r)?;
         // Secrets are taken as written: surrounding spaces are part of a secret.
         let jwt_secret = r.secret("CHAT_JWT_SECRET");
         let jwt_secret_previous = r.secret("CHAT_JWT_SECRET_PREVIOUS");
@@ -320,6 +375,8 @@ impl Config {
             ws_frame_budget,
             shutdown_grace,
             shutdown_delay,
+            max_upload_bytes: max_upload_mb << 20,
+            files,
             handle_signals: true,
             ws_before_register: None,
             worker_started: None,

@@ -39,6 +39,13 @@ pub const KEYS: &[&str] = &[
     "CHAT_WS_FRAME_RATE",
     "CHAT_SHUTDOWN_GRACE",
     "CHAT_SHUTDOWN_DELAY",
+    "CHAT_MAX_UPLOAD_MB",
+    "CHAT_ATTACHMENTS_DIR",
+    "CHAT_S3_BUCKET",
+    "CHAT_S3_REGION",
+    "CHAT_S3_ENDPOINT",
+    "CHAT_S3_ACCESS_KEY_ID",
+    "CHAT_S3_SECRET_ACCESS_KEY",
 ];
 
 /// The raw key/value sources, lowest precedence first.

@@ -4,6 +4,7 @@
 //!
 //! One file per area: run one with `cargo nextest run -p chat-server --test it auth::`.
 
+mod attachments;
 mod auth;
 mod blocks;
 mod browser;

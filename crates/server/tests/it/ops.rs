@@ -226,6 +226,8 @@ async fn openapi_document_lists_every_endpoint_with_its_security() -> anyhow::Re
             "/api/v1/chats/{chat_id}/messages/{message_id}/reactions/{emoji}",
             "delete",
         ),
+        ("/api/v1/chats/{chat_id}/attachments", "post"),
+        ("/api/v1/attachments/{attachment_id}", "get"),
         ("/api/v1/chats/{chat_id}/read", "post"),
         ("/api/v1/admin/users", "get"),
         ("/api/v1/admin/users/{user_id}", "patch"),

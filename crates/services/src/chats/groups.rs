@@ -210,9 +210,13 @@ pub async fn delete_chat(
     let access = access(ctx, principal, chat_id).await?;
     permissions::delete_chat(access.header.kind, access.actor).map_err(denied)?;
     let members = MembershipRow::member_ids(&ctx.store.db, chat_id.0).await?;
+    // Read before the rows go with the chat; a file uploaded in between is left for the
+    // store's own clean-up (its row is gone, so it is never served).
+    let files = crate::attachments::keys_of_chat(ctx, chat_id).await?;
     if !ChatRow::delete(&ctx.store.db, chat_id.0).await? {
         return Err(ServiceError::NotFound(format!("chat {chat_id} not found")));
     }
+    crate::attachments::remove_files(ctx, &files).await;
     put_chat_header(&ctx.store, chat_id.0, None).await;
     for user_id in &members {
         put_membership(&ctx.store, chat_id.0, *user_id, None).await;

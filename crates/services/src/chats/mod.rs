@@ -17,4 +17,6 @@ pub use groups::{
 pub use list::list_chats;
 pub use live::{ChatPosition, authorize_socket, my_chat_positions, typing};
 pub use members::{add_member, change_role, list_members, remove_member};
-pub use views::{ChatView, GroupListing, MEMBER_PREVIEW_MAX, MemberView, MessageView};
+pub use views::{
+    ChatView, GroupListing, MEMBER_PREVIEW_MAX, MemberView, MessageView, attachments_of,
+};

@@ -9,6 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::AppContext;
+use crate::attachments::AttachmentView;
 use crate::presence::{OnlineNow, online_now};
 use crate::reactions::ReactionView;
 use crate::users::utc;
@@ -46,6 +47,8 @@ pub struct MessageView {
     pub edited_at: Option<DateTime<Utc>>,
     /// Deletion time (the text is blanked).
     pub deleted_at: Option<DateTime<Utc>>,
+    /// Files it carries (download each from its `url`).
+    pub attachments: Vec<AttachmentView>,
     /// Members the text mentions (`@username`), resolved when it was sent.
     #[schema(value_type = Vec<i64>)]
     pub mentions: Vec<UserId>,
@@ -59,6 +62,7 @@ impl MessageView {
     pub fn new(row: MessageRow, sender: Option<String>) -> Self {
         MessageView {
             mentions: row.mention_ids().into_iter().map(UserId).collect(),
+            attachments: attachments_of(&row),
             reactions: Vec::new(),
             id: MessageId(row.id),
             chat_id: ChatId(row.chat_id),
@@ -72,6 +76,17 @@ impl MessageView {
             edited_at: row.edited_at.map(utc),
             deleted_at: row.deleted_at.map(utc),
         }
+    }
+}
+
+/// The attachments a stored message carries, as rendered when it was sent.
+pub fn attachments_of(row: &MessageRow) -> Vec<AttachmentView> {
+    match row.attachments.as_deref() {
+        None => Vec::new(),
+        Some(json) => serde_json::from_str(json).unwrap_or_else(|err| {
+            tracing::error!(error = %err, message = row.id, "unreadable attachments");
+            Vec::new()
+        }),
     }
 }
 

@@ -57,13 +57,18 @@ pub async fn list_messages(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendMessage {
-    /// 1–4000 characters after trimming.
+    /// 1–4000 characters after trimming (may be empty or absent with `attachments`).
     #[schema(example = "hello")]
+    #[serde(default)]
     pub content: String,
     /// Idempotency key (1–64 printable ASCII): resending it returns the original.
     pub client_id: Option<String>,
     /// A message of this chat being answered.
     pub reply_to: Option<i64>,
+    /// Files you uploaded to this chat (`POST /chats/{id}/attachments`) and have not sent
+    /// yet: at most 10.
+    #[serde(default)]
+    pub attachments: Vec<i64>,
 }
 
 /// Send a message; it is broadcast live like a WebSocket send.
@@ -84,6 +89,7 @@ pub async fn send_message(
         content: body.content,
         client_id: body.client_id,
         reply_to: body.reply_to,
+        attachments: body.attachments,
     };
     let (message, created) =
         messages::send_message(&ctx, &user.0, path.into_inner(), input).await?;

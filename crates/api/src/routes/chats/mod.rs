@@ -61,6 +61,10 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::put().to(messages::add_reaction))
                     .route(web::delete().to(messages::remove_reaction)),
             )
+            .service(
+                web::resource("/{chat_id}/attachments")
+                    .route(web::post().to(super::attachments::upload)),
+            )
             .service(web::resource("/{chat_id}/read").route(web::post().to(messages::mark_read))),
     );
 }

@@ -100,6 +100,7 @@ impl MessageRow {
                             reply_to: new.reply_to,
                             created_at: new.created_at,
                             mentions: new.mentions,
+                            attachments: new.attachments.map(|a| a.1),
                         })
                         .returning(MessageRow::as_returning())
                         .get_result(conn)
@@ -113,6 +114,16 @@ impl MessageRow {
                 .iter()
                 .filter_map(|r| r.as_ref().ok().and_then(Option::clone))
                 .collect();
+            for (message, ids) in attachment_links(batch, &stored) {
+                diesel::update(
+                    attachments::table
+                        .filter(attachments::id.eq_any(ids))
+                        .filter(attachments::message_id.is_null()),
+                )
+                .set(attachments::message_id.eq(message))
+                .execute(conn)
+                .await?;
+            }
             // One row at a time: diesel-async has no multi-row insert for SQLite, and
             // this path is rare.
             for mention in mention_rows(&stored) {

@@ -19,7 +19,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use crate::schema::{chats, message_mentions, message_reactions, messages, users};
+use crate::schema::{attachments, chats, message_mentions, message_reactions, messages, users};
 use crate::{DbError, DbPool, load_rows, with_conn, with_tx};
 
 /// A stored message.
@@ -49,6 +49,8 @@ pub struct MessageRow {
     pub deleted_at: Option<NaiveDateTime>,
     /// Mentioned members' ids, comma-separated ([`MessageRow::mention_ids`]).
     pub mentions: Option<String>,
+    /// The attachments it carries, as rendered when it was sent (a JSON array).
+    pub attachments: Option<String>,
 }
 
 impl MessageRow {
@@ -85,6 +87,9 @@ pub struct NewMessage<'a> {
     pub created_at: NaiveDateTime,
     /// Mentioned members' ids ([`mention_text`]).
     pub mentions: Option<&'a str>,
+    /// The attachments it carries: their ids (linked to the message in its transaction)
+    /// and their rendering.
+    pub attachments: Option<(&'a [i64], &'a str)>,
 }
 
 #[derive(Insertable)]
@@ -98,6 +103,7 @@ struct MessageInsert<'a> {
     reply_to: Option<i64>,
     created_at: NaiveDateTime,
     mentions: Option<&'a str>,
+    attachments: Option<&'a str>,
 }
 
 #[derive(Insertable)]
@@ -107,6 +113,25 @@ struct MentionInsert {
     chat_id: i64,
     seq: i64,
     message_id: i64,
+}
+
+/// Per stored message carrying attachments, its id and theirs (`batch` in input order,
+/// `stored` the rows of its accepted messages).
+fn attachment_links(batch: &[NewMessage<'_>], stored: &[MessageRow]) -> Vec<(i64, Vec<i64>)> {
+    stored
+        .iter()
+        .filter(|row| row.attachments.is_some())
+        .filter_map(|row| {
+            // The message of the batch this row stores: same chat, sender and text; each
+            // attachment id is the uploader's and unsent, so the first match is it.
+            let new = batch.iter().find(|m| {
+                m.chat_id == row.chat_id
+                    && Some(m.sender_id) == row.sender_id
+                    && m.attachments.map(|a| a.1) == row.attachments.as_deref()
+            })?;
+            Some((row.id, new.attachments?.0.to_vec()))
+        })
+        .collect()
 }
 
 /// The `message_mentions` rows of stored messages.

@@ -26,6 +26,7 @@ pub(super) struct StoreBatch<'a> {
     pub(super) reply_tos: Vec<Option<i64>>,
     pub(super) created: Vec<NaiveDateTime>,
     pub(super) mentions: Vec<Option<&'a str>>,
+    pub(super) attachments: Vec<Option<&'a str>>,
 }
 
 impl QueryId for StoreBatch<'_> {
@@ -45,6 +46,7 @@ impl Query for StoreBatch<'_> {
         Timestamp,
         Nullable<Timestamp>,
         Nullable<Timestamp>,
+        Nullable<Text>,
         Nullable<Text>,
     );
 }
@@ -80,25 +82,31 @@ impl QueryFragment<Pg> for StoreBatch<'_> {
         out.push_bind_param::<Array<Timestamp>, _>(&self.created)?;
         out.push_sql(", ");
         out.push_bind_param::<Array<Nullable<Text>>, _>(&self.mentions)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.attachments)?;
         // The mentions' rows are written by a second data-modifying CTE of the same
         // statement: no extra round trip, and only for messages that mention someone.
         out.push_sql(
             ") WITH ORDINALITY AS i(chat_id, sender_id, content, client_id, reply_to, \
-               created_at, mentions, ord)), \
+               created_at, mentions, attachments, ord)), \
              stored AS (INSERT INTO messages (chat_id, sender_id, seq, content, client_id, \
-               reply_to, created_at, mentions) \
+               reply_to, created_at, mentions, attachments) \
              SELECT i.chat_id, i.sender_id, \
                b.last_seq - b.n + row_number() OVER (PARTITION BY i.chat_id ORDER BY i.ord), \
-               i.content, i.client_id, i.reply_to, i.created_at, i.mentions \
+               i.content, i.client_id, i.reply_to, i.created_at, i.mentions, i.attachments \
              FROM input i JOIN bumped b ON b.id = i.chat_id \
              RETURNING id, chat_id, sender_id, seq, content, client_id, reply_to, \
-               created_at, edited_at, deleted_at, mentions), \
+               created_at, edited_at, deleted_at, mentions, attachments), \
+             linked AS (UPDATE attachments a SET message_id = s.id FROM stored s \
+               CROSS JOIN LATERAL json_array_elements(s.attachments::json) AS e(v) \
+               WHERE s.attachments IS NOT NULL AND a.id = (e.v->>'id')::bigint \
+               AND a.message_id IS NULL), \
              mentioned AS (INSERT INTO message_mentions (user_id, chat_id, seq, message_id) \
                SELECT u.id::bigint, s.chat_id, s.seq, s.id FROM stored s \
                CROSS JOIN LATERAL unnest(string_to_array(s.mentions, ',')) AS u(id) \
                WHERE s.mentions IS NOT NULL) \
              SELECT id, chat_id, sender_id, seq, content, client_id, reply_to, \
-               created_at, edited_at, deleted_at, mentions FROM stored",
+               created_at, edited_at, deleted_at, mentions, attachments FROM stored",
         );
         Ok(())
     }
@@ -125,6 +133,7 @@ impl<'a> StoreBatch<'a> {
             reply_tos: Vec::new(),
             created: Vec::new(),
             mentions: Vec::new(),
+            attachments: Vec::new(),
         };
         for m in accepted {
             statement.chat_ids.push(m.chat_id);
@@ -134,6 +143,7 @@ impl<'a> StoreBatch<'a> {
             statement.reply_tos.push(m.reply_to);
             statement.created.push(m.created_at);
             statement.mentions.push(m.mentions);
+            statement.attachments.push(m.attachments.map(|a| a.1));
         }
         statement
     }
@@ -154,6 +164,7 @@ mod pg_batch_tests {
             reply_to: None,
             created_at: NaiveDateTime::default(),
             mentions: None,
+            attachments: None,
         }
     }
 

@@ -143,6 +143,7 @@ impl BatchPlan {
                         reply_to: m.reply_to,
                         created_at: m.created_at,
                         mentions: m.mentions,
+                        attachments: m.attachments.map(|a| a.1),
                     });
                     *seq += 1;
                     Some(Some((m.chat_id, *seq - 1)))
@@ -167,6 +168,7 @@ mod batch_plan_tests {
             reply_to: None,
             created_at: NaiveDateTime::default(),
             mentions: None,
+            attachments: None,
         }
     }
 

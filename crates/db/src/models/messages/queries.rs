@@ -84,8 +84,9 @@ impl MessageRow {
     }
 
     /// Soft-deletes: blanks the text, stamps `deleted_at` and drops the message's
-    /// reactions and mentions (a deleted message is nobody's unread mention); `None` if
-    /// already deleted.
+    /// reactions, mentions (a deleted message is nobody's unread mention) and the list
+    /// of its attachments (their files are the caller's to remove); `None` if already
+    /// deleted.
     pub async fn soft_delete(
         pool: &DbPool,
         id: i64,
@@ -93,7 +94,11 @@ impl MessageRow {
     ) -> Result<Option<MessageRow>, DbError> {
         with_tx!(pool, conn => {
             let deleted = diesel::update(messages::table.find(id).filter(messages::deleted_at.is_null()))
-                .set((messages::content.eq(""), messages::deleted_at.eq(now)))
+                .set((
+                    messages::content.eq(""),
+                    messages::deleted_at.eq(now),
+                    messages::attachments.eq(None::<String>),
+                ))
                 .returning(MessageRow::as_returning())
                 .get_result(conn)
                 .await

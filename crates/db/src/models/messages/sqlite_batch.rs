@@ -7,7 +7,7 @@ use diesel::prelude::*;
 
 use super::{BatchPlan, MessageRow, NewMessage, Slot, batch_keys};
 use crate::DbError;
-use crate::schema::{chats, message_mentions, messages};
+use crate::schema::{attachments, chats, message_mentions, messages};
 
 /// A message the blocking closure owns (it must be `'static`).
 pub(super) struct Owned {
@@ -18,6 +18,7 @@ pub(super) struct Owned {
     reply_to: Option<i64>,
     created_at: NaiveDateTime,
     mentions: Option<String>,
+    attachments: Option<(Vec<i64>, String)>,
 }
 
 impl Owned {
@@ -30,6 +31,9 @@ impl Owned {
             reply_to: m.reply_to,
             created_at: m.created_at,
             mentions: m.mentions.map(str::to_owned),
+            attachments: m
+                .attachments
+                .map(|(ids, json)| (ids.to_vec(), json.to_owned())),
         }
     }
 
@@ -42,6 +46,10 @@ impl Owned {
             reply_to: self.reply_to,
             created_at: self.created_at,
             mentions: self.mentions.as_deref(),
+            attachments: self
+                .attachments
+                .as_ref()
+                .map(|(ids, json)| (ids.as_slice(), json.as_str())),
         }
     }
 }
@@ -105,6 +113,15 @@ pub(super) fn store(conn: &mut SqliteConnection, owned: &[Owned]) -> Result<Vec<
             );
         }
         index_for_search(conn, stored.iter().map(|m| m.id))?;
+        for (message, ids) in super::attachment_links(&batch, &stored) {
+            diesel::update(
+                attachments::table
+                    .filter(attachments::id.eq_any(ids))
+                    .filter(attachments::message_id.is_null()),
+            )
+            .set(attachments::message_id.eq(message))
+            .execute(conn)?;
+        }
         let mentions = super::mention_rows(&stored);
         if !mentions.is_empty() {
             diesel::insert_into(message_mentions::table)

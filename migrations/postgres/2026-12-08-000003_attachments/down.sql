@@ -1,0 +1,2 @@
+DROP TABLE attachments;
+ALTER TABLE messages DROP COLUMN attachments;

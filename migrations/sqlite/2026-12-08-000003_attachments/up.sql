@@ -1,0 +1,22 @@
+-- Same schema as migrations/postgres, in SQLite's types.
+CREATE TABLE attachments (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    chat_id      BIGINT    NOT NULL REFERENCES chats (id) ON DELETE CASCADE,
+    uploader_id  BIGINT    NULL REFERENCES users (id) ON DELETE SET NULL,
+    -- Set when a message carrying it is stored; until then only the uploader sees it.
+    message_id   BIGINT    NULL REFERENCES messages (id) ON DELETE SET NULL,
+    -- Where the bytes are in the file store.
+    storage_key  TEXT      NOT NULL,
+    filename     TEXT      NOT NULL,
+    -- Sniffed from the bytes, never taken from the client.
+    content_type TEXT      NOT NULL,
+    size         BIGINT    NOT NULL,
+    width        INTEGER   NULL,
+    height       INTEGER   NULL,
+    created_at   TIMESTAMP NOT NULL
+);
+CREATE INDEX attachments_chat_idx ON attachments (chat_id);
+CREATE INDEX attachments_message_idx ON attachments (message_id);
+CREATE INDEX attachments_uploader_idx ON attachments (uploader_id, created_at);
+-- The attachments a message carries, as rendered with it (a JSON array).
+ALTER TABLE messages ADD COLUMN attachments TEXT NULL;
