@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use chat_test_support::{Backend, TEST_PASSWORD, TestApp};
 use driver::{Chromedriver, Page};
-use serde_json::json;
+use serde_json::{Value, json};
 
 const XSS: &str = "<img src=x onerror=\"window.__xss=1\"><script>window.__xss=2</script> \
                    see https://example.com/a?b=1.";
@@ -1024,6 +1024,173 @@ async fn a_message_is_found_and_a_friend_blocked_from_the_page() -> anyhow::Resu
     .await?;
     ann.wait_for_text("#blocked-list", "Nobody.").await?;
     app.send_text(&bob_api, chat, "hello again").await?;
+    assert_no_console_errors(&ann, "ann", &[]).await?;
+    ann.close().await?;
+    drop(driver);
+    app.shutdown().await;
+    Ok(())
+}
+
+/// Waits until the reaction chip `css` shows `count` and is pressed (mine) or not.
+async fn wait_for_chip(page: &Page, css: &str, count: u32, mine: bool) -> anyhow::Result<()> {
+    page.wait_until(
+        &format!(
+            "(e => e && e.querySelector('.count').textContent === '{count}' \
+             && e.getAttribute('aria-pressed') === '{mine}' \
+             && e.classList.contains('me') === {mine})(document.querySelector({}))",
+            json!(css)
+        ),
+        &format!("{css} shows {count}, mine: {mine}"),
+    )
+    .await
+}
+
+/// Bob mentions Ann in their group: her chat list shows an "@" badge (counted by the
+/// server before she logs in, then live, with a notice), her page highlights the
+/// messages and the names in them (not in a link), and reading clears the badge. Ann
+/// reacts with 👍 from the picker; Bob's 👍 (over REST) reaches her chip live; she takes
+/// hers back with the chip; the server's state matches what the page shows.
+#[actix_web::test]
+async fn mentions_are_highlighted_and_reactions_follow_live_in_the_page() -> anyhow::Result<()> {
+    let app = TestApp::spawn(Backend::Sqlite).await?;
+    let (ann_api, bob_api, group) = app.two_in_a_group().await?;
+    let sent = app
+        .post(
+            &format!("/api/v1/chats/{group}/messages"),
+            Some(&bob_api.access_token),
+            json!({"content": "hello @ann, are you there?"}),
+        )
+        .await?;
+    sent.expect_status(201)?;
+    assert_eq!(
+        sent.json["mentions"],
+        json!([ann_api.user_id]),
+        "{}",
+        sent.text
+    );
+    let message = sent.json["id"].as_i64().unwrap_or_default();
+    let driver = Chromedriver::start()?;
+    let ann = driver.open(&format!("{}/", app.address), "ann").await?;
+    log_in(&ann, "ann").await?;
+
+    // The server counted the first mention; a second one arrives live, with a notice.
+    let item = format!("#chat-list a[data-chat-id='{group}']");
+    ann.wait_for_text(&format!("{item} .mention-badge"), "@1")
+        .await?;
+    app.send_text(&bob_api, group, "@Ann see https://example.com/@ann please")
+        .await?;
+    ann.wait_for_text(&format!("{item} .mention-badge"), "@2")
+        .await?;
+    ann.wait_for_text("#toasts", "bob mentioned you in Room: @Ann see")
+        .await?;
+    app.send_text(&bob_api, group, "no names here").await?;
+    ann.wait_for_text(&format!("{item} .badge"), "3").await?;
+    assert_eq!(ann.texts(&format!("{item} .mention-badge")).await?, ["@2"]);
+    assert_labelled(&ann, "the chat list with a mention").await?;
+    ann.screenshot("mentions-list-ann").await?;
+
+    // Opened: the messages naming her are highlighted, the names marked (a name inside a
+    // link stays the link's); read, the badges go, on the server too.
+    ann.click(&item).await?;
+    ann.wait_for_text("#message-list .text", "no names here")
+        .await?;
+    let marked = ann
+        .eval(
+            "return [...document.querySelectorAll('#message-list .message[data-seq]')]\
+             .map(e => [e.classList.contains('mentions-me'),\
+               [...e.querySelectorAll('.text .mention')].map(m => m.textContent),\
+               [...e.querySelectorAll('.text a')].map(a => a.textContent)]);",
+            vec![],
+        )
+        .await?;
+    assert_eq!(
+        marked,
+        json!([
+            [true, ["@ann"], []],
+            [true, ["@Ann"], ["https://example.com/@ann"]],
+            [false, [], []],
+        ])
+    );
+    ann.wait_until(
+        &format!(
+            "!document.querySelector(\"{item} .mention-badge\") \
+             && !document.querySelector(\"{item} .badge\")"
+        ),
+        "the badges clear once read",
+    )
+    .await?;
+    let deadline = Instant::now() + driver::WAIT;
+    loop {
+        let listed = app
+            .get("/api/v1/chats", Some(&ann_api.access_token))
+            .await?;
+        let unread: Vec<Value> = listed.json["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|chat| chat["id"] == group)
+            .map(|chat| json!([chat["unread_count"], chat["unread_mentions"]]))
+            .collect();
+        if unread == [json!([0, 0])] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", listed.text);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_contrast(&ann, "highlighted mentions").await?;
+
+    // Ann reacts from the picker: one 👍, hers.
+    let bubble = format!("#message-{message}");
+    let chip = format!("{bubble} .reaction[data-emoji='👍']");
+    ann.click(&format!("{bubble} .react-button")).await?;
+    ann.wait_for(&format!("{bubble} .reaction-picker")).await?;
+    assert_labelled(&ann, "the reaction picker").await?;
+    ann.click(&format!(
+        "{bubble} .reaction-picker button[data-emoji='👍']"
+    ))
+    .await?;
+    wait_for_chip(&ann, &chip, 1, true).await?;
+    assert!(!shown(&ann, &format!("{bubble} .reaction-picker")).await?);
+
+    // Bob's 👍 (REST) reaches her page live: two, hers among them.
+    let path = format!("/api/v1/chats/{group}/messages/{message}/reactions/%F0%9F%91%8D");
+    app.request(
+        actix_web::http::Method::PUT,
+        &path,
+        Some(&bob_api.access_token),
+        None,
+    )
+    .await?
+    .expect_status(200)?;
+    wait_for_chip(&ann, &chip, 2, true).await?;
+    assert_labelled(&ann, "reactions").await?;
+    assert_contrast(&ann, "reactions").await?;
+
+    // Ann takes hers back with the chip: one, Bob's.
+    ann.click(&chip).await?;
+    wait_for_chip(&ann, &chip, 1, false).await?;
+    for (who, me) in [(&bob_api, true), (&ann_api, false)] {
+        let page = app
+            .get(
+                &format!("/api/v1/chats/{group}/messages"),
+                Some(&who.access_token),
+            )
+            .await?;
+        let reactions: Vec<Value> = page.json["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| m["id"] == message)
+            .map(|m| m["reactions"].clone())
+            .collect();
+        assert_eq!(
+            reactions,
+            [json!([{"emoji": "👍", "count": 1, "me": me}])],
+            "{}",
+            page.text
+        );
+    }
+    ann.screenshot("reactions-ann").await?;
     assert_no_console_errors(&ann, "ann", &[]).await?;
     ann.close().await?;
     drop(driver);

@@ -217,6 +217,13 @@ export class ChatClient extends EventTarget {
         const timeline = store.timelines.get(chatId);
         // A seq beyond the next one means events were missed: fetch the gap.
         const gap = timeline?.loaded && message.seq > timeline.newest + 1;
+        // A mention of me beyond what the list counted. Counted before the message
+        // goes in: an open chat read to its end clears it again at once.
+        const chat = store.chats.get(chatId);
+        if (chat && message.seq > chat.last_seq && message.seq > (chat.last_read_seq ?? 0) &&
+          message.sender_id !== store.me?.id && store.mentionsMe(message)) {
+          store.mentioned(chatId);
+        }
         if (!store.addMessages(chatId, [message])) this.#reloadChatsSoon();
         if (gap) this.catchUp(chatId).catch((error) => this.#report(error));
         break;
@@ -225,7 +232,10 @@ export class ChatClient extends EventTarget {
         store.patchMessage(chatId, event.seq, { content: event.message, edited_at: event.edited_at });
         break;
       case "chat.message_deleted":
-        store.patchMessage(chatId, event.seq, { content: "", deleted_at: event.deleted_at });
+        store.messageDeleted(chatId, event.seq, event.deleted_at);
+        break;
+      case "chat.reaction":
+        store.reacted(chatId, event);
         break;
       case "chat.typing":
         if (event.user_id !== store.me?.id) store.setTyping(chatId, event.user_id, event.username);
@@ -351,7 +361,18 @@ export class ChatClient extends EventTarget {
 
   async remove(chatId, message) {
     await this.api.delete(`/chats/${chatId}/messages/${message.id}`);
-    this.store.patchMessage(chatId, message.seq, { content: "", deleted_at: new Date().toISOString() });
+    this.store.messageDeleted(chatId, message.seq, new Date().toISOString());
+  }
+
+  /**
+   * Adds my reaction `emoji` to a message, or takes it back (`add` false). Repeating
+   * either changes nothing; others learn it from the `chat.reaction` event.
+   */
+  async react(chatId, message, emoji, add) {
+    const path = `/chats/${chatId}/messages/${message.id}/reactions/${encodeURIComponent(emoji)}`;
+    const version = this.store.reactionVersion(message.id);
+    const answer = add ? await this.api.put(path) : await this.api.delete(path);
+    this.store.setReactions(chatId, message.seq, message.id, answer.reactions, version, emoji);
   }
 
   /**

@@ -67,8 +67,12 @@ export function reconcile(parent, desired, nodes) {
 const URL_PATTERN = /\bhttps?:\/\/[^\s<>"']+/gi;
 const TRAILING = /[.,;:!?'"]+$/;
 
-/** Message text as nodes: plain text, with http(s) URLs as links that open apart. */
-export function linkify(text) {
+/**
+ * Message text as nodes: plain text, with http(s) URLs as links that open apart.
+ * `plain(text)` gives what the text between links becomes (strings or nodes, or an
+ * array of them): the text itself unless told.
+ */
+export function linkify(text, plain = (part) => part) {
   const fragment = document.createDocumentFragment();
   let last = 0;
   for (const match of text.matchAll(URL_PATTERN)) {
@@ -82,13 +86,13 @@ export function linkify(text) {
       continue;
     }
     if (url.protocol !== "http:" && url.protocol !== "https:") continue;
-    fragment.append(text.slice(last, match.index));
+    append(fragment, [plain(text.slice(last, match.index))]);
     fragment.append(
       h("a", { href: url.href, target: "_blank", rel: "noopener noreferrer nofollow" }, raw),
     );
     last = match.index + raw.length;
   }
-  fragment.append(text.slice(last));
+  append(fragment, [plain(text.slice(last))]);
   return fragment;
 }
 

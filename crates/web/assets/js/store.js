@@ -18,7 +18,22 @@ export function normalizeMessage(m) {
     created_at: m.created_at,
     edited_at: m.edited_at ?? null,
     deleted_at: m.deleted_at ?? null,
+    /** [{emoji, count, me}]: each emoji once, in the order it was first used. */
+    reactions: m.reactions ?? [],
+    /** Ids of the members the text mentions (events leave it out when empty). */
+    mentions: m.mentions ?? [],
   };
+}
+
+/**
+ * A message's reactions after a `chat.reaction` event: `emoji` now has `count` (gone at
+ * 0, appended when new); `me` (when given: the event was mine) says whether I hold it.
+ */
+export function withReaction(reactions, emoji, count, me) {
+  const known = reactions.some((r) => r.emoji === emoji);
+  const next = reactions.map((r) => (r.emoji === emoji ? { ...r, count, me: me ?? r.me } : r));
+  if (!known) next.push({ emoji, count, me: me ?? false });
+  return next.filter((r) => r.count > 0);
 }
 
 // Which of two copies of one message is the later state: deletion wins, then the
@@ -114,6 +129,8 @@ export class Store extends EventTarget {
   memberLists = new Map();
   /** chat id → when upsertChat added it (performance.now()). */
   #added = new Map();
+  /** message id → `chat.reaction` events applied to it here (see setReactions). */
+  #reactionEvents = new Map();
 
   changed(kind, chatId = null) {
     this.dispatchEvent(new CustomEvent("change", { detail: { kind, chatId } }));
@@ -130,6 +147,7 @@ export class Store extends EventTarget {
     this.pending.clear();
     this.memberLists.clear();
     this.#added.clear();
+    this.#reactionEvents.clear();
     this.changed("reset");
   }
 
@@ -265,6 +283,70 @@ export class Store extends EventTarget {
     }
   }
 
+  /**
+   * A deletion (an event, or mine): the text, reactions and mentions go; a mention of
+   * me it held no longer counts as unread.
+   */
+  messageDeleted(chatId, seq, deletedAt) {
+    const chat = this.chats.get(chatId);
+    const known = this.timelines.get(chatId)?.messages.get(seq) ??
+      (chat?.last_message?.seq === seq ? chat.last_message : null);
+    if (chat && known && this.mentionsMe(known) && seq > (chat.last_read_seq ?? 0) && chat.unread_mentions > 0) {
+      this.chats.set(chatId, { ...chat, unread_mentions: chat.unread_mentions - 1 });
+      this.changed("chats", chatId);
+    }
+    this.patchMessage(chatId, seq, { content: "", deleted_at: deletedAt, reactions: [], mentions: [] });
+  }
+
+  /** Whether a message (not deleted) mentions me. */
+  mentionsMe(message) {
+    return Boolean(this.me && !message.deleted_at && message.mentions?.includes(this.me.id));
+  }
+
+  /**
+   * A new message mentioning me arrived live: one more unread mention in its chat (the
+   * list's `unread_mentions` counted those before it). Muted chats count too.
+   */
+  mentioned(chatId) {
+    const chat = this.chats.get(chatId);
+    if (!chat) return;
+    this.chats.set(chatId, { ...chat, unread_mentions: (chat.unread_mentions ?? 0) + 1 });
+    this.changed("chats", chatId);
+  }
+
+  /** How many reaction events changed a message here: what setReactions compares. */
+  reactionVersion(messageId) {
+    return this.#reactionEvents.get(messageId) ?? 0;
+  }
+
+  /** A `chat.reaction` event: the loaded copy of the message changes in place. */
+  reacted(chatId, { message_id: messageId, seq, user_id: userId, emoji, added, count }) {
+    this.#reactionEvents.set(messageId, this.reactionVersion(messageId) + 1);
+    const message = this.timelines.get(chatId)?.messages.get(seq);
+    if (!message || message.id !== messageId) return;
+    const me = userId === this.me?.id ? added : undefined;
+    this.patchMessage(chatId, seq, { reactions: withReaction(message.reactions, emoji, count, me) });
+  }
+
+  /**
+   * A message's reactions as an answer to my reacting gave them. The answer and the
+   * events of others travel apart: when an event changed the message since the
+   * request left (`version`, from reactionVersion), the events' counts are the newer
+   * ones and only whether I hold `emoji` is taken from the answer.
+   */
+  setReactions(chatId, seq, messageId, reactions, version, emoji) {
+    const message = this.timelines.get(chatId)?.messages.get(seq);
+    if (!message || message.id !== messageId) return;
+    if (this.reactionVersion(messageId) === version) {
+      this.patchMessage(chatId, seq, { reactions });
+      return;
+    }
+    const me = reactions.find((r) => r.emoji === emoji)?.me ?? false;
+    this.patchMessage(chatId, seq, {
+      reactions: message.reactions.map((r) => (r.emoji === emoji ? { ...r, me } : r)),
+    });
+  }
+
   /** My read marker moved (here or in another tab). */
   markedRead(chatId, seq) {
     const chat = this.chats.get(chatId);
@@ -273,8 +355,21 @@ export class Store extends EventTarget {
       ...chat,
       last_read_seq: seq,
       unread_count: Math.max(0, chat.last_seq - seq),
+      unread_mentions: this.#mentionsAfter(chat, seq),
     });
     this.changed("chats", chatId);
+  }
+
+  /** Unread mentions of me once my marker is at `seq`. */
+  #mentionsAfter(chat, seq) {
+    const counted = chat.unread_mentions ?? 0;
+    if (counted === 0 || seq >= chat.last_seq) return 0;
+    // Every message after the marker is loaded: count them.
+    const timeline = this.timelines.get(chat.id);
+    if (timeline?.loaded && timeline.oldest <= seq + 1 && timeline.newest >= chat.last_seq) {
+      return timeline.sorted().filter((m) => m.seq > seq && this.mentionsMe(m)).length;
+    }
+    return Math.min(counted, chat.last_seq - seq);
   }
 
   /** Someone else read up to `seq`. */

@@ -1,4 +1,5 @@
-// The chat list: latest activity first, unread badges, last message, presence dots.
+// The chat list: latest activity first, unread and mention badges, last message,
+// presence dots.
 
 import { h, reconcile, replace } from "../dom.js";
 import { shortWhen } from "../format.js";
@@ -30,6 +31,7 @@ function itemKey(store, chat, selected) {
     chat.visibility,
     chat.last_activity_at,
     chat.unread_count,
+    chat.unread_mentions ?? 0,
     chat.muted ?? false,
     preview(store, chat),
     presence?.online ?? null,
@@ -40,6 +42,7 @@ function itemKey(store, chat, selected) {
 function item(store, chat, selected) {
   const partner = store.partner(chat);
   const unread = chat.unread_count ?? 0;
+  const mentions = chat.unread_mentions ?? 0;
   const title = store.title(chat);
   return h(
     "li",
@@ -73,6 +76,16 @@ function item(store, chat, selected) {
         ),
         h("span", { class: "chat-preview" }, preview(store, chat)),
       ),
+      mentions
+        ? h(
+            "span",
+            {
+              class: `mention-badge${chat.muted ? " muted" : ""}`,
+              "aria-label": `${mentions} unread mention${mentions === 1 ? "" : "s"} of you`,
+            },
+            `@${mentions > 99 ? "99+" : mentions}`,
+          )
+        : null,
       unread
         ? h(
             "span",

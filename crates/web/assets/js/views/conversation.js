@@ -12,6 +12,21 @@ const NEAR_TOP_PX = 150;
 const NEAR_BOTTOM_PX = 60;
 const MAX_CHARS = 4000;
 
+/**
+ * The lowercase usernames a message mentions, space-separated, from its member ids
+ * ("*" when one of them is not known here: any `@name` is shown as a mention then).
+ */
+function mentionedNames(message, usernames) {
+  if (message.deleted_at || !message.mentions?.length) return "";
+  const names = [];
+  for (const id of message.mentions) {
+    const name = usernames.get(id);
+    if (!name) return "*";
+    names.push(name.toLowerCase());
+  }
+  return names.sort().join(" ");
+}
+
 function typingText(names) {
   if (names.length === 0) return "";
   if (names.length === 1) return `${names[0]} is typing…`;
@@ -240,7 +255,11 @@ export class Conversation {
       edit: (m) => this.#setMode({ kind: "edit", message: m }),
       remove: (m) =>
         this.client.remove(this.chatId, m).catch((error) => replace(this.error, error.message)),
+      react: (m, emoji, add) =>
+        this.client.react(this.chatId, m, emoji, add).catch((error) => replace(this.error, error.message)),
     };
+    const names = this.#usernames();
+    const refocus = this.#focusedControl();
     const desired = [];
     let day = null;
     for (const message of messages) {
@@ -251,9 +270,10 @@ export class Conversation {
       }
       const original = message.reply_to ? timeline.byId(message.reply_to) : null;
       const seenLabel = seen.seq === message.seq ? seen.label : null;
+      const mentionNames = mentionedNames(message, names);
       desired.push([
-        `m:${messageKey(message, original, seenLabel)}`,
-        () => messageItem(message, { mine: message.sender_id === me, myId: me, original, seen: seenLabel, actions }),
+        `m:${messageKey(message, original, seenLabel, mentionNames)}`,
+        () => messageItem(message, { mine: message.sender_id === me, myId: me, original, seen: seenLabel, mentionNames, actions }),
       ]);
     }
     for (const item of this.store.pendingIn(this.chatId)) {
@@ -267,6 +287,7 @@ export class Conversation {
       ]);
     }
     this.#nodes = reconcile(this.list, desired, this.#nodes);
+    refocus?.();
 
     const loaded = Boolean(timeline?.loaded);
     this.olderButton.hidden = !loaded || !timeline.hasOlder;
@@ -281,6 +302,36 @@ export class Conversation {
       scroller.scrollTop = scroller.scrollHeight - fromBottom;
     }
     this.#markRead();
+  }
+
+  /** user id → username of the members known here (me included). */
+  #usernames() {
+    const names = new Map((this.store.membersOf(this.chatId) ?? []).map((m) => [m.user_id, m.username]));
+    const me = this.store.me;
+    if (me) names.set(me.id, me.username);
+    return names;
+  }
+
+  /**
+   * A reaction control of a message that had focus, found again after a redraw (its
+   * message is drawn anew when its reactions change); a chip that went, or the
+   * picker, hands focus to the message's react button. Null when none had it.
+   */
+  #focusedControl() {
+    const active = document.activeElement;
+    const item = active?.closest?.("#message-list .message[data-id]");
+    if (!item || !active.matches(".reaction, .react-button, .reaction-picker button")) return null;
+    const chip = active.matches(".reaction") ? active.dataset.emoji : null;
+    return () => {
+      if (document.activeElement !== document.body && document.activeElement !== active) return;
+      if (item.isConnected && active.isConnected) return;
+      const again = this.list.querySelector(`#message-${item.dataset.id}`);
+      if (!again) return;
+      const target =
+        (chip && [...again.querySelectorAll(".reaction")].find((e) => e.dataset.emoji === chip)) ||
+        again.querySelector(".react-button");
+      target?.focus();
+    };
   }
 
   #atBottom() {

@@ -2,8 +2,38 @@
 
 import { h, linkify } from "../dom.js";
 import { dayLabel, fullTime, timeOf } from "../format.js";
+import { reactButton, reactionChips } from "./reactions.js";
 
 const QUOTE_CHARS = 120;
+
+// `@name` as the server reads it (docs/api.md, "Mentions"): an `@` not after a letter,
+// digit or username character, then a username's characters less a trailing `.`/`-`.
+const MENTION = /(?<![\p{L}\p{N}_.-])@([A-Za-z0-9_.-]+)/gu;
+
+/**
+ * Plain text with its mentions as `<span class="mention">` (text nodes both): the names
+ * of `names` (a Set, lowercase), or every well-formed one when it is "*".
+ */
+function withMentions(text, names) {
+  const parts = [];
+  let last = 0;
+  for (const match of text.matchAll(MENTION)) {
+    const name = match[1].replace(/[.-]+$/, "");
+    if (name.length < 3 || name.length > 32) continue;
+    if (names !== "*" && !names.has(name.toLowerCase())) continue;
+    parts.push(text.slice(last, match.index), h("span", { class: "mention" }, `@${name}`));
+    last = match.index + 1 + name.length;
+  }
+  parts.push(text.slice(last));
+  return parts;
+}
+
+/** A message's text as nodes: links, and the mentions `mentionNames` names. */
+function messageText(content, mentionNames) {
+  if (!mentionNames) return linkify(content);
+  const names = mentionNames === "*" ? "*" : new Set(mentionNames.split(" "));
+  return linkify(content, (part) => withMentions(part, names));
+}
 
 function excerpt(text) {
   return text.length > QUOTE_CHARS ? `${text.slice(0, QUOTE_CHARS)}…` : text;
@@ -22,31 +52,38 @@ function quote(original, myId) {
 }
 
 /**
- * A key that changes whenever the element must be redrawn: the message's state, the
- * quoted message's, and the read line under it.
+ * A key that changes whenever the element must be redrawn: the message's state, its
+ * reactions and highlighted names, the quoted message's state, and the read line under it.
  */
-export function messageKey(message, original, seen) {
+export function messageKey(message, original, seen, mentionNames) {
   return [
     message.seq,
     message.id,
     message.edited_at,
     message.deleted_at,
+    JSON.stringify(message.reactions),
+    mentionNames ?? "",
     original ? `${original.id}:${original.edited_at}:${original.deleted_at}` : "",
     seen ?? "",
   ].join("|");
 }
 
 /**
- * Draws a message. `actions` has `reply`, `edit`, `remove` callbacks; edit and delete
- * are offered on one's own messages only.
+ * Draws a message. `actions` has `reply`, `edit`, `remove` and `react` callbacks; edit
+ * and delete are offered on one's own messages only. `mentionNames`: the lowercase
+ * usernames its text mentions, space-separated ("*": some are unknown here, so any
+ * `@name`; empty: none).
  */
-export function messageItem(message, { mine, myId, original, seen, actions }) {
+export function messageItem(message, { mine, myId, original, seen, mentionNames, actions }) {
   const deleted = Boolean(message.deleted_at);
   const sender = message.sender ?? "deleted account";
+  const mentionsMe = !deleted && message.mentions.includes(myId);
+  const react = (emoji, add) => actions.react(message, emoji, add);
   const controls = [];
   if (!deleted) {
     controls.push(
       h("button", { type: "button", class: "link", "aria-label": `Reply to ${sender}`, on: { click: () => actions.reply(message) } }, "Reply"),
+      reactButton(react),
     );
     if (mine) {
       controls.push(
@@ -58,7 +95,7 @@ export function messageItem(message, { mine, myId, original, seen, actions }) {
   return h(
     "li",
     {
-      class: `message${mine ? " mine" : ""}${deleted ? " deleted" : ""}`,
+      class: `message${mine ? " mine" : ""}${deleted ? " deleted" : ""}${mentionsMe ? " mentions-me" : ""}`,
       id: `message-${message.id}`,
       dataset: { seq: message.seq, id: message.id },
     },
@@ -72,11 +109,13 @@ export function messageItem(message, { mine, myId, original, seen, actions }) {
         " ",
         h("time", { datetime: message.created_at, title: fullTime(message.created_at) }, timeOf(message.created_at)),
         message.edited_at && !deleted ? h("span", { class: "edited" }, " (edited)") : null,
+        mentionsMe ? h("span", { class: "mentions-you" }, " · mentions you") : null,
       ),
       message.reply_to ? quote(original, myId) : null,
       deleted
         ? h("p", { class: "text" }, "Message deleted")
-        : h("p", { class: "text" }, linkify(message.content)),
+        : h("p", { class: "text" }, messageText(message.content, mentionNames)),
+      deleted ? null : reactionChips(message.reactions, react),
       controls.length ? h("div", { class: "actions" }, controls) : null,
     ),
     seen ? h("p", { class: "seen" }, seen) : null,

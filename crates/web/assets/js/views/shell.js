@@ -183,6 +183,19 @@ export class Shell {
     if (note.kind === "friend_request") this.toast(`${note.from_username} wants to be your friend (see Friends).`);
     else if (note.kind === "friend_accepted") this.toast(`${note.username} accepted your friend request.`);
     else if (note.kind === "added_to_chat") this.toast("You were added to a chat.");
+    else if (note.kind === "mention") this.#mentioned(note);
+  }
+
+  /**
+   * Someone mentioned me: said unless I am looking at that chat, or muted it (the
+   * server sends none for a muted chat; this tab may know of the mute first).
+   */
+  #mentioned(note) {
+    const chat = this.client.store.chats.get(note.chat_id);
+    if (chat?.muted) return;
+    if (this.#conversation?.chatId === note.chat_id && document.visibilityState === "visible") return;
+    const where = chat ? ` in ${this.client.store.title(chat)}` : "";
+    this.toast(`${note.from_username} mentioned you${where}: ${note.excerpt}`);
   }
 
   toast(text) {
