@@ -5,7 +5,8 @@
 //! history once; the server restarts while Ann sends, messages are stored meanwhile,
 //! and both pages reconnect and show everything exactly once. No console errors
 //! besides the refused connections of the restart. A second scenario manages a group
-//! of three from the page and uses the admin view as a site admin.
+//! of three from the page and uses the admin view as a site admin; others search and
+//! block, follow mentions and reactions, and attach, show and save files.
 
 mod driver;
 
@@ -1194,6 +1195,346 @@ async fn mentions_are_highlighted_and_reactions_follow_live_in_the_page() -> any
     assert_no_console_errors(&ann, "ann", &[]).await?;
     ann.close().await?;
     drop(driver);
+    app.shutdown().await;
+    Ok(())
+}
+
+/// A CRC-32 (ISO-HDLC), as PNG chunks carry.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFF_u32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A real `width` × `height` RGB PNG (a gradient), its pixels in one stored (not
+/// compressed) zlib block: something a browser decodes, built without an encoder.
+fn png(width: u8, height: u8) -> Vec<u8> {
+    let mut pixels = Vec::new();
+    for y in 0..height {
+        pixels.push(0); // no filter
+        for x in 0..width {
+            pixels.extend_from_slice(&[x.wrapping_mul(10), y.wrapping_mul(15), 200]);
+        }
+    }
+    let length = u16::try_from(pixels.len()).unwrap_or(u16::MAX);
+    let (mut a, mut b) = (1_u32, 0_u32);
+    for &byte in &pixels {
+        a = (a + u32::from(byte)) % 65_521;
+        b = (b + a) % 65_521;
+    }
+    let mut zlib = vec![0x78, 0x01, 0x01];
+    zlib.extend_from_slice(&length.to_le_bytes());
+    zlib.extend_from_slice(&(!length).to_le_bytes());
+    zlib.extend_from_slice(&pixels);
+    zlib.extend_from_slice(&((b << 16) | a).to_be_bytes());
+    let mut header = u32::from(width).to_be_bytes().to_vec();
+    header.extend_from_slice(&u32::from(height).to_be_bytes());
+    header.extend_from_slice(&[8, 2, 0, 0, 0]); // 8 bits, RGB
+    let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
+    for (kind, data) in [
+        (&b"IHDR"[..], header),
+        (b"IDAT", zlib),
+        (b"IEND", Vec::new()),
+    ] {
+        let mut chunk = kind.to_vec();
+        chunk.extend_from_slice(&data);
+        bytes.extend_from_slice(&u32::try_from(data.len()).unwrap_or_default().to_be_bytes());
+        bytes.extend_from_slice(&chunk);
+        bytes.extend_from_slice(&crc32(&chunk).to_be_bytes());
+    }
+    bytes
+}
+
+/// Uploads a file to a chat over REST as multipart/form-data (201 expected): its view.
+async fn upload_over_rest(
+    app: &TestApp,
+    token: &str,
+    chat: i64,
+    filename: &str,
+    bytes: &[u8],
+) -> anyhow::Result<Value> {
+    const BOUNDARY: &str = "browser-test-boundary-4f1c";
+    let mut body = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; \
+         filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    let stored = app
+        .request(
+            actix_web::http::Method::POST,
+            &format!("/api/v1/chats/{chat}/attachments"),
+            Some(token),
+            Some((&format!("multipart/form-data; boundary={BOUNDARY}"), body)),
+        )
+        .await?;
+    stored.expect_status(201)?;
+    Ok(stored.json)
+}
+
+/// Gives the page's hidden file input these files, as choosing them in the browser's
+/// picker would (WebDriver types the paths, one a line, into `<input type=file>`).
+async fn choose_files(page: &Page, paths: &[&std::path::Path]) -> anyhow::Result<()> {
+    let input = page
+        .client
+        .find(fantoccini::Locator::Css("input[type=file].attach-input"))
+        .await?;
+    let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    input.send_keys(&paths.join("\n")).await?;
+    Ok(())
+}
+
+/// Whether the `n`th image attachment shown (0 first) is loaded, and its natural width.
+async fn image_width(page: &Page, n: usize) -> anyhow::Result<i64> {
+    let css = "#message-list .attachment-image img";
+    page.wait_until(
+        &format!(
+            "(i => i && i.complete && i.naturalWidth > 0)\
+             (document.querySelectorAll({})[{n}])",
+            json!(css)
+        ),
+        &format!("image attachment {n} is shown"),
+    )
+    .await?;
+    let width = page
+        .eval(
+            "return document.querySelectorAll(arguments[0])[arguments[1]].naturalWidth;",
+            vec![json!(css), json!(n)],
+        )
+        .await?;
+    width
+        .as_i64()
+        .ok_or_else(|| anyhow::anyhow!("no width: {width}"))
+}
+
+/// Ann attaches a PNG and a PDF from the page's Attach button (uploaded at once, shown
+/// as chips; one more chosen and removed again; one too large refused with the
+/// server's reason) and sends them with text: the image is shown from its bytes
+/// (fetched with her token), the PDF as a download button that saves it. Bob, over
+/// REST, finds both files on the message, typed by their bytes, and downloads the PNG
+/// as uploaded; his own image (a message of a file alone) reaches her page live.
+/// Deleted, her message's files go from the page.
+#[actix_web::test]
+async fn files_are_attached_shown_and_downloaded_in_the_page() -> anyhow::Result<()> {
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.max_upload_bytes = 1 << 20).await?;
+    let (_ann_api, bob_api, group) = app.two_in_a_group().await?;
+    let dir = std::env::temp_dir().join(format!(
+        "chat-browser-files-{}",
+        chat_test_support::random_suffix()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    let picture = png(64, 40);
+    let report = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << >>\n%%EOF\n".to_vec();
+    let (picture_path, report_path, extra_path, big_path) = (
+        dir.join("photo.png"),
+        dir.join("report.pdf"),
+        dir.join("notes.txt"),
+        dir.join("big.bin"),
+    );
+    std::fs::write(&picture_path, &picture)?;
+    std::fs::write(&report_path, &report)?;
+    std::fs::write(&extra_path, "not sent after all")?;
+    std::fs::write(&big_path, vec![7_u8; 3 << 19])?;
+
+    let driver = Chromedriver::start()?;
+    let ann = driver.open(&format!("{}/", app.address), "ann").await?;
+    log_in(&ann, "ann").await?;
+    ann.click(&format!("#chat-list a[data-chat-id='{group}']"))
+        .await?;
+    ann.wait_for("#composer .attach-button").await?;
+    let send_disabled = "document.querySelector('#send').disabled";
+    assert_eq!(
+        ann.eval(&format!("return {send_disabled};"), vec![])
+            .await?,
+        json!(true)
+    );
+
+    // Chosen, both files upload at once; ready, Send is offered without text.
+    choose_files(&ann, &[&picture_path, &report_path]).await?;
+    ann.wait_until(
+        "document.querySelectorAll('.pending-attachment[data-state=ready]').length === 2",
+        "both files are uploaded",
+    )
+    .await?;
+    assert_eq!(
+        ann.texts(".pending-attachment .attachment-name").await?,
+        ["photo.png", "report.pdf"]
+    );
+    assert_eq!(
+        ann.eval(&format!("return {send_disabled};"), vec![])
+            .await?,
+        json!(false)
+    );
+    // One more, removed again with its ✕; one too large, refused with the server's reason.
+    choose_files(&ann, &[&extra_path]).await?;
+    ann.wait_until(
+        "document.querySelectorAll('.pending-attachment[data-state=ready]').length === 3",
+        "the third file is uploaded",
+    )
+    .await?;
+    assert_labelled(&ann, "the composer with files").await?;
+    ann.click(".pending-attachment:last-child button[aria-label='Remove notes.txt']")
+        .await?;
+    ann.wait_until(
+        "document.querySelectorAll('.pending-attachment').length === 2",
+        "the third file is removed",
+    )
+    .await?;
+    choose_files(&ann, &[&big_path]).await?;
+    ann.wait_for_text(
+        ".conv-error",
+        "big.bin is too large: a file may be at most 1 MB",
+    )
+    .await?;
+    assert_eq!(
+        ann.texts(".pending-attachment .attachment-name")
+            .await?
+            .len(),
+        2
+    );
+    ann.screenshot("attachments-pending-ann").await?;
+
+    // Sent with text: the picture is shown (its bytes fetched with her token), the PDF is
+    // a button with its name and size; the chips are gone.
+    send(&ann, "see attached").await?;
+    assert_eq!(image_width(&ann, 0).await?, 64);
+    ann.wait_for_text("#message-list .attachment-file", "report.pdf")
+        .await?;
+    assert_eq!(
+        ann.texts("#message-list .attachment-file .attachment-size")
+            .await?,
+        [format!("{} B", report.len())]
+    );
+    ann.wait_until(
+        "!document.querySelector('.pending-attachment') && !document.querySelector('#message-list .pending')",
+        "the files left the composer",
+    )
+    .await?;
+    let source = ann
+        .eval(
+            "return document.querySelector('#message-list .attachment-image img').src;",
+            vec![],
+        )
+        .await?;
+    assert!(
+        source.as_str().is_some_and(|s| s.starts_with("blob:")),
+        "{source}"
+    );
+
+    // Bob finds both on the message, typed by their bytes, and downloads the picture.
+    let history = app
+        .get(
+            &format!("/api/v1/chats/{group}/messages"),
+            Some(&bob_api.access_token),
+        )
+        .await?;
+    let sent: Vec<&Value> = history.json["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["content"] == "see attached")
+        .collect();
+    assert_eq!(sent.len(), 1, "{}", history.text);
+    let files: Vec<Value> = sent[0]["attachments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            json!([
+                a["filename"],
+                a["content_type"],
+                a["size"],
+                a["width"],
+                a["height"]
+            ])
+        })
+        .collect();
+    assert_eq!(
+        files,
+        [
+            json!(["photo.png", "image/png", picture.len(), 64, 40]),
+            json!(["report.pdf", "application/pdf", report.len(), null, null]),
+        ],
+        "{}",
+        history.text
+    );
+    let url = sent[0]["attachments"][0]["url"]
+        .as_str()
+        .unwrap_or_default();
+    let downloaded = app.get(url, Some(&bob_api.access_token)).await?;
+    downloaded.expect_status(200)?;
+    assert_eq!(downloaded.bytes, picture);
+
+    // The PDF's button saves it: the page fetches its bytes and hands them to a
+    // temporary <a download> (caught here, with the size of the blob behind its URL: a
+    // headless browser has nowhere to save, and the CSP lets no script fetch a blob:).
+    ann.eval(
+        "window.__saved = [];\
+         const sizes = new Map();\
+         const create = URL.createObjectURL;\
+         URL.createObjectURL = blob => { const url = create(blob); sizes.set(url, blob.size); return url; };\
+         const click = HTMLAnchorElement.prototype.click;\
+         HTMLAnchorElement.prototype.click = function () {\
+           if (!this.download) return click.call(this);\
+           window.__saved.push([this.download, sizes.get(this.href) ?? null]);\
+         };\
+         return null;",
+        vec![],
+    )
+    .await?;
+    ann.click("#message-list .attachment-file").await?;
+    ann.wait_until("window.__saved.length === 1", "the PDF is saved")
+        .await?;
+    assert_eq!(
+        ann.eval("return window.__saved;", vec![]).await?,
+        json!([["report.pdf", report.len()]])
+    );
+
+    // Bob's picture, a message of a file alone, reaches her page live.
+    let live = png(32, 24);
+    let stored = upload_over_rest(&app, &bob_api.access_token, group, "live.png", &live).await?;
+    assert_eq!(stored["content_type"], "image/png", "{stored}");
+    app.post(
+        &format!("/api/v1/chats/{group}/messages"),
+        Some(&bob_api.access_token),
+        json!({"content": "", "attachments": [stored["id"]]}),
+    )
+    .await?
+    .expect_status(201)?;
+    assert_eq!(image_width(&ann, 1).await?, 32);
+    let item = format!("#chat-list a[data-chat-id='{group}']");
+    ann.wait_for_text(&format!("{item} .chat-preview"), "bob: 📎 live.png")
+        .await?;
+    assert_labelled(&ann, "a conversation with files").await?;
+    assert_contrast(&ann, "a conversation with files").await?;
+    ann.screenshot("attachments-ann").await?;
+
+    // Ann deletes her message: its files go from the page (and from the history).
+    ann.click("#message-list .message.mine button[aria-label='Delete your message']")
+        .await?;
+    ann.click("#message-list .message.mine .actions button.danger")
+        .await?;
+    ann.wait_until(
+        "!document.querySelector('#message-list .attachment-file') \
+         && document.querySelectorAll('#message-list .attachment-image').length === 1",
+        "the deleted message's files are gone",
+    )
+    .await?;
+    // The refused upload is the one failed request.
+    assert_no_console_errors(&ann, "ann", &["413 (Payload Too Large)"]).await?;
+    ann.close().await?;
+    drop(driver);
+    let _ = std::fs::remove_dir_all(&dir);
     app.shutdown().await;
     Ok(())
 }

@@ -48,21 +48,25 @@ async function body(response) {
 
 /**
  * One request, no session logic: `token` (optional) goes in `Authorization`.
- * Resolves with the JSON body (null for 204), rejects with an ApiError.
+ * Resolves with the JSON body (null for 204), or a Blob of the body when `blob` is
+ * true; rejects with an ApiError. A FormData `body` goes as multipart/form-data (the
+ * browser writes its Content-Type, with the boundary); anything else as JSON.
  */
-export async function call(method, path, { body: payload, token } = {}) {
-  const headers = { Accept: "application/json" };
-  if (payload !== undefined) headers["Content-Type"] = "application/json";
+export async function call(method, path, { body: payload, token, blob = false } = {}) {
+  const form = payload instanceof FormData;
+  const headers = { Accept: blob ? "*/*" : "application/json" };
+  if (payload !== undefined && !form) headers["Content-Type"] = "application/json";
   if (token) headers.Authorization = `Bearer ${token}`;
   let response;
   try {
     response = await fetch(`/api/v1${path}`, {
       method,
       headers,
-      body: payload === undefined ? undefined : JSON.stringify(payload),
+      body: payload === undefined || form ? payload : JSON.stringify(payload),
       cache: "no-store",
       credentials: "omit",
     });
+    if (blob && response.ok) return await response.blob();
   } catch (cause) {
     throw ApiError.network(cause);
   }
@@ -87,11 +91,11 @@ export class Api {
     this.session = session;
   }
 
-  async request(method, path, payload) {
+  async request(method, path, payload, blob = false) {
     for (let attempt = 0; ; attempt++) {
       const token = await this.session.accessToken();
       try {
-        return await call(method, path, { body: payload, token });
+        return await call(method, path, { body: payload, token, blob });
       } catch (error) {
         if (!(error instanceof ApiError) || error.status !== 401 && error.status !== 403) throw error;
         if (error.code === "token_expired" && attempt === 0) {
@@ -125,6 +129,16 @@ export class Api {
 
   delete(path) {
     return this.request("DELETE", path);
+  }
+
+  /** Posts a FormData as multipart/form-data (an upload). */
+  upload(path, form) {
+    return this.request("POST", path, form);
+  }
+
+  /** The bytes at `path`, as a Blob (a download). */
+  blob(path) {
+    return this.request("GET", path, undefined, true);
   }
 }
 

@@ -2,6 +2,7 @@
 // events, recovers what a dropped connection missed, and sends messages reliably.
 
 import { ApiError, Api, query } from "./api.js";
+import { Files } from "./files.js";
 import { Connection } from "./socket.js";
 import { normalizeMessage, Store } from "./store.js";
 
@@ -35,6 +36,8 @@ export class ChatClient extends EventTarget {
     this.session = session;
     this.api = new Api(session);
     this.store = new Store();
+    /** Attachments' bytes, as object URLs. */
+    this.files = new Files(this.api);
     this.connection = new Connection(async () => (await this.api.post("/ws/ticket")).ticket);
     this.connection.addEventListener("open", () => this.recover());
     this.connection.addEventListener("message", (e) => this.#onEvent(e.detail));
@@ -55,6 +58,7 @@ export class ChatClient extends EventTarget {
     for (const timer of this.#memberTimers.values()) clearTimeout(timer);
     for (const items of this.store.pending.values()) for (const item of items) clearTimeout(item.retry);
     this.store.reset();
+    this.files.clear();
   }
 
   /** An error worth telling the person about (views listen for `error`). */
@@ -288,12 +292,13 @@ export class ChatClient extends EventTarget {
   // ---- sending --------------------------------------------------------------------
 
   /**
-   * Sends a message. It shows at once as pending and is posted with a client id;
-   * after a network failure or a server restart it is posted again with the same id,
-   * which the server answers with the original message: never stored twice.
+   * Sends a message, with the files `attachments` (uploaded already: their views). It
+   * shows at once as pending and is posted with a client id; after a network failure
+   * or a server restart it is posted again with the same id, which the server answers
+   * with the original message: never stored twice.
    */
-  send(chatId, content, replyTo = null) {
-    const item = { client_id: newClientId(), content, reply_to: replyTo, state: "sending", error: null };
+  send(chatId, content, replyTo = null, attachments = []) {
+    const item = { client_id: newClientId(), content, reply_to: replyTo, attachments, state: "sending", error: null };
     this.store.setPending(chatId, [...this.store.pendingIn(chatId), item]);
     this.#post(chatId, item, SEND_RETRY_FIRST_MS);
   }
@@ -306,6 +311,7 @@ export class ChatClient extends EventTarget {
         content: item.content,
         client_id: item.client_id,
         reply_to: item.reply_to ?? undefined,
+        attachments: item.attachments.length ? item.attachments.map((a) => a.id) : undefined,
       });
       this.store.addMessages(chatId, [normalizeMessage(message)]);
       this.markRead(chatId, message.seq);
@@ -352,6 +358,16 @@ export class ChatClient extends EventTarget {
     const items = this.store.pendingIn(chatId);
     for (const item of items) if (item.client_id === clientId) clearTimeout(item.retry);
     this.store.setPending(chatId, items.filter((p) => p.client_id !== clientId));
+  }
+
+  /**
+   * Uploads a file to a chat (multipart/form-data, field `file`): its view, whose id a
+   * send then carries. Until sent, only I can download it.
+   */
+  upload(chatId, file) {
+    const form = new FormData();
+    form.append("file", file, file.name);
+    return this.api.upload(`/chats/${chatId}/attachments`, form);
   }
 
   async edit(chatId, messageId, content) {

@@ -49,3 +49,16 @@ export function shortWhen(iso, now = new Date()) {
 export function millis(iso) {
   return iso ? Date.parse(iso) : 0;
 }
+
+/** A size in bytes as people read it: "512 B", "1.5 KB", "12 MB" (1 KB = 1 024 B). */
+export function humanSize(bytes) {
+  if (!(bytes >= 1024)) return `${bytes ?? 0} B`;
+  const units = ["KB", "MB", "GB"];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${value < 10 ? value.toFixed(1) : Math.round(value)} ${units[unit]}`;
+}

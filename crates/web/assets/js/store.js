@@ -22,6 +22,8 @@ export function normalizeMessage(m) {
     reactions: m.reactions ?? [],
     /** Ids of the members the text mentions (events leave it out when empty). */
     mentions: m.mentions ?? [],
+    /** Files it carries: [{id, filename, content_type, size, width, height, url}] (events leave it out when empty). */
+    attachments: m.attachments ?? [],
   };
 }
 
@@ -123,7 +125,7 @@ export class Store extends EventTarget {
   typing = new Map();
   /** chat id → Map(user id → highest seq they have read): from `chat.read` events. */
   readBy = new Map();
-  /** chat id → messages being sent: [{client_id, content, reply_to, state, error}]. */
+  /** chat id → messages being sent: [{client_id, content, reply_to, attachments, state, error}]. */
   pending = new Map();
   /** chat id → every member (`GET /chats/{id}/members`), for the chats that needed it. */
   memberLists = new Map();
@@ -284,7 +286,7 @@ export class Store extends EventTarget {
   }
 
   /**
-   * A deletion (an event, or mine): the text, reactions and mentions go; a mention of
+   * A deletion (an event, or mine): the text, files, reactions and mentions go; a mention of
    * me it held no longer counts as unread.
    */
   messageDeleted(chatId, seq, deletedAt) {
@@ -295,7 +297,7 @@ export class Store extends EventTarget {
       this.chats.set(chatId, { ...chat, unread_mentions: chat.unread_mentions - 1 });
       this.changed("chats", chatId);
     }
-    this.patchMessage(chatId, seq, { content: "", deleted_at: deletedAt, reactions: [], mentions: [] });
+    this.patchMessage(chatId, seq, { content: "", deleted_at: deletedAt, reactions: [], mentions: [], attachments: [] });
   }
 
   /** Whether a message (not deleted) mentions me. */

@@ -9,7 +9,9 @@ function preview(store, chat) {
   const last = chat.last_message;
   if (!last) return chat.kind === "group" ? chat.description || "No messages yet" : "No messages yet";
   const who = last.sender_id === store.me?.id ? "You" : last.sender ?? "Someone";
-  const text = last.deleted_at ? "message deleted" : last.content;
+  const files = last.attachments ?? [];
+  const attached = files.length === 1 ? `📎 ${files[0].filename}` : files.length ? `📎 ${files.length} files` : "";
+  const text = last.deleted_at ? "message deleted" : last.content || attached;
   return `${who}: ${text}`;
 }
 

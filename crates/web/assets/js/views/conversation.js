@@ -1,8 +1,9 @@
 // One open chat: its history (older pages load as you scroll up), live messages, the
-// composer (send, reply, edit), typing notices and read markers.
+// composer (send, reply, edit, attach files), typing notices and read markers.
 
 import { h, reconcile, replace } from "../dom.js";
 import { dayKey, fullTime } from "../format.js";
+import { lazyLoader, Uploads } from "./attachments.js";
 import { presenceDot } from "./chatlist.js";
 import { MembersPanel } from "./members.js";
 import { daySeparator, messageItem, messageKey, pendingItem } from "./message.js";
@@ -80,6 +81,8 @@ export class Conversation {
       this.historyStart,
       this.list,
     );
+    // Images are fetched as they come near the visible part of the list.
+    this.lazy = lazyLoader(this.scroller);
     this.error = h("p", { class: "conv-error", role: "alert" });
     this.typingLine = h("p", { class: "typing", id: "typing", "aria-live": "polite" });
 
@@ -93,16 +96,23 @@ export class Conversation {
       autocomplete: "off",
       "aria-describedby": "composer-help",
     });
-    this.sendButton = h("button", { type: "submit", class: "primary", id: "send" }, "Send");
+    this.sendButton = h("button", { type: "submit", class: "primary", id: "send", disabled: true }, "Send");
+    this.uploads = new Uploads(client, chatId, {
+      changed: () => this.#updateSend(),
+      failed: (text) => replace(this.error, text),
+    });
     this.composer = h(
       "form",
       { class: "composer", id: "composer" },
       this.banner,
+      this.uploads.list,
       h(
         "div",
         { class: "composer-row" },
         h("label", { for: "composer-input", class: "visually-hidden" }, "Message"),
         this.input,
+        this.uploads.button,
+        this.uploads.input,
         this.sendButton,
       ),
       h("p", { id: "composer-help", class: "visually-hidden" }, "Enter sends, Shift+Enter starts a new line, Escape cancels a reply or an edit."),
@@ -125,6 +135,7 @@ export class Conversation {
     this.#listen(this.input, "keydown", (e) => this.#onKey(e));
     this.#listen(this.input, "input", () => {
       this.#autosize();
+      this.#updateSend();
       if (this.#mode?.kind !== "edit" && this.input.value.trim()) client.typing(chatId);
     });
     this.#listen(this.scroller, "scroll", () => {
@@ -132,6 +143,12 @@ export class Conversation {
       this.#markRead();
     });
     this.#listen(document, "visibilitychange", () => this.#markRead());
+    // Files pasted into the composer or dropped on the conversation are attached too.
+    this.#listen(this.input, "paste", (e) => this.#attach(e, e.clipboardData));
+    this.#listen(this.el, "dragover", (e) => {
+      if (e.dataTransfer?.types.includes("Files")) e.preventDefault();
+    });
+    this.#listen(this.el, "drop", (e) => this.#attach(e, e.dataTransfer));
     this.#listen(this.store, "change", (e) => this.#onChange(e.detail));
 
     this.renderHeader();
@@ -158,6 +175,23 @@ export class Conversation {
   destroy() {
     for (const off of this.#listeners) off();
     this.membersPanel?.destroy();
+    this.lazy.disconnect();
+    // Its images are not shown any more: their object URLs go.
+    this.client.files.keepOnly(this.chatId);
+  }
+
+  /** Attaches the files of a paste or a drop (`data`), if it holds some. */
+  #attach(event, data) {
+    const files = [...(data?.files ?? [])];
+    if (!files.length) return;
+    event.preventDefault();
+    this.uploads.add(files);
+  }
+
+  /** Send is offered when there is text or an uploaded file, and no file is still uploading. */
+  #updateSend() {
+    const something = this.input.value.trim() !== "" || (this.#mode?.kind !== "edit" && this.uploads.ready.length > 0);
+    this.sendButton.disabled = !something || (this.#mode?.kind !== "edit" && this.uploads.busy);
   }
 
   /** Shows or hides the group's panel (details, members, management). */
@@ -257,6 +291,9 @@ export class Conversation {
         this.client.remove(this.chatId, m).catch((error) => replace(this.error, error.message)),
       react: (m, emoji, add) =>
         this.client.react(this.chatId, m, emoji, add).catch((error) => replace(this.error, error.message)),
+      files: this.client.files,
+      whenShown: this.lazy.whenShown,
+      fileFailed: (a, error) => replace(this.error, `${a.filename} could not be downloaded: ${error.message}`),
     };
     const names = this.#usernames();
     const refocus = this.#focusedControl();
@@ -288,6 +325,8 @@ export class Conversation {
     }
     this.#nodes = reconcile(this.list, desired, this.#nodes);
     refocus?.();
+    // Images of messages gone or deleted are not shown any more: their URLs go.
+    this.client.files.keepOnly(this.chatId, new Set(messages.flatMap((m) => m.attachments.map((a) => a.id))));
 
     const loaded = Boolean(timeline?.loaded);
     this.olderButton.hidden = !loaded || !timeline.hasOlder;
@@ -372,6 +411,7 @@ export class Conversation {
       this.banner.hidden = true;
       replace(this.banner);
       replace(this.sendButton, "Send");
+      this.#updateSend();
       return;
     }
     const { kind, message } = mode;
@@ -379,7 +419,7 @@ export class Conversation {
     const what =
       kind === "edit"
         ? "Editing your message"
-        : `Replying to ${message.sender ?? "someone"}: ${message.content.slice(0, 80)}`;
+        : `Replying to ${message.sender ?? "someone"}: ${(message.content || "📎 files").slice(0, 80)}`;
     replace(this.banner, h("span", { class: "banner-text" }, what), " ", cancel);
     this.banner.hidden = false;
     if (kind === "edit") {
@@ -389,6 +429,7 @@ export class Conversation {
       replace(this.sendButton, "Send");
     }
     this.#autosize();
+    this.#updateSend();
     this.input.focus();
   }
 
@@ -409,16 +450,21 @@ export class Conversation {
   }
 
   #autosize() {
-    this.input.style.height = "auto";
-    this.input.style.height = `${Math.min(this.input.scrollHeight, 160)}px`;
+    const input = this.input;
+    input.style.height = "auto";
+    // Borders count in the height (border-box), not in scrollHeight.
+    input.style.height = `${Math.min(input.scrollHeight + input.offsetHeight - input.clientHeight, 160)}px`;
   }
 
   async #submit() {
     const text = this.input.value.trim();
-    if (!text) return;
-    replace(this.error);
     const mode = this.#mode;
-    if (mode?.kind === "edit") {
+    const editing = mode?.kind === "edit";
+    // A file still uploading waits (Send is disabled meanwhile).
+    if (!editing && this.uploads.busy) return;
+    if (!text && (editing || this.uploads.ready.length === 0)) return;
+    replace(this.error);
+    if (editing) {
       if (text === mode.message.content) return this.#cancel();
       try {
         this.sendButton.disabled = true;
@@ -431,12 +477,13 @@ export class Conversation {
         this.sendButton.disabled = false;
       }
     } else {
-      this.client.send(this.chatId, text, mode?.kind === "reply" ? mode.message.id : null);
+      this.client.send(this.chatId, text, mode?.kind === "reply" ? mode.message.id : null, this.uploads.take());
       this.input.value = "";
       this.#setMode(null);
       this.scroller.scrollTop = this.scroller.scrollHeight;
     }
     this.#autosize();
+    this.#updateSend();
     this.input.focus();
   }
 

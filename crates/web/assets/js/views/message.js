@@ -2,6 +2,7 @@
 
 import { h, linkify } from "../dom.js";
 import { dayLabel, fullTime, timeOf } from "../format.js";
+import { attachmentList, pendingFiles } from "./attachments.js";
 import { reactButton, reactionChips } from "./reactions.js";
 
 const QUOTE_CHARS = 120;
@@ -35,6 +36,11 @@ function messageText(content, mentionNames) {
   return linkify(content, (part) => withMentions(part, names));
 }
 
+/** "📎 a.png, b.pdf": what stands for a message of files alone. */
+function filesText(attachments) {
+  return `📎 ${attachments.map((a) => a.filename).join(", ")}`;
+}
+
 function excerpt(text) {
   return text.length > QUOTE_CHARS ? `${text.slice(0, QUOTE_CHARS)}…` : text;
 }
@@ -47,13 +53,13 @@ function quote(original, myId) {
     "p",
     { class: "reply-quote" },
     h("span", { class: "quote-sender" }, `↪ ${who}: `),
-    original.deleted_at ? "message deleted" : excerpt(original.content),
+    original.deleted_at ? "message deleted" : excerpt(original.content || filesText(original.attachments)),
   );
 }
 
 /**
  * A key that changes whenever the element must be redrawn: the message's state, its
- * reactions and highlighted names, the quoted message's state, and the read line under it.
+ * files, reactions and highlighted names, the quoted message's state, and the read line under it.
  */
 export function messageKey(message, original, seen, mentionNames) {
   return [
@@ -61,6 +67,7 @@ export function messageKey(message, original, seen, mentionNames) {
     message.id,
     message.edited_at,
     message.deleted_at,
+    message.attachments.map((a) => a.id).join(","),
     JSON.stringify(message.reactions),
     mentionNames ?? "",
     original ? `${original.id}:${original.edited_at}:${original.deleted_at}` : "",
@@ -69,8 +76,9 @@ export function messageKey(message, original, seen, mentionNames) {
 }
 
 /**
- * Draws a message. `actions` has `reply`, `edit`, `remove` and `react` callbacks; edit
- * and delete are offered on one's own messages only. `mentionNames`: the lowercase
+ * Draws a message. `actions` has `reply`, `edit`, `remove` and `react` callbacks, and
+ * `files`, `whenShown` and `fileFailed` for its files (see attachmentList); edit and
+ * delete are offered on one's own messages only. `mentionNames`: the lowercase
  * usernames its text mentions, space-separated ("*": some are unknown here, so any
  * `@name`; empty: none).
  */
@@ -114,7 +122,10 @@ export function messageItem(message, { mine, myId, original, seen, mentionNames,
       message.reply_to ? quote(original, myId) : null,
       deleted
         ? h("p", { class: "text" }, "Message deleted")
-        : h("p", { class: "text" }, messageText(message.content, mentionNames)),
+        : message.content
+          ? h("p", { class: "text" }, messageText(message.content, mentionNames))
+          : null,
+      deleted ? null : attachmentList(message.attachments, actions),
       deleted ? null : reactionChips(message.reactions, react),
       controls.length ? h("div", { class: "actions" }, controls) : null,
     ),
@@ -154,7 +165,8 @@ export function pendingItem(item, { retry, discard }) {
       "div",
       { class: "bubble" },
       h("p", { class: "meta" }, h("span", { class: "sender" }, "You"), " ", h("span", { class: "sending" }, failed ? "not sent" : "sending…")),
-      h("p", { class: "text" }, linkify(item.content)),
+      item.content ? h("p", { class: "text" }, linkify(item.content)) : null,
+      pendingFiles(item.attachments),
       failed
         ? h("p", { class: "send-error", role: "alert" }, item.error)
         : item.error
