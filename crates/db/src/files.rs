@@ -127,6 +127,22 @@ impl FileStore {
         }
     }
 
+    /// Removes everything whose key starts with `prefix/`; returns how many.
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<usize, DbError> {
+        let listed: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&Path::from(prefix)))
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .map_err(unavailable)?;
+        for meta in &listed {
+            self.delete(meta.location.as_ref()).await?;
+        }
+        Ok(listed.len())
+    }
+
     /// Removes what is under `key` (nothing there is not an error).
     pub async fn delete(&self, key: &str) -> Result<(), DbError> {
         match self.store.delete(&Path::from(key)).await {
@@ -159,6 +175,14 @@ mod tests {
         store.delete("chats/1/abc").await?;
         assert!(!store.exists("chats/1/abc").await?);
         assert!(store.get("chats/1/abc").await?.is_none());
+        for key in ["chats/2/a", "chats/2/b", "chats/20/c"] {
+            store.put(key, Bytes::from_static(b"x")).await?;
+        }
+        assert_eq!(store.delete_prefix("chats/2").await?, 2);
+        assert!(
+            store.exists("chats/20/c").await?,
+            "another chat's prefix is kept"
+        );
         let _ = std::fs::remove_dir_all(dir);
         Ok(())
     }

@@ -155,6 +155,8 @@ diesel::table! {
         uploader_id -> Nullable<BigInt>,
         /// The message carrying it, once sent.
         message_id -> Nullable<BigInt>,
+        /// Taken by a send on its way to the writer.
+        claimed -> Bool,
         /// Where the bytes are.
         storage_key -> Text,
         /// Name as uploaded (cleaned).

@@ -10,8 +10,9 @@ pub const MAX_ATTACHMENTS_PER_MESSAGE: usize = 10;
 pub const FILE_NAME_MAX_CHARS: usize = 200;
 
 /// An uploaded file's name, as shown and offered for download: the last path segment
-/// of what the client sent, without control characters, at most 200 characters;
-/// `file` when nothing is left.
+/// of what the client sent, without control or invisible formatting characters (a
+/// right-to-left override would make `invoice\u{202e}fdp.exe` read as `invoiceexe.pdf`),
+/// at most 200 characters; `file` when nothing is left.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileName(String);
 
@@ -21,7 +22,7 @@ impl FileName {
         let last = raw.rsplit(['/', '\\']).next().unwrap_or_default();
         let cleaned: String = last
             .chars()
-            .filter(|c| !c.is_control())
+            .filter(|c| !c.is_control() && !is_format(*c))
             .take(FILE_NAME_MAX_CHARS)
             .collect();
         let trimmed = cleaned.trim().trim_start_matches('.');
@@ -36,6 +37,15 @@ impl FileName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Unicode format characters (category Cf) a name could hide or reorder text with:
+/// bidirectional controls, zero-width characters, the byte-order mark and friends.
+fn is_format(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{E0000}'..='\u{E007F}')
 }
 
 /// What the bytes of a file are.
@@ -126,6 +136,11 @@ mod tests {
         assert_eq!(FileName::clean("").as_str(), "file");
         assert_eq!(FileName::clean("..").as_str(), "file");
         assert_eq!(FileName::clean(".htaccess").as_str(), "htaccess");
+        assert_eq!(
+            FileName::clean("invoice\u{202e}fdp.exe").as_str(),
+            "invoicefdp.exe"
+        );
+        assert_eq!(FileName::clean("a\u{200b}b\u{feff}.txt").as_str(), "ab.txt");
         assert_eq!(
             FileName::clean(&"é".repeat(300)).as_str().chars().count(),
             200

@@ -14,40 +14,13 @@ pub const EMOJI_MAX_CHARS: usize = 10;
 pub struct Emoji(String);
 
 impl Emoji {
-    /// Checks the sequence's shape and characters.
+    /// Checks the sequence's shape: a keycap (`1️⃣`), a flag (two regional indicators), a
+    /// subdivision flag (🏴 and tag letters ending in a cancel tag), or emoji joined by
+    /// zero-width joiners, each with at most one skin tone and one variation selector.
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let invalid = || "must be one emoji (a short Unicode emoji sequence)".to_owned();
         let chars: Vec<char> = raw.chars().collect();
-        if chars.is_empty() || chars.len() > EMOJI_MAX_CHARS {
-            return Err(invalid());
-        }
-        let first = chars[0];
-        let keycap = chars.len() >= 2
-            && (first.is_ascii_digit() || first == '#' || first == '*')
-            && chars[1..]
-                .iter()
-                .all(|c| matches!(c, '\u{FE0F}' | '\u{20E3}'))
-            && chars.contains(&'\u{20E3}');
-        if keycap {
-            return Ok(Emoji(raw.to_owned()));
-        }
-        if !is_base(first) {
-            return Err(invalid());
-        }
-        let mut previous = first;
-        for &c in &chars[1..] {
-            let fits = if previous == '\u{200D}' {
-                is_base(c)
-            } else {
-                c == '\u{200D}' || is_modifier(c) || (is_regional(previous) && is_regional(c))
-            };
-            if !fits {
-                return Err(invalid());
-            }
-            previous = c;
-        }
-        if previous == '\u{200D}' {
-            return Err(invalid());
+        if chars.is_empty() || chars.len() > EMOJI_MAX_CHARS || !well_formed(&chars) {
+            return Err("must be one emoji (a short Unicode emoji sequence)".to_owned());
         }
         Ok(Emoji(raw.to_owned()))
     }
@@ -56,6 +29,36 @@ impl Emoji {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+fn well_formed(chars: &[char]) -> bool {
+    match chars {
+        // Keycap: digit, `#` or `*`, an optional variation selector, the keycap mark.
+        [base, '\u{FE0F}', '\u{20E3}'] | [base, '\u{20E3}'] => {
+            base.is_ascii_digit() || *base == '#' || *base == '*'
+        }
+        // A country's flag.
+        [a, b] if is_regional(*a) && is_regional(*b) => true,
+        // A subdivision's flag: 🏴, tag letters, the cancel tag.
+        ['\u{1F3F4}', tags @ .., '\u{E007F}'] if !tags.is_empty() => {
+            tags.iter().all(|c| matches!(c, '\u{E0020}'..='\u{E007E}'))
+        }
+        _ => chars.split(|c| *c == '\u{200D}').all(element_well_formed),
+    }
+}
+
+/// One emoji of a ZWJ sequence: a base, then at most one skin tone and at most one
+/// variation selector.
+fn element_well_formed(element: &[char]) -> bool {
+    let Some((base, modifiers)) = element.split_first() else {
+        return false;
+    };
+    let tones = modifiers.iter().filter(|c| is_skin_tone(**c)).count();
+    let selectors = modifiers
+        .iter()
+        .filter(|c| matches!(c, '\u{FE0E}' | '\u{FE0F}'))
+        .count();
+    is_base(*base) && tones <= 1 && selectors <= 1 && tones + selectors == modifiers.len()
 }
 
 /// Code points that start an emoji (or follow a zero-width joiner).
@@ -70,12 +73,12 @@ fn is_base(c: char) -> bool {
         | '\u{2100}'..='\u{214F}'   // ™ ℹ
         | '\u{203C}' | '\u{2049}' | '\u{24C2}' | '\u{3030}' | '\u{303D}' | '\u{3297}'
         | '\u{3299}' | '\u{00A9}' | '\u{00AE}')
-        && !is_modifier(c)
+        && !is_skin_tone(c)
+        && !is_regional(c)
 }
 
-/// Code points that change the one before: skin tones, variation selectors, tags.
-fn is_modifier(c: char) -> bool {
-    matches!(c, '\u{1F3FB}'..='\u{1F3FF}' | '\u{FE0E}' | '\u{FE0F}' | '\u{E0020}'..='\u{E007F}')
+fn is_skin_tone(c: char) -> bool {
+    matches!(c, '\u{1F3FB}'..='\u{1F3FF}')
 }
 
 fn is_regional(c: char) -> bool {
@@ -128,6 +131,13 @@ mod tests {
             "\u{FE0F}",
             "🏽",
             "👍👍👍👍👍👍👍👍👍👍👍",
+            "👍🏽🏽",
+            "👍\u{FE0F}\u{FE0F}",
+            "🇫",
+            "🇫🇷🇩🇪",
+            "👍\u{E0067}\u{E007F}",
+            "🏴\u{E007F}",
+            "1\u{20E3}\u{20E3}",
             "é",
             "\u{0}",
         ] {

@@ -22,6 +22,11 @@ use crate::{AppContext, ServiceError, rate_limit};
 
 /// How long an upload waits for a message to carry it before it is removed.
 pub const UNSENT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// How long after its upload a file may still be sent: an hour short of
+/// [`UNSENT_LIFETIME`], so the hourly sweep never removes a file a send is taking.
+pub const SENDABLE_FOR: Duration = Duration::from_secs(23 * 3600);
+/// Most files a user may have uploaded and not sent yet.
+pub const MAX_UNSENT: i64 = 50;
 
 /// An uploaded file, as clients see it (on upload and on each message carrying it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -98,6 +103,14 @@ pub async fn authorize_upload(
     }
     ctx.limits
         .check(rate_limit::UPLOADS, &format!("user:{}", principal.user_id))?;
+    if AttachmentRow::unsent_count(&ctx.store.db, principal.user_id.0).await? >= MAX_UNSENT {
+        return Err(ServiceError::Conflict {
+            code: "too_many_uploads",
+            detail: format!(
+                "at most {MAX_UNSENT} files may wait to be sent; send them or let them expire"
+            ),
+        });
+    }
     Ok(UploadPermit {
         chat_id,
         uploader: principal.user_id,
@@ -200,9 +213,11 @@ fn sniff_is_image(content_type: &str) -> bool {
     )
 }
 
-/// What a send attaches: `ids` must be the sender's own uploads to `chat_id` that no
-/// message carries yet (at most 10, each once). Returns them in the order given.
-pub(crate) async fn for_send(
+/// Takes for one send the files it attaches: `ids` must be the sender's own uploads to
+/// `chat_id` that no message carries and no other send has taken (at most 10, each
+/// once), uploaded less than [`SENDABLE_FOR`] ago. All or nothing; returned in the
+/// order given. The caller gives them back ([`release`]) if the send is not stored.
+pub(crate) async fn claim(
     ctx: &AppContext,
     sender: UserId,
     chat_id: ChatId,
@@ -220,61 +235,63 @@ pub(crate) async fn for_send(
             format!("at most {MAX_ATTACHMENTS_PER_MESSAGE} different attachments"),
         ));
     }
-    let rows = AttachmentRow::unsent(&ctx.store.db, chat_id.0, sender.0, ids).await?;
-    ids.iter()
+    let since = chat_db::now() - chrono::Duration::from_std(SENDABLE_FOR).unwrap_or_default();
+    let taken = AttachmentRow::claim(&ctx.store.db, chat_id.0, sender.0, ids, since).await?;
+    let claimed: Result<Vec<AttachmentView>, i64> = ids
+        .iter()
         .map(|id| {
-            rows.iter()
+            taken
+                .iter()
                 .find(|row| row.id == *id)
                 .map(AttachmentView::from)
-                .ok_or_else(|| {
-                    ServiceError::invalid(
-                        "attachments",
-                        format!("{id} is not a file you uploaded to this chat and have not sent"),
-                    )
-                })
+                .ok_or(*id)
         })
-        .collect()
-}
-
-/// Removes the files of a deleted message.
-pub(crate) async fn purge_message(ctx: &AppContext, message_id: i64) -> Result<(), ServiceError> {
-    let rows = AttachmentRow::of_message(&ctx.store.db, message_id).await?;
-    purge(ctx, rows).await
-}
-
-/// The files of a chat about to be deleted (their rows go with it): remove them with
-/// [`remove_files`] once it is.
-pub(crate) async fn keys_of_chat(
-    ctx: &AppContext,
-    chat_id: ChatId,
-) -> Result<Vec<String>, ServiceError> {
-    Ok(AttachmentRow::of_chat(&ctx.store.db, chat_id.0)
-        .await?
-        .into_iter()
-        .map(|row| row.storage_key)
-        .collect())
-}
-
-/// Removes uploads no message took within [`UNSENT_LIFETIME`] (at most `limit` per
-/// call); returns how many.
-pub async fn remove_abandoned(ctx: &AppContext, limit: i64) -> Result<usize, ServiceError> {
-    let age = chrono::Duration::from_std(UNSENT_LIFETIME).unwrap_or_default();
-    let before = chat_db::now() - age;
-    let rows = AttachmentRow::abandoned(&ctx.store.db, before, limit).await?;
-    let count = rows.len();
-    purge(ctx, rows).await?;
-    Ok(count)
-}
-
-async fn purge(ctx: &AppContext, rows: Vec<AttachmentRow>) -> Result<(), ServiceError> {
-    if rows.is_empty() {
-        return Ok(());
+        .collect();
+    match claimed {
+        Ok(views) => Ok(views),
+        Err(missing) => {
+            release(ctx, &taken.iter().map(|row| row.id).collect::<Vec<_>>()).await;
+            Err(ServiceError::invalid(
+                "attachments",
+                format!("{missing} is not a file you uploaded to this chat and have not sent"),
+            ))
+        }
     }
-    let keys: Vec<String> = rows.iter().map(|r| r.storage_key.clone()).collect();
-    // Rows first: a file whose row is gone is never served, whatever happens next.
-    AttachmentRow::delete_many(&ctx.store.db, rows.iter().map(|r| r.id).collect()).await?;
+}
+
+/// Gives back files a send took but did not store (its chat was deleted, its batch
+/// failed, it was a resend): they may be sent again.
+pub(crate) async fn release(ctx: &AppContext, ids: &[i64]) {
+    if let Err(err) = AttachmentRow::release(&ctx.store.db, ids).await {
+        // Still unsent: the hourly sweep removes them after a day.
+        tracing::warn!(error = %err, "cannot give back a send's attachments");
+    }
+}
+
+/// Removes, in the background, every file stored for a deleted chat (by its key prefix:
+/// also one uploaded while the chat was being deleted, whose row went with it).
+pub(crate) fn remove_chat_files(ctx: &AppContext, chat_id: ChatId) {
+    let files = ctx.files.clone();
+    tokio::spawn(async move {
+        match files.delete_prefix(&format!("chats/{}", chat_id.0)).await {
+            Ok(removed) => tracing::debug!(chat.id = chat_id.0, removed, "chat files removed"),
+            Err(err) => {
+                tracing::warn!(error = %err, chat.id = chat_id.0, "cannot remove a deleted chat's files")
+            }
+        }
+    });
+}
+
+/// Removes uploads no message took, uploaded before `before` (at most `limit`); returns
+/// how many.
+pub async fn remove_abandoned(
+    ctx: &AppContext,
+    before: chrono::NaiveDateTime,
+    limit: i64,
+) -> Result<usize, ServiceError> {
+    let keys = AttachmentRow::delete_abandoned(&ctx.store.db, before, limit).await?;
     remove_files(ctx, &keys).await;
-    Ok(())
+    Ok(keys.len())
 }
 
 /// Removes stored files; one that cannot be removed now is logged (its row is already
@@ -287,16 +304,32 @@ pub(crate) async fn remove_files(ctx: &AppContext, keys: &[String]) {
     }
 }
 
-/// Removes abandoned uploads every hour, until the process stops.
+/// Removes abandoned uploads every hour (all of them, a thousand at a time), until the
+/// process stops.
 pub fn spawn_janitor(ctx: AppContext) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(3600));
         loop {
             every.tick().await;
-            match remove_abandoned(&ctx, 1000).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(removed = n, "abandoned uploads removed"),
-                Err(err) => tracing::warn!(error = %err, "cannot remove abandoned uploads"),
+            let age = chrono::Duration::from_std(UNSENT_LIFETIME).unwrap_or_default();
+            let before = chat_db::now() - age;
+            let mut total = 0;
+            loop {
+                match remove_abandoned(&ctx, before, 1000).await {
+                    Ok(n) => {
+                        total += n;
+                        if n < 1000 {
+                            break;
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot remove abandoned uploads");
+                        break;
+                    }
+                }
+            }
+            if total > 0 {
+                tracing::info!(removed = total, "abandoned uploads removed");
             }
         }
     });

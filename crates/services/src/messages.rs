@@ -368,7 +368,9 @@ pub struct KnownMember<'a> {
 /// A send checked and handed to the writer, not yet committed.
 #[derive(Debug)]
 pub struct PendingSend {
-    ticket: Ticket,
+    stage: Stage,
+    /// The attachments this send took ([`crate::attachments::claim`]).
+    claimed: Vec<i64>,
     chat_id: i64,
     sender_id: i64,
     client_id: Option<ClientId>,
@@ -392,16 +394,26 @@ impl PendingSend {
     /// `false` when this `client_id` was used before by the sender in this chat.
     pub async fn outcome(self, ctx: &AppContext) -> Result<(MessageView, bool), ServiceError> {
         let PendingSend {
-            ticket,
+            stage,
+            claimed,
             chat_id,
             sender_id,
             client_id,
             sender,
             ..
         } = self;
+        let ticket = match stage {
+            Stage::Queued(ticket) => ticket,
+            Stage::Resent(existing) => return duplicate(ctx, existing, sender).await,
+        };
         // A resent client_id is caught by the unique index (rolling back that message's
         // seq too) rather than by a look-up per send.
-        let stored = match ticket.stored().await {
+        let result = ticket.stored().await;
+        if !matches!(result, Ok(Some(_))) {
+            // Not stored: the files it took may be sent again.
+            crate::attachments::release(ctx, &claimed).await;
+        }
+        let stored = match result {
             Ok(Some(row)) => row,
             Ok(None) => return Err(ServiceError::NotFound(format!("chat {chat_id} not found"))),
             Err(DbError::Conflict { .. }) if client_id.is_some() => {
@@ -415,12 +427,33 @@ impl PendingSend {
                                 "client_id clashed but no message has it"
                             ))
                         })?;
-                return Ok((MessageView::new(existing, sender), false));
+                return duplicate(ctx, existing, sender).await;
             }
             Err(other) => return Err(other.into()),
         };
         Ok((MessageView::new(stored, sender), true))
     }
+}
+
+/// Where a send is.
+#[derive(Debug)]
+enum Stage {
+    /// Handed to the writer.
+    Queued(Ticket),
+    /// A resend of a message already stored (found before anything was taken).
+    Resent(MessageRow),
+}
+
+/// The answer to a resend: the original message, as the sender sees it now.
+async fn duplicate(
+    ctx: &AppContext,
+    existing: MessageRow,
+    sender: Option<String>,
+) -> Result<(MessageView, bool), ServiceError> {
+    let reader = existing.sender_id.map(UserId).unwrap_or(UserId(0));
+    let mut view = MessageView::new(existing, sender);
+    reactions::attach(ctx, reader, [&mut view]).await?;
+    Ok((view, false))
 }
 
 async fn begin_send(
@@ -480,8 +513,28 @@ async fn begin_send(
     }
     // Resolved once, here: only members are mentioned, and a name that is not one is
     // left as text (nothing tells the sender whether such a user exists).
-    let attached =
-        crate::attachments::for_send(ctx, principal.user_id, chat_id, &input.attachments).await?;
+    // A resend of files already sent finds its message before it would try (and fail)
+    // to take them again.
+    if let Some(key) = &client_id
+        && !input.attachments.is_empty()
+        && let Some(existing) = MessageRow::find_by_client_id(
+            &ctx.store.db,
+            chat_id.0,
+            principal.user_id.0,
+            key.as_str(),
+        )
+        .await?
+    {
+        return Ok(PendingSend {
+            stage: Stage::Resent(existing),
+            claimed: Vec::new(),
+            chat_id: chat_id.0,
+            sender_id: principal.user_id.0,
+            client_id,
+            sender,
+            checked,
+        });
+    }
     let names = mentioned_names(text);
     let mentioned = if names.is_empty() {
         Vec::new()
@@ -492,6 +545,10 @@ async fn begin_send(
     // Checked last, just before the writer takes it: a send accepted from here on is
     // committed before the process exits; one refused here was never stored.
     ctx.lifecycle.accepting()?;
+    // Taken last too: every refusal above leaves the files free.
+    let attached =
+        crate::attachments::claim(ctx, principal.user_id, chat_id, &input.attachments).await?;
+    let claimed: Vec<i64> = attached.iter().map(|a| a.id).collect();
     ctx.metrics
         .message_prepare
         .observe(prepared.elapsed().as_secs_f64());
@@ -511,15 +568,26 @@ async fn begin_send(
         attachments: if attached.is_empty() {
             None
         } else {
-            let json = serde_json::to_string(&attached)
-                .map_err(|err| ServiceError::Internal(err.into()))?;
-            Some((attached.iter().map(|a| a.id).collect(), json))
+            match serde_json::to_string(&attached) {
+                Ok(json) => Some((claimed.clone(), json)),
+                Err(err) => {
+                    crate::attachments::release(ctx, &claimed).await;
+                    return Err(ServiceError::Internal(err.into()));
+                }
+            }
         },
     };
     // Stored and published by the group-commit writer.
-    let ticket = ctx.writer.enqueue(pending).await?;
+    let ticket = match ctx.writer.enqueue(pending).await {
+        Ok(ticket) => ticket,
+        Err(err) => {
+            crate::attachments::release(ctx, &claimed).await;
+            return Err(err.into());
+        }
+    };
     Ok(PendingSend {
-        ticket,
+        stage: Stage::Queued(ticket),
+        claimed,
         chat_id: chat_id.0,
         sender_id: principal.user_id.0,
         client_id,
@@ -596,11 +664,13 @@ pub async fn delete_message(
     let message = load_message(ctx, chat_id, message_id).await?;
     permissions::delete_message(access.actor, principal.user_id.0, message.sender_id)
         .map_err(denied)?;
-    if let Some(deleted) =
+    if let Some((deleted, files)) =
         MessageRow::soft_delete(&ctx.store.db, message_id.0, chat_db::now()).await?
     {
         history_changed(ctx, chat_id).await;
-        crate::attachments::purge_message(ctx, deleted.id).await?;
+        // Their rows went with the deletion: the files are never served again, whether
+        // or not removing them works now.
+        crate::attachments::remove_files(ctx, &files).await;
         let deleted_at = deleted.deleted_at.map(utc).unwrap_or_else(chrono::Utc::now);
         let event = ChatEvent::MessageDeleted {
             chat_id,

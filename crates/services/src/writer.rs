@@ -361,7 +361,6 @@ async fn run(
     }
 }
 
-/// Publishes one writer's committed batches, one after the other.
 /// The `notification` (`kind: mention`) of each member `message` mentions and should
 /// tell, on their own topics: published with the batch, after its commit.
 fn mention_notifications(
@@ -398,6 +397,7 @@ fn excerpt(text: &str) -> String {
     }
 }
 
+/// Publishes one writer's committed batches, one after the other.
 async fn publish(
     bus: Arc<dyn EventBus>,
     mut committed: mpsc::Receiver<Committed>,

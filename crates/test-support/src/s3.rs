@@ -105,6 +105,11 @@ impl S3Server {
             .send()
             .await
             .map_err(|e| anyhow::anyhow!("listing the bucket: {e}"))?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "listing the bucket: {}",
+            response.status()
+        );
         let body = response.body().await?;
         let text = String::from_utf8_lossy(&body);
         Ok(text

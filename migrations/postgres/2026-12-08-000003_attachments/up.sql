@@ -5,6 +5,8 @@ CREATE TABLE attachments (
     uploader_id  BIGINT    NULL REFERENCES users (id) ON DELETE SET NULL,
     -- Set when a message carrying it is stored; until then only the uploader sees it.
     message_id   BIGINT    NULL REFERENCES messages (id) ON DELETE SET NULL,
+    -- Taken by a send on its way to the writer: no other send may carry it.
+    claimed      BOOLEAN   NOT NULL DEFAULT FALSE,
     -- Where the bytes are in the file store.
     storage_key  TEXT      NOT NULL,
     filename     TEXT      NOT NULL,

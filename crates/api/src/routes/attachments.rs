@@ -4,12 +4,13 @@
 use actix_multipart::Multipart;
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, web};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use chat_domain::{ChatId, FieldErrors};
 use chat_services::AppContext;
 use chat_services::attachments::{self, AttachmentView};
 use futures_util::StreamExt;
 use serde::Deserialize;
+use std::time::Duration;
 
 use crate::{ApiError, AuthUser, Problem};
 
@@ -50,15 +51,41 @@ pub async fn upload(
     // Access first: nothing is read from a caller who may not upload here.
     let permit = attachments::authorize_upload(&ctx, &user.0, path.into_inner()).await?;
     let limit = permit.max_bytes;
+    let (filename, bytes) = tokio::time::timeout(UPLOAD_DEADLINE, read_file(&mut form, limit))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "upload_timeout",
+                format!(
+                    "an upload must arrive within {} s",
+                    UPLOAD_DEADLINE.as_secs()
+                ),
+            )
+        })??;
+    let stored = attachments::upload(&ctx, permit, &filename, bytes).await?;
+    Ok(HttpResponse::Created().json(stored))
+}
+
+/// How long one upload's body may take to arrive.
+const UPLOAD_DEADLINE: Duration = Duration::from_secs(300);
+/// Bytes of the body besides the file (boundaries, part headers, other fields).
+const FORM_OVERHEAD: usize = 64 * 1024;
+
+/// The `file` field's name and bytes. The whole body counts: at most the file limit
+/// plus [`FORM_OVERHEAD`], whatever fields it is spread over.
+async fn read_file(form: &mut Multipart, limit: usize) -> Result<(String, Bytes), ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("a file may be at most {} MB", limit >> 20),
+        )
+    };
+    let mut read = 0usize;
     while let Some(field) = form.next().await {
         let mut field = field.map_err(malformed)?;
-        if field.name() != Some("file") {
-            // Other fields are read past, not kept.
-            while let Some(chunk) = field.next().await {
-                chunk.map_err(malformed)?;
-            }
-            continue;
-        }
+        let is_file = field.name() == Some("file");
         let filename = field
             .content_disposition()
             .and_then(|d| d.get_filename())
@@ -67,17 +94,18 @@ pub async fn upload(
         let mut bytes = BytesMut::new();
         while let Some(chunk) = field.next().await {
             let chunk = chunk.map_err(malformed)?;
-            if bytes.len() + chunk.len() > limit {
-                return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    format!("a file may be at most {} MB", limit >> 20),
-                ));
+            read += chunk.len();
+            if read > limit + FORM_OVERHEAD || (is_file && bytes.len() + chunk.len() > limit) {
+                return Err(too_large());
             }
-            bytes.extend_from_slice(&chunk);
+            // Other fields are read past, not kept.
+            if is_file {
+                bytes.extend_from_slice(&chunk);
+            }
         }
-        let stored = attachments::upload(&ctx, permit, &filename, bytes.freeze()).await?;
-        return Ok(HttpResponse::Created().json(stored));
+        if is_file {
+            return Ok((filename, bytes.freeze()));
+        }
     }
     let mut errors = FieldErrors::new();
     errors.add(

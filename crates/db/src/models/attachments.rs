@@ -20,6 +20,8 @@ pub struct AttachmentRow {
     pub uploader_id: Option<i64>,
     /// The message carrying it, once sent.
     pub message_id: Option<i64>,
+    /// Taken by a send on its way to the writer.
+    pub claimed: bool,
     /// Where its bytes are in the file store.
     pub storage_key: String,
     /// Its name, cleaned.
@@ -85,75 +87,91 @@ impl AttachmentRow {
         })
     }
 
-    /// Those of `ids` that `uploader` uploaded to `chat_id` and no message carries yet:
-    /// what a send may attach.
-    pub async fn unsent(
+    /// Takes for one send those of `ids` that `uploader` uploaded to `chat_id` after
+    /// `since`, that no message carries and no other send has taken: one statement, so
+    /// two sends racing for a file cannot both get it. Returns what was taken.
+    pub async fn claim(
         pool: &DbPool,
         chat_id: i64,
         uploader: i64,
         ids: &[i64],
+        since: NaiveDateTime,
     ) -> Result<Vec<Self>, DbError> {
         with_conn!(pool, conn => {
+            Ok(diesel::update(
+                attachments::table
+                    .filter(attachments::id.eq_any(ids))
+                    .filter(attachments::chat_id.eq(chat_id))
+                    .filter(attachments::uploader_id.eq(uploader))
+                    .filter(attachments::message_id.is_null())
+                    .filter(attachments::claimed.eq(false))
+                    .filter(attachments::created_at.gt(since)),
+            )
+            .set(attachments::claimed.eq(true))
+            .returning(AttachmentRow::as_returning())
+            .get_results(conn)
+            .await?)
+        })
+    }
+
+    /// Gives back files a send took but did not store.
+    pub async fn release(pool: &DbPool, ids: &[i64]) -> Result<(), DbError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        with_conn!(pool, conn => {
+            diesel::update(
+                attachments::table
+                    .filter(attachments::id.eq_any(ids))
+                    .filter(attachments::message_id.is_null()),
+            )
+            .set(attachments::claimed.eq(false))
+            .execute(conn)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// How many files `uploader` has uploaded that no message carries yet.
+    pub async fn unsent_count(pool: &DbPool, uploader: i64) -> Result<i64, DbError> {
+        with_conn!(pool, conn => {
             Ok(attachments::table
-                .filter(attachments::id.eq_any(ids))
-                .filter(attachments::chat_id.eq(chat_id))
                 .filter(attachments::uploader_id.eq(uploader))
                 .filter(attachments::message_id.is_null())
-                .select(AttachmentRow::as_select())
-                .load(conn)
+                .count()
+                .get_result(conn)
                 .await?)
         })
     }
 
-    /// The files of message `message_id`.
-    pub async fn of_message(pool: &DbPool, message_id: i64) -> Result<Vec<Self>, DbError> {
-        with_conn!(pool, conn => {
-            Ok(attachments::table
-                .filter(attachments::message_id.eq(message_id))
-                .select(AttachmentRow::as_select())
-                .load(conn)
-                .await?)
-        })
-    }
-
-    /// Every file of chat `chat_id`.
-    pub async fn of_chat(pool: &DbPool, chat_id: i64) -> Result<Vec<Self>, DbError> {
-        with_conn!(pool, conn => {
-            Ok(attachments::table
-                .filter(attachments::chat_id.eq(chat_id))
-                .select(AttachmentRow::as_select())
-                .load(conn)
-                .await?)
-        })
-    }
-
-    /// Files no message took, uploaded before `before` (at most `limit`).
-    pub async fn abandoned(
+    /// Forgets files no message took, uploaded before `before` (at most `limit`), and
+    /// returns where their bytes are. A file a send links meanwhile is kept: the
+    /// deletion itself checks it is still unsent.
+    pub async fn delete_abandoned(
         pool: &DbPool,
         before: NaiveDateTime,
         limit: i64,
-    ) -> Result<Vec<Self>, DbError> {
+    ) -> Result<Vec<String>, DbError> {
         with_conn!(pool, conn => {
-            Ok(attachments::table
+            let ids: Vec<i64> = attachments::table
                 .filter(attachments::message_id.is_null())
                 .filter(attachments::created_at.lt(before))
                 .order(attachments::id)
                 .limit(limit)
-                .select(AttachmentRow::as_select())
+                .select(attachments::id)
                 .load(conn)
-                .await?)
-        })
-    }
-
-    /// Forgets files (their bytes were removed).
-    pub async fn delete_many(pool: &DbPool, ids: Vec<i64>) -> Result<usize, DbError> {
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        with_conn!(pool, conn => {
-            Ok(diesel::delete(attachments::table.filter(attachments::id.eq_any(ids)))
-                .execute(conn)
-                .await?)
+                .await?;
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            Ok(diesel::delete(
+                attachments::table
+                    .filter(attachments::id.eq_any(ids))
+                    .filter(attachments::message_id.is_null()),
+            )
+            .returning(attachments::storage_key)
+            .get_results(conn)
+            .await?)
         })
     }
 }

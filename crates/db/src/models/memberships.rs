@@ -321,12 +321,15 @@ impl MembershipRow {
             .collect())
     }
 
-    /// Per chat of `user_id`, how many messages after their read marker mention them
-    /// (chats with none are left out).
-    pub async fn unread_mentions(pool: &DbPool, user_id: i64) -> Result<Vec<(i64, i64)>, DbError> {
-        let rows: Vec<(i64, i64)> = load_rows!(
-            pool,
-            message_mentions::table
+    /// Per chat of `user_id` (only `chat`, when given), how many messages after their
+    /// read marker mention them (chats with none are left out).
+    pub async fn unread_mentions(
+        pool: &DbPool,
+        user_id: i64,
+        chat: Option<i64>,
+    ) -> Result<Vec<(i64, i64)>, DbError> {
+        let rows: Vec<(i64, i64)> = load_rows!(pool, {
+            let query = message_mentions::table
                 .inner_join(
                     memberships::table.on(memberships::chat_id
                         .eq(message_mentions::chat_id)
@@ -336,7 +339,12 @@ impl MembershipRow {
                 .filter(message_mentions::seq.gt(memberships::last_read_seq))
                 .group_by(message_mentions::chat_id)
                 .select((message_mentions::chat_id, diesel::dsl::count_star()))
-        );
+                .into_boxed();
+            match chat {
+                Some(chat) => query.filter(message_mentions::chat_id.eq(chat)),
+                None => query,
+            }
+        });
         Ok(rows)
     }
 }

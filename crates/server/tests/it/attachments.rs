@@ -14,6 +14,8 @@ both_backends!(
     files_are_uploaded_sent_downloaded_and_removed_with_their_message,
     uploads_are_bounded_and_checked,
     a_deleted_chat_takes_its_files_with_it,
+    a_file_goes_with_one_message_even_when_sends_race_or_repeat,
+    uploads_never_sent_are_removed_and_bounded,
 );
 
 const BOUNDARY: &str = "chat-test-boundary-7MA4YWxkTrZu0gW";
@@ -265,7 +267,8 @@ async fn uploads_are_bounded_and_checked(backend: Backend) -> anyhow::Result<()>
     let app = TestApp::spawn_with(backend, |c| c.max_upload_bytes = 1 << 20).await?;
     let (ann, _bob, chat) = app.two_in_a_group().await?;
     let eve = app.register("eve").await?;
-    // Over CHAT_MAX_UPLOAD_MB: 413, nothing kept.
+    // Over CHAT_MAX_UPLOAD_MB: 413, nothing kept — also when the bytes come in
+    // another field.
     let big = vec![b'x'; (1 << 20) + 1];
     upload_form(
         &app,
@@ -275,6 +278,16 @@ async fn uploads_are_bounded_and_checked(backend: Backend) -> anyhow::Result<()>
     )
     .await?
     .expect_problem(413, "payload_too_large")?;
+    let padded = vec![b'x'; (1 << 20) + (128 << 10)];
+    upload_form(
+        &app,
+        Some(&ann),
+        chat,
+        form("padding", "pad.txt", "text/plain", &padded),
+    )
+    .await?
+    .expect_problem(413, "payload_too_large")?;
+    assert_eq!(files_under(&files_dir(&app)), 0);
     // Exactly the limit is fine.
     let fits = upload(&app, &ann, chat, ("fits.txt", "text/plain", &big[1..])).await?;
     assert_eq!(fits["size"], 1 << 20);
@@ -344,10 +357,25 @@ async fn uploads_are_bounded_and_checked(backend: Backend) -> anyhow::Result<()>
         got.header("content-disposition")
             .is_some_and(|d| d.starts_with("attachment;"))
     );
-    // At most 10 per message, each once.
+    // At most 10 per message, each once, each of this chat.
     send_with(&app, &ann, chat, "twice", &[id, id])
         .await?
         .expect_problem(422, "validation_failed")?;
+    let mut many = Vec::new();
+    for i in 0..11 {
+        let file = upload(&app, &ann, chat, (&format!("{i}.txt"), "text/plain", b"hi")).await?;
+        many.push(file["id"].as_i64().unwrap_or_default());
+    }
+    send_with(&app, &ann, chat, "eleven", &many)
+        .await?
+        .expect_problem(422, "validation_failed")?;
+    send_with(&app, &ann, hidden, "elsewhere", &many[..1])
+        .await?
+        .expect_problem(422, "validation_failed")?;
+    // Refused sends took nothing: ten of them still go in one message.
+    send_with(&app, &ann, chat, "ten", &many[..10])
+        .await?
+        .expect_status(201)?;
     app.shutdown().await;
     Ok(())
 }
@@ -365,10 +393,97 @@ async fn a_deleted_chat_takes_its_files_with_it(backend: Backend) -> anyhow::Res
     app.delete(&format!("/api/v1/chats/{chat}"), Some(&ann.access_token))
         .await?
         .expect_status(204)?;
+    // Removed in the background, after the answer.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while files_under(&files_dir(&app)) > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert_eq!(files_under(&files_dir(&app)), 0);
     download(&app, &ann, id)
         .await?
         .expect_problem(404, "not_found")?;
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn a_file_goes_with_one_message_even_when_sends_race_or_repeat(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, _bob, chat) = app.two_in_a_group().await?;
+    // A resend (same client_id) of a message with files is answered with the original.
+    let file = upload(&app, &ann, chat, ("a.pdf", "application/pdf", &pdf())).await?;
+    let id = file["id"].as_i64().unwrap_or_default();
+    let path = format!("/api/v1/chats/{chat}/messages");
+    let body = json!({"content": "once", "client_id": "k-1", "attachments": [id]});
+    let send = || app.post(&path, Some(&ann.access_token), body.clone());
+    let first = send().await?;
+    first.expect_status(201)?;
+    let again = send().await?;
+    again.expect_status(200)?;
+    assert_eq!(again.json["id"], first.json["id"], "{}", again.text);
+    assert_eq!(again.json["attachments"][0]["id"], id);
+    // Two sends racing for one file: exactly one carries it.
+    let raced = upload(&app, &ann, chat, ("b.pdf", "application/pdf", &pdf())).await?;
+    let raced = raced["id"].as_i64().unwrap_or_default();
+    let both = [raced];
+    let (one, two) = tokio::join!(
+        send_with(&app, &ann, chat, "mine", &both),
+        send_with(&app, &ann, chat, "no, mine", &both),
+    );
+    let mut statuses = [one?.status.as_u16(), two?.status.as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 422]);
+    let page = app
+        .get(
+            &format!("/api/v1/chats/{chat}/messages"),
+            Some(&ann.access_token),
+        )
+        .await?;
+    let carrying = page.json["items"].as_array().map_or(0, |items| {
+        items
+            .iter()
+            .filter(|m| m["attachments"][0]["id"] == raced)
+            .count()
+    });
+    assert_eq!(carrying, 1, "{}", page.text);
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn uploads_never_sent_are_removed_and_bounded(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, _bob, chat) = app.two_in_a_group().await?;
+    let sent = upload(&app, &ann, chat, ("sent.pdf", "application/pdf", &pdf())).await?;
+    let sent = sent["id"].as_i64().unwrap_or_default();
+    send_with(&app, &ann, chat, "kept", &[sent])
+        .await?
+        .expect_status(201)?;
+    let mut unsent = Vec::new();
+    for i in 0..chat_services::attachments::MAX_UNSENT {
+        let file = upload(&app, &ann, chat, (&format!("{i}.txt"), "text/plain", b"hi")).await?;
+        unsent.push(file["id"].as_i64().unwrap_or_default());
+    }
+    // That was the most that may wait to be sent.
+    upload_form(
+        &app,
+        Some(&ann),
+        chat,
+        form("file", "over.txt", "text/plain", b"hi"),
+    )
+    .await?
+    .expect_problem(409, "too_many_uploads")?;
+    // The sweep (run here as if a day had passed) removes every unsent file and keeps
+    // the sent one.
+    let later = chat_db::now() + chrono::Duration::minutes(1);
+    let removed = chat_services::attachments::remove_abandoned(&app.context, later, 1000).await?;
+    assert_eq!(removed, unsent.len());
+    assert_eq!(files_under(&files_dir(&app)), 1);
+    download(&app, &ann, sent).await?.expect_status(200)?;
+    download(&app, &ann, unsent[0])
+        .await?
+        .expect_problem(404, "not_found")?;
+    upload(&app, &ann, chat, ("again.txt", "text/plain", b"hi")).await?;
     app.shutdown().await;
     Ok(())
 }

@@ -146,6 +146,18 @@ async fn mentions_are_resolved_stored_notified_and_counted(backend: Backend) -> 
     .await?
     .expect_status(204)?;
     assert_eq!(unread_mentions(&app, &cyd, chat).await?, 0);
+    let page = app
+        .get(
+            &format!("/api/v1/chats/{chat}/messages?after_seq=0"),
+            Some(&cyd.access_token),
+        )
+        .await?;
+    assert_eq!(page.json["items"][0]["id"], id, "{}", page.text);
+    assert_eq!(
+        page.json["items"][0]["mentions"],
+        json!([]),
+        "a deleted message names no one"
+    );
     // Dan, who is not a member, heard nothing: the first thing he is told is his own
     // mention once he has joined.
     join(&app, &dan, chat).await?;

@@ -57,7 +57,7 @@ pub(crate) async fn full_view(
     };
     let mut view = ChatView::new(chat, membership.as_ref(), last, members);
     if membership.is_some() {
-        let mentions = MembershipRow::unread_mentions(db, viewer.0).await?;
+        let mentions = MembershipRow::unread_mentions(db, viewer.0, Some(view.id.0)).await?;
         view.unread_mentions = Some(count_for(&mentions, view.id.0));
     }
     Ok(view)
@@ -210,13 +210,12 @@ pub async fn delete_chat(
     let access = access(ctx, principal, chat_id).await?;
     permissions::delete_chat(access.header.kind, access.actor).map_err(denied)?;
     let members = MembershipRow::member_ids(&ctx.store.db, chat_id.0).await?;
-    // Read before the rows go with the chat; a file uploaded in between is left for the
-    // store's own clean-up (its row is gone, so it is never served).
-    let files = crate::attachments::keys_of_chat(ctx, chat_id).await?;
     if !ChatRow::delete(&ctx.store.db, chat_id.0).await? {
         return Err(ServiceError::NotFound(format!("chat {chat_id} not found")));
     }
-    crate::attachments::remove_files(ctx, &files).await;
+    // In the background, by the chat's key prefix: its rows are gone with it, so none of
+    // its files is served again meanwhile.
+    crate::attachments::remove_chat_files(ctx, chat_id);
     put_chat_header(&ctx.store, chat_id.0, None).await;
     for user_id in &members {
         put_membership(&ctx.store, chat_id.0, *user_id, None).await;

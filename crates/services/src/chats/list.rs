@@ -51,7 +51,7 @@ pub async fn list_chats(
             .or_default()
             .push(MemberView::new(entry, &online));
     }
-    let mentions = MembershipRow::unread_mentions(&ctx.store.db, principal.user_id.0).await?;
+    let mentions = MembershipRow::unread_mentions(&ctx.store.db, principal.user_id.0, None).await?;
     let mut page = pagination::page(
         entries,
         limit,

@@ -84,34 +84,42 @@ impl MessageRow {
     }
 
     /// Soft-deletes: blanks the text, stamps `deleted_at` and drops the message's
-    /// reactions, mentions (a deleted message is nobody's unread mention) and the list
-    /// of its attachments (their files are the caller's to remove); `None` if already
-    /// deleted.
+    /// reactions, mentions (a deleted message is nobody's unread mention) and
+    /// attachments, all in one transaction; returns the message and where its files'
+    /// bytes are (the caller's to remove: no row refers to them any more). `None` if
+    /// already deleted.
     pub async fn soft_delete(
         pool: &DbPool,
         id: i64,
         now: NaiveDateTime,
-    ) -> Result<Option<MessageRow>, DbError> {
+    ) -> Result<Option<(MessageRow, Vec<String>)>, DbError> {
         with_tx!(pool, conn => {
             let deleted = diesel::update(messages::table.find(id).filter(messages::deleted_at.is_null()))
                 .set((
                     messages::content.eq(""),
                     messages::deleted_at.eq(now),
                     messages::attachments.eq(None::<String>),
+                    messages::mentions.eq(None::<String>),
                 ))
                 .returning(MessageRow::as_returning())
                 .get_result(conn)
                 .await
                 .optional()?;
-            if deleted.is_some() {
-                diesel::delete(message_reactions::table.filter(message_reactions::message_id.eq(id)))
-                    .execute(conn)
+            let Some(deleted) = deleted else {
+                return Ok(None);
+            };
+            diesel::delete(message_reactions::table.filter(message_reactions::message_id.eq(id)))
+                .execute(conn)
+                .await?;
+            diesel::delete(message_mentions::table.filter(message_mentions::message_id.eq(id)))
+                .execute(conn)
+                .await?;
+            let files: Vec<String> =
+                diesel::delete(attachments::table.filter(attachments::message_id.eq(id)))
+                    .returning(attachments::storage_key)
+                    .get_results(conn)
                     .await?;
-                diesel::delete(message_mentions::table.filter(message_mentions::message_id.eq(id)))
-                    .execute(conn)
-                    .await?;
-            }
-            Ok::<_, DbError>(deleted)
+            Ok::<_, DbError>(Some((deleted, files)))
         })
     }
 }
