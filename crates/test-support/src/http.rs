@@ -284,13 +284,36 @@ impl TestApp {
 
     /// `who` says `text` in `chat` over REST (201 expected).
     pub async fn send_text(&self, who: &Session, chat: i64, text: &str) -> anyhow::Result<()> {
+        self.send_message(who, chat, text).await.map(|_| ())
+    }
+
+    /// `who` says `text` in `chat` over REST (201 expected): the stored message.
+    pub async fn send_message(
+        &self,
+        who: &Session,
+        chat: i64,
+        text: &str,
+    ) -> anyhow::Result<Value> {
+        let sent = self
+            .post(
+                &format!("/api/v1/chats/{chat}/messages"),
+                Some(&who.access_token),
+                json!({"content": text}),
+            )
+            .await?;
+        sent.expect_status(201)?;
+        Ok(sent.json)
+    }
+
+    /// `who` joins the public group `chat` (200 expected).
+    pub async fn join(&self, who: &Session, chat: i64) -> anyhow::Result<()> {
         self.post(
-            &format!("/api/v1/chats/{chat}/messages"),
+            &format!("/api/v1/chats/{chat}/join"),
             Some(&who.access_token),
-            json!({"content": text}),
+            json!({}),
         )
         .await?
-        .expect_status(201)?;
+        .expect_status(200)?;
         Ok(())
     }
 

@@ -13,18 +13,6 @@ both_backends!(
     muted_chats_and_blocked_senders_do_not_notify,
 );
 
-async fn send(app: &TestApp, who: &Session, chat: i64, text: &str) -> anyhow::Result<Value> {
-    let sent = app
-        .post(
-            &format!("/api/v1/chats/{chat}/messages"),
-            Some(&who.access_token),
-            json!({"content": text}),
-        )
-        .await?;
-    sent.expect_status(201)?;
-    Ok(sent.json)
-}
-
 /// `unread_mentions` of `chat` in `who`'s chat list.
 async fn unread_mentions(app: &TestApp, who: &Session, chat: i64) -> anyhow::Result<Value> {
     let list = app.get("/api/v1/chats", Some(&who.access_token)).await?;
@@ -37,34 +25,23 @@ async fn unread_mentions(app: &TestApp, who: &Session, chat: i64) -> anyhow::Res
     Ok(item["unread_mentions"].clone())
 }
 
-async fn join(app: &TestApp, who: &Session, chat: i64) -> anyhow::Result<()> {
-    app.post(
-        &format!("/api/v1/chats/{chat}/join"),
-        Some(&who.access_token),
-        json!({}),
-    )
-    .await?
-    .expect_status(200)?;
-    Ok(())
-}
-
 async fn mentions_are_resolved_stored_notified_and_counted(backend: Backend) -> anyhow::Result<()> {
     let app = TestApp::spawn(backend).await?;
     let (ann, bob, chat) = app.two_in_a_group().await?;
     let cyd = app.register("cyd").await?;
-    join(&app, &cyd, chat).await?;
+    app.join(&cyd, chat).await?;
     // Dan exists but is not in the chat.
     let dan = app.register("dan").await?;
     let mut bobs = app.ws("/ws", &bob.access_token).await?;
     let mut dans = app.ws("/ws", &dan.access_token).await?;
 
-    let sent = send(
-        &app,
-        &ann,
-        chat,
-        "hi @Bob and @cyd. Also @dan, @nobody, @ann and mail bob@example.com",
-    )
-    .await?;
+    let sent = app
+        .send_message(
+            &ann,
+            chat,
+            "hi @Bob and @cyd. Also @dan, @nobody, @ann and mail bob@example.com",
+        )
+        .await?;
     let mut expected = vec![bob.user_id, cyd.user_id];
     expected.sort_unstable();
     // Only members are mentioned (not the sender, not Dan, not a name nobody has): the
@@ -160,8 +137,8 @@ async fn mentions_are_resolved_stored_notified_and_counted(backend: Backend) -> 
     );
     // Dan, who is not a member, heard nothing: the first thing he is told is his own
     // mention once he has joined.
-    join(&app, &dan, chat).await?;
-    let later = send(&app, &ann, chat, "welcome @dan").await?;
+    app.join(&dan, chat).await?;
+    let later = app.send_message(&ann, chat, "welcome @dan").await?;
     let note = dans.recv_type("notification").await?;
     assert_eq!(
         (note["kind"].as_str(), note["message_id"].as_i64()),
@@ -176,7 +153,7 @@ async fn muted_chats_and_blocked_senders_do_not_notify(backend: Backend) -> anyh
     let app = TestApp::spawn(backend).await?;
     let (ann, bob, chat) = app.two_in_a_group().await?;
     let cyd = app.register("cyd").await?;
-    join(&app, &cyd, chat).await?;
+    app.join(&cyd, chat).await?;
     let mut bobs = app.ws("/ws", &bob.access_token).await?;
     let mut cyds = app.ws("/ws", &cyd.access_token).await?;
     // Cyd mutes the chat; Bob blocks Ann.
@@ -196,14 +173,14 @@ async fn muted_chats_and_blocked_senders_do_not_notify(backend: Backend) -> anyh
     )
     .await?
     .expect_status(200)?;
-    let quiet = send(&app, &ann, chat, "@bob @cyd look").await?;
+    let quiet = app.send_message(&ann, chat, "@bob @cyd look").await?;
     assert_eq!(
         quiet["mentions"].as_array().map(Vec::len),
         Some(2),
         "still mentioned: {quiet}"
     );
     // Bob's first notification is Cyd's mention, sent after Ann's.
-    let from_cyd = send(&app, &cyd, chat, "@bob over here").await?;
+    let from_cyd = app.send_message(&cyd, chat, "@bob over here").await?;
     let note = bobs.recv_type("notification").await?;
     assert_eq!(
         (note["kind"].as_str(), note["message_id"].as_i64()),
@@ -219,7 +196,7 @@ async fn muted_chats_and_blocked_senders_do_not_notify(backend: Backend) -> anyh
     )
     .await?
     .expect_status(200)?;
-    let loud = send(&app, &bob, chat, "@cyd ping").await?;
+    let loud = app.send_message(&bob, chat, "@cyd ping").await?;
     let note = cyds.recv_type("notification").await?;
     assert_eq!(
         (note["kind"].as_str(), note["message_id"].as_i64()),

@@ -41,16 +41,9 @@ async fn react(
 }
 
 async fn send(app: &TestApp, who: &Session, chat: i64, text: &str) -> anyhow::Result<i64> {
-    let sent = app
-        .post(
-            &format!("/api/v1/chats/{chat}/messages"),
-            Some(&who.access_token),
-            json!({"content": text}),
-        )
-        .await?;
-    sent.expect_status(201)?;
-    assert_eq!(sent.json["reactions"], json!([]), "{}", sent.text);
-    Ok(sent.json["id"].as_i64().unwrap_or_default())
+    let sent = app.send_message(who, chat, text).await?;
+    assert_eq!(sent["reactions"], json!([]), "{sent}");
+    Ok(sent["id"].as_i64().unwrap_or_default())
 }
 
 /// The `reactions` of message `id` in `who`'s newest history page.

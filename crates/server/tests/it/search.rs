@@ -14,15 +14,8 @@ both_backends!(
 );
 
 async fn send(app: &TestApp, who: &Session, chat: i64, text: &str) -> anyhow::Result<i64> {
-    let sent = app
-        .post(
-            &format!("/api/v1/chats/{chat}/messages"),
-            Some(&who.access_token),
-            json!({"content": text}),
-        )
-        .await?;
-    sent.expect_status(201)?;
-    Ok(sent.json["id"].as_i64().unwrap_or_default())
+    let sent = app.send_message(who, chat, text).await?;
+    Ok(sent["id"].as_i64().unwrap_or_default())
 }
 
 /// The texts of a search's first page (and its `next_cursor`).
