@@ -4,7 +4,7 @@
 //! bare `{"message": "hi"}`, which is a `send_message`). `request_id`, when present,
 //! is echoed in the reply. A bad frame gets an `error` event and the socket stays open.
 
-use chat_domain::{ChatId, MessageId, Seq};
+use chat_domain::{ChatId, MessageId, Seq, UserId};
 use chat_services::ServiceError;
 use chat_services::chats::MessageView;
 use serde::Deserialize;
@@ -47,6 +47,14 @@ pub struct ClientFrame {
     pub message_id: Option<MessageId>,
     /// The reaction (`add_reaction`, `remove_reaction`).
     pub emoji: Option<String>,
+    /// The user (`block_user`, `unblock_user`).
+    pub user_id: Option<UserId>,
+    /// The words to find (`search_messages`).
+    pub q: Option<String>,
+    /// Page size (`search_messages`).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page (`search_messages`).
+    pub cursor: Option<String>,
 }
 
 /// A protocol-level refusal: code and detail.

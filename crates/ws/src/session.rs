@@ -678,6 +678,52 @@ impl Connection {
                     json!({"message_id": id, "reactions": now.reactions}),
                 )))
             }
+            action @ ("mute_chat" | "unmute_chat") => {
+                let chat = frame.chat(self.socket_chat())?;
+                let muted = action == "mute_chat";
+                let state = chat_services::chats::set_muted(ctx, principal, chat, muted)
+                    .await
+                    .map_err(protocol::service_error)?;
+                Ok(Some(ack(request_id, chat, json!({"muted": state.muted}))))
+            }
+            action @ ("block_user" | "unblock_user") => {
+                let user = frame
+                    .user_id
+                    .ok_or_else(|| FrameError::new("missing_field", "user_id is required"))?;
+                let state = if action == "block_user" {
+                    chat_services::users::block_user(ctx, principal, user).await
+                } else {
+                    chat_services::users::unblock_user(ctx, principal, user).await
+                }
+                .map_err(protocol::service_error)?;
+                Ok(Some(
+                    json!({"type": "ack", "request_id": request_id,
+                        "user_id": state.user_id, "blocked": state.blocked})
+                    .to_string(),
+                ))
+            }
+            "search_messages" => {
+                let query = chat_services::search::SearchQuery {
+                    q: frame.q.clone(),
+                    limit: frame.limit,
+                    cursor: frame.cursor.clone(),
+                };
+                // In one chat (the socket's, or `chat_id`), or in every chat of mine.
+                let page = match frame.chat_id.or(self.socket_chat()) {
+                    Some(chat) => {
+                        frame.chat(self.socket_chat())?;
+                        chat_services::search::search_chat(ctx, principal, chat, query).await
+                    }
+                    None => chat_services::search::search_my_chats(ctx, principal, query).await,
+                }
+                .map_err(protocol::service_error)?;
+                let items: Vec<Value> = page.items.iter().map(protocol::message_json).collect();
+                Ok(Some(
+                    json!({"type": "search_results", "request_id": request_id,
+                        "items": items, "next_cursor": page.next_cursor})
+                    .to_string(),
+                ))
+            }
             other => Err(FrameError::new(
                 "unknown_action",
                 format!("unknown action '{other}'"),

@@ -28,3 +28,4 @@ mod users;
 mod web;
 mod web_browser;
 mod ws;
+mod ws_features;
