@@ -362,11 +362,56 @@ async fn a_direct_chat_under_a_block_carries_no_presence(backend: Backend) -> an
     let app = TestApp::spawn(backend).await?;
     let (ann, bob) = (app.register("ann").await?, app.register("bob").await?);
     app.befriend(&ann, &bob).await?;
-    open_direct(&app, &ann, &bob).await?;
+    let chat = open_direct(&app, &ann, &bob).await?;
     set_block(&app, &ann, bob.user_id, true).await?;
     let mut bobs = app.ws("/ws", &bob.access_token).await?;
     // Ann comes and goes: Bob, whom she blocks, is not told.
     let anns = app.ws("/ws", &ann.access_token).await?;
+    // Nor do the lists show it, either way: the direct chat's member previews and member
+    // list, and the chat's own view, say nothing of the other side's presence.
+    for (who, other) in [(&bob, &ann), (&ann, &bob)] {
+        let presence_in = |members: &Value| {
+            members.as_array().and_then(|m| {
+                m.iter()
+                    .find(|m| m["user_id"] == other.user_id)
+                    .map(|m| (m["online"].clone(), m["last_seen_at"].clone()))
+            })
+        };
+        let list = app.get("/api/v1/chats", Some(&who.access_token)).await?;
+        let items = list.json["items"].as_array().cloned().unwrap_or_default();
+        let members_of = |id: i64| {
+            items
+                .iter()
+                .find(|c| c["id"] == id)
+                .map(|c| c["members"].clone())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            presence_in(&members_of(chat)),
+            Some((Value::Null, Value::Null)),
+            "{}",
+            list.text
+        );
+        let view = app
+            .get(&format!("/api/v1/chats/{chat}"), Some(&who.access_token))
+            .await?;
+        assert_eq!(
+            presence_in(&view.json["members"]),
+            Some((Value::Null, Value::Null))
+        );
+        let members = app
+            .get(
+                &format!("/api/v1/chats/{chat}/members"),
+                Some(&who.access_token),
+            )
+            .await?;
+        assert_eq!(
+            presence_in(&members.json["items"]),
+            Some((Value::Null, Value::Null)),
+            "{}",
+            members.text
+        );
+    }
     bobs.expect_none(&["presence"], Duration::from_millis(500))
         .await?;
     drop(anns);

@@ -1,6 +1,8 @@
 //! Group chats: create, view, change, delete, discover, join, leave.
 
-use chat_db::models::{ChatChanges, ChatRow, HistoryRange, MembershipRow, MessageRow, NewChat};
+use chat_db::models::{
+    BlockRow, ChatChanges, ChatRow, HistoryRange, MembershipRow, MessageRow, NewChat,
+};
 use chat_domain::permissions;
 use chat_domain::{ChatId, Seq, UserId};
 use chat_domain::{ChatName, Description, FieldErrors, Role, Visibility};
@@ -51,7 +53,19 @@ pub(crate) async fn full_view(
         .map(MessageView::from);
     crate::reactions::attach(ctx, viewer, last.iter_mut()).await?;
     let members = if chat.member_count <= MEMBER_PREVIEW_MAX {
-        Some(MemberView::many(ctx, MembershipRow::members_of(db, &[chat.id]).await?).await)
+        let mut members =
+            MemberView::many(ctx, MembershipRow::members_of(db, &[chat.id]).await?).await;
+        // The other side of a direct chat under a block shows no presence.
+        if chat.kind == "direct" {
+            let blocked = BlockRow::partners_of(db, viewer.0).await?;
+            for member in members
+                .iter_mut()
+                .filter(|m| blocked.contains(&m.user_id.0))
+            {
+                member.hide_presence();
+            }
+        }
+        Some(members)
     } else {
         None
     };

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use chat_db::models::{ChatRow, MembershipRow};
+use chat_db::models::{BlockRow, ChatRow, MembershipRow};
 use chrono::NaiveDateTime;
 
 use crate::auth::Principal;
@@ -45,11 +45,24 @@ pub async fn list_chats(
     let previews = MembershipRow::members_of(&ctx.store.db, &small).await?;
     // The members' presence: one read for the whole page.
     let online = online_now(ctx, previews.iter().map(|e| e.user.id)).await;
+    // The other side of a direct chat under a block shows no presence.
+    let direct: std::collections::HashSet<i64> = entries
+        .iter()
+        .filter(|e| e.chat.kind == "direct")
+        .map(|e| e.chat.id)
+        .collect();
+    let blocked: Vec<i64> = if direct.is_empty() {
+        Vec::new()
+    } else {
+        BlockRow::partners_of(&ctx.store.db, principal.user_id.0).await?
+    };
     for entry in previews {
-        members
-            .entry(entry.membership.chat_id)
-            .or_default()
-            .push(MemberView::new(entry, &online));
+        let chat = entry.membership.chat_id;
+        let mut view = MemberView::new(entry, &online);
+        if direct.contains(&chat) && blocked.contains(&view.user_id.0) {
+            view.hide_presence();
+        }
+        members.entry(chat).or_default().push(view);
     }
     let mentions = MembershipRow::unread_mentions(&ctx.store.db, principal.user_id.0, None).await?;
     let mut page = pagination::page(

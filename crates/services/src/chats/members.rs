@@ -46,12 +46,23 @@ pub async fn list_members(
     let after = cursor.map(pagination::decode_id_cursor).transpose()?;
     let rows = MembershipRow::members(&ctx.store.db, chat_id.0, after, limit + 1).await?;
     let online = online_now(ctx, rows.iter().map(|m| m.user.id)).await;
-    Ok(pagination::page(
+    let mut page = pagination::page(
         rows,
         limit,
         |m| m.membership.user_id.to_string(),
         |m| MemberView::new(m, &online),
-    ))
+    );
+    // A direct chat under a block shows neither side the other's presence.
+    if access.header.blocked {
+        for member in page
+            .items
+            .iter_mut()
+            .filter(|m| m.user_id != principal.user_id)
+        {
+            member.hide_presence();
+        }
+    }
+    Ok(page)
 }
 
 /// Adds `user_id` to a group (owner, admins, site admins). Adding a member again

@@ -136,6 +136,13 @@ impl MemberView {
         }
     }
 
+    /// Leaves out the member's presence (`online`, `last_seen_at`): the other side of a
+    /// direct chat under a block, which carries no presence either way.
+    pub fn hide_presence(&mut self) {
+        self.online = None;
+        self.last_seen_at = None;
+    }
+
     /// Views of `entries`, with their presence read in one round trip.
     pub async fn many(ctx: &AppContext, entries: Vec<MemberEntry>) -> Vec<Self> {
         let online = online_now(ctx, entries.iter().map(|e| e.user.id)).await;
