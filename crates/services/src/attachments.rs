@@ -27,6 +27,15 @@ pub const UNSENT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 pub const SENDABLE_FOR: Duration = Duration::from_secs(23 * 3600);
 /// Most files a user may have uploaded and not sent yet.
 pub const MAX_UNSENT: i64 = 50;
+/// Memory all uploads being received at once may take in one process.
+pub const UPLOAD_MEMORY: usize = 256 << 20;
+
+/// How many uploads one process receives at once: as many as fit in [`UPLOAD_MEMORY`]
+/// at the largest size, from 2 to 64. Past it an upload is answered 503 with
+/// `Retry-After`, before any byte is read.
+pub fn concurrent_uploads(max_upload_bytes: usize) -> usize {
+    (UPLOAD_MEMORY / max_upload_bytes.max(1)).clamp(2, 64)
+}
 
 /// An uploaded file, as clients see it (on upload and on each message carrying it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -86,6 +95,8 @@ pub struct UploadPermit {
     uploader: UserId,
     /// Largest file accepted (`CHAT_MAX_UPLOAD_MB`).
     pub max_bytes: usize,
+    /// One of the process's upload slots, held until the file is stored.
+    _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// Checks, before any byte is read, that the caller may upload to `chat_id`: a member
@@ -111,10 +122,14 @@ pub async fn authorize_upload(
             ),
         });
     }
+    let slot = ctx.uploads.clone().try_acquire_owned().map_err(|_| {
+        ServiceError::Unavailable("every upload slot of this process is taken".to_owned())
+    })?;
     Ok(UploadPermit {
         chat_id,
         uploader: principal.user_id,
         max_bytes: ctx.chat.max_upload_bytes,
+        _slot: slot,
     })
 }
 
@@ -130,6 +145,7 @@ pub async fn upload(
         chat_id,
         uploader,
         max_bytes,
+        _slot,
     } = permit;
     if bytes.is_empty() {
         return Err(ServiceError::invalid("file", "is empty"));

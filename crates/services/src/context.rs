@@ -67,4 +67,7 @@ pub struct AppContext {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Where attachments' bytes are kept.
     pub files: chat_db::files::FileStore,
+    /// Uploads being received at once in this process (each is held in memory until it
+    /// is stored): [`crate::attachments::concurrent_uploads`].
+    pub uploads: Arc<tokio::sync::Semaphore>,
 }

@@ -523,3 +523,70 @@ async fn attachments_live_in_an_s3_bucket() -> anyhow::Result<()> {
     app.shutdown().await;
     Ok(())
 }
+
+/// Uploads are held in memory until stored, so a process receives only so many at once:
+/// past its slots an upload is answered 503 before any byte is read, and a slot frees
+/// when its upload ends (here: its client goes away mid-body).
+#[actix_web::test]
+async fn uploads_past_the_processs_slots_are_turned_away_until_one_frees() -> anyhow::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    // 256 MB files: two slots.
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.max_upload_bytes = 256 << 20).await?;
+    let (ann, _bob, chat) = app.two_in_a_group().await?;
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await?;
+        let head = format!(
+            "POST /api/v1/chats/{chat}/attachments HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+             Authorization: Bearer {}\r\n\
+             Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n\
+             Content-Length: 100000000\r\n\r\n\
+             --{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"slow.bin\"\r\n\r\n",
+            ann.access_token
+        );
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(&[b'x'; 4096]).await?;
+        stalled.push(stream);
+    }
+    // Both slots are taken once the server has read those requests' heads.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.context.uploads.available_permits() > 0 {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the slow uploads took no slot"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let refused = upload_form(
+        &app,
+        Some(&ann),
+        chat,
+        form("file", "a.txt", "text/plain", b"hi"),
+    )
+    .await?;
+    refused.expect_problem(503, "unavailable")?;
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    // The stalled clients leave: their slots free, and uploads go through again.
+    drop(stalled);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let answer = upload_form(
+            &app,
+            Some(&ann),
+            chat,
+            form("file", "b.txt", "text/plain", b"hi"),
+        )
+        .await?;
+        if answer.status.as_u16() == 201 {
+            break;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "no slot freed: {}",
+            answer.text
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    app.shutdown().await;
+    Ok(())
+}
