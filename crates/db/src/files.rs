@@ -76,7 +76,11 @@ impl FileStore {
                 std::fs::create_dir_all(dir).map_err(|e| {
                     DbError::Unavailable(format!("cannot create {}: {e}", dir.display()))
                 })?;
-                Arc::new(LocalFileSystem::new_with_prefix(dir).map_err(unavailable)?)
+                Arc::new(
+                    LocalFileSystem::new_with_prefix(dir)
+                        .map_err(unavailable)?
+                        .with_automatic_cleanup(true),
+                )
             }
             FilesConfig::S3(s3) => {
                 let mut builder = match &s3.credentials {
@@ -127,8 +131,15 @@ impl FileStore {
         }
     }
 
-    /// Removes everything whose key starts with `prefix/`; returns how many.
+    /// Removes everything whose key starts with `prefix/` (path segments: `chats/1`
+    /// is not a prefix of `chats/10/…`); returns how many were removed. Goes on past a
+    /// key it cannot remove and reports the first failure at the end.
     pub async fn delete_prefix(&self, prefix: &str) -> Result<usize, DbError> {
+        if prefix.trim_matches('/').is_empty() {
+            return Err(DbError::Unavailable(
+                "refusing to empty the whole file store".to_owned(),
+            ));
+        }
         let listed: Vec<object_store::ObjectMeta> = self
             .store
             .list(Some(&Path::from(prefix)))
@@ -137,10 +148,18 @@ impl FileStore {
             .into_iter()
             .collect::<Result<_, _>>()
             .map_err(unavailable)?;
+        let mut removed = 0;
+        let mut failed = None;
         for meta in &listed {
-            self.delete(meta.location.as_ref()).await?;
+            match self.delete(meta.location.as_ref()).await {
+                Ok(()) => removed += 1,
+                Err(err) => failed = failed.or(Some(err)),
+            }
         }
-        Ok(listed.len())
+        match failed {
+            Some(err) => Err(err),
+            None => Ok(removed),
+        }
     }
 
     /// Removes what is under `key` (nothing there is not an error).
@@ -179,6 +198,10 @@ mod tests {
             store.put(key, Bytes::from_static(b"x")).await?;
         }
         assert_eq!(store.delete_prefix("chats/2").await?, 2);
+        assert!(
+            store.delete_prefix("/").await.is_err(),
+            "never the whole store"
+        );
         assert!(
             store.exists("chats/20/c").await?,
             "another chat's prefix is kept"

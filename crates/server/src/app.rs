@@ -131,8 +131,8 @@ pub async fn build_context(config: &Config) -> anyhow::Result<AppContext> {
         lifecycle: Arc::new(Lifecycle::default()),
         metrics,
         files: FileStore::open(&config.files)?,
-        uploads: Arc::new(tokio::sync::Semaphore::new(
-            chat_services::attachments::concurrent_uploads(config.max_upload_bytes),
+        uploads: Arc::new(chat_services::attachments::UploadSlots::new(
+            config.max_upload_bytes,
         )),
     })
 }

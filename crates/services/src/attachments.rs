@@ -29,12 +29,78 @@ pub const SENDABLE_FOR: Duration = Duration::from_secs(23 * 3600);
 pub const MAX_UNSENT: i64 = 50;
 /// Memory all uploads being received at once may take in one process.
 pub const UPLOAD_MEMORY: usize = 256 << 20;
+/// Uploads one user may have in progress at once (in one process).
+pub const UPLOADS_PER_USER: usize = 2;
 
 /// How many uploads one process receives at once: as many as fit in [`UPLOAD_MEMORY`]
-/// at the largest size, from 2 to 64. Past it an upload is answered 503 with
-/// `Retry-After`, before any byte is read.
+/// at twice the largest size (a growing buffer may hold up to twice what it received),
+/// from 2 to 64. Past it an upload is answered 503 with `Retry-After`, before any byte is
+/// read.
 pub fn concurrent_uploads(max_upload_bytes: usize) -> usize {
-    (UPLOAD_MEMORY / max_upload_bytes.max(1)).clamp(2, 64)
+    (UPLOAD_MEMORY / max_upload_bytes.max(1) / 2).clamp(2, 64)
+}
+
+/// The process's upload slots: [`concurrent_uploads`] in all, [`UPLOADS_PER_USER`] per
+/// user, so no one user can hold them all.
+pub struct UploadSlots {
+    all: std::sync::Arc<tokio::sync::Semaphore>,
+    per_user: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<i64, usize>>>,
+}
+
+impl UploadSlots {
+    /// Slots for uploads of at most `max_upload_bytes`.
+    pub fn new(max_upload_bytes: usize) -> Self {
+        UploadSlots {
+            all: std::sync::Arc::new(tokio::sync::Semaphore::new(concurrent_uploads(
+                max_upload_bytes,
+            ))),
+            per_user: Default::default(),
+        }
+    }
+
+    /// Slots free now (tests).
+    pub fn available(&self) -> usize {
+        self.all.available_permits()
+    }
+
+    fn take(&self, user: UserId) -> Result<UploadSlot, ServiceError> {
+        let mut per_user = self.per_user.lock().unwrap_or_else(|p| p.into_inner());
+        let mine = per_user.entry(user.0).or_default();
+        if *mine >= UPLOADS_PER_USER {
+            return Err(ServiceError::RateLimited {
+                retry_after_secs: 1,
+            });
+        }
+        let permit = self.all.clone().try_acquire_owned().map_err(|_| {
+            ServiceError::Unavailable("every upload slot of this process is taken".to_owned())
+        })?;
+        *mine += 1;
+        Ok(UploadSlot {
+            _permit: permit,
+            user: user.0,
+            per_user: self.per_user.clone(),
+        })
+    }
+}
+
+/// One upload in progress; its slots free when it is dropped.
+#[derive(Debug)]
+struct UploadSlot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    user: i64,
+    per_user: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<i64, usize>>>,
+}
+
+impl Drop for UploadSlot {
+    fn drop(&mut self) {
+        let mut per_user = self.per_user.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(mine) = per_user.get_mut(&self.user) {
+            *mine = mine.saturating_sub(1);
+            if *mine == 0 {
+                per_user.remove(&self.user);
+            }
+        }
+    }
 }
 
 /// An uploaded file, as clients see it (on upload and on each message carrying it).
@@ -96,7 +162,7 @@ pub struct UploadPermit {
     /// Largest file accepted (`CHAT_MAX_UPLOAD_MB`).
     pub max_bytes: usize,
     /// One of the process's upload slots, held until the file is stored.
-    _slot: tokio::sync::OwnedSemaphorePermit,
+    _slot: UploadSlot,
 }
 
 /// Checks, before any byte is read, that the caller may upload to `chat_id`: a member
@@ -122,9 +188,7 @@ pub async fn authorize_upload(
             ),
         });
     }
-    let slot = ctx.uploads.clone().try_acquire_owned().map_err(|_| {
-        ServiceError::Unavailable("every upload slot of this process is taken".to_owned())
-    })?;
+    let slot = ctx.uploads.take(principal.user_id)?;
     Ok(UploadPermit {
         chat_id,
         uploader: principal.user_id,
@@ -269,18 +333,52 @@ pub(crate) async fn claim(
             release(ctx, &taken.iter().map(|row| row.id).collect::<Vec<_>>()).await;
             Err(ServiceError::invalid(
                 "attachments",
-                format!("{missing} is not a file you uploaded to this chat and have not sent"),
+                format!(
+                    "{missing} is not a file you uploaded to this chat in the last 23 hours and have not sent"
+                ),
             ))
         }
     }
 }
 
-/// Gives back files a send took but did not store (its chat was deleted, its batch
-/// failed, it was a resend): they may be sent again.
+/// Gives back files a send took but did not store (refused before the writer took it;
+/// the writer gives back those of sends it did not store): they may be sent again.
 pub(crate) async fn release(ctx: &AppContext, ids: &[i64]) {
     if let Err(err) = AttachmentRow::release(&ctx.store.db, ids).await {
         // Still unsent: the hourly sweep removes them after a day.
         tracing::warn!(error = %err, "cannot give back a send's attachments");
+    }
+}
+
+/// Gives a send's files back when dropped armed: from the claim until the writer has the
+/// send ([`ClaimGuard::disarm`]), so a send refused or abandoned on the way (its caller
+/// gone mid-await) does not keep them.
+pub(crate) struct ClaimGuard {
+    ctx: Option<AppContext>,
+    ids: Vec<i64>,
+}
+
+impl ClaimGuard {
+    /// Guards `ids` (nothing to do when empty).
+    pub(crate) fn new(ctx: &AppContext, ids: Vec<i64>) -> Self {
+        ClaimGuard {
+            ctx: (!ids.is_empty()).then(|| ctx.clone()),
+            ids,
+        }
+    }
+
+    /// The writer has the send: it gives the files back if it does not store it.
+    pub(crate) fn disarm(mut self) {
+        self.ctx = None;
+    }
+}
+
+impl Drop for ClaimGuard {
+    fn drop(&mut self) {
+        if let Some(ctx) = self.ctx.take() {
+            let ids = std::mem::take(&mut self.ids);
+            tokio::spawn(async move { release(&ctx, &ids).await });
+        }
     }
 }
 

@@ -69,5 +69,5 @@ pub struct AppContext {
     pub files: chat_db::files::FileStore,
     /// Uploads being received at once in this process (each is held in memory until it
     /// is stored): [`crate::attachments::concurrent_uploads`].
-    pub uploads: Arc<tokio::sync::Semaphore>,
+    pub uploads: Arc<crate::attachments::UploadSlots>,
 }

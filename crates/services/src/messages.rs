@@ -369,8 +369,6 @@ pub struct KnownMember<'a> {
 #[derive(Debug)]
 pub struct PendingSend {
     stage: Stage,
-    /// The attachments this send took ([`crate::attachments::claim`]).
-    claimed: Vec<i64>,
     chat_id: i64,
     sender_id: i64,
     client_id: Option<ClientId>,
@@ -395,7 +393,6 @@ impl PendingSend {
     pub async fn outcome(self, ctx: &AppContext) -> Result<(MessageView, bool), ServiceError> {
         let PendingSend {
             stage,
-            claimed,
             chat_id,
             sender_id,
             client_id,
@@ -409,10 +406,6 @@ impl PendingSend {
         // A resent client_id is caught by the unique index (rolling back that message's
         // seq too) rather than by a look-up per send.
         let result = ticket.stored().await;
-        if !matches!(result, Ok(Some(_))) {
-            // Not stored: the files it took may be sent again.
-            crate::attachments::release(ctx, &claimed).await;
-        }
         let stored = match result {
             Ok(Some(row)) => row,
             Ok(None) => return Err(ServiceError::NotFound(format!("chat {chat_id} not found"))),
@@ -527,7 +520,6 @@ async fn begin_send(
     {
         return Ok(PendingSend {
             stage: Stage::Resent(existing),
-            claimed: Vec::new(),
             chat_id: chat_id.0,
             sender_id: principal.user_id.0,
             client_id,
@@ -549,6 +541,9 @@ async fn begin_send(
     let attached =
         crate::attachments::claim(ctx, principal.user_id, chat_id, &input.attachments).await?;
     let claimed: Vec<i64> = attached.iter().map(|a| a.id).collect();
+    // Until the writer has the send (it gives the files back if it does not store it),
+    // any way out of here — an error, or the caller going away — gives them back.
+    let guard = crate::attachments::ClaimGuard::new(ctx, claimed.clone());
     ctx.metrics
         .message_prepare
         .observe(prepared.elapsed().as_secs_f64());
@@ -570,24 +565,18 @@ async fn begin_send(
         } else {
             match serde_json::to_string(&attached) {
                 Ok(json) => Some((claimed.clone(), json)),
-                Err(err) => {
-                    crate::attachments::release(ctx, &claimed).await;
-                    return Err(ServiceError::Internal(err.into()));
-                }
+                Err(err) => return Err(ServiceError::Internal(err.into())),
             }
         },
     };
     // Stored and published by the group-commit writer.
     let ticket = match ctx.writer.enqueue(pending).await {
         Ok(ticket) => ticket,
-        Err(err) => {
-            crate::attachments::release(ctx, &claimed).await;
-            return Err(err.into());
-        }
+        Err(err) => return Err(err.into()),
     };
+    guard.disarm();
     Ok(PendingSend {
         stage: Stage::Queued(ticket),
-        claimed,
         chat_id: chat_id.0,
         sender_id: principal.user_id.0,
         client_id,

@@ -15,7 +15,7 @@
 
 use chat_db::bus::EventBus;
 use chat_db::cache::Cache;
-use chat_db::models::{MessageRow, NewMessage};
+use chat_db::models::{AttachmentRow, MessageRow, NewMessage};
 use chat_db::{DbError, DbPool};
 use chat_domain::{ChatId, MessageId, Seq, UserId};
 use chat_selectors::keys;
@@ -308,6 +308,27 @@ async fn run(
         metrics
             .commit_duration
             .observe(started.elapsed().as_secs_f64());
+        // Sends not stored (a deleted chat, a resent client_id, a failed batch) give
+        // back the files they took, before anyone is answered: a retry may take them.
+        let unstored: Vec<i64> = match &outcome {
+            Ok(results) => jobs
+                .iter()
+                .zip(results)
+                .filter(|(_, result)| !matches!(result, Ok(Some(_))))
+                .filter_map(|(job, _)| job.message.attachments.as_ref())
+                .flat_map(|(ids, _)| ids.iter().copied())
+                .collect(),
+            Err(_) => jobs
+                .iter()
+                .filter_map(|job| job.message.attachments.as_ref())
+                .flat_map(|(ids, _)| ids.iter().copied())
+                .collect(),
+        };
+        if !unstored.is_empty()
+            && let Err(err) = AttachmentRow::release(&db, &unstored).await
+        {
+            tracing::warn!(error = %err, "cannot give back unsent attachments");
+        }
         match outcome {
             Ok(results) => {
                 metrics.batch_size.observe(jobs.len() as f64);

@@ -690,6 +690,8 @@ impl Connection {
                 let user = frame
                     .user_id
                     .ok_or_else(|| FrameError::new("missing_field", "user_id is required"))?;
+                // This socket's own send grant goes at once (the bus tells the others).
+                self.grant.borrow_mut().take();
                 let state = if action == "block_user" {
                     chat_services::users::block_user(ctx, principal, user).await
                 } else {

@@ -19,6 +19,8 @@ CREATE TABLE attachments (
 );
 CREATE INDEX attachments_chat_idx ON attachments (chat_id);
 CREATE INDEX attachments_message_idx ON attachments (message_id);
-CREATE INDEX attachments_uploader_idx ON attachments (uploader_id, created_at);
+-- Unsent files: counted per uploader at each upload, swept by age every hour.
+CREATE INDEX attachments_unsent_idx ON attachments (uploader_id) WHERE message_id IS NULL;
+CREATE INDEX attachments_abandoned_idx ON attachments (created_at) WHERE message_id IS NULL;
 -- The attachments a message carries, as rendered with it (a JSON array).
 ALTER TABLE messages ADD COLUMN attachments TEXT NULL;

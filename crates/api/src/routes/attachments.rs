@@ -53,22 +53,33 @@ pub async fn upload(
     let limit = permit.max_bytes;
     let (filename, bytes) = tokio::time::timeout(UPLOAD_DEADLINE, read_file(&mut form, limit))
         .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "upload_timeout",
-                format!(
-                    "an upload must arrive within {} s",
-                    UPLOAD_DEADLINE.as_secs()
-                ),
-            )
-        })??;
+        .map_err(|_| timed_out("an upload must arrive within", UPLOAD_DEADLINE))??;
     let stored = attachments::upload(&ctx, permit, &filename, bytes).await?;
     Ok(HttpResponse::Created().json(stored))
 }
 
 /// How long one upload's body may take to arrive.
 const UPLOAD_DEADLINE: Duration = Duration::from_secs(300);
+/// How long an upload may send nothing: a client trickling bytes holds its slot no
+/// longer than this past its last chunk.
+const UPLOAD_IDLE: Duration = Duration::from_secs(30);
+
+fn timed_out(what: &str, limit: Duration) -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "upload_timeout",
+        format!("{what} {} s", limit.as_secs()),
+    )
+}
+
+/// The next item of `stream`, unless it sends nothing for [`UPLOAD_IDLE`].
+async fn next_or_idle<S: futures_util::Stream + Unpin>(
+    stream: &mut S,
+) -> Result<Option<S::Item>, ApiError> {
+    tokio::time::timeout(UPLOAD_IDLE, stream.next())
+        .await
+        .map_err(|_| timed_out("an upload may pause for at most", UPLOAD_IDLE))
+}
 /// Bytes of the body besides the file (boundaries, part headers, other fields).
 const FORM_OVERHEAD: usize = 64 * 1024;
 
@@ -83,7 +94,7 @@ async fn read_file(form: &mut Multipart, limit: usize) -> Result<(String, Bytes)
         )
     };
     let mut read = 0usize;
-    while let Some(field) = form.next().await {
+    while let Some(field) = next_or_idle(form).await? {
         let mut field = field.map_err(malformed)?;
         let is_file = field.name() == Some("file");
         let filename = field
@@ -92,7 +103,7 @@ async fn read_file(form: &mut Multipart, limit: usize) -> Result<(String, Bytes)
             .unwrap_or("file")
             .to_owned();
         let mut bytes = BytesMut::new();
-        while let Some(chunk) = field.next().await {
+        while let Some(chunk) = next_or_idle(&mut field).await? {
             let chunk = chunk.map_err(malformed)?;
             read += chunk.len();
             if read > limit + FORM_OVERHEAD || (is_file && bytes.len() + chunk.len() > limit) {

@@ -524,15 +524,16 @@ async fn attachments_live_in_an_s3_bucket() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Uploads are held in memory until stored, so a process receives only so many at once:
-/// past its slots an upload is answered 503 before any byte is read, and a slot frees
-/// when its upload ends (here: its client goes away mid-body).
+/// Uploads are held in memory until stored, so a process receives only so many at once,
+/// and one user only two of them: past those an upload is answered 503 (429 for the
+/// user's own) before any byte is read, and a slot frees when its upload ends (here: its
+/// client goes away mid-body).
 #[actix_web::test]
 async fn uploads_past_the_processs_slots_are_turned_away_until_one_frees() -> anyhow::Result<()> {
     use tokio::io::AsyncWriteExt;
     // 256 MB files: two slots.
     let app = TestApp::spawn_with(Backend::Sqlite, |c| c.max_upload_bytes = 256 << 20).await?;
-    let (ann, _bob, chat) = app.two_in_a_group().await?;
+    let (ann, bob, chat) = app.two_in_a_group().await?;
     let mut stalled = Vec::new();
     for _ in 0..2 {
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await?;
@@ -550,16 +551,25 @@ async fn uploads_past_the_processs_slots_are_turned_away_until_one_frees() -> an
     }
     // Both slots are taken once the server has read those requests' heads.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while app.context.uploads.available_permits() > 0 {
+    while app.context.uploads.available() > 0 {
         anyhow::ensure!(
             std::time::Instant::now() < deadline,
             "the slow uploads took no slot"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let refused = upload_form(
+    // Ann has her two; Bob finds every slot of the process taken.
+    let mine = upload_form(
         &app,
         Some(&ann),
+        chat,
+        form("file", "a.txt", "text/plain", b"hi"),
+    )
+    .await?;
+    mine.expect_problem(429, "rate_limited")?;
+    let refused = upload_form(
+        &app,
+        Some(&bob),
         chat,
         form("file", "a.txt", "text/plain", b"hi"),
     )
