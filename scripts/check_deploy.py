@@ -225,6 +225,22 @@ def nginx_walk(tree):
             yield from nginx_walk(item[2])
 
 
+# The default CHAT_MAX_UPLOAD_MB (10) and the server's 64 KiB of form around the file.
+UPLOAD_BODY_MIN = 10 * 1024 * 1024 + 64 * 1024
+
+
+def parse_size(raw):
+    """nginx sizes: 64k, 11m, 1g, or bytes; None if unreadable."""
+    units = {"k": 1024, "m": 1024 * 1024, "g": 1024 * 1024 * 1024}
+    raw = raw.lower()
+    try:
+        if raw and raw[-1] in units:
+            return int(raw[:-1]) * units[raw[-1]]
+        return int(raw)
+    except ValueError:
+        return None
+
+
 def check_nginx(c, path, replicas):
     where = str(path)
     text = path.read_text(encoding="utf-8")
@@ -287,8 +303,12 @@ def check_nginx(c, path, replicas):
         if name == "location" and children and any(d[0] == "proxy_set_header" for d in children):
             c.error(where, f"line {ln}: set proxy headers at server level only (a location's own drop the others)")
     sizes = [args for name, args, _, _ in directives if name == "client_max_body_size"]
-    if sizes != [["64k"]]:
-        c.error(where, "client_max_body_size must be 64k (the server's body limit), set once")
+    # 64k once (the server's body limit); the uploads location sets its own (below).
+    if sizes.count(["64k"]) != 1 or len(sizes) > 2:
+        c.error(
+            where,
+            "client_max_body_size must be 64k (the server's body limit), set once, besides the uploads location's",
+        )
     for name, args, _, ln in directives:
         if name == "proxy_next_upstream" and "non_idempotent" in args:
             c.error(where, f"line {ln}: proxy_next_upstream must not retry non-idempotent requests")
@@ -299,6 +319,15 @@ def check_nginx(c, path, replicas):
         d[0] == "deny" or (d[0] == "return" and d[1] and d[1][0] in {"403", "404"}) for d in metrics[0]
     ):
         c.error(where, "/metrics must be refused at the proxy (a location returning 404/403 or deny)")
+    uploads = [body for key, body in locations.items() if "attachments" in key]
+    if not uploads:
+        c.error(where, "needs a location for attachment uploads (POST /api/v1/chats/{id}/attachments)")
+    else:
+        limits = [d[1][0] for d in uploads[0] if d[0] == "client_max_body_size" and d[1]]
+        if not limits or parse_size(limits[0]) is None or parse_size(limits[0]) < UPLOAD_BODY_MIN:
+            c.error(where, "the uploads location needs client_max_body_size of at least 11m (CHAT_MAX_UPLOAD_MB 10 + form)")
+        if not any(d[0] == "proxy_request_buffering" and d[1] == ["off"] for d in uploads[0]):
+            c.error(where, "the uploads location needs proxy_request_buffering off (the server bounds the body)")
     ws = [body for key, body in locations.items() if key.split()[-1] == "/ws"]
     if not ws:
         c.error(where, "needs a `location /ws` for the WebSocket endpoints")

@@ -315,6 +315,48 @@ async fn two_replicas_behind_nginx_chat_and_survive_a_sigterm_mid_burst() -> any
             .unwrap_or_default();
         client.expect(200, "POST", &format!("/api/v1/chats/{chat}/join"), Some(&bob), Some(json!({}))).await?;
 
+        // A 2 MB attachment passes the proxy's upload location (not its 64 KiB body
+        // limit), streamed to a replica, and both replicas serve it (a shared directory
+        // here; a shared volume or a bucket in the stack).
+        let boundary = "proxy-upload-boundary";
+        let file = vec![b'a'; 2 << 20];
+        let mut form = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.txt\"\r\n\r\n"
+        )
+        .into_bytes();
+        form.extend_from_slice(&file);
+        form.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let mut uploaded = client
+            .http
+            .post(format!("{}/api/v1/chats/{chat}/attachments", client.base))
+            .insert_header(("authorization", format!("Bearer {ann}")))
+            .insert_header(("content-type", format!("multipart/form-data; boundary={boundary}")))
+            .send_body(form)
+            .await
+            .map_err(|e| anyhow::anyhow!("upload through the proxy: {e}"))?;
+        let stored: Value = serde_json::from_slice(&uploaded.body().await?)?;
+        anyhow::ensure!(uploaded.status().as_u16() == 201, "upload: {stored}");
+        let file_id = stored["id"].as_i64().unwrap_or_default();
+        client
+            .expect(201, "POST", &format!("/api/v1/chats/{chat}/messages"), Some(&ann), Some(json!({"content": "big file", "attachments": [file_id]})))
+            .await?;
+        for _ in 0..2 {
+            let mut got = client
+                .http
+                .get(format!("{}/api/v1/attachments/{file_id}", client.base))
+                .insert_header(("authorization", format!("Bearer {bob}")))
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!("download through the proxy: {e}"))?;
+            assert_eq!(got.status().as_u16(), 200);
+            assert_eq!(got.body().limit(4 << 20).await?.len(), file.len());
+        }
+        // Any other body over 64 KiB is still refused at the proxy.
+        let (status, _) = client
+            .call("POST", &format!("/api/v1/chats/{chat}/messages"), Some(&ann), Some(json!({"content": "x".repeat(70_000)})))
+            .await?;
+        assert_eq!(status, 413);
+
         // Two sockets pinned to different replicas chat both ways.
         let path = format!("/ws/chats/{chat}");
         let (mut ann_ws, ann_on) = pinned(&client, &ports, &path, &ann, None).await?;
@@ -326,7 +368,8 @@ async fn two_replicas_behind_nginx_chat_and_survive_a_sigterm_mid_burst() -> any
         bob_ws.send(json!({"action": "send_message", "message": "hi ann", "request_id": "b"})).await?;
         bob_ws.recv_type("ack").await?;
         next_message(&mut ann_ws, "hi ann").await?;
-        let before_burst = 2;
+        // "big file", "hi bob", "hi ann".
+        let before_burst = 3;
 
         // SIGTERM to ann's replica in the middle of a burst of sends.
         const SENDS: usize = 300;
