@@ -15,10 +15,12 @@ export function isImage(attachment) {
   return IMAGE_TYPES.has(attachment.content_type);
 }
 
-/** The API path of an attachment's bytes (relative to /api/v1): never another origin. */
+/** The API path of an attachment's bytes (relative to /api/v1): only ever this one route. */
 function pathOf(attachment) {
   const url = attachment.url ?? "";
-  return url.startsWith("/api/v1/") ? url.slice("/api/v1".length) : `/attachments/${attachment.id}`;
+  return /^\/api\/v1\/attachments\/\d+$/.test(url)
+    ? url.slice("/api/v1".length)
+    : `/attachments/${encodeURIComponent(attachment.id)}`;
 }
 
 export class Files {
@@ -52,7 +54,10 @@ export class Files {
   /** Saves an attachment as a file (through a temporary `<a download>`). */
   async save(attachment) {
     const kept = this.#kept.get(attachment.id)?.url;
-    const url = kept ?? URL.createObjectURL(await this.api.blob(pathOf(attachment)));
+    // Saved as opaque bytes: even a blob: URL opened in a tab cannot render as a page.
+    const bytes = kept ? null : await this.api.blob(pathOf(attachment));
+    const url =
+      kept ?? URL.createObjectURL(new Blob([bytes], { type: "application/octet-stream" }));
     const link = h("a", { href: url, download: attachment.filename, hidden: true });
     document.body.append(link);
     link.click();

@@ -40,4 +40,12 @@ async function boot() {
   if (!resumed) showAuth();
 }
 
+// A file dropped outside the conversation must not make the tab open it and leave the
+// page; the conversation handles drops on itself (and stops them reaching here).
+for (const type of ["dragover", "drop"]) {
+  document.addEventListener(type, (event) => {
+    if (event.dataTransfer?.types?.includes("Files")) event.preventDefault();
+  });
+}
+
 boot();
