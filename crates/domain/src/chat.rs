@@ -168,6 +168,10 @@ pub const MAX_MENTIONS: usize = 50;
 /// username characters after it, less trailing `.` and `-` (sentence punctuation);
 /// runs that cannot be usernames are skipped.
 pub fn mentioned_names(text: &str) -> Vec<String> {
+    // Most messages name no one: one byte scan, no per-character walk.
+    if !text.contains('@') {
+        return Vec::new();
+    }
     let is_name_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
     let mut names: Vec<String> = Vec::new();
     let mut previous: Option<char> = None;

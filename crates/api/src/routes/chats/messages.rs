@@ -187,14 +187,7 @@ pub async fn add_reaction(
     user: AuthUser,
     path: web::Path<ReactionPath>,
 ) -> Result<web::Json<MessageReactions>, ApiError> {
-    let ReactionPath {
-        chat_id,
-        message_id,
-        emoji,
-    } = path.into_inner();
-    Ok(web::Json(
-        reactions::set_reaction(&ctx, &user.0, (chat_id, message_id), &emoji, true).await?,
-    ))
+    set_reaction(&ctx, &user, path.into_inner(), true).await
 }
 
 /// Take back your reaction. Idempotent.
@@ -212,14 +205,19 @@ pub async fn remove_reaction(
     user: AuthUser,
     path: web::Path<ReactionPath>,
 ) -> Result<web::Json<MessageReactions>, ApiError> {
-    let ReactionPath {
-        chat_id,
-        message_id,
-        emoji,
-    } = path.into_inner();
-    Ok(web::Json(
-        reactions::set_reaction(&ctx, &user.0, (chat_id, message_id), &emoji, false).await?,
-    ))
+    set_reaction(&ctx, &user, path.into_inner(), false).await
+}
+
+/// Both reaction routes: the service call with the path's parts.
+async fn set_reaction(
+    ctx: &AppContext,
+    user: &AuthUser,
+    path: ReactionPath,
+    add: bool,
+) -> Result<web::Json<MessageReactions>, ApiError> {
+    let ids = (path.chat_id, path.message_id);
+    let now = reactions::set_reaction(ctx, &user.0, ids, &path.emoji, add).await?;
+    Ok(web::Json(now))
 }
 
 /// A read position.
