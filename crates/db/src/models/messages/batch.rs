@@ -31,18 +31,14 @@ impl MessageRow {
             DbPool::Postgres(pool) => {
                 let mut guard = pool.get().await.map_err(DbError::pool)?;
                 let conn: &mut crate::PgConn = &mut guard;
-                let (chat_ids, keyed) = batch_keys(batch);
-                // 1. client_ids already stored (a resend racing this look-up is caught
-                //    by the unique index: the batch then goes message by message).
-                let existing = if keyed.is_empty() {
+                let keys = batch_keys(batch);
+                // 1. client_ids already stored, probed key by key in one statement (a
+                //    resend racing this look-up is caught by the unique index: the batch
+                //    then goes message by message).
+                let existing = if keys.is_empty() {
                     Vec::new()
                 } else {
-                    messages::table
-                        .filter(messages::chat_id.eq_any(&chat_ids))
-                        .filter(messages::client_id.eq_any(&keyed))
-                        .select((messages::chat_id, messages::sender_id, messages::client_id))
-                        .load(conn)
-                        .await?
+                    pg_batch::ExistingKeys::new(&keys).load(conn).await?
                 };
                 let plan = BatchPlan::new(batch, existing);
                 // 2. Seq bumps and inserts in one statement.

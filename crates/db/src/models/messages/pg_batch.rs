@@ -149,6 +149,54 @@ impl<'a> StoreBatch<'a> {
     }
 }
 
+/// The batch's `(chat, sender, client_id)` keys that are already stored, in one
+/// statement: each key is one probe of the unique index (`unnest` joined to
+/// `messages`), so the look-up costs the keys, not the chats' history. One text for
+/// every batch, cached prepared like [`StoreBatch`].
+pub(super) struct ExistingKeys<'a> {
+    chat_ids: Vec<i64>,
+    sender_ids: Vec<i64>,
+    client_ids: Vec<&'a str>,
+}
+
+impl<'a> ExistingKeys<'a> {
+    /// The statement for these keys.
+    pub(super) fn new(keys: &[(i64, i64, &'a str)]) -> Self {
+        ExistingKeys {
+            chat_ids: keys.iter().map(|k| k.0).collect(),
+            sender_ids: keys.iter().map(|k| k.1).collect(),
+            client_ids: keys.iter().map(|k| k.2).collect(),
+        }
+    }
+}
+
+impl QueryId for ExistingKeys<'_> {
+    type QueryId = ExistingKeys<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for ExistingKeys<'_> {
+    type SqlType = (BigInt, Nullable<BigInt>, Nullable<Text>);
+}
+
+impl QueryFragment<Pg> for ExistingKeys<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("SELECT m.chat_id, m.sender_id, m.client_id FROM unnest(");
+        out.push_bind_param::<Array<BigInt>, _>(&self.chat_ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.sender_ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.client_ids)?;
+        // `IS NOT NULL` spelled out: the unique index is partial on it.
+        out.push_sql(
+            ") AS k(chat_id, sender_id, client_id) JOIN messages m \
+             ON m.chat_id = k.chat_id AND m.sender_id = k.sender_id \
+             AND m.client_id = k.client_id AND m.client_id IS NOT NULL",
+        );
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod pg_batch_tests {
     use super::*;

@@ -46,13 +46,14 @@ impl Slot {
     }
 }
 
-/// The batch's chats (sorted, distinct) and its `client_id`s.
-pub(super) fn batch_keys<'a>(batch: &[NewMessage<'a>]) -> (Vec<i64>, Vec<&'a str>) {
-    let keyed: Vec<&str> = batch.iter().filter_map(|m| m.client_id).collect();
-    let mut ids: Vec<i64> = batch.iter().map(|m| m.chat_id).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    (ids, keyed)
+/// The `(chat, sender, client_id)` of every message of the batch that carries a
+/// `client_id`: the keys to look up exactly (one index probe each), never every stored
+/// message of the batch's chats.
+pub(super) fn batch_keys<'a>(batch: &[NewMessage<'a>]) -> Vec<(i64, i64, &'a str)> {
+    batch
+        .iter()
+        .filter_map(|m| Some((m.chat_id, m.sender_id, m.client_id?)))
+        .collect()
 }
 
 /// A batch planned before any write: which messages are new, and how many seqs each

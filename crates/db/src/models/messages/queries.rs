@@ -14,6 +14,7 @@ impl MessageRow {
             Ok(messages::table
                 .filter(messages::chat_id.eq(chat_id))
                 .filter(messages::sender_id.eq(sender_id))
+                .filter(messages::client_id.is_not_null())
                 .filter(messages::client_id.eq(client_id))
                 .select(MessageRow::as_select())
                 .first(conn)

@@ -76,17 +76,21 @@ pub(super) fn index_for_search(
 /// The whole fast path of a batch in one `BEGIN IMMEDIATE` transaction.
 pub(super) fn store(conn: &mut SqliteConnection, owned: &[Owned]) -> Result<Vec<Slot>, DbError> {
     let batch: Vec<NewMessage<'_>> = owned.iter().map(Owned::as_new).collect();
-    let (chat_ids, keyed) = batch_keys(&batch);
+    let keys = batch_keys(&batch);
     conn.immediate_transaction(|conn| {
-        let existing = if keyed.is_empty() {
-            Vec::new()
-        } else {
-            messages::table
-                .filter(messages::chat_id.eq_any(&chat_ids))
-                .filter(messages::client_id.eq_any(&keyed))
+        // One probe of the unique index per key (prepared once, cached by diesel).
+        let mut existing = Vec::new();
+        for &(chat, sender, key) in &keys {
+            let found = messages::table
+                .filter(messages::chat_id.eq(chat))
+                .filter(messages::sender_id.eq(sender))
+                .filter(messages::client_id.is_not_null())
+                .filter(messages::client_id.eq(key))
                 .select((messages::chat_id, messages::sender_id, messages::client_id))
-                .load(conn)?
-        };
+                .first(conn)
+                .optional()?;
+            existing.extend(found);
+        }
         let plan = BatchPlan::new(&batch, existing);
         let mut bumped = Vec::new();
         for (chat, count, at) in plan.bumps() {
