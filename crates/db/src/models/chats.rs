@@ -173,10 +173,22 @@ impl ChatRow {
     }
 
     /// Deletes the chat with its memberships and messages; false if it was gone.
+    ///
+    /// On PostgreSQL `messages` has no foreign key to `chats` (the writer's batch would
+    /// pay a row check per message), so its messages are deleted here, after the chat
+    /// row: that delete waits for a batch holding the chat's row lock, so the second
+    /// statement sees the batch's messages; a later batch finds no chat to bump and
+    /// stores nothing. (SQLite keeps the cascade; the second statement finds nothing.)
     pub async fn delete(pool: &DbPool, id: i64) -> Result<bool, DbError> {
-        let deleted = with_conn!(pool, conn => {
-            diesel::delete(chats::table.find(id)).execute(conn).await?
-        });
+        let deleted = with_tx!(pool, conn => {
+            let deleted = diesel::delete(chats::table.find(id)).execute(conn).await?;
+            if deleted == 1 {
+                diesel::delete(messages::table.filter(messages::chat_id.eq(id)))
+                    .execute(conn)
+                    .await?;
+            }
+            Ok::<_, diesel::result::Error>(deleted)
+        })?;
         Ok(deleted == 1)
     }
 

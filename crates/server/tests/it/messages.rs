@@ -16,6 +16,7 @@ both_backends!(
     writes_publish_their_events,
     the_history_route_refuses_every_bad_caller,
     kept_history_pages_match_the_database_and_follow_every_change,
+    deleting_a_chat_leaves_none_of_its_messages,
 );
 
 #[actix_web::test]
@@ -209,6 +210,46 @@ async fn client_ids_make_sends_idempotent(backend: Backend) -> anyhow::Result<()
     )
     .await?
     .expect_problem(422, "validation_failed")?;
+    app.shutdown().await;
+    Ok(())
+}
+
+/// On PostgreSQL `messages` has no foreign key to `chats` (the writer's row checks
+/// cost a third of its statement): the chat's deletion removes its messages itself,
+/// including those of a batch committing while the deletion waits.
+async fn deleting_a_chat_leaves_none_of_its_messages(backend: Backend) -> anyhow::Result<()> {
+    let app = TestApp::spawn(backend).await?;
+    let (ann, bob, chat) = app.two_in_a_group().await?;
+    let first = send(&app, &ann, chat, json!({"content": "first"})).await?;
+    send(&app, &bob, chat, json!({"content": "reply", "reply_to": first["id"]})).await?;
+    let path = format!("/api/v1/chats/{chat}/messages");
+    let sends = (0..30).map(|i| {
+        app.post(
+            &path,
+            Some(&ann.access_token),
+            json!({"content": format!("racing {i}")}),
+        )
+    });
+    let (sent, deleted) = futures_util::future::join(
+        futures_util::future::join_all(sends),
+        app.delete(&format!("/api/v1/chats/{chat}"), Some(&ann.access_token)),
+    )
+    .await;
+    deleted?.expect_status(204)?;
+    let mut ids = vec![first["id"].as_i64().unwrap_or_default()];
+    for response in sent {
+        let response = response?;
+        if response.status.is_success() {
+            ids.extend(response.json["id"].as_i64());
+        }
+    }
+    let db = &app.context.store.db;
+    for id in ids {
+        let row = chat_db::models::MessageRow::find(db, chat, id).await?;
+        assert!(row.is_none(), "message {id} outlived its chat");
+    }
+    let page = app.get(&path, Some(&ann.access_token)).await?;
+    assert_eq!(page.status, 404, "{}", page.text);
     app.shutdown().await;
     Ok(())
 }
