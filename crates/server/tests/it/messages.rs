@@ -221,7 +221,13 @@ async fn deleting_a_chat_leaves_none_of_its_messages(backend: Backend) -> anyhow
     let app = TestApp::spawn(backend).await?;
     let (ann, bob, chat) = app.two_in_a_group().await?;
     let first = send(&app, &ann, chat, json!({"content": "first"})).await?;
-    send(&app, &bob, chat, json!({"content": "reply", "reply_to": first["id"]})).await?;
+    send(
+        &app,
+        &bob,
+        chat,
+        json!({"content": "reply", "reply_to": first["id"]}),
+    )
+    .await?;
     let path = format!("/api/v1/chats/{chat}/messages");
     let sends = (0..30).map(|i| {
         app.post(

@@ -238,4 +238,21 @@ mod pg_batch_tests {
         assert_eq!(large.bump_counts, [2, 1]);
         Ok(())
     }
+
+    /// The duplicate look-up is one cached text too, and probes exactly the keys given.
+    #[test]
+    fn the_duplicate_look_up_is_one_cacheable_text_of_exact_keys() -> QueryResult<()> {
+        let one = pg_batch::ExistingKeys::new(&[(1, 7, "a")]);
+        let two = pg_batch::ExistingKeys::new(&[(1, 7, "a"), (2, 8, "b")]);
+        let text = |q: &pg_batch::ExistingKeys<'_>| {
+            let text = diesel::debug_query::<Pg, _>(q).to_string();
+            text.split("-- binds").next().unwrap_or_default().to_owned()
+        };
+        assert_eq!(text(&one), text(&two));
+        assert!(text(&one).contains("m.sender_id = k.sender_id"));
+        assert!(two.is_safe_to_cache_prepared(&Pg)?);
+        assert_eq!(two.client_ids, ["a", "b"]);
+        assert_eq!(two.sender_ids, [7, 8]);
+        Ok(())
+    }
 }
