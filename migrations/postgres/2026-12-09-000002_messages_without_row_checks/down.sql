@@ -1,3 +1,5 @@
+DROP TRIGGER chats_delete_messages ON chats;
+DROP FUNCTION delete_messages_of_chat();
 DELETE FROM messages m WHERE NOT EXISTS (SELECT 1 FROM chats c WHERE c.id = m.chat_id);
 UPDATE messages m SET sender_id = NULL
     WHERE sender_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = m.sender_id);

@@ -172,23 +172,13 @@ impl ChatRow {
         })
     }
 
-    /// Deletes the chat with its memberships and messages; false if it was gone.
-    ///
-    /// On PostgreSQL `messages` has no foreign key to `chats` (the writer's batch would
-    /// pay a row check per message), so its messages are deleted here, after the chat
-    /// row: that delete waits for a batch holding the chat's row lock, so the second
-    /// statement sees the batch's messages; a later batch finds no chat to bump and
-    /// stores nothing. (SQLite keeps the cascade; the second statement finds nothing.)
+    /// Deletes the chat with its memberships and messages; false if it was gone. (On
+    /// PostgreSQL the messages go by a trigger on `chats`, not a foreign key: see the
+    /// migration `2026-12-09-000002_messages_without_row_checks`.)
     pub async fn delete(pool: &DbPool, id: i64) -> Result<bool, DbError> {
-        let deleted = with_tx!(pool, conn => {
-            let deleted = diesel::delete(chats::table.find(id)).execute(conn).await?;
-            if deleted == 1 {
-                diesel::delete(messages::table.filter(messages::chat_id.eq(id)))
-                    .execute(conn)
-                    .await?;
-            }
-            Ok::<_, diesel::result::Error>(deleted)
-        })?;
+        let deleted = with_conn!(pool, conn => {
+            diesel::delete(chats::table.find(id)).execute(conn).await?
+        });
         Ok(deleted == 1)
     }
 
