@@ -19,6 +19,8 @@ STAGES = [
     ("chat_message_queue_seconds", "handed to the writer -> its batch starts"),
     ("chat_message_commit_duration_seconds", "a batch's transaction (per batch)"),
     ("chat_message_publish_duration_seconds", "publishing a committed batch (per batch)"),
+    ("chat_bus_receive_latency_seconds", "accepted -> taken from the bus by the hub's router"),
+    ("chat_hub_backlog_events", "bus events waiting for the router when it takes one"),
     ("chat_delivery_latency_seconds", "accepted -> queued on this instance's sockets"),
     ("chat_ws_outbox_wait_seconds", "queued on a socket -> taken by its connection for writing (oldest of a run)"),
     ("chat_message_batch_size", "messages per batch"),
@@ -58,7 +60,7 @@ def quantile(cumulative, q):
 
 
 def fmt(name, value):
-    if name.endswith("batch_size"):
+    if name.endswith("batch_size") or name.endswith("_events"):
         return f"{value:g}"
     return "inf" if value == float("inf") else f"{value * 1000:g} ms"
 

@@ -47,6 +47,12 @@ pub struct Metrics {
     /// `chat_delivery_latency_seconds`: from a message's acceptance to its event being
     /// queued on this instance's sockets (once per message and instance).
     pub delivery_latency: Histogram,
+    /// `chat_bus_receive_latency_seconds`: from a message's acceptance to the hub's router
+    /// taking its event from the bus (before routing; once per message and instance).
+    pub bus_receive_latency: Histogram,
+    /// `chat_hub_backlog_events`: bus events waiting for the hub's router when it takes
+    /// one (how far routing runs behind the bus).
+    pub hub_backlog: Histogram,
     /// `chat_ws_action_seconds`: how long a socket's action held up its reading (a send:
     /// until handed to the writer, its acknowledgement follows the commit without
     /// holding the socket; any other action: until answered).
@@ -182,6 +188,18 @@ impl Metrics {
             r.register(Box::new(h.clone()))?;
             Ok(h)
         };
+        let bus_receive_latency = stage(
+            "chat_bus_receive_latency_seconds",
+            "From a message's acceptance to the hub's router taking its event from the bus.",
+        )?;
+        let hub_backlog = Histogram::with_opts(
+            HistogramOpts::new(
+                "chat_hub_backlog_events",
+                "Bus events waiting for the hub's router when it takes one.",
+            )
+            .buckets(vec![0.0, 1.0, 10.0, 100.0, 1000.0, 4000.0, 16384.0]),
+        )?;
+        r.register(Box::new(hub_backlog.clone()))?;
         let ws_action = stage(
             "chat_ws_action_seconds",
             "How long a socket's action held up its reading (a send: until handed to the writer).",
@@ -264,6 +282,8 @@ impl Metrics {
                 "Events queued to this instance's sockets (one per socket).",
             )?,
             delivery_latency,
+            bus_receive_latency,
+            hub_backlog,
             ws_action,
             ws_outbox_wait,
             message_prepare,

@@ -509,6 +509,20 @@ impl Hub {
         // Encoded once per event, only for events some socket may receive as they are.
         let payload = || frames::text(&message.payload);
         let head: Option<Head> = serde_json::from_str(&message.payload).ok();
+        if let (
+            Some(metrics),
+            Some(Head {
+                kind: EventKind::Message,
+                created_at: Some(at),
+                ..
+            }),
+        ) = (&self.metrics, &head)
+        {
+            let waited = chrono::Utc::now().signed_duration_since(*at);
+            metrics
+                .bus_receive_latency
+                .observe(waited.as_seconds_f64().max(0.0));
+        }
         let mut state = self.lock();
         let before = state.delivered.get();
         // A message held for a missing predecessor is needed too (it leaves later).
@@ -1186,6 +1200,7 @@ async fn route(hub: Arc<Hub>, mut events: broadcast::Receiver<Arc<BusMessage>>) 
                 Ok(message) => {
                     if let Some(metrics) = &hub.metrics {
                         metrics.bus_received.inc();
+                        metrics.hub_backlog.observe(events.len() as f64);
                     }
                     if hub.handle(&message) {
                         hub.confirm_joins();

@@ -341,6 +341,16 @@ async fn metrics_show_sockets_deliveries_the_pool_and_redis(
     );
     assert_eq!(series(&text, "chat_delivery_latency_seconds_count")?, 3.0);
     assert!(series(&text, "chat_delivery_latency_seconds_sum")? < 30.0);
+    // The hub took each message from the bus once, and counted its backlog each time.
+    assert_eq!(
+        series(&text, "chat_bus_receive_latency_seconds_count")?,
+        3.0
+    );
+    assert!(
+        series(&text, "chat_bus_receive_latency_seconds_sum")?
+            <= series(&text, "chat_delivery_latency_seconds_sum")?
+    );
+    assert!(series(&text, "chat_hub_backlog_events_count")? >= 3.0);
     assert_eq!(series(&text, "chat_bus_lagged_total")?, 0.0);
     assert!(series(&text, r#"chat_db_pool_connections{state="idle"}"#)? >= 1.0);
     assert_eq!(series(&text, "chat_db_pool_waiting")?, 0.0);
