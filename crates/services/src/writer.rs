@@ -310,20 +310,14 @@ async fn run(
             .observe(started.elapsed().as_secs_f64());
         // Sends not stored (a deleted chat, a resent client_id, a failed batch) give
         // back the files they took, before anyone is answered: a retry may take them.
-        let unstored: Vec<i64> = match &outcome {
-            Ok(results) => jobs
-                .iter()
-                .zip(results)
-                .filter(|(_, result)| !matches!(result, Ok(Some(_))))
-                .filter_map(|(job, _)| job.message.attachments.as_ref())
-                .flat_map(|(ids, _)| ids.iter().copied())
-                .collect(),
-            Err(_) => jobs
-                .iter()
-                .filter_map(|job| job.message.attachments.as_ref())
-                .flat_map(|(ids, _)| ids.iter().copied())
-                .collect(),
-        };
+        let stored = |i: usize| matches!(&outcome, Ok(results) if matches!(results.get(i), Some(Ok(Some(_)))));
+        let unstored: Vec<i64> = jobs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !stored(*i))
+            .filter_map(|(_, job)| job.message.attachments.as_ref())
+            .flat_map(|(ids, _)| ids.iter().copied())
+            .collect();
         if !unstored.is_empty()
             && let Err(err) = AttachmentRow::release(&db, &unstored).await
         {
