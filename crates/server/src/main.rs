@@ -121,14 +121,7 @@ fn ask(value: Option<String>, label: &str, secret: bool) -> anyhow::Result<Strin
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let (config, unknown) = match Config::load(cli.config.as_deref()) {
-        Ok(loaded) => loaded,
-        Err(err) => {
-            eprintln!("{err}");
-            std::process::exit(2);
-        }
-    };
+async fn run(cli: Cli, config: Config, unknown: Vec<String>) -> anyhow::Result<()> {
     telemetry::init(&config);
     for key in unknown {
         tracing::warn!(key, "unknown CHAT_ environment variable ignored (typo?)");
@@ -223,9 +216,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The runtime of the main thread. With background threads, what the main thread spawns
+/// with `tokio::spawn` (the message writers, their publishers, the broker subscriber, the
+/// hub's router) runs on that many threads of its own instead of sharing the main thread:
+/// under load one thread could not keep up with all of them (docs/benchmarks.md). The
+/// HTTP workers keep their own single-threaded runtimes either way.
+fn system(background_threads: usize) -> std::io::Result<actix_web::rt::SystemRunner> {
+    if background_threads == 0 {
+        return Ok(actix_web::rt::System::new());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(background_threads)
+        .thread_name("chat-background")
+        .enable_all()
+        .build()?;
+    Ok(actix_web::rt::System::with_tokio_rt(move || runtime))
+}
+
 fn main() {
     let cli = Cli::parse();
-    let result = actix_web::rt::System::new().block_on(run(cli));
+    let (config, unknown) = match Config::load(cli.config.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            eprintln!("{err}");
+            std::process::exit(2);
+        }
+    };
+    let result = system(config.background_threads)
+        .map_err(anyhow::Error::from)
+        .and_then(|system| system.block_on(run(cli, config, unknown)));
     if let Err(err) = result {
         eprintln!("error: {err:#}");
         std::process::exit(1);

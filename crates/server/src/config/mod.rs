@@ -72,6 +72,10 @@ pub struct Config {
     pub trust_proxy_headers: bool,
     /// `CHAT_WORKERS`: HTTP worker threads.
     pub workers: usize,
+    /// `CHAT_BACKGROUND_THREADS`: threads of the runtime that runs the message writers,
+    /// their publishers, the broker subscriber and the socket hub's router (0: the main
+    /// thread runs them).
+    pub background_threads: usize,
     /// `CHAT_HISTORY_CACHE_MB`: rendered history kept in memory, in bytes (0: none).
     pub history_cache_bytes: usize,
     /// `CHAT_PRESENCE_HEARTBEAT`: how often this instance renews its presence (it counts
@@ -79,6 +83,8 @@ pub struct Config {
     pub presence_heartbeat: Duration,
     /// `CHAT_SQLITE_SYNCHRONOUS`: when a SQLite commit is durable.
     pub sqlite_sync: SqliteSync,
+    /// `CHAT_SQLITE_WRITER_CACHE_MB`: the SQLite message writer's page cache, in KiB.
+    pub sqlite_writer_cache_kib: u32,
     /// `CHAT_WS_MAX_QUEUED_BYTES`: outbound bytes a socket may have queued.
     pub ws_max_queued_bytes: usize,
     /// `CHAT_MAX_SOCKETS_PER_USER`: open sockets per user (per process).
@@ -275,6 +281,7 @@ impl Config {
         let trust_proxy_headers = r.flag("CHAT_TRUST_PROXY_HEADERS", false)?;
         let default_workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let workers = r.number("CHAT_WORKERS", default_workers, 1..=256)?;
+        let background_threads = r.number("CHAT_BACKGROUND_THREADS", default_workers, 0..=256)?;
         let history_cache_mb: usize = r.number("CHAT_HISTORY_CACHE_MB", 64, 0..=65_536)?;
         let sqlite_sync = r.choice(
             "CHAT_SQLITE_SYNCHRONOUS",
@@ -284,6 +291,7 @@ impl Config {
                 (&["normal"], SqliteSync::Normal),
             ],
         )?;
+        let sqlite_writer_cache_mb: u32 = r.number("CHAT_SQLITE_WRITER_CACHE_MB", 64, 1..=4096)?;
         let presence_heartbeat = r.duration(
             "CHAT_PRESENCE_HEARTBEAT",
             "10s",
@@ -364,8 +372,10 @@ impl Config {
             database_timeout,
             trust_proxy_headers,
             workers,
+            background_threads,
             history_cache_bytes: history_cache_mb << 20,
             sqlite_sync,
+            sqlite_writer_cache_kib: sqlite_writer_cache_mb << 10,
             presence_heartbeat,
             ws_max_queued_bytes,
             max_sockets_per_user,
@@ -546,11 +556,13 @@ mod tests {
             ("CHAT_DATABASE_TIMEOUT", "0"),
             ("CHAT_TRUST_PROXY_HEADERS", "x"),
             ("CHAT_WORKERS", "0"),
+            ("CHAT_BACKGROUND_THREADS", "many"),
             ("CHAT_HISTORY_CACHE_MB", "-1"),
             ("CHAT_HISTORY_CACHE_MB", "lots"),
             ("CHAT_WS_MAX_QUEUED_BYTES", "1GB!"),
             ("CHAT_WS_MAX_QUEUED_BYTES", "100"),
             ("CHAT_SQLITE_SYNCHRONOUS", "off"),
+            ("CHAT_SQLITE_WRITER_CACHE_MB", "0"),
             ("CHAT_PRESENCE_HEARTBEAT", "0"),
             ("CHAT_MAX_SOCKETS_PER_USER", "0"),
             ("CHAT_MAX_CHATS_PER_USER", "many"),
@@ -615,6 +627,16 @@ mod tests {
             c.sqlite_sync,
             SqliteSync::Full,
             "acknowledged means durable"
+        );
+        assert_eq!(c.sqlite_writer_cache_kib, 64 << 10);
+        assert_eq!(c.background_threads, c.workers);
+        let c = config(&[
+            ("CHAT_SQLITE_WRITER_CACHE_MB", "8"),
+            ("CHAT_BACKGROUND_THREADS", "0"),
+        ])?;
+        assert_eq!(
+            (c.sqlite_writer_cache_kib, c.background_threads),
+            (8 << 10, 0)
         );
         let c = config(&[
             ("CHAT_WS_MAX_QUEUED_BYTES", "256KiB"),
