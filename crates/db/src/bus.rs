@@ -5,6 +5,7 @@
 //! one of its sockets follows it ([`EventBus::follow`]).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::sync::broadcast;
@@ -12,6 +13,15 @@ use tokio::sync::broadcast;
 /// How many events a slow local subscriber may fall behind before it misses some
 /// (it then learns how many via `RecvError::Lagged` and can resynchronise).
 pub const LOCAL_BUS_CAPACITY: usize = 16_384;
+
+/// Events the slowest local subscriber may have left unread before a paced delivery
+/// ([`MemoryBus::deliver_paced`]) waits for it: the rest of the capacity absorbs what
+/// is delivered without waiting.
+pub const PACE_AT: usize = LOCAL_BUS_CAPACITY * 3 / 4;
+
+/// Longest a paced delivery waits for a subscriber that does not read; it then overtakes
+/// it (the subscriber learns how many it missed and recovers).
+pub const PACE_LIMIT: Duration = Duration::from_secs(2);
 
 /// Topic of the local notice that events may have been missed (the broker connection
 /// was lost and re-established); never published by services.
@@ -85,6 +95,22 @@ impl MemoryBus {
         // No subscriber is not an error: nobody is listening yet.
         let _ = self.sender.send(Arc::new(message));
     }
+
+    /// Delivers like [`MemoryBus::deliver`], after waiting (at most [`PACE_LIMIT`])
+    /// while the slowest subscriber has [`PACE_AT`] events or more unread. Publishers
+    /// and the broker's subscriber run beside the hub's router, on other threads: without
+    /// the wait a burst overtakes the router, which then drops what it missed and sends
+    /// every socket to recover it. Waiting here instead slows the writers' publishers
+    /// (and so the writers) or leaves the events in the broker's buffer for a moment.
+    pub(crate) async fn deliver_paced(&self, message: BusMessage) {
+        if self.sender.len() >= PACE_AT {
+            let deadline = Instant::now() + PACE_LIMIT;
+            while self.sender.len() >= PACE_AT && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        self.deliver(message);
+    }
 }
 
 impl Default for MemoryBus {
@@ -96,10 +122,11 @@ impl Default for MemoryBus {
 #[async_trait]
 impl EventBus for MemoryBus {
     async fn publish(&self, topic: &str, payload: String) {
-        self.deliver(BusMessage {
+        self.deliver_paced(BusMessage {
             topic: topic.to_owned(),
             payload,
-        });
+        })
+        .await;
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<BusMessage>> {
@@ -126,6 +153,43 @@ mod tests {
             assert_eq!(message.topic, "chat.1");
             assert_eq!(message.payload, "{}");
         }
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn publishers_wait_for_a_subscriber_that_falls_behind() -> anyhow::Result<()> {
+        let bus = Arc::new(MemoryBus::new());
+        let mut slow = bus.subscribe();
+        for i in 0..PACE_AT {
+            bus.publish("chat.1", i.to_string()).await;
+        }
+        let publisher = tokio::spawn({
+            let bus = bus.clone();
+            async move { bus.publish("chat.1", "next".to_owned()).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!publisher.is_finished(), "published past a full subscriber");
+        // The subscriber reads one: the publisher goes on, and nothing was skipped.
+        assert_eq!(slow.recv().await?.payload, "0");
+        tokio::time::timeout(Duration::from_secs(1), publisher).await??;
+        let mut last = String::new();
+        while let Ok(message) = slow.try_recv() {
+            last = message.payload.clone();
+        }
+        assert_eq!(last, "next");
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_subscriber_that_never_reads_is_overtaken_after_the_limit() -> anyhow::Result<()> {
+        let bus = MemoryBus::new();
+        let _never = bus.subscribe();
+        for i in 0..PACE_AT {
+            bus.publish("chat.1", i.to_string()).await;
+        }
+        let started = Instant::now();
+        bus.publish("chat.1", "late".to_owned()).await;
+        assert!(started.elapsed() >= PACE_LIMIT);
         Ok(())
     }
 }

@@ -104,9 +104,6 @@ pub struct PoolOptions {
     pub timeout: Duration,
     /// SQLite only: when a commit is durable.
     pub sqlite_sync: SqliteSync,
-    /// SQLite only: each connection's page cache, in KiB (`None`: SQLite's default of
-    /// 2 MiB). Pages are cached as they are read, so an idle connection holds little.
-    pub sqlite_cache_kib: Option<u32>,
 }
 
 /// A pool of connections to the configured backend.
@@ -159,27 +156,8 @@ impl DbPool {
     }
 
     /// Builds the pool. Connections are opened lazily, so an unreachable database
-    /// shows up as 503 answers and a failing `/readyz`, not as a crash. On SQLite the
-    /// pool also runs the database's WAL checkpointer.
+    /// shows up as 503 answers and a failing `/readyz`, not as a crash.
     pub async fn connect(url: &DatabaseUrl, options: PoolOptions) -> Result<Self, DbError> {
-        Self::open(url, options, true).await
-    }
-
-    /// A second pool on the database of a pool built by [`DbPool::connect`], for one
-    /// task that should not share connections (the message writers): sized and cached
-    /// by `options`, without a second checkpointer.
-    pub async fn connect_dedicated(
-        url: &DatabaseUrl,
-        options: PoolOptions,
-    ) -> Result<Self, DbError> {
-        Self::open(url, options, false).await
-    }
-
-    async fn open(
-        url: &DatabaseUrl,
-        options: PoolOptions,
-        checkpointer: bool,
-    ) -> Result<Self, DbError> {
         match url {
             DatabaseUrl::Postgres(url) => {
                 let mut config = ManagerConfig::<PgConn>::default();
@@ -196,29 +174,20 @@ impl DbPool {
                 ensure_parent_dir(path)?;
                 let mut config = ManagerConfig::<SqliteConn>::default();
                 config.recycling_method = check_without_round_trip();
-                let settings = match options.sqlite_cache_kib {
-                    Some(kib) => format!(
-                        "{} PRAGMA cache_size = -{kib};",
-                        options.sqlite_sync.pragma()
-                    ),
-                    None => options.sqlite_sync.pragma().to_owned(),
-                };
+                let sync = options.sqlite_sync.pragma();
                 // The checkpointer runs while the pool (which owns this setup closure and
                 // so the token) exists.
                 let alive = Arc::new(());
-                if checkpointer {
-                    spawn_checkpointer(path.clone(), Arc::downgrade(&alive));
-                }
+                spawn_checkpointer(path.clone(), Arc::downgrade(&alive));
                 config.custom_setup = Box::new(move |url| {
                     let _pool_alive = &alive;
                     let url = url.to_owned();
-                    let settings = settings.clone();
                     async move {
                         let mut conn = SqliteConn::establish(&url).await?;
                         conn.batch_execute(SQLITE_PRAGMAS)
                             .await
                             .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
-                        conn.batch_execute(&settings)
+                        conn.batch_execute(sync)
                             .await
                             .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
                         Ok(conn)

@@ -23,7 +23,6 @@ async fn synchronous_of(sync: SqliteSync) -> anyhow::Result<i32> {
             max_size: 1,
             timeout: Duration::from_secs(5),
             sqlite_sync: sync,
-            sqlite_cache_kib: None,
         },
     )
     .await?;
@@ -71,7 +70,6 @@ async fn the_wal_is_checkpointed_in_the_background() -> anyhow::Result<()> {
             max_size: 2,
             timeout: Duration::from_secs(5),
             sqlite_sync: SqliteSync::Full,
-            sqlite_cache_kib: None,
         },
     )
     .await?;
@@ -107,44 +105,5 @@ async fn the_wal_is_checkpointed_in_the_background() -> anyhow::Result<()> {
         size > 2_000_000,
         "the database file is {size} bytes: no checkpoint ran"
     );
-    Ok(())
-}
-
-#[derive(QueryableByName)]
-struct CacheSize {
-    #[diesel(sql_type = Integer)]
-    cache_size: i32,
-}
-
-async fn cache_size_of(pool: &DbPool) -> anyhow::Result<i32> {
-    let DbPool::Sqlite(pool) = pool else {
-        anyhow::bail!("a sqlite:// URL made another pool");
-    };
-    let mut conn = pool.get().await?;
-    let row: CacheSize = diesel::sql_query("PRAGMA cache_size")
-        .get_result(&mut *conn)
-        .await?;
-    Ok(row.cache_size)
-}
-
-/// The message writer's dedicated pool gets the page cache it asks for; request pools
-/// keep SQLite's default (a negative `cache_size` is KiB: -2000 is SQLite's 2 MB).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dedicated_pool_has_its_own_page_cache() -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("chat-cache-{:016x}", rand::random::<u64>()));
-    let url = DatabaseUrl::parse(&format!("sqlite://{}/chat.db", dir.display()))
-        .map_err(anyhow::Error::msg)?;
-    let options = |cache| PoolOptions {
-        max_size: 1,
-        timeout: Duration::from_secs(5),
-        sqlite_sync: SqliteSync::Full,
-        sqlite_cache_kib: cache,
-    };
-    let shared = DbPool::connect(&url, options(None)).await?;
-    let writer = DbPool::connect_dedicated(&url, options(Some(64 << 10))).await?;
-    let sizes = (cache_size_of(&shared).await, cache_size_of(&writer).await);
-    drop((shared, writer));
-    let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!((sizes.0?, sizes.1?), (-2000, -65536));
     Ok(())
 }

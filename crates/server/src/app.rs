@@ -40,7 +40,6 @@ pub async fn build_context(config: &Config) -> anyhow::Result<AppContext> {
             max_size: config.database_pool_size,
             timeout: config.database_timeout,
             sqlite_sync: config.sqlite_sync,
-            sqlite_cache_kib: None,
         },
     )
     .await?;
@@ -74,24 +73,23 @@ pub async fn build_context(config: &Config) -> anyhow::Result<AppContext> {
         tracing::warn!(error = %err, "redis is not reachable; running degraded until it is");
     }
     let secret = secret::resolve(config)?;
-    // The message writers get connections of their own. PostgreSQL: a connection's I/O
-    // is driven on the runtime that opened it, and shared ones opened by busy request
-    // workers made each batch statement wait for that worker (12 ms batches). SQLite:
-    // the one writer's connection keeps a large page cache of the index pages its
-    // inserts touch, which request connections do not need (docs/benchmarks.md).
-    let writer_db = DbPool::connect_dedicated(
-        &config.database_url,
-        PoolOptions {
-            max_size: match &db {
-                DbPool::Postgres(_) => POSTGRES_WRITERS,
-                DbPool::Sqlite(_) => 1,
-            },
-            timeout: config.database_timeout,
-            sqlite_sync: config.sqlite_sync,
-            sqlite_cache_kib: Some(config.sqlite_writer_cache_kib),
-        },
-    )
-    .await?;
+    // The message writers get connections of their own on PostgreSQL: a connection's
+    // I/O is driven on the runtime that opened it, and shared ones opened by busy
+    // request workers made each batch statement wait for that worker (12 ms batches).
+    let writer_db = match &db {
+        DbPool::Postgres(_) => {
+            DbPool::connect(
+                &config.database_url,
+                PoolOptions {
+                    max_size: POSTGRES_WRITERS,
+                    timeout: config.database_timeout,
+                    sqlite_sync: config.sqlite_sync,
+                },
+            )
+            .await?
+        }
+        DbPool::Sqlite(_) => db.clone(),
+    };
     let metrics = Arc::new(
         chat_services::metrics::Metrics::new(config.redis_url.is_some())
             .map_err(|e| anyhow::anyhow!("metrics registry: {e}"))?,

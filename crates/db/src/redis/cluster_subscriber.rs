@@ -85,7 +85,7 @@ pub(super) async fn subscribe_forever(
                             // No push (the client is gone), a dropped node, or a channel
                             // still wanted that a shard gave up: start over.
                             let Some(push) = push else { break };
-                            match forward(&channels, &local, push) {
+                            match forward(&channels, &local, push).await {
                                 Forwarded::Handled => {}
                                 Forwarded::Dropped => {
                                     tracing::warn!("a redis cluster node's connection dropped");
@@ -154,7 +154,7 @@ enum Forwarded {
 }
 
 /// Hands a pushed message to the local bus.
-fn forward(channels: &Channels, local: &MemoryBus, push: PushInfo) -> Forwarded {
+async fn forward(channels: &Channels, local: &MemoryBus, push: PushInfo) -> Forwarded {
     let (channel, payload) = match (push.kind, push.data.as_slice()) {
         (PushKind::Message | PushKind::SMessage, [channel, payload])
         | (PushKind::PMessage, [_, channel, payload]) => (channel, payload),
@@ -172,10 +172,12 @@ fn forward(channels: &Channels, local: &MemoryBus, push: PushInfo) -> Forwarded 
         return Forwarded::Handled;
     };
     if let Some(topic) = channels.topic(&channel) {
-        local.deliver(BusMessage {
-            topic: topic.to_owned(),
-            payload,
-        });
+        local
+            .deliver_paced(BusMessage {
+                topic: topic.to_owned(),
+                payload,
+            })
+            .await;
     }
     Forwarded::Handled
 }

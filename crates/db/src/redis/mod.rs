@@ -536,10 +536,10 @@ async fn subscribe_forever(
                             let channel = message.get_channel_name();
                             let Some(topic) = channels.topic(channel) else { continue };
                             match message.get_payload::<String>() {
-                                Ok(payload) => local.deliver(BusMessage {
+                                Ok(payload) => local.deliver_paced(BusMessage {
                                     topic: topic.to_owned(),
                                     payload,
-                                }),
+                                }).await,
                                 Err(err) => tracing::warn!(error = %err, "undecodable redis event"),
                             }
                         }

@@ -83,8 +83,6 @@ pub struct Config {
     pub presence_heartbeat: Duration,
     /// `CHAT_SQLITE_SYNCHRONOUS`: when a SQLite commit is durable.
     pub sqlite_sync: SqliteSync,
-    /// `CHAT_SQLITE_WRITER_CACHE_MB`: the SQLite message writer's page cache, in KiB.
-    pub sqlite_writer_cache_kib: u32,
     /// `CHAT_WS_MAX_QUEUED_BYTES`: outbound bytes a socket may have queued.
     pub ws_max_queued_bytes: usize,
     /// `CHAT_MAX_SOCKETS_PER_USER`: open sockets per user (per process).
@@ -291,7 +289,6 @@ impl Config {
                 (&["normal"], SqliteSync::Normal),
             ],
         )?;
-        let sqlite_writer_cache_mb: u32 = r.number("CHAT_SQLITE_WRITER_CACHE_MB", 64, 1..=4096)?;
         let presence_heartbeat = r.duration(
             "CHAT_PRESENCE_HEARTBEAT",
             "10s",
@@ -375,7 +372,6 @@ impl Config {
             background_threads,
             history_cache_bytes: history_cache_mb << 20,
             sqlite_sync,
-            sqlite_writer_cache_kib: sqlite_writer_cache_mb << 10,
             presence_heartbeat,
             ws_max_queued_bytes,
             max_sockets_per_user,
@@ -562,7 +558,6 @@ mod tests {
             ("CHAT_WS_MAX_QUEUED_BYTES", "1GB!"),
             ("CHAT_WS_MAX_QUEUED_BYTES", "100"),
             ("CHAT_SQLITE_SYNCHRONOUS", "off"),
-            ("CHAT_SQLITE_WRITER_CACHE_MB", "0"),
             ("CHAT_PRESENCE_HEARTBEAT", "0"),
             ("CHAT_MAX_SOCKETS_PER_USER", "0"),
             ("CHAT_MAX_CHATS_PER_USER", "many"),
@@ -628,16 +623,9 @@ mod tests {
             SqliteSync::Full,
             "acknowledged means durable"
         );
-        assert_eq!(c.sqlite_writer_cache_kib, 64 << 10);
         assert_eq!(c.background_threads, c.workers);
-        let c = config(&[
-            ("CHAT_SQLITE_WRITER_CACHE_MB", "8"),
-            ("CHAT_BACKGROUND_THREADS", "0"),
-        ])?;
-        assert_eq!(
-            (c.sqlite_writer_cache_kib, c.background_threads),
-            (8 << 10, 0)
-        );
+        let c = config(&[("CHAT_BACKGROUND_THREADS", "0")])?;
+        assert_eq!(c.background_threads, 0);
         let c = config(&[
             ("CHAT_WS_MAX_QUEUED_BYTES", "256KiB"),
             ("CHAT_RATE_MESSAGES", "500/s:1000"),
