@@ -242,7 +242,12 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let result = system(config.background_threads)
+    // Only a serving process has background work to spread.
+    let threads = match cli.command {
+        None | Some(Command::Serve) => config.background_threads,
+        Some(_) => 0,
+    };
+    let result = system(threads)
         .map_err(anyhow::Error::from)
         .and_then(|system| system.block_on(run(cli, config, unknown)));
     if let Err(err) = result {

@@ -9,7 +9,8 @@
 //! - A connection's I/O is driven by a task on the runtime that opened it. Shared by
 //!   actix's single-threaded workers, a command issued on one worker waited for
 //!   another, busy worker to get round to that task. Each thread opening its own keeps
-//!   every round trip on the thread that waits for it.
+//!   a worker's round trips on that worker (the background runtime's threads, which
+//!   share their tasks, each have one too).
 //!
 //! A connection that fails in a way that leaves it unusable (closed socket, I/O error,
 //! timeout) is forgotten, and that thread's next command opens a new one.
@@ -234,14 +235,12 @@ impl RedisConnections {
             .clone()
     }
 
-    /// Drops this thread's connection if it is still `slot` (a concurrent command may
-    /// already have replaced it).
+    /// Drops the connection of `slot` if its thread still has it (a concurrent command
+    /// may already have replaced it). Looked up by identity, not by the current thread:
+    /// on a multi-threaded runtime a command may resume on another thread than the one
+    /// whose connection it used.
     fn forget(&self, slot: &Slot) {
-        let mut slots = self.slots();
-        let thread = std::thread::current().id();
-        if slots.get(&thread).is_some_and(|s| Arc::ptr_eq(s, slot)) {
-            slots.remove(&thread);
-        }
+        self.slots().retain(|_, held| !Arc::ptr_eq(held, slot));
     }
 
     async fn connect(&self) -> RedisResult<RedisConn> {
@@ -272,4 +271,34 @@ fn leaves_connection_unusable(err: &RedisError) -> bool {
         || err.is_connection_dropped()
         || err.is_io_error()
         || err.is_timeout()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A command may resume on another thread than the one whose connection it used
+    /// (multi-threaded runtime): its failure must still drop that connection.
+    #[test]
+    fn a_failed_connection_is_forgotten_from_another_thread() -> Result<(), String> {
+        let connections = RedisConnections::open("redis://127.0.0.1:1", Duration::from_secs(1))?;
+        let (slot, thread) = {
+            let connections = connections.clone();
+            std::thread::spawn(move || (connections.slot(), std::thread::current().id()))
+                .join()
+                .map_err(|_| "the thread panicked".to_owned())?
+        };
+        assert!(connections.slots().contains_key(&thread));
+        let mine = connections.slot();
+        connections.forget(&slot);
+        assert!(!connections.slots().contains_key(&thread), "not forgotten");
+        assert!(
+            connections
+                .slots()
+                .values()
+                .any(|held| Arc::ptr_eq(held, &mine)),
+            "another thread's connection was dropped too"
+        );
+        Ok(())
+    }
 }
