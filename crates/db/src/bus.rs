@@ -226,6 +226,25 @@ mod tests {
         );
         assert_eq!(reader.recv().await?.payload, "late");
         assert_eq!(reader.recv().await?.payload, "after 0");
+        // Once no subscriber is that far behind, a slow one is waited for again.
+        drop(_never);
+        while reader.try_recv().is_ok() {}
+        bus.publish("chat.1", "caught up".to_owned()).await;
+        for i in 1..PACE_AT {
+            bus.publish("chat.1", i.to_string()).await;
+        }
+        let bus = Arc::new(bus);
+        let publisher = tokio::spawn({
+            let bus = bus.clone();
+            async move { bus.publish("chat.1", "waits".to_owned()).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            !publisher.is_finished(),
+            "still overtaking after the catch-up"
+        );
+        assert_eq!(reader.recv().await?.payload, "caught up");
+        tokio::time::timeout(Duration::from_secs(1), publisher).await??;
         Ok(())
     }
 }
