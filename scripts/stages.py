@@ -18,6 +18,7 @@ STAGES = [
     ("chat_message_prepare_seconds", "send reached the service -> handed to the writer"),
     ("chat_message_queue_seconds", "handed to the writer -> its batch starts"),
     ("chat_message_commit_duration_seconds", "a batch's transaction (per batch)"),
+    ("chat_message_answer_seconds", "a batch's commit -> its senders answered (per batch)"),
     ("chat_message_publish_duration_seconds", "publishing a committed batch (per batch)"),
     ("chat_bus_receive_latency_seconds", "accepted -> taken from the bus by the hub's router"),
     ("chat_hub_backlog_events", "bus events waiting for the router when it takes one"),

@@ -72,6 +72,9 @@ pub struct Metrics {
     pub commit_duration: Histogram,
     /// `chat_message_publish_duration_seconds`: publishing one committed batch.
     pub publish_duration: Histogram,
+    /// `chat_message_answer_seconds`: from a batch's commit to its senders being answered
+    /// (waiting behind earlier batches, then recording the chats' newest seqs).
+    pub answer_delay: Histogram,
     /// `chat_bus_lagged_total`: bus messages this instance skipped because it fell
     /// `chat_bus_messages_received_total`: every bus message this instance received,
     /// whatever its kind (handled or skipped because the instance fell behind).
@@ -224,6 +227,10 @@ impl Metrics {
             "chat_message_publish_duration_seconds",
             "Duration of publishing one committed batch.",
         )?;
+        let answer_delay = stage(
+            "chat_message_answer_seconds",
+            "From a message batch's commit to its senders being answered.",
+        )?;
         let batch_size = Histogram::with_opts(
             HistogramOpts::new("chat_message_batch_size", "Messages per committed batch.").buckets(
                 vec![
@@ -291,6 +298,7 @@ impl Metrics {
             batch_size,
             commit_duration,
             publish_duration,
+            answer_delay,
             bus_received: counter(
                 &r,
                 "chat_bus_messages_received_total",

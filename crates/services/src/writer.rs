@@ -6,8 +6,10 @@
 //! one fsync per batch and adds no waiting: an idle writer commits a lone message at
 //! once. Every sender is answered only after its batch has committed.
 //!
-//! Each writer's publisher task publishes what it stored (`chat.message`), batch after
-//! batch, one pipelined round trip per batch, while the writer commits the next one.
+//! Each writer hands what it committed to two tasks of its own, batch after batch, while
+//! it commits the next one: the first records each chat's newest seq in the cache and
+//! answers the senders, the second publishes the events (`chat.message`) in one
+//! pipelined round trip.
 //! Each chat belongs to one writer (`chat_id` modulo the number of writers), so a chat's
 //! events leave the process in the order their seqs were assigned — concurrent senders'
 //! request tasks racing to publish could reorder them, and receivers would then have to
@@ -45,8 +47,10 @@ pub const MAX_BATCH_SQLITE: usize = 4096;
 pub const POSTGRES_WRITERS: u32 = 4;
 /// Sends waiting for a writer before senders wait to enqueue.
 const QUEUE: usize = 4096;
-/// Committed batches a writer may be ahead of its publisher: the next batch commits
-/// while the previous one is published, and a slow bus slows the writer down after this.
+/// Batches each of a writer's stages may be ahead of the next (committed ahead of
+/// answered, answered ahead of published): the next batch commits while the previous
+/// ones are answered and published, and a slow cache or bus slows the stage before it
+/// down after this.
 const PUBLISH_AHEAD: usize = 4;
 
 /// A message to store (owned: it crosses into the writer task).
@@ -99,12 +103,12 @@ struct Job {
     reply: oneshot::Sender<Stored>,
     /// When it was handed to the writer (for the queue-wait histogram).
     enqueued: Instant,
-    /// Counts the send as in flight until the writer has answered it (dropped with
-    /// the job).
+    /// Counts the send as in flight until it is answered and its events published
+    /// (dropped after its batch's publish).
     _in_flight: InFlight,
 }
 
-/// One send not yet answered by a writer (see [`MessageWriter::drained`]).
+/// One send not yet answered and published (see [`MessageWriter::drained`]).
 struct InFlight(Arc<Counters>);
 
 impl InFlight {
@@ -172,21 +176,24 @@ impl MessageWriter {
             DbPool::Sqlite(_) => (1, MAX_BATCH_SQLITE),
         };
         let stats = Arc::new(Counters::default());
+        let stages = Stages {
+            bus,
+            cache,
+            stats: stats.clone(),
+            metrics,
+        };
         let queues: Vec<mpsc::Sender<Job>> = (0..writers)
             .map(|_| {
                 let (jobs, queue) = mpsc::channel(QUEUE);
-                let (published, to_publish) = mpsc::channel(PUBLISH_AHEAD);
-                tokio::spawn(publish(
-                    bus.clone(),
-                    to_publish,
-                    (stats.clone(), metrics.clone()),
-                ));
+                let (committed, to_answer) = mpsc::channel(PUBLISH_AHEAD);
+                let (answered, to_publish) = mpsc::channel(PUBLISH_AHEAD);
+                tokio::spawn(publish(stages.clone(), to_publish));
+                tokio::spawn(answer(stages.clone(), to_answer, answered));
                 tokio::spawn(run(
                     db.clone(),
-                    cache.clone(),
                     (queue, max_batch),
-                    published,
-                    (stats.clone(), metrics.clone()),
+                    committed,
+                    stages.clone(),
                 ));
                 jobs
             })
@@ -209,13 +216,13 @@ impl MessageWriter {
         }
     }
 
-    /// Sends handed to the writers and not yet answered.
+    /// Sends handed to the writers and not yet answered and published.
     pub fn in_flight(&self) -> u64 {
         self.stats.in_flight.load(Ordering::SeqCst)
     }
 
-    /// Waits until every send handed to the writers has been committed (or failed) and
-    /// answered, or until `deadline`; `true` when nothing is left. A stopping process
+    /// Waits until every send handed to the writers has been committed (or failed),
+    /// answered and published, or until `deadline`; `true` when nothing is left. A stopping process
     /// calls it after refusing new sends, so none it acknowledged is lost.
     pub async fn drained(&self, deadline: tokio::time::Instant) -> bool {
         loop {
@@ -274,20 +281,37 @@ fn stopped() -> DbError {
     DbError::Unavailable("the message writer has stopped".to_owned())
 }
 
-/// A committed batch's events, on their way to the bus, and the guards that count its
-/// sends in flight until they are published.
+/// What a writer's three tasks (commit, answer, publish) share.
+#[derive(Clone)]
+struct Stages {
+    bus: Arc<dyn EventBus>,
+    cache: Arc<dyn Cache>,
+    stats: Arc<Counters>,
+    metrics: Arc<Metrics>,
+}
+
+/// A batch whose transaction has ended, on its way to its senders.
 struct Committed {
+    jobs: Vec<Job>,
+    outcome: Result<Vec<Stored>, DbError>,
+    /// When the transaction ended.
+    at: Instant,
+}
+
+/// An answered batch's events, on their way to the bus, with the guards that count its
+/// sends in flight until they are published.
+struct Answered {
     events: Vec<(String, String)>,
-    _answered: Vec<InFlight>,
+    _in_flight: Vec<InFlight>,
 }
 
 async fn run(
     db: DbPool,
-    cache: Arc<dyn Cache>,
     (mut queue, max_batch): (mpsc::Receiver<Job>, usize),
-    published: mpsc::Sender<Committed>,
-    (stats, metrics): (Arc<Counters>, Arc<Metrics>),
+    committed: mpsc::Sender<Committed>,
+    stages: Stages,
 ) {
+    let Stages { stats, metrics, .. } = &stages;
     let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
     loop {
         // Everything that queued up while the previous batch was committing.
@@ -323,56 +347,119 @@ async fn run(
         {
             tracing::warn!(error = %err, "cannot give back unsent attachments");
         }
-        match outcome {
+        match &outcome {
             Ok(results) => {
                 metrics.batch_size.observe(jobs.len() as f64);
-                // Before anyone is answered: a sender reading history right after its
-                // acknowledgement must not be served a kept page without its message.
-                record_newest(cache.as_ref(), &results).await;
                 let stored = results.iter().filter(|r| matches!(r, Ok(Some(_)))).count();
-                let mut events = Vec::with_capacity(jobs.len());
-                // Held until the batch is published: a stopping process waits for that too.
-                let mut answered = Vec::with_capacity(jobs.len());
-                for (job, result) in jobs.drain(..).zip(results) {
-                    let Job {
-                        message,
-                        reply,
-                        _in_flight: guard,
-                        ..
-                    } = job;
-                    answered.push(guard);
-                    if let Ok(Some(row)) = &result {
-                        match ChatEvent::stored(row, message.sender.clone()).to_payload() {
-                            Ok(payload) => events.push((chat_topic(ChatId(row.chat_id)), payload)),
-                            Err(err) => {
-                                tracing::error!(error = %err, "cannot serialize chat event")
-                            }
-                        }
-                        mention_notifications(&mut events, row, message);
-                    }
-                    let _ = reply.send(result);
-                }
                 stats.batches.fetch_add(1, Ordering::Relaxed);
                 stats.stored.fetch_add(stored as u64, Ordering::Relaxed);
-                // Published by this writer's publisher, in batch order (which keeps each
-                // chat's events in seq order on the bus), while the next batch commits.
-                let batch = Committed {
-                    events,
-                    _answered: answered,
-                };
-                if published.send(batch).await.is_err() {
-                    tracing::error!("the message publisher has stopped");
-                }
             }
             Err(err) => {
                 stats.failed_batches.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %err, messages = jobs.len(), "a message batch failed to commit");
-                let detail = err.to_string();
-                for job in jobs.drain(..) {
-                    let _ = job.reply.send(Err(DbError::Unavailable(detail.clone())));
-                }
             }
         }
+        // Answered, then published, by this writer's next two tasks in batch order (which
+        // keeps each chat's events in seq order on the bus) while this one commits the
+        // next batch.
+        let batch = Committed {
+            jobs: std::mem::take(&mut jobs),
+            outcome,
+            at: Instant::now(),
+        };
+        if let Err(mpsc::error::SendError(batch)) = committed.send(batch).await {
+            // Committed rows are never reported as failed: finish the batch here.
+            tracing::error!("the message answering task has stopped; answering in the writer");
+            let answered = stages.answer_batch(batch).await;
+            stages.publish_batch(answered).await;
+        }
+    }
+}
+
+impl Stages {
+    /// Records each chat's newest seq, then answers the batch's senders (an error for
+    /// each if the batch failed) and builds its events.
+    async fn answer_batch(&self, Committed { jobs, outcome, at }: Committed) -> Answered {
+        let mut in_flight = Vec::with_capacity(jobs.len());
+        let results = match outcome {
+            Ok(results) => results,
+            Err(err) => {
+                let detail = err.to_string();
+                for job in jobs {
+                    let _ = job.reply.send(Err(DbError::Unavailable(detail.clone())));
+                    in_flight.push(job._in_flight);
+                }
+                return Answered {
+                    events: Vec::new(),
+                    _in_flight: in_flight,
+                };
+            }
+        };
+        // Before anyone is answered: a sender reading history right after its
+        // acknowledgement must not be served a kept page without its message.
+        record_newest(self.cache.as_ref(), &results).await;
+        // Observed before the first answer, so a sender that has its answer finds its
+        // batch counted.
+        self.metrics
+            .answer_delay
+            .observe(at.elapsed().as_secs_f64());
+        let mut events = Vec::with_capacity(jobs.len());
+        for (job, result) in jobs.into_iter().zip(results) {
+            let Job {
+                message,
+                reply,
+                _in_flight: guard,
+                ..
+            } = job;
+            in_flight.push(guard);
+            if let Ok(Some(row)) = &result {
+                match ChatEvent::stored(row, message.sender.clone()).to_payload() {
+                    Ok(payload) => events.push((chat_topic(ChatId(row.chat_id)), payload)),
+                    Err(err) => tracing::error!(error = %err, "cannot serialize chat event"),
+                }
+                mention_notifications(&mut events, row, message);
+            }
+            let _ = reply.send(result);
+        }
+        Answered {
+            events,
+            _in_flight: in_flight,
+        }
+    }
+
+    /// Publishes an answered batch's events in one round trip; its sends are then no
+    /// longer in flight.
+    async fn publish_batch(&self, batch: Answered) {
+        let publishing = Instant::now();
+        self.bus.publish_many(batch.events).await;
+        add_micros(&self.stats.publish_micros, publishing);
+        self.metrics
+            .publish_duration
+            .observe(publishing.elapsed().as_secs_f64());
+    }
+}
+
+/// Answers one writer's committed batches, one after the other: the cache round trip
+/// and the answers overlap the writer's next commit instead of preceding it, and a slow
+/// bus delays the answers only once [`PUBLISH_AHEAD`] answered batches wait for it.
+async fn answer(
+    stages: Stages,
+    mut committed: mpsc::Receiver<Committed>,
+    answered: mpsc::Sender<Answered>,
+) {
+    while let Some(batch) = committed.recv().await {
+        let batch = stages.answer_batch(batch).await;
+        if let Err(mpsc::error::SendError(batch)) = answered.send(batch).await {
+            tracing::error!("the message publisher has stopped; publishing in the answering task");
+            stages.publish_batch(batch).await;
+        }
+    }
+}
+
+/// Publishes one writer's answered batches, one after the other.
+async fn publish(stages: Stages, mut answered: mpsc::Receiver<Answered>) {
+    while let Some(batch) = answered.recv().await {
+        stages.publish_batch(batch).await;
     }
 }
 
@@ -412,23 +499,6 @@ fn excerpt(text: &str) -> String {
     }
 }
 
-/// Publishes one writer's committed batches, one after the other.
-async fn publish(
-    bus: Arc<dyn EventBus>,
-    mut committed: mpsc::Receiver<Committed>,
-    (stats, metrics): (Arc<Counters>, Arc<Metrics>),
-) {
-    while let Some(batch) = committed.recv().await {
-        let publishing = Instant::now();
-        bus.publish_many(batch.events).await;
-        add_micros(&stats.publish_micros, publishing);
-        metrics
-            .publish_duration
-            .observe(publishing.elapsed().as_secs_f64());
-        // `batch._answered` drops here: its sends are no longer in flight.
-    }
-}
-
 /// Raises each chat's `history_last:{chat}` to the newest seq of a committed batch (only
 /// ever raised: instances' writers of one chat may land out of order). Tried twice (the
 /// second time on a fresh connection if the first failed); a failure is logged, and until
@@ -456,5 +526,185 @@ async fn record_newest(cache: &dyn Cache, results: &[Stored]) {
     }
     if let Err(err) = outcome {
         tracing::warn!(error = %err, "cannot record the newest seqs of a batch");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use chat_db::bus::MemoryBus;
+    use chat_db::cache::{CacheError, MemoryCache};
+    use chat_db::models::{ChatRow, NewChat, NewUser, UserRow};
+    use chat_db::{DatabaseUrl, PoolOptions, SqliteSync, run_migrations};
+    use tokio::sync::Semaphore;
+
+    /// The in-process cache, except that recording a batch's newest seqs waits for a
+    /// permit (a slow cache round trip, under the test's control).
+    struct Gated {
+        inner: MemoryCache,
+        permits: Semaphore,
+    }
+
+    #[async_trait]
+    impl Cache for Gated {
+        async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
+            self.inner.get(key).await
+        }
+        async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<String>>, CacheError> {
+            self.inner.get_many(keys).await
+        }
+        async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
+            self.inner.set(key, value, ttl).await
+        }
+        async fn raise_many(
+            &self,
+            entries: &[(String, i64)],
+            ttl: Duration,
+        ) -> Result<(), CacheError> {
+            let permit = self.permits.acquire().await;
+            permit.map_err(|e| CacheError(e.to_string()))?.forget();
+            self.inner.raise_many(entries, ttl).await
+        }
+        async fn add(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
+            self.inner.add(key, value, ttl).await
+        }
+        async fn incr(&self, key: &str, delta: i64, ttl: Duration) -> Result<i64, CacheError> {
+            self.inner.incr(key, delta, ttl).await
+        }
+        async fn take(&self, key: &str) -> Result<Option<String>, CacheError> {
+            self.inner.take(key).await
+        }
+        async fn delete(&self, key: &str) -> Result<(), CacheError> {
+            self.inner.delete(key).await
+        }
+        async fn ping(&self) -> Result<(), CacheError> {
+            Ok(())
+        }
+        fn backend(&self) -> &'static str {
+            "gated"
+        }
+    }
+
+    /// A directory removed when the test ends, passed or not.
+    struct TempDir(std::path::PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn message(chat_id: i64, sender_id: i64, content: &str) -> PendingMessage {
+        PendingMessage {
+            chat_id,
+            sender_id,
+            content: content.to_owned(),
+            client_id: None,
+            reply_to: None,
+            created_at: chrono::Utc::now().naive_utc(),
+            sender: Some("writer".to_owned()),
+            mentions: None,
+            notify: Vec::new(),
+            attachments: None,
+        }
+    }
+
+    async fn batches_reach(writer: &MessageWriter, batches: u64) -> bool {
+        for _ in 0..500 {
+            if writer.stats().batches >= batches {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_next_batch_commits_while_the_previous_one_is_recorded_and_answered()
+    -> anyhow::Result<()> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos();
+        let dir = TempDir(
+            std::env::temp_dir().join(format!("chat-writer-{}-{nanos}", std::process::id())),
+        );
+        let url = DatabaseUrl::parse(&format!("sqlite://{}/chat.db", dir.0.display()))
+            .map_err(anyhow::Error::msg)?;
+        run_migrations(&url)?;
+        let options = PoolOptions {
+            max_size: 4,
+            timeout: Duration::from_secs(5),
+            sqlite_sync: SqliteSync::Normal,
+        };
+        let db = DbPool::connect(&url, options).await?;
+        let now = chrono::Utc::now().naive_utc();
+        let user = UserRow::insert(
+            &db,
+            NewUser {
+                username: "writer",
+                username_key: "writer",
+                email: "writer@example.com",
+                display_name: "Writer",
+                password_hash: "-",
+                is_admin: false,
+                created_at: now,
+            },
+        )
+        .await?;
+        let chat = NewChat {
+            kind: "group",
+            name: Some("batches"),
+            description: None,
+            visibility: "private",
+            direct_key: None,
+            created_by: Some(user.id),
+            created_at: now,
+            last_activity_at: now,
+            member_count: 1,
+        };
+        let (chat, _) = ChatRow::create(&db, chat, &[(user.id, "owner")]).await?;
+        let cache = Arc::new(Gated {
+            inner: MemoryCache::default(),
+            permits: Semaphore::new(0),
+        });
+        let writer = MessageWriter::start(
+            db.clone(),
+            Arc::new(MemoryBus::new()),
+            cache.clone(),
+            Arc::new(Metrics::new(false)?),
+        );
+
+        let first = writer.enqueue(message(chat.id, user.id, "first")).await?;
+        assert!(
+            batches_reach(&writer, 1).await,
+            "the first batch was not committed (or was counted only after its cache record)"
+        );
+        // Its cache record is held: the writer takes and commits the next batch anyway.
+        let second = writer.enqueue(message(chat.id, user.id, "second")).await?;
+        assert!(
+            batches_reach(&writer, 2).await,
+            "the second batch waited for the first one's cache round trip"
+        );
+        let mut first = std::pin::pin!(first.stored());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), &mut first)
+                .await
+                .is_err(),
+            "answered before the chat's newest seq was recorded"
+        );
+        cache.permits.add_permits(2);
+        let wait = Duration::from_secs(5);
+        let first = tokio::time::timeout(wait, first)
+            .await??
+            .ok_or_else(|| anyhow::anyhow!("first not stored"))?;
+        let second = tokio::time::timeout(wait, second.stored())
+            .await??
+            .ok_or_else(|| anyhow::anyhow!("second not stored"))?;
+        assert_eq!(second.seq, first.seq + 1);
+        let newest = cache.get(&keys::history_last(chat.id)).await?;
+        assert_eq!(newest, Some(second.seq.to_string()));
+        drop((writer, db, dir));
+        Ok(())
     }
 }

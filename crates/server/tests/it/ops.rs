@@ -373,6 +373,8 @@ async fn metrics_show_sockets_deliveries_the_pool_and_redis(
         series(&text, "chat_message_commit_duration_seconds_count")?,
         batches
     );
+    // Recorded before a batch's senders are answered.
+    assert_eq!(series(&text, "chat_message_answer_seconds_count")?, batches);
     // Recorded once the batch is published, which may be a moment after delivery.
     let published = series(&text, "chat_message_publish_duration_seconds_count")?;
     assert!(published == batches || published == batches - 1.0);
