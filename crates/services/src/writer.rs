@@ -294,7 +294,7 @@ struct Stages {
 struct Committed {
     jobs: Vec<Job>,
     outcome: Result<Vec<Stored>, DbError>,
-    /// When the transaction ended.
+    /// When the writer handed it on, right after its transaction.
     at: Instant,
 }
 
@@ -620,9 +620,15 @@ mod tests {
         false
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_next_batch_commits_while_the_previous_one_is_recorded_and_answered()
-    -> anyhow::Result<()> {
+    /// A migrated SQLite database in a directory of its own, with one user in one group.
+    struct Fixture {
+        db: DbPool,
+        user: i64,
+        chat: i64,
+        _dir: TempDir,
+    }
+
+    async fn fixture(pool_size: u32, timeout: Duration) -> anyhow::Result<Fixture> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_nanos();
@@ -633,8 +639,8 @@ mod tests {
             .map_err(anyhow::Error::msg)?;
         run_migrations(&url)?;
         let options = PoolOptions {
-            max_size: 4,
-            timeout: Duration::from_secs(5),
+            max_size: pool_size,
+            timeout,
             sqlite_sync: SqliteSync::Normal,
         };
         let db = DbPool::connect(&url, options).await?;
@@ -664,6 +670,23 @@ mod tests {
             member_count: 1,
         };
         let (chat, _) = ChatRow::create(&db, chat, &[(user.id, "owner")]).await?;
+        Ok(Fixture {
+            db,
+            user: user.id,
+            chat: chat.id,
+            _dir: dir,
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_next_batch_commits_while_the_previous_one_is_recorded_and_answered()
+    -> anyhow::Result<()> {
+        let Fixture {
+            db,
+            user,
+            chat,
+            _dir,
+        } = fixture(4, Duration::from_secs(5)).await?;
         let cache = Arc::new(Gated {
             inner: MemoryCache::default(),
             permits: Semaphore::new(0),
@@ -675,13 +698,13 @@ mod tests {
             Arc::new(Metrics::new(false)?),
         );
 
-        let first = writer.enqueue(message(chat.id, user.id, "first")).await?;
+        let first = writer.enqueue(message(chat, user, "first")).await?;
         assert!(
             batches_reach(&writer, 1).await,
             "the first batch was not committed (or was counted only after its cache record)"
         );
         // Its cache record is held: the writer takes and commits the next batch anyway.
-        let second = writer.enqueue(message(chat.id, user.id, "second")).await?;
+        let second = writer.enqueue(message(chat, user, "second")).await?;
         assert!(
             batches_reach(&writer, 2).await,
             "the second batch waited for the first one's cache round trip"
@@ -702,9 +725,46 @@ mod tests {
             .await??
             .ok_or_else(|| anyhow::anyhow!("second not stored"))?;
         assert_eq!(second.seq, first.seq + 1);
-        let newest = cache.get(&keys::history_last(chat.id)).await?;
+        let newest = cache.get(&keys::history_last(chat)).await?;
         assert_eq!(newest, Some(second.seq.to_string()));
-        drop((writer, db, dir));
+        drop((writer, db, _dir));
+        Ok(())
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_that_cannot_commit_answers_its_sender_with_an_error_and_takes_no_seq()
+    -> anyhow::Result<()> {
+        let Fixture {
+            db,
+            user,
+            chat,
+            _dir,
+        } = fixture(1, Duration::from_millis(200)).await?;
+        let writer = MessageWriter::start(
+            db.clone(),
+            Arc::new(MemoryBus::new()),
+            Arc::new(MemoryCache::default()),
+            Arc::new(Metrics::new(false)?),
+        );
+        let DbPool::Sqlite(pool) = &db else {
+            anyhow::bail!("the fixture is SQLite");
+        };
+        // The pool's one connection is taken: the batch cannot get one and fails.
+        let held = pool.get().await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let wait = Duration::from_secs(5);
+        let refused = writer.enqueue(message(chat, user, "refused")).await?;
+        let answer = tokio::time::timeout(wait, refused.stored()).await?;
+        assert!(matches!(answer, Err(DbError::Unavailable(_))), "{answer:?}");
+        assert_eq!(writer.stats().failed_batches, 1);
+        drop(held);
+        // The next send takes the chat's first seq: the failed one left no gap.
+        let stored = writer.enqueue(message(chat, user, "stored")).await?;
+        let row = tokio::time::timeout(wait, stored.stored())
+            .await??
+            .ok_or_else(|| anyhow::anyhow!("not stored"))?;
+        assert_eq!(row.seq, 1);
+        assert_eq!(row.content, "stored");
+        // Nothing left in flight once the batch is published too.
+        assert!(writer.drained(tokio::time::Instant::now() + wait).await);
         Ok(())
     }
 }
