@@ -681,12 +681,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_next_batch_commits_while_the_previous_one_is_recorded_and_answered()
     -> anyhow::Result<()> {
-        let Fixture {
-            db,
-            user,
-            chat,
-            _dir,
-        } = fixture(4, Duration::from_secs(5)).await?;
+        let fixture = fixture(4, Duration::from_secs(5)).await?;
+        let (db, user, chat) = (fixture.db.clone(), fixture.user, fixture.chat);
         let cache = Arc::new(Gated {
             inner: MemoryCache::default(),
             permits: Semaphore::new(0),
@@ -727,18 +723,15 @@ mod tests {
         assert_eq!(second.seq, first.seq + 1);
         let newest = cache.get(&keys::history_last(chat)).await?;
         assert_eq!(newest, Some(second.seq.to_string()));
-        drop((writer, db, _dir));
+        drop((writer, db, fixture));
         Ok(())
     }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_batch_that_cannot_commit_answers_its_sender_with_an_error_and_takes_no_seq()
     -> anyhow::Result<()> {
-        let Fixture {
-            db,
-            user,
-            chat,
-            _dir,
-        } = fixture(1, Duration::from_millis(200)).await?;
+        let fixture = fixture(1, Duration::from_millis(200)).await?;
+        let (db, user, chat) = (fixture.db.clone(), fixture.user, fixture.chat);
         let writer = MessageWriter::start(
             db.clone(),
             Arc::new(MemoryBus::new()),
