@@ -23,7 +23,7 @@ use chat_services::auth::tokens::JwtKeys;
 use chat_services::history_cache::{HistoryCache, NewestSeqs};
 use chat_services::lifecycle::Lifecycle;
 use chat_services::rate_limit::RateLimiter;
-use chat_services::writer::{MessageWriter, POSTGRES_WRITERS};
+use chat_services::writer::MessageWriter;
 use chat_services::{AppContext, AuthSettings, ChatSettings};
 use chat_ws::{Hub, HubLimits, WsSettings};
 use tracing_actix_web::TracingLogger;
@@ -81,7 +81,7 @@ pub async fn build_context(config: &Config) -> anyhow::Result<AppContext> {
             DbPool::connect(
                 &config.database_url,
                 PoolOptions {
-                    max_size: POSTGRES_WRITERS,
+                    max_size: config.db_writers,
                     timeout: config.database_timeout,
                     sqlite_sync: config.sqlite_sync,
                 },
@@ -94,7 +94,13 @@ pub async fn build_context(config: &Config) -> anyhow::Result<AppContext> {
         chat_services::metrics::Metrics::new(config.redis_url.is_some())
             .map_err(|e| anyhow::anyhow!("metrics registry: {e}"))?,
     );
-    let writer = MessageWriter::start(writer_db, bus.clone(), cache.clone(), metrics.clone());
+    let writer = MessageWriter::start(
+        writer_db,
+        config.db_writers,
+        bus.clone(),
+        cache.clone(),
+        metrics.clone(),
+    );
     Ok(AppContext {
         store: Store {
             db: db.clone(),

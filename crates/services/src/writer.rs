@@ -42,9 +42,10 @@ pub const MAX_BATCH_POSTGRES: usize = 256;
 /// 17 300/s with 4 096 (docs/benchmarks.md). Below saturation batches are what queued
 /// during the previous commit, far smaller.
 pub const MAX_BATCH_SQLITE: usize = 4096;
-/// Writers working in parallel on PostgreSQL, each committing its own batch (row locks
-/// keep each chat's seqs in order). SQLite has one write lock: one writer.
-pub const POSTGRES_WRITERS: u32 = 4;
+/// Writers working in parallel on PostgreSQL unless configured (`CHAT_DB_WRITERS`), each
+/// committing its own batch (row locks keep each chat's seqs in order). SQLite has one
+/// write lock: one writer.
+pub const DEFAULT_POSTGRES_WRITERS: u32 = 4;
 /// Sends waiting for a writer before senders wait to enqueue.
 const QUEUE: usize = 4096;
 /// Batches each of a writer's stages may be ahead of the next (committed ahead of
@@ -163,16 +164,18 @@ fn add_micros(counter: &AtomicU64, since: Instant) {
 }
 
 impl MessageWriter {
-    /// Starts the writer tasks (inside a tokio runtime). `cache` gets each chat's newest
-    /// seq after every commit (`history_last`, see [`crate::history_cache`]).
+    /// Starts the writer tasks (inside a tokio runtime): `postgres_writers` of them on
+    /// PostgreSQL (`db` should hold as many connections), one on SQLite. `cache` gets each
+    /// chat's newest seq after every commit (`history_last`, see [`crate::history_cache`]).
     pub fn start(
         db: DbPool,
+        postgres_writers: u32,
         bus: Arc<dyn EventBus>,
         cache: Arc<dyn Cache>,
         metrics: Arc<Metrics>,
     ) -> Self {
         let (writers, max_batch) = match db {
-            DbPool::Postgres(_) => (POSTGRES_WRITERS, MAX_BATCH_POSTGRES),
+            DbPool::Postgres(_) => (postgres_writers.max(1), MAX_BATCH_POSTGRES),
             DbPool::Sqlite(_) => (1, MAX_BATCH_SQLITE),
         };
         let stats = Arc::new(Counters::default());
@@ -689,6 +692,7 @@ mod tests {
         });
         let writer = MessageWriter::start(
             db.clone(),
+            DEFAULT_POSTGRES_WRITERS,
             Arc::new(MemoryBus::new()),
             cache.clone(),
             Arc::new(Metrics::new(false)?),
@@ -734,6 +738,7 @@ mod tests {
         let (db, user, chat) = (fixture.db.clone(), fixture.user, fixture.chat);
         let writer = MessageWriter::start(
             db.clone(),
+            DEFAULT_POSTGRES_WRITERS,
             Arc::new(MemoryBus::new()),
             Arc::new(MemoryCache::default()),
             Arc::new(Metrics::new(false)?),

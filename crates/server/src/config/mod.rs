@@ -18,6 +18,7 @@ use chat_db::files::{FilesConfig, S3Config};
 use chat_db::{DatabaseUrl, SqliteSync};
 use chat_services::TestHook;
 use chat_services::rate_limit::{self, Limit};
+use chat_services::writer::DEFAULT_POSTGRES_WRITERS;
 use chat_ws::{FrameBudget, HandshakeHook};
 
 /// Deployment environment.
@@ -76,6 +77,9 @@ pub struct Config {
     /// their publishers, the broker subscriber and the socket hub's router (0: the main
     /// thread runs them).
     pub background_threads: usize,
+    /// `CHAT_DB_WRITERS`: message writers committing batches in parallel on PostgreSQL
+    /// (each with its own connection; SQLite always has one).
+    pub db_writers: u32,
     /// `CHAT_HISTORY_CACHE_MB`: rendered history kept in memory, in bytes (0: none).
     pub history_cache_bytes: usize,
     /// `CHAT_PRESENCE_HEARTBEAT`: how often this instance renews its presence (it counts
@@ -280,6 +284,7 @@ impl Config {
         let default_workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let workers = r.number("CHAT_WORKERS", default_workers, 1..=256)?;
         let background_threads = r.number("CHAT_BACKGROUND_THREADS", default_workers, 0..=256)?;
+        let db_writers = r.number("CHAT_DB_WRITERS", DEFAULT_POSTGRES_WRITERS, 1..=64)?;
         let history_cache_mb: usize = r.number("CHAT_HISTORY_CACHE_MB", 64, 0..=65_536)?;
         let sqlite_sync = r.choice(
             "CHAT_SQLITE_SYNCHRONOUS",
@@ -370,6 +375,7 @@ impl Config {
             trust_proxy_headers,
             workers,
             background_threads,
+            db_writers,
             history_cache_bytes: history_cache_mb << 20,
             sqlite_sync,
             presence_heartbeat,
@@ -553,6 +559,7 @@ mod tests {
             ("CHAT_TRUST_PROXY_HEADERS", "x"),
             ("CHAT_WORKERS", "0"),
             ("CHAT_BACKGROUND_THREADS", "many"),
+            ("CHAT_DB_WRITERS", "0"),
             ("CHAT_HISTORY_CACHE_MB", "-1"),
             ("CHAT_HISTORY_CACHE_MB", "lots"),
             ("CHAT_WS_MAX_QUEUED_BYTES", "1GB!"),

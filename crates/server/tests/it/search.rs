@@ -44,6 +44,7 @@ async fn messages_are_found_by_their_words_ranked_and_paged(
         "a lazy dog sleeps",
         "quick quick quick",
         "viele grüße",
+        "Bonne ÉCOLE",
         "nothing to see",
     ] {
         send(&app, &ann, chat, text).await?;
@@ -72,6 +73,14 @@ async fn messages_are_found_by_their_words_ranked_and_paged(
         found(&app, &bob, &search("gr%C3%BC%C3%9Fe")).await?.0,
         ["viele grüße"]
     );
+    // Case is folded beyond ASCII, in the text and in the search words.
+    for q in ["%C3%A9cole", "%C3%89COLE"] {
+        assert_eq!(
+            found(&app, &bob, &search(q)).await?.0,
+            ["Bonne ÉCOLE"],
+            "{q}"
+        );
+    }
     // Punctuation and operators are separators, not syntax.
     assert_eq!(
         found(&app, &bob, &search("%22fox%22%20OR*")).await?.0,

@@ -128,9 +128,12 @@ impl MessageRow {
                     .execute(conn)
                     .await?;
             }
-            if sqlite {
-                // What the fast path's `index_for_search` does (PostgreSQL's index is
-                // a generated column: nothing to do there).
+            if !sqlite {
+                for message in &stored {
+                    conn.index_text(message.id, &message.content).await?;
+                }
+            } else {
+                // What the fast path's `index_for_search` does.
                 let ids: Vec<String> = results
                     .iter()
                     .filter_map(|r| r.as_ref().ok().and_then(Option::as_ref))

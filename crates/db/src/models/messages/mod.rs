@@ -11,6 +11,7 @@ mod queries;
 mod search;
 mod sqlite_batch;
 
+use search::SearchIndex;
 pub use search::SearchScope;
 
 use plan::{BatchPlan, Slot, batch_keys};

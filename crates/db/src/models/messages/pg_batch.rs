@@ -27,6 +27,8 @@ pub(super) struct StoreBatch<'a> {
     pub(super) created: Vec<NaiveDateTime>,
     pub(super) mentions: Vec<Option<&'a str>>,
     pub(super) attachments: Vec<Option<&'a str>>,
+    /// Each message's search entry, a `tsvector` literal ([`super::search::lexemes`]).
+    pub(super) words: Vec<String>,
 }
 
 impl QueryId for StoreBatch<'_> {
@@ -84,16 +86,19 @@ impl QueryFragment<Pg> for StoreBatch<'_> {
         out.push_bind_param::<Array<Nullable<Text>>, _>(&self.mentions)?;
         out.push_sql(", ");
         out.push_bind_param::<Array<Nullable<Text>>, _>(&self.attachments)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.words)?;
         // The mentions' rows are written by a second data-modifying CTE of the same
         // statement: no extra round trip, and only for messages that mention someone.
         out.push_sql(
             ") WITH ORDINALITY AS i(chat_id, sender_id, content, client_id, reply_to, \
-               created_at, mentions, attachments, ord)), \
+               created_at, mentions, attachments, words, ord)), \
              stored AS (INSERT INTO messages (chat_id, sender_id, seq, content, client_id, \
-               reply_to, created_at, mentions, attachments) \
+               reply_to, created_at, mentions, attachments, search) \
              SELECT i.chat_id, i.sender_id, \
                b.last_seq - b.n + row_number() OVER (PARTITION BY i.chat_id ORDER BY i.ord), \
-               i.content, i.client_id, i.reply_to, i.created_at, i.mentions, i.attachments \
+               i.content, i.client_id, i.reply_to, i.created_at, i.mentions, i.attachments, \
+               i.words::tsvector \
              FROM input i JOIN bumped b ON b.id = i.chat_id \
              RETURNING id, chat_id, sender_id, seq, content, client_id, reply_to, \
                created_at, edited_at, deleted_at, mentions, attachments), \
@@ -134,6 +139,7 @@ impl<'a> StoreBatch<'a> {
             created: Vec::new(),
             mentions: Vec::new(),
             attachments: Vec::new(),
+            words: Vec::new(),
         };
         for m in accepted {
             statement.chat_ids.push(m.chat_id);
@@ -144,6 +150,7 @@ impl<'a> StoreBatch<'a> {
             statement.created.push(m.created_at);
             statement.mentions.push(m.mentions);
             statement.attachments.push(m.attachments.map(|a| a.1));
+            statement.words.push(super::search::lexemes(m.content));
         }
         statement
     }

@@ -74,13 +74,17 @@ impl MessageRow {
         content: &str,
         now: NaiveDateTime,
     ) -> Result<Option<MessageRow>, DbError> {
-        with_conn!(pool, conn => {
-            Ok(diesel::update(messages::table.find(id).filter(messages::deleted_at.is_null()))
+        with_tx!(pool, conn => {
+            let edited = diesel::update(messages::table.find(id).filter(messages::deleted_at.is_null()))
                 .set((messages::content.eq(content), messages::edited_at.eq(now)))
                 .returning(MessageRow::as_returning())
                 .get_result(conn)
                 .await
-                .optional()?)
+                .optional()?;
+            if edited.is_some() {
+                conn.index_text(id, content).await?;
+            }
+            Ok::<_, DbError>(edited)
         })
     }
 
@@ -109,6 +113,7 @@ impl MessageRow {
             let Some(deleted) = deleted else {
                 return Ok(None);
             };
+            conn.index_text(id, "").await?;
             diesel::delete(message_reactions::table.filter(message_reactions::message_id.eq(id)))
                 .execute(conn)
                 .await?;

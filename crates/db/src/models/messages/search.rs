@@ -1,7 +1,7 @@
 //! Full-text search over message text, with each engine's own index: SQLite's FTS5
-//! table `messages_fts`, PostgreSQL's generated `messages.search` tsvector with a GIN
-//! index. Both are kept in step with sends, edits and deletions by the database itself
-//! (triggers; a generated column), so nothing in the write path changes.
+//! table `messages_fts` (kept in step with edits and deletions by triggers), and on
+//! PostgreSQL the `messages.search` tsvector with a GIN index, which every statement
+//! that writes a message's text also writes, from [`lexemes`].
 
 use diesel::sql_types::{BigInt, Text};
 
@@ -14,6 +14,79 @@ pub enum SearchScope {
     Chat(i64),
     /// Every chat the user is a member of now.
     MemberOf(i64),
+}
+
+/// PostgreSQL's longest lexeme, in bytes.
+const MAX_LEXEME_BYTES: usize = 2047;
+/// The most positions PostgreSQL keeps per lexeme, and the highest position.
+const MAX_POSITIONS: usize = 256;
+const MAX_POSITION: usize = 16_383;
+
+/// `text`'s entry in PostgreSQL's search index, as a `tsvector` literal: its runs of
+/// letters and digits, lower-cased, each with the positions where it occurs
+/// (`'fox':4 'quick':2,3`), so `ts_rank` still favours the messages most about a word.
+/// Words longer than a lexeme may be are left out. The server splits the text, not
+/// PostgreSQL's `to_tsvector`: it is the rule the search words follow
+/// ([`MessageRow::search`]) whatever the database's locale, and the text parser was ≈ 8 µs
+/// of PostgreSQL's CPU per stored message (docs/benchmarks.md).
+pub(crate) fn lexemes(text: &str) -> String {
+    let mut positions: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
+    let words = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty());
+    for (index, word) in words.enumerate() {
+        let word = word.to_lowercase();
+        if word.len() > MAX_LEXEME_BYTES {
+            continue;
+        }
+        let at = positions.entry(word).or_default();
+        if at.len() < MAX_POSITIONS {
+            at.push((index + 1).min(MAX_POSITION));
+        }
+    }
+    let mut literal = String::with_capacity(text.len() + 4 * positions.len());
+    for (word, at) in positions {
+        if !literal.is_empty() {
+            literal.push(' ');
+        }
+        // Letters and digits only: nothing in a word needs escaping inside the quotes.
+        literal.push('\'');
+        literal.push_str(&word);
+        literal.push_str("':");
+        for (i, position) in at.iter().enumerate() {
+            if i > 0 {
+                literal.push(',');
+            }
+            literal.push_str(&position.to_string());
+        }
+    }
+    literal
+}
+
+/// Keeping a message's search entry in step with a write of its text outside the batch
+/// statement (edits, deletions, the one-by-one path), on either engine.
+pub(crate) trait SearchIndex {
+    /// Indexes message `id` as holding `content` now.
+    async fn index_text(&mut self, id: i64, content: &str) -> QueryResult<()>;
+}
+
+impl SearchIndex for crate::PgConn {
+    async fn index_text(&mut self, id: i64, content: &str) -> QueryResult<()> {
+        diesel::sql_query("UPDATE messages SET search = $1::tsvector WHERE id = $2")
+            .bind::<Text, _>(lexemes(content))
+            .bind::<BigInt, _>(id)
+            .execute(self)
+            .await?;
+        Ok(())
+    }
+}
+
+impl SearchIndex for crate::SqliteConn {
+    /// Nothing: SQLite's triggers follow edits and deletions, and the one-by-one path
+    /// indexes its rows in one statement.
+    async fn index_text(&mut self, _id: i64, _content: &str) -> QueryResult<()> {
+        Ok(())
+    }
 }
 
 /// Whether a search word also matches longer words it begins.
@@ -59,14 +132,19 @@ impl MessageRow {
             DbPool::Postgres(_) => (
                 format!(
                     "SELECT m.id FROM messages m \
-                     WHERE m.search @@ to_tsquery('simple', $1) AND m.deleted_at IS NULL \
+                     WHERE m.search @@ $1::tsquery AND m.deleted_at IS NULL \
                      AND {within}$2{close} \
-                     ORDER BY ts_rank(m.search, to_tsquery('simple', $1)) DESC, m.id DESC \
+                     ORDER BY ts_rank(m.search, $1::tsquery) DESC, m.id DESC \
                      LIMIT $3 OFFSET $4"
                 ),
+                // Lexemes as the index holds them (lower-cased, see `lexemes`), quoted
+                // for the tsquery input: no text parser runs on either side.
                 words
                     .iter()
-                    .map(|w| format!("{w}{}", if is_prefix(w) { ":*" } else { "" }))
+                    .map(|w| {
+                        let w = w.to_lowercase();
+                        format!("'{w}'{}", if is_prefix(&w) { ":*" } else { "" })
+                    })
                     .collect::<Vec<_>>()
                     .join(" & "),
             ),
@@ -109,5 +187,33 @@ impl MessageRow {
             .filter_map(|id| by_id.remove(id))
             .map(|(message, sender)| MessageEntry { message, sender })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lexemes_are_lower_cased_words_with_their_positions() {
+        assert_eq!(
+            lexemes("The quick, QUICK fox!"),
+            "'fox':4 'quick':2,3 'the':1"
+        );
+        assert_eq!(
+            lexemes("Grüße aus ÉCOLE-42"),
+            "'42':4 'aus':2 'grüße':1 'école':3"
+        );
+        assert_eq!(lexemes(" ... "), "");
+    }
+
+    #[test]
+    fn lexemes_stay_within_what_postgresql_accepts() {
+        let long = "a".repeat(MAX_LEXEME_BYTES + 1);
+        assert_eq!(lexemes(&format!("{long} ok")), "'ok':2");
+        let many = lexemes(&"x ".repeat(20_000));
+        assert_eq!(many.matches(',').count(), MAX_POSITIONS - 1);
+        let far = lexemes(&format!("{}y", "x ".repeat(20_000)));
+        assert!(far.ends_with("'y':16383"), "{far}");
     }
 }

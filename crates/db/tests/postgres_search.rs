@@ -1,0 +1,199 @@
+//! PostgreSQL's search column follows every write of a message's text: the batch
+//! statement, the one-by-one path a racing duplicate sends a batch down, edits and
+//! deletions. Runs against the real server at `CHAT_TEST_POSTGRES_URL` (default: the
+//! local one), in a database of its own that it drops.
+
+use std::time::Duration;
+
+use chat_db::models::{ChatRow, MessageRow, NewChat, NewMessage, NewUser, UserRow};
+use chat_db::{DatabaseUrl, DbError, DbPool, PoolOptions, SqliteSync, run_migrations};
+use diesel::QueryableByName;
+use diesel::sql_types::{BigInt, Text};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+fn admin_url() -> String {
+    std::env::var("CHAT_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A fresh database, dropped when the value goes.
+struct Database {
+    name: String,
+    url: String,
+}
+
+impl Database {
+    async fn create() -> anyhow::Result<Self> {
+        let admin = admin_url();
+        let name = format!("chat_db_search_{:016x}", rand::random::<u64>());
+        let mut conn = AsyncPgConnection::establish(&admin).await?;
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await?;
+        let base = admin
+            .rsplit_once('/')
+            .map_or(admin.as_str(), |(base, _)| base);
+        Ok(Database {
+            url: format!("{base}/{name}"),
+            name,
+        })
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let (admin, name) = (admin_url(), self.name.clone());
+        // Its own thread and runtime: the test's runtime may be shutting down.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let mut conn = AsyncPgConnection::establish(&admin).await?;
+                diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await?;
+                anyhow::Ok(())
+            })
+        })
+        .join();
+    }
+}
+
+#[derive(QueryableByName)]
+struct Search {
+    #[diesel(sql_type = Text)]
+    search: String,
+}
+
+/// The message's search column as PostgreSQL prints it.
+async fn search_of(url: &str, id: i64) -> anyhow::Result<String> {
+    let mut conn = AsyncPgConnection::establish(url).await?;
+    let row: Search = diesel::sql_query(
+        "SELECT coalesce(search::text, 'NULL') AS search FROM messages WHERE id = $1",
+    )
+    .bind::<BigInt, _>(id)
+    .get_result(&mut conn)
+    .await?;
+    Ok(row.search)
+}
+
+fn message<'a>(
+    chat: i64,
+    user: i64,
+    content: &'a str,
+    client_id: Option<&'a str>,
+) -> NewMessage<'a> {
+    NewMessage {
+        chat_id: chat,
+        sender_id: user,
+        content,
+        client_id,
+        reply_to: None,
+        created_at: chrono::Utc::now().naive_utc(),
+        mentions: None,
+        attachments: None,
+    }
+}
+
+fn stored(result: &Result<Option<MessageRow>, DbError>) -> anyhow::Result<i64> {
+    match result {
+        Ok(Some(row)) => Ok(row.id),
+        other => anyhow::bail!("not stored: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_write_of_a_message_text_writes_its_search_words() -> anyhow::Result<()> {
+    let database = Database::create().await?;
+    let url = DatabaseUrl::parse(&database.url).map_err(anyhow::Error::msg)?;
+    run_migrations(&url)?;
+    let options = PoolOptions {
+        max_size: 2,
+        timeout: Duration::from_secs(10),
+        sqlite_sync: SqliteSync::Full,
+    };
+    let db = DbPool::connect(&url, options).await?;
+    let now = chrono::Utc::now().naive_utc();
+    let user = UserRow::insert(
+        &db,
+        NewUser {
+            username: "ann",
+            username_key: "ann",
+            email: "ann@example.com",
+            display_name: "Ann",
+            password_hash: "-",
+            is_admin: false,
+            created_at: now,
+        },
+    )
+    .await?
+    .id;
+    let chat = NewChat {
+        kind: "group",
+        name: Some("search"),
+        description: None,
+        visibility: "private",
+        direct_key: None,
+        created_by: Some(user),
+        created_at: now,
+        last_activity_at: now,
+        member_count: 1,
+    };
+    let chat = ChatRow::create(&db, chat, &[(user, "owner")]).await?.0.id;
+
+    // The batch statement.
+    let results =
+        MessageRow::insert_batch(&db, &[message(chat, user, "The quick, QUICK Fox", None)]).await?;
+    let first = stored(&results[0])?;
+    assert_eq!(
+        search_of(&database.url, first).await?,
+        "'fox':4 'quick':2,3 'the':1"
+    );
+
+    // A duplicate the batch's look-up could not see (another connection's insert, still
+    // uncommitted) sends the batch down the one-by-one path once it commits.
+    let mut other = AsyncPgConnection::establish(&database.url).await?;
+    diesel::sql_query("BEGIN").execute(&mut other).await?;
+    diesel::sql_query(
+        "INSERT INTO messages (chat_id, sender_id, seq, content, client_id, created_at) \
+         VALUES ($1, $2, 1000000, 'held', 'k1', now())",
+    )
+    .bind::<BigInt, _>(chat)
+    .bind::<BigInt, _>(user)
+    .execute(&mut other)
+    .await?;
+    let racing = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            let batch = [
+                message(chat, user, "resent", Some("k1")),
+                message(chat, user, "Slow path WORDS", None),
+            ];
+            MessageRow::insert_batch(&db, &batch).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    diesel::sql_query("COMMIT").execute(&mut other).await?;
+    let results = racing.await??;
+    assert!(
+        matches!(results[0], Err(DbError::Conflict { .. })),
+        "{:?}",
+        results[0]
+    );
+    let slow = stored(&results[1])?;
+    assert_eq!(
+        search_of(&database.url, slow).await?,
+        "'path':2 'slow':1 'words':3"
+    );
+
+    // Edits write the new words, deletions none.
+    MessageRow::edit(&db, first, "Édité: new words", now).await?;
+    assert_eq!(
+        search_of(&database.url, first).await?,
+        "'new':2 'words':3 'édité':1"
+    );
+    MessageRow::soft_delete(&db, first, now).await?;
+    assert_eq!(search_of(&database.url, first).await?, "");
+    Ok(())
+}

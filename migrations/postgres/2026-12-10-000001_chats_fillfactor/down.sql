@@ -1,0 +1,1 @@
+ALTER TABLE chats RESET (fillfactor);

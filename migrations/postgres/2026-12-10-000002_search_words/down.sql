@@ -1,0 +1,4 @@
+ALTER TABLE messages DROP COLUMN search;
+ALTER TABLE messages
+    ADD COLUMN search tsvector GENERATED ALWAYS AS (to_tsvector('simple', content)) STORED;
+CREATE INDEX messages_search_idx ON messages USING GIN (search);
