@@ -66,6 +66,12 @@ struct Search {
     search: String,
 }
 
+#[derive(QueryableByName)]
+struct Id {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
 /// The message's search column as PostgreSQL prints it.
 async fn search_of(url: &str, id: i64) -> anyhow::Result<String> {
     let mut conn = AsyncPgConnection::establish(url).await?;
@@ -142,9 +148,17 @@ async fn every_write_of_a_message_text_writes_its_search_words() -> anyhow::Resu
     };
     let chat = ChatRow::create(&db, chat, &[(user, "owner")]).await?.0.id;
 
-    // The batch statement.
-    let results =
-        MessageRow::insert_batch(&db, &[message(chat, user, "The quick, QUICK Fox", None)]).await?;
+    // The batch statement; a word too long to index is left out, not an error.
+    let too_long = format!("{} kept", "a".repeat(2047));
+    let batch = [
+        message(chat, user, "The quick, QUICK Fox", None),
+        message(chat, user, &too_long, None),
+    ];
+    let results = MessageRow::insert_batch(&db, &batch).await?;
+    assert_eq!(
+        search_of(&database.url, stored(&results[1])?).await?,
+        "'kept':2"
+    );
     let first = stored(&results[0])?;
     assert_eq!(
         search_of(&database.url, first).await?,
@@ -174,6 +188,10 @@ async fn every_write_of_a_message_text_writes_its_search_words() -> anyhow::Resu
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !racing.is_finished(),
+        "the batch waits for the uncommitted duplicate"
+    );
     diesel::sql_query("COMMIT").execute(&mut other).await?;
     let results = racing.await??;
     assert!(
@@ -185,6 +203,21 @@ async fn every_write_of_a_message_text_writes_its_search_words() -> anyhow::Resu
     assert_eq!(
         search_of(&database.url, slow).await?,
         "'path':2 'slow':1 'words':3"
+    );
+
+    // What an instance of the previous version writes (no `search`) is indexed the old
+    // way by the migration's triggers, inserts and edits alike.
+    let held: Id = diesel::sql_query("SELECT id FROM messages WHERE client_id = 'k1'")
+        .get_result(&mut other)
+        .await?;
+    assert_eq!(search_of(&database.url, held.id).await?, "'held':1");
+    diesel::sql_query("UPDATE messages SET content = 'Edited the old way' WHERE id = $1")
+        .bind::<BigInt, _>(held.id)
+        .execute(&mut other)
+        .await?;
+    assert_eq!(
+        search_of(&database.url, held.id).await?,
+        "'edited':1 'old':3 'the':2 'way':4"
     );
 
     // Edits write the new words, deletions none.

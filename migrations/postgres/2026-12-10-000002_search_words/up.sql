@@ -5,3 +5,18 @@
 -- stored message, and the server's split is the one its search words use whatever the
 -- database's locale (docs/benchmarks.md). Rows stored before keep the vectors they have.
 ALTER TABLE messages ALTER COLUMN search DROP EXPRESSION;
+-- During a rolling upgrade an instance of the previous version still inserts and edits
+-- messages without writing `search`: these triggers fill it the old way for its rows.
+-- This version always writes it (an empty vector for a text without words), so for its
+-- inserts the WHEN condition is false and the function never runs.
+CREATE FUNCTION messages_search_fallback() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.search := to_tsvector('simple', NEW.content);
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER messages_search_on_insert BEFORE INSERT ON messages
+    FOR EACH ROW WHEN (NEW.search IS NULL) EXECUTE FUNCTION messages_search_fallback();
+CREATE TRIGGER messages_search_on_edit BEFORE UPDATE OF content ON messages
+    FOR EACH ROW WHEN (NEW.search IS NOT DISTINCT FROM OLD.search)
+    EXECUTE FUNCTION messages_search_fallback();

@@ -16,8 +16,9 @@ pub enum SearchScope {
     MemberOf(i64),
 }
 
-/// PostgreSQL's longest lexeme, in bytes.
-const MAX_LEXEME_BYTES: usize = 2047;
+/// The longest lexeme written, in bytes: one under PostgreSQL's 2 047, clear of its
+/// boundary (a literal it refuses would fail a whole batch).
+const MAX_LEXEME_BYTES: usize = 2046;
 /// The most positions PostgreSQL keeps per lexeme, and the highest position.
 const MAX_POSITIONS: usize = 256;
 const MAX_POSITION: usize = 16_383;
@@ -35,7 +36,7 @@ pub(crate) fn lexemes(text: &str) -> String {
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty());
     for (index, word) in words.enumerate() {
-        let word = word.to_lowercase();
+        let word = fold(word);
         if word.len() > MAX_LEXEME_BYTES {
             continue;
         }
@@ -61,6 +62,18 @@ pub(crate) fn lexemes(text: &str) -> String {
         }
     }
     literal
+}
+
+/// A word lower-cased the same way in the index and in searches: character by
+/// character (no word-final sigma, so a prefix folds like the word it begins), and `İ`
+/// to `i` (not `i` + a combining dot), as PostgreSQL and SQLite fold them.
+pub(crate) fn fold(word: &str) -> String {
+    word.chars()
+        .flat_map(|c| {
+            let lower = if c == '\u{130}' { 'i' } else { c };
+            lower.to_lowercase()
+        })
+        .collect()
 }
 
 /// Keeping a message's search entry in step with a write of its text outside the batch
@@ -142,7 +155,7 @@ impl MessageRow {
                 words
                     .iter()
                     .map(|w| {
-                        let w = w.to_lowercase();
+                        let w = fold(w);
                         format!("'{w}'{}", if is_prefix(&w) { ":*" } else { "" })
                     })
                     .collect::<Vec<_>>()
@@ -205,12 +218,20 @@ mod tests {
             "'42':4 'aus':2 'grüße':1 'école':3"
         );
         assert_eq!(lexemes(" ... "), "");
+        assert_eq!(lexemes("İSTANBUL ΟΔΥΣ"), "'istanbul':1 'οδυσ':2");
+        assert_eq!(
+            fold("ΟΔΥΣ"),
+            "οδυσ",
+            "a prefix folds like the word it begins"
+        );
     }
 
     #[test]
     fn lexemes_stay_within_what_postgresql_accepts() {
-        let long = "a".repeat(MAX_LEXEME_BYTES + 1);
+        let long = "a".repeat(2047);
         assert_eq!(lexemes(&format!("{long} ok")), "'ok':2");
+        let longest = "a".repeat(2046);
+        assert_eq!(lexemes(&longest), format!("'{longest}':1"));
         let many = lexemes(&"x ".repeat(20_000));
         assert_eq!(many.matches(',').count(), MAX_POSITIONS - 1);
         let far = lexemes(&format!("{}y", "x ".repeat(20_000)));
