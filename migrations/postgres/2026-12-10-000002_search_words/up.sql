@@ -7,8 +7,10 @@
 ALTER TABLE messages ALTER COLUMN search DROP EXPRESSION;
 -- During a rolling upgrade an instance of the previous version still inserts and edits
 -- messages without writing `search`: these triggers fill it the old way for its rows.
--- This version always writes it (an empty vector for a text without words), so for its
--- inserts the WHEN condition is false and the function never runs.
+-- This version's batch statement always writes it (an empty vector for a text without
+-- words), so for those inserts the WHEN condition is false and the function never runs;
+-- its edits, deletions and one-by-one inserts write `search` in a second statement, which
+-- overwrites what the trigger computed.
 CREATE FUNCTION messages_search_fallback() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     NEW.search := to_tsvector('simple', NEW.content);
