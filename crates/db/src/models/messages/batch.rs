@@ -128,11 +128,10 @@ impl MessageRow {
                     .execute(conn)
                     .await?;
             }
-            if !sqlite {
-                for message in &stored {
-                    conn.index_text(message.id, &message.content).await?;
-                }
-            } else {
+            for message in &stored {
+                conn.index_text(message.id, &message.content).await?;
+            }
+            if sqlite {
                 // What the fast path's `index_for_search` does.
                 let ids: Vec<String> = results
                     .iter()

@@ -3,6 +3,8 @@
 //! PostgreSQL the `messages.search` tsvector with a GIN index, which every statement
 //! that writes a message's text also writes, from [`lexemes`].
 
+use std::fmt::Write as _;
+
 use diesel::sql_types::{BigInt, Text};
 
 use super::*;
@@ -58,7 +60,8 @@ pub(crate) fn lexemes(text: &str) -> String {
             if i > 0 {
                 literal.push(',');
             }
-            literal.push_str(&position.to_string());
+            // Writing into a String cannot fail.
+            let _ = write!(literal, "{position}");
         }
     }
     literal
@@ -96,7 +99,7 @@ impl SearchIndex for crate::PgConn {
 
 impl SearchIndex for crate::SqliteConn {
     /// Nothing: SQLite's triggers follow edits and deletions, and the one-by-one path
-    /// indexes its rows in one statement.
+    /// indexes its rows in one FTS5 statement after this.
     async fn index_text(&mut self, _id: i64, _content: &str) -> QueryResult<()> {
         Ok(())
     }
