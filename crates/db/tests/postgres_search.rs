@@ -230,3 +230,85 @@ async fn every_write_of_a_message_text_writes_its_search_words() -> anyhow::Resu
     assert_eq!(search_of(&database.url, first).await?, "");
     Ok(())
 }
+
+#[derive(QueryableByName)]
+struct PlanLine {
+    #[diesel(sql_type = Text)]
+    #[diesel(column_name = "QUERY PLAN")]
+    line: String,
+}
+
+/// The generic plan of the batch statement on one connection of `pool`, with `chats`
+/// holding a thousand rows (a small deployment, and the benchmarks).
+async fn batch_plan(pool: &DbPool) -> anyhow::Result<String> {
+    let DbPool::Postgres(pool) = pool else {
+        anyhow::bail!("not a PostgreSQL pool");
+    };
+    let mut conn = pool.get().await?;
+    let (sql, types) = chat_db::models::store_batch_statement();
+    diesel::sql_query(format!("PREPARE store_batch ({types}) AS {sql}"))
+        .execute(&mut *conn)
+        .await?;
+    diesel::sql_query("SET plan_cache_mode = force_generic_plan")
+        .execute(&mut *conn)
+        .await?;
+    let at = r#"'{"2026-01-01 00:00:00"}'"#;
+    let lines: Vec<PlanLine> = diesel::sql_query(format!(
+        "EXPLAIN EXECUTE store_batch ('{{1}}', '{{1}}', {at}, '{{1}}', '{{1}}', '{{a}}', \
+         '{{NULL}}', '{{NULL}}', {at}, '{{NULL}}', '{{NULL}}', '{{\"''a'':1\"}}')"
+    ))
+    .load(&mut *conn)
+    .await?;
+    diesel::sql_query("DEALLOCATE store_batch; RESET plan_cache_mode")
+        .execute(&mut *conn)
+        .await
+        .ok();
+    Ok(lines
+        .into_iter()
+        .map(|l| l.line)
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
+/// The writers' connections read `chats` by its key in the batch statement's cached
+/// plan, however small the table: with PostgreSQL's default costs that plan reads the
+/// whole table, twice per batch (a small batch's plan then costs four times as much).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writers_batch_plan_reads_chats_by_key() -> anyhow::Result<()> {
+    let database = Database::create().await?;
+    let url = DatabaseUrl::parse(&database.url).map_err(anyhow::Error::msg)?;
+    run_migrations(&url)?;
+    let options = || PoolOptions {
+        max_size: 1,
+        timeout: Duration::from_secs(10),
+        sqlite_sync: SqliteSync::Full,
+    };
+    let mut admin = AsyncPgConnection::establish(&database.url).await?;
+    diesel::sql_query(
+        "INSERT INTO chats (kind, visibility, created_at, last_activity_at) \
+         SELECT 'group', 'public', now(), now() FROM generate_series(1, 1000)",
+    )
+    .execute(&mut admin)
+    .await?;
+
+    let writers = DbPool::connect_writers(&url, options()).await?;
+    let plan = batch_plan(&writers).await?;
+    assert!(
+        plan.contains("Index Scan using chats_pkey on chats"),
+        "the writers' plan should probe chats by key:\n{plan}"
+    );
+    assert!(
+        !plan.contains("Seq Scan on chats"),
+        "the writers' plan reads all of chats:\n{plan}"
+    );
+
+    // What the writers' session setting is for: an ordinary connection's plan of the
+    // same statement scans the table.
+    let ordinary = DbPool::connect(&url, options()).await?;
+    let plan = batch_plan(&ordinary).await?;
+    assert!(
+        plan.contains("Seq Scan on chats"),
+        "expected the default costs to scan chats:\n{plan}"
+    );
+    Ok(())
+}

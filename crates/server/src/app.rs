@@ -78,7 +78,7 @@ pub async fn build_context(config: &Config) -> anyhow::Result<AppContext> {
     // request workers made each batch statement wait for that worker (12 ms batches).
     let writer_db = match &db {
         DbPool::Postgres(_) => {
-            DbPool::connect(
+            DbPool::connect_writers(
                 &config.database_url,
                 PoolOptions {
                     max_size: config.db_writers,

@@ -15,7 +15,10 @@ pub use blocks::BlockRow;
 pub use chats::{ChatChanges, ChatListEntry, ChatRow, NewChat};
 pub use friendships::FriendshipRow;
 pub use memberships::{MemberEntry, MembershipRow};
-pub use messages::{HistoryRange, MessageEntry, MessageRow, NewMessage, SearchScope, mention_text};
+pub use messages::{
+    HistoryRange, MessageEntry, MessageRow, NewMessage, SearchScope, mention_text,
+    store_batch_statement,
+};
 pub use reactions::{ReactionOutcome, ReactionRow};
 pub use sessions::{NewSession, SessionRow};
 pub use users::{NewUser, UserChanges, UserRow};

@@ -12,6 +12,7 @@ mod search;
 mod sqlite_batch;
 
 use search::SearchIndex;
+pub use pg_batch::store_batch_statement;
 pub use search::SearchScope;
 
 use plan::{BatchPlan, Slot, batch_keys};

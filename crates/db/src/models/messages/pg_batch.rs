@@ -117,6 +117,18 @@ impl QueryFragment<Pg> for StoreBatch<'_> {
     }
 }
 
+/// The batch statement's SQL text and its parameters' types, as `PREPARE` takes them:
+/// for looking at its plan with `EXPLAIN EXECUTE` (an operator, and the test that its
+/// plan reads `chats` by key).
+pub fn store_batch_statement() -> (String, &'static str) {
+    let empty = StoreBatch::new(&[], std::iter::empty());
+    let text = diesel::debug_query::<Pg, _>(&empty).to_string();
+    let sql = text.split("-- binds").next().unwrap_or_default().trim().to_owned();
+    let types = "bigint[], bigint[], timestamp[], bigint[], bigint[], text[], text[], \
+                 bigint[], timestamp[], text[], text[], text[]";
+    (sql, types)
+}
+
 impl<'a> StoreBatch<'a> {
     /// The statement for the accepted messages of `batch` (the plan's bumps must
     /// count exactly those).
