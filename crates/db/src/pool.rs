@@ -37,8 +37,8 @@ pub(crate) const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA jour
 /// by key (chats by id, messages by their unique keys), and the batch statement is
 /// planned once, generically. With the default `random_page_cost` (4, a spinning disk's
 /// seek) that plan scans and hashes all of `chats` whenever the table is small (up to
-/// thousands of rows), twice per batch: 0.2 ms of a 12-message batch's 0.5 ms
-/// (docs/benchmarks.md, "The batch statement's plan"). At 1.1, the usual figure for
+/// thousands of rows), twice per batch: 0.2–0.3 ms more per batch, most of a small
+/// batch's time (docs/benchmarks.md, "The batch statement's plan"). At 1.1, the usual figure for
 /// SSDs and cached tables, the plan probes the primary key at every size.
 pub const WRITER_SESSION: &str = "SET random_page_cost = 1.1";
 

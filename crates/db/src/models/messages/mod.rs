@@ -11,8 +11,8 @@ mod queries;
 mod search;
 mod sqlite_batch;
 
-use search::SearchIndex;
 pub use pg_batch::store_batch_statement;
+use search::SearchIndex;
 pub use search::SearchScope;
 
 use plan::{BatchPlan, Slot, batch_keys};

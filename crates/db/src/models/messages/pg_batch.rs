@@ -15,7 +15,13 @@ use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamp};
 /// deadlock); messages are numbered in input order per chat from the bumped
 /// `last_seq`; a chat that is gone has no row to bump, so its messages are not
 /// inserted. Returns the stored rows.
-pub(super) struct StoreBatch<'a> {
+///
+/// `LINKS`: whether the statement also links attachments and writes mention rows. A
+/// batch without either (most are) runs the statement without those two
+/// data-modifying parts: PostgreSQL opens no `attachments` or `message_mentions`
+/// relation and index for it, a fixed cost of every execution. Two types, so diesel
+/// keeps each text prepared under its own key.
+pub(super) struct StoreBatch<'a, const LINKS: bool> {
     pub(super) bump_ids: Vec<i64>,
     pub(super) bump_counts: Vec<i64>,
     pub(super) bump_times: Vec<NaiveDateTime>,
@@ -31,12 +37,12 @@ pub(super) struct StoreBatch<'a> {
     pub(super) words: Vec<String>,
 }
 
-impl QueryId for StoreBatch<'_> {
-    type QueryId = StoreBatch<'static>;
+impl<const LINKS: bool> QueryId for StoreBatch<'_, LINKS> {
+    type QueryId = StoreBatch<'static, LINKS>;
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-impl Query for StoreBatch<'_> {
+impl<const LINKS: bool> Query for StoreBatch<'_, LINKS> {
     type SqlType = (
         BigInt,
         BigInt,
@@ -53,7 +59,7 @@ impl Query for StoreBatch<'_> {
     );
 }
 
-impl QueryFragment<Pg> for StoreBatch<'_> {
+impl<const LINKS: bool> QueryFragment<Pg> for StoreBatch<'_, LINKS> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_sql("WITH bump AS (SELECT * FROM unnest(");
         out.push_bind_param::<Array<BigInt>, _>(&self.bump_ids)?;
@@ -88,8 +94,6 @@ impl QueryFragment<Pg> for StoreBatch<'_> {
         out.push_bind_param::<Array<Nullable<Text>>, _>(&self.attachments)?;
         out.push_sql(", ");
         out.push_bind_param::<Array<Text>, _>(&self.words)?;
-        // The mentions' rows are written by a second data-modifying CTE of the same
-        // statement: no extra round trip, and only for messages that mention someone.
         out.push_sql(
             ") WITH ORDINALITY AS i(chat_id, sender_id, content, client_id, reply_to, \
                created_at, mentions, attachments, words, ord)), \
@@ -101,16 +105,24 @@ impl QueryFragment<Pg> for StoreBatch<'_> {
                i.words::tsvector \
              FROM input i JOIN bumped b ON b.id = i.chat_id \
              RETURNING id, chat_id, sender_id, seq, content, client_id, reply_to, \
-               created_at, edited_at, deleted_at, mentions, attachments), \
-             linked AS (UPDATE attachments a SET message_id = s.id FROM stored s \
+               created_at, edited_at, deleted_at, mentions, attachments)",
+        );
+        if LINKS {
+            // Attachments are linked and mentions' rows written by more data-modifying
+            // CTEs of the same statement: no extra round trip.
+            out.push_sql(
+                ", linked AS (UPDATE attachments a SET message_id = s.id FROM stored s \
                CROSS JOIN LATERAL json_array_elements(s.attachments::json) AS e(v) \
                WHERE s.attachments IS NOT NULL AND a.id = (e.v->>'id')::bigint \
                AND a.message_id IS NULL), \
              mentioned AS (INSERT INTO message_mentions (user_id, chat_id, seq, message_id) \
                SELECT u.id::bigint, s.chat_id, s.seq, s.id FROM stored s \
                CROSS JOIN LATERAL unnest(string_to_array(s.mentions, ',')) AS u(id) \
-               WHERE s.mentions IS NOT NULL) \
-             SELECT id, chat_id, sender_id, seq, content, client_id, reply_to, \
+               WHERE s.mentions IS NOT NULL)",
+            );
+        }
+        out.push_sql(
+            " SELECT id, chat_id, sender_id, seq, content, client_id, reply_to, \
                created_at, edited_at, deleted_at, mentions, attachments FROM stored",
         );
         Ok(())
@@ -121,15 +133,20 @@ impl QueryFragment<Pg> for StoreBatch<'_> {
 /// for looking at its plan with `EXPLAIN EXECUTE` (an operator, and the test that its
 /// plan reads `chats` by key).
 pub fn store_batch_statement() -> (String, &'static str) {
-    let empty = StoreBatch::new(&[], std::iter::empty());
+    let empty = StoreBatch::<true>::new(&[], std::iter::empty());
     let text = diesel::debug_query::<Pg, _>(&empty).to_string();
-    let sql = text.split("-- binds").next().unwrap_or_default().trim().to_owned();
+    let sql = text
+        .split("-- binds")
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
     let types = "bigint[], bigint[], timestamp[], bigint[], bigint[], text[], text[], \
                  bigint[], timestamp[], text[], text[], text[]";
     (sql, types)
 }
 
-impl<'a> StoreBatch<'a> {
+impl<'a, const LINKS: bool> StoreBatch<'a, LINKS> {
     /// The statement for the accepted messages of `batch` (the plan's bumps must
     /// count exactly those).
     pub(super) fn new<'b>(
@@ -235,7 +252,7 @@ mod pg_batch_tests {
         }
     }
 
-    fn sql(statement: &pg_batch::StoreBatch<'_>) -> String {
+    fn sql<const LINKS: bool>(statement: &pg_batch::StoreBatch<'_, LINKS>) -> String {
         let text = diesel::debug_query::<Pg, _>(statement).to_string();
         text.split("-- binds").next().unwrap_or_default().to_owned()
     }
@@ -247,14 +264,42 @@ mod pg_batch_tests {
         let one = [message(1, "a")];
         let many = [message(1, "a"), message(2, "b"), message(1, "c")];
         let at = NaiveDateTime::default();
-        let small = pg_batch::StoreBatch::new(&[(1, 1, at)], one.iter());
-        let large = pg_batch::StoreBatch::new(&[(1, 2, at), (2, 1, at)], many.iter());
+        let small = pg_batch::StoreBatch::<false>::new(&[(1, 1, at)], one.iter());
+        let large = pg_batch::StoreBatch::<false>::new(&[(1, 2, at), (2, 1, at)], many.iter());
         assert_eq!(sql(&small), sql(&large));
         assert!(sql(&small).contains("FOR UPDATE"));
-        const { assert!(<pg_batch::StoreBatch<'_> as QueryId>::HAS_STATIC_QUERY_ID) };
+        const { assert!(<pg_batch::StoreBatch<'_, false> as QueryId>::HAS_STATIC_QUERY_ID) };
         assert!(large.is_safe_to_cache_prepared(&Pg)?);
         assert_eq!(large.contents, ["a", "b", "c"], "input order kept");
         assert_eq!(large.bump_counts, [2, 1]);
+        Ok(())
+    }
+
+    /// A batch without attachments or mentions runs a statement that touches neither
+    /// table; the full one is another type, so diesel caches the two apart.
+    #[test]
+    fn the_statement_without_links_leaves_their_tables_alone() -> QueryResult<()> {
+        let one = [message(1, "a")];
+        let at = NaiveDateTime::default();
+        let plain = pg_batch::StoreBatch::<false>::new(&[(1, 1, at)], one.iter());
+        let full = pg_batch::StoreBatch::<true>::new(&[(1, 1, at)], one.iter());
+        for table in ["UPDATE attachments", "INSERT INTO message_mentions"] {
+            assert!(
+                !sql(&plain).contains(table),
+                "{table} in the plain statement"
+            );
+            assert!(
+                sql(&full).contains(table),
+                "{table} missing from the full one"
+            );
+        }
+        assert!(sql(&plain).ends_with("FROM stored"));
+        assert!(sql(&full).ends_with("FROM stored"));
+        assert!(plain.is_safe_to_cache_prepared(&Pg)? && full.is_safe_to_cache_prepared(&Pg)?);
+        assert_ne!(
+            std::any::TypeId::of::<<pg_batch::StoreBatch<'_, false> as QueryId>::QueryId>(),
+            std::any::TypeId::of::<<pg_batch::StoreBatch<'_, true> as QueryId>::QueryId>(),
+        );
         Ok(())
     }
 
