@@ -129,12 +129,18 @@ impl<const LINKS: bool> QueryFragment<Pg> for StoreBatch<'_, LINKS> {
     }
 }
 
-/// The batch statement's SQL text and its parameters' types, as `PREPARE` takes them:
-/// for looking at its plan with `EXPLAIN EXECUTE` (an operator, and the test that its
-/// plan reads `chats` by key).
-pub fn store_batch_statement() -> (String, &'static str) {
-    let empty = StoreBatch::<true>::new(&[], std::iter::empty());
-    let text = diesel::debug_query::<Pg, _>(&empty).to_string();
+/// The batch statement's SQL text (`links`: the variant that also links attachments and
+/// writes mention rows) and its parameters' types, as `PREPARE` takes them: for looking
+/// at its plan with `EXPLAIN EXECUTE` (an operator, and the test that its plan reads
+/// `chats` by key).
+pub fn store_batch_statement(links: bool) -> (String, &'static str) {
+    let text = if links {
+        let empty = StoreBatch::<true>::new(&[], std::iter::empty());
+        diesel::debug_query::<Pg, _>(&empty).to_string()
+    } else {
+        let empty = StoreBatch::<false>::new(&[], std::iter::empty());
+        diesel::debug_query::<Pg, _>(&empty).to_string()
+    };
     let sql = text
         .split("-- binds")
         .next()
