@@ -38,8 +38,8 @@ pub(crate) const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA jour
 /// planned once, generically. With the default `random_page_cost` (4, a spinning disk's
 /// seek) that plan scans and hashes all of `chats` whenever the table is small (up to
 /// thousands of rows), twice per batch: 0.2–0.3 ms more per batch, most of a small
-/// batch's time (docs/benchmarks.md, "The batch statement's plan"). At 1.1, the usual figure for
-/// SSDs and cached tables, the plan probes the primary key at every size.
+/// batch's time (docs/benchmarks.md, "The batch statement's plan"). At 1.1, the usual
+/// figure for SSDs and cached tables, the plan probes the primary key at every size.
 pub const WRITER_SESSION: &str = "SET random_page_cost = 1.1";
 
 /// How often the background thread copies the WAL back into the database.

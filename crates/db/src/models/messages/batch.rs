@@ -42,18 +42,7 @@ impl MessageRow {
                 };
                 let plan = BatchPlan::new(batch, existing);
                 // 2. Seq bumps and inserts in one statement.
-                let bumps = plan.bumps();
-                let links = plan
-                    .accepted(batch)
-                    .any(|m| m.mentions.is_some() || m.attachments.is_some());
-                let stored: Vec<MessageRow> = if links {
-                    let statement = pg_batch::StoreBatch::<true>::new(&bumps, plan.accepted(batch));
-                    statement.load(conn).await?
-                } else {
-                    let statement =
-                        pg_batch::StoreBatch::<false>::new(&bumps, plan.accepted(batch));
-                    statement.load(conn).await?
-                };
+                let stored = pg_batch::store(conn, &plan.bumps(), plan.accepted(batch)).await?;
                 // Each bumped chat's messages were all inserted, so its new last_seq is
                 // its highest stored seq; the plan numbers the slots from it.
                 let mut bumped: std::collections::BTreeMap<i64, i64> = Default::default();

@@ -129,6 +129,27 @@ impl<const LINKS: bool> QueryFragment<Pg> for StoreBatch<'_, LINKS> {
     }
 }
 
+/// Runs the batch statement for `accepted` (the plan's bumps must count exactly those):
+/// the variant that links attachments and writes mention rows only when one of them
+/// carries either. Returns the stored rows.
+pub(super) async fn store<'a, 'b>(
+    conn: &mut crate::PgConn,
+    bumps: &[(i64, i64, NaiveDateTime)],
+    accepted: impl Iterator<Item = &'b NewMessage<'a>> + Clone,
+) -> QueryResult<Vec<MessageRow>>
+where
+    'a: 'b,
+{
+    let links = accepted
+        .clone()
+        .any(|m| m.mentions.is_some() || m.attachments.is_some());
+    if links {
+        StoreBatch::<true>::new(bumps, accepted).load(conn).await
+    } else {
+        StoreBatch::<false>::new(bumps, accepted).load(conn).await
+    }
+}
+
 /// The batch statement's SQL text (`links`: the variant that also links attachments and
 /// writes mention rows) and its parameters' types, as `PREPARE` takes them: for looking
 /// at its plan with `EXPLAIN EXECUTE` (an operator, and the test that its plan reads

@@ -95,7 +95,7 @@ impl BatchPlan {
     pub(super) fn accepted<'b, 'a>(
         &'b self,
         batch: &'b [NewMessage<'a>],
-    ) -> impl Iterator<Item = &'b NewMessage<'a>> + 'b {
+    ) -> impl Iterator<Item = &'b NewMessage<'a>> + Clone + 'b {
         batch
             .iter()
             .zip(&self.accepted)
